@@ -1,0 +1,399 @@
+//! The canonical encoding of a kernel's state (the snapshot body) and the state hash.
+//!
+//! The layout is specified byte by byte in `docs/FORMAT.md`. Everything is little-endian and
+//! fixed-width; records, nodes and edges appear in ascending id order; nothing depends on
+//! capacity, memory layout or the order operations happened in, so identical states give
+//! identical bytes.
+
+use crate::command::Word;
+use crate::error::{Error, Resource, Result};
+use crate::fxp::Fxp;
+use crate::kernel::{full, MAX_DIM};
+use crate::kernel::{
+    Adj, Capacity, Config, EdgeSlot, IndexEntry, Kernel, Metric, NodeSlot, Row, EDGE_HAS_WEIGHT,
+    MAX_LABEL_LEN, MAX_META_LEN, NODE_HAS_RECORD, ROW_HAS_TAG,
+};
+
+/// First bytes of every encoding.
+pub const MAGIC: [u8; 4] = *b"VLRK";
+/// Version of the state encoding (see the version log in `docs/FORMAT.md`).
+pub const FORMAT_VERSION: u32 = 1;
+/// Domain tag hashed before the encoding: `BLAKE3(DOMAIN || encoding)` is the state hash.
+pub const STATE_HASH_DOMAIN: [u8; 16] = *b"valori-state-v1\0";
+
+const HEADER_LEN: usize = 4 + 4 + 4 + 1 + 8 * 3;
+const NODE_LEN: usize = 8 + 4 + 1 + 8 + 4;
+const EDGE_LEN: usize = 8 + 4 + 8 + 8 + 1 + 4;
+
+/// Where an encoding goes: a hasher, a buffer, or a counter.
+pub trait Sink {
+    /// Appends bytes.
+    fn put(&mut self, bytes: &[u8]);
+}
+
+impl Sink for blake3::Hasher {
+    fn put(&mut self, bytes: &[u8]) {
+        self.update(bytes);
+    }
+}
+
+#[cfg(feature = "alloc")]
+impl Sink for alloc::vec::Vec<u8> {
+    fn put(&mut self, bytes: &[u8]) {
+        self.extend_from_slice(bytes);
+    }
+}
+
+struct Count(u64);
+impl Sink for Count {
+    fn put(&mut self, bytes: &[u8]) {
+        self.0 += bytes.len() as u64;
+    }
+}
+
+struct SliceSink<'a> {
+    buf: &'a mut [u8],
+    pos: usize,
+}
+impl Sink for SliceSink<'_> {
+    fn put(&mut self, bytes: &[u8]) {
+        if let Some(dst) = self.buf.get_mut(self.pos..self.pos + bytes.len()) {
+            dst.copy_from_slice(bytes);
+        }
+        self.pos += bytes.len();
+    }
+}
+
+impl<'m> Kernel<'m> {
+    /// Streams the canonical encoding into `sink`.
+    pub fn encode_into<S: Sink>(&self, s: &mut S) {
+        s.put(&MAGIC);
+        s.put(&FORMAT_VERSION.to_le_bytes());
+        s.put(&self.config.dim.to_le_bytes());
+        s.put(&[self.config.metric as u8]);
+        s.put(&self.next_record.to_le_bytes());
+        s.put(&self.next_node.to_le_bytes());
+        s.put(&self.next_edge.to_le_bytes());
+        s.put(&(self.len() as u64).to_le_bytes());
+        for r in self.records() {
+            s.put(&r.id.to_le_bytes());
+            s.put(&[u8::from(r.tag.is_some())]);
+            s.put(&r.tag.unwrap_or(0).to_le_bytes());
+            s.put(&(r.meta.len() as u32).to_le_bytes());
+            s.put(r.meta);
+            for x in r.vector {
+                s.put(&x.0.to_le_bytes());
+            }
+        }
+        s.put(&(self.node_count() as u64).to_le_bytes());
+        for n in self.nodes() {
+            s.put(&n.id.to_le_bytes());
+            s.put(&n.kind.to_le_bytes());
+            s.put(&[u8::from(n.record.is_some())]);
+            s.put(&n.record.unwrap_or(0).to_le_bytes());
+            s.put(&(n.label.len() as u32).to_le_bytes());
+            s.put(n.label);
+        }
+        s.put(&(self.edge_count() as u64).to_le_bytes());
+        for e in self.edges() {
+            s.put(&e.id.to_le_bytes());
+            s.put(&e.kind.to_le_bytes());
+            s.put(&e.from.to_le_bytes());
+            s.put(&e.to.to_le_bytes());
+            s.put(&[u8::from(e.weight.is_some())]);
+            s.put(&e.weight.map_or(0, |w| w.0).to_le_bytes());
+        }
+    }
+
+    /// Length in bytes of the canonical encoding.
+    pub fn encoded_len(&self) -> u64 {
+        let mut c = Count(0);
+        self.encode_into(&mut c);
+        c.0
+    }
+
+    /// Writes the canonical encoding to `out`; returns its length. If `out` is too small,
+    /// `InsufficientSize` names the length needed and `out` is not written.
+    pub fn encode(&self, out: &mut [u8]) -> Result<usize> {
+        let needed = self.encoded_len();
+        if (out.len() as u64) < needed {
+            return Err(Error::InsufficientSize { needed });
+        }
+        let mut s = SliceSink { buf: out, pos: 0 };
+        self.encode_into(&mut s);
+        Ok(s.pos)
+    }
+
+    /// The canonical encoding as a new vector (the snapshot body).
+    #[cfg(feature = "alloc")]
+    pub fn to_bytes(&self) -> alloc::vec::Vec<u8> {
+        let mut v = alloc::vec::Vec::new();
+        self.encode_into(&mut v);
+        v
+    }
+
+    /// `BLAKE3(STATE_HASH_DOMAIN || canonical encoding)`. Streams; allocates nothing.
+    pub fn state_hash(&self) -> [u8; 32] {
+        let mut h = blake3::Hasher::new();
+        h.update(&STATE_HASH_DOMAIN);
+        self.encode_into(&mut h);
+        *h.finalize().as_bytes()
+    }
+
+    /// Decodes a canonical encoding into a new growable kernel.
+    #[cfg(feature = "alloc")]
+    pub fn from_bytes(bytes: &[u8]) -> Result<Kernel<'static>> {
+        let header = Header::read(&mut Reader::new(bytes))?;
+        let mut k = Kernel::new(header.config)?;
+        decode_body(&mut k, bytes)?;
+        Ok(k)
+    }
+
+    /// Decodes a canonical encoding into a new kernel in caller memory. A state that does not
+    /// fit `cap` is a `Full` error.
+    pub fn from_bytes_in(bytes: &[u8], cap: Capacity, mem: &'m mut [u8]) -> Result<Kernel<'m>> {
+        let header = Header::read(&mut Reader::new(bytes))?;
+        let mut k = Kernel::with_memory(header.config, cap, mem)?;
+        decode_body(&mut k, bytes)?;
+        Ok(k)
+    }
+}
+
+/// A bounds-checked cursor over hostile bytes.
+struct Reader<'a> {
+    bytes: &'a [u8],
+    pos: usize,
+}
+
+impl<'a> Reader<'a> {
+    fn new(bytes: &'a [u8]) -> Self {
+        Reader { bytes, pos: 0 }
+    }
+    fn remaining(&self) -> usize {
+        self.bytes.len() - self.pos
+    }
+    fn take(&mut self, n: usize, what: &'static str) -> Result<&'a [u8]> {
+        let s = self
+            .bytes
+            .get(self.pos..self.pos.saturating_add(n))
+            .ok_or(Error::corrupt(self.pos, what))?;
+        self.pos += n;
+        Ok(s)
+    }
+    fn array<const N: usize>(&mut self, what: &'static str) -> Result<[u8; N]> {
+        let mut a = [0u8; N];
+        a.copy_from_slice(self.take(N, what)?);
+        Ok(a)
+    }
+    fn u8(&mut self, what: &'static str) -> Result<u8> {
+        Ok(self.array::<1>(what)?[0])
+    }
+    fn u32(&mut self, what: &'static str) -> Result<u32> {
+        Ok(u32::from_le_bytes(self.array(what)?))
+    }
+    fn u64(&mut self, what: &'static str) -> Result<u64> {
+        Ok(u64::from_le_bytes(self.array(what)?))
+    }
+    /// A count of items at least `min_len` bytes each, checked against the bytes left.
+    fn count(&mut self, min_len: usize, what: &'static str) -> Result<usize> {
+        let at = self.pos;
+        let n = self.u64(what)?;
+        match usize::try_from(n) {
+            Ok(n) if n <= self.remaining() / min_len.max(1) => Ok(n),
+            _ => Err(Error::corrupt(at, "count exceeds the bytes that follow")),
+        }
+    }
+    /// A flag byte (0 or 1) and the u64 it guards, which must be 0 when the flag is clear.
+    fn optional_u64(&mut self, what: &'static str) -> Result<Option<u64>> {
+        let at = self.pos;
+        let flag = self.u8(what)?;
+        let v = self.u64(what)?;
+        match (flag, v) {
+            (1, v) => Ok(Some(v)),
+            (0, 0) => Ok(None),
+            _ => Err(Error::corrupt(at, "non-canonical optional field")),
+        }
+    }
+    /// A u32 length (at most `max`) and that many bytes.
+    fn bytes_max(&mut self, max: usize, what: &'static str) -> Result<&'a [u8]> {
+        let at = self.pos;
+        let len = self.u32(what)? as usize;
+        if len > max {
+            return Err(Error::corrupt(at, "length over the limit"));
+        }
+        self.take(len, what)
+    }
+    /// An id strictly above the previous one and below the counter.
+    fn id(&mut self, prev: Option<u64>, next: u64, what: &'static str) -> Result<u64> {
+        let at = self.pos;
+        let id = self.u64(what)?;
+        if prev.is_some_and(|p| id <= p) {
+            return Err(Error::corrupt(at, "ids not strictly ascending"));
+        }
+        if id >= next {
+            return Err(Error::corrupt(at, "id not below the id counter"));
+        }
+        Ok(id)
+    }
+}
+
+struct Header {
+    config: Config,
+    next_record: u64,
+    next_node: u64,
+    next_edge: u64,
+}
+
+impl Header {
+    fn read(r: &mut Reader<'_>) -> Result<Header> {
+        if r.array::<4>("magic")? != MAGIC {
+            return Err(Error::corrupt(0, "not a valori state encoding (bad magic)"));
+        }
+        if r.u32("version")? != FORMAT_VERSION {
+            return Err(Error::corrupt(4, "unsupported format version"));
+        }
+        let dim = r.u32("dimension")?;
+        if dim == 0 || dim > MAX_DIM {
+            return Err(Error::corrupt(8, "dimension out of range"));
+        }
+        let metric =
+            Metric::from_u8(r.u8("metric")?).ok_or(Error::corrupt(12, "unknown metric"))?;
+        Ok(Header {
+            config: Config { dim, metric },
+            next_record: r.u64("record counter")?,
+            next_node: r.u64("node counter")?,
+            next_edge: r.u64("edge counter")?,
+        })
+    }
+}
+
+/// Fills an empty kernel from `bytes`. Every length is checked against the bytes that follow
+/// before anything is reserved, so hostile input cannot trigger a large allocation.
+fn decode_body(k: &mut Kernel<'_>, bytes: &[u8]) -> Result<()> {
+    let mut r = Reader::new(bytes);
+    let h = Header::read(&mut r)?;
+    debug_assert_eq!(r.pos, HEADER_LEN);
+    k.next_record = h.next_record;
+    k.next_node = h.next_node;
+    k.next_edge = h.next_edge;
+    let dim = h.config.dim as usize;
+
+    let n = r.count(8 + 1 + 8 + 4 + 4 * dim, "record count")?;
+    k.index.reserve(n).map_err(full(Resource::Records))?;
+    k.rows.reserve(n).map_err(full(Resource::Records))?;
+    k.vectors
+        .reserve(n * dim)
+        .map_err(full(Resource::Records))?;
+    let mut prev = None;
+    for i in 0..n {
+        let id = r.id(prev, h.next_record, "record id")?;
+        prev = Some(id);
+        let tag = r.optional_u64("record tag")?;
+        let meta = r.bytes_max(MAX_META_LEN, "record metadata")?;
+        let vector = r.take(4 * dim, "record vector")?;
+        k.meta
+            .reserve(meta.len())
+            .map_err(full(Resource::MetadataBytes))?;
+        let meta_off = k.meta.len() as u64;
+        k.meta
+            .extend(meta.iter().copied())
+            .map_err(full(Resource::MetadataBytes))?;
+        k.vectors
+            .extend(vector.chunks_exact(4).map(Fxp::from_le))
+            .map_err(full(Resource::Records))?;
+        k.rows
+            .push(Row {
+                id,
+                tag: tag.unwrap_or(0),
+                meta_off,
+                meta_len: meta.len() as u32,
+                flags: if tag.is_some() { ROW_HAS_TAG } else { 0 },
+            })
+            .map_err(full(Resource::Records))?;
+        k.index
+            .push(IndexEntry { id, row: i as u64 })
+            .map_err(full(Resource::Records))?;
+    }
+
+    let n = r.count(NODE_LEN, "node count")?;
+    k.nodes.reserve(n).map_err(full(Resource::Nodes))?;
+    let mut prev = None;
+    for _ in 0..n {
+        let id = r.id(prev, h.next_node, "node id")?;
+        prev = Some(id);
+        let kind = r.u32("node kind")?;
+        let at = r.pos;
+        let record = r.optional_u64("node record")?;
+        if record.is_some_and(|rec| !k.contains(rec)) {
+            return Err(Error::corrupt(at, "node linked to a missing record"));
+        }
+        let label = r.bytes_max(MAX_LABEL_LEN, "node label")?;
+        k.labels
+            .reserve(label.len())
+            .map_err(full(Resource::LabelBytes))?;
+        let label_off = k.labels.len() as u64;
+        k.labels
+            .extend(label.iter().copied())
+            .map_err(full(Resource::LabelBytes))?;
+        k.nodes
+            .push(NodeSlot {
+                id,
+                record: record.unwrap_or(0),
+                label_off,
+                kind,
+                flags: if record.is_some() { NODE_HAS_RECORD } else { 0 },
+                label_len: label.len() as u32,
+                _pad: 0,
+            })
+            .map_err(full(Resource::Nodes))?;
+    }
+
+    let n = r.count(EDGE_LEN, "edge count")?;
+    k.edges.reserve(n).map_err(full(Resource::Edges))?;
+    k.out_adj.reserve(n).map_err(full(Resource::Edges))?;
+    k.in_adj.reserve(n).map_err(full(Resource::Edges))?;
+    let mut prev = None;
+    for _ in 0..n {
+        let id = r.id(prev, h.next_edge, "edge id")?;
+        prev = Some(id);
+        let kind = r.u32("edge kind")?;
+        let at = r.pos;
+        let from = r.u64("edge source")?;
+        let to = r.u64("edge target")?;
+        if k.node(from).is_none() || k.node(to).is_none() {
+            return Err(Error::corrupt(at, "edge between missing nodes"));
+        }
+        let at = r.pos;
+        let flag = r.u8("edge weight flag")?;
+        let weight = i32::from_le_bytes(r.array("edge weight")?);
+        if flag > 1 || (flag == 0 && weight != 0) {
+            return Err(Error::corrupt(at, "non-canonical optional field"));
+        }
+        k.edges
+            .push(EdgeSlot {
+                id,
+                from,
+                to,
+                kind,
+                flags: if flag == 1 { EDGE_HAS_WEIGHT } else { 0 },
+                weight,
+                _pad: 0,
+            })
+            .map_err(full(Resource::Edges))?;
+        k.out_adj
+            .push(Adj {
+                node: from,
+                edge: id,
+            })
+            .map_err(full(Resource::Edges))?;
+        k.in_adj
+            .push(Adj { node: to, edge: id })
+            .map_err(full(Resource::Edges))?;
+    }
+    k.out_adj.as_mut_slice().sort_unstable();
+    k.in_adj.as_mut_slice().sort_unstable();
+    if r.remaining() != 0 {
+        return Err(Error::corrupt(r.pos, "trailing bytes after the state"));
+    }
+    Ok(())
+}

@@ -1,0 +1,359 @@
+//! Commands: the only way to change a kernel's state, and the unit the engine logs.
+//!
+//! A [`Command`] borrows its data, so it can be built from caller buffers or decoded from a
+//! WAL record without copying or allocating. Vectors and id lists are [`Words`]: either a
+//! native slice or little-endian bytes as they arrived on the wire; both encode to the same
+//! bytes and compare equal when their values do.
+//!
+//! The wire encoding is postcard 1.x (specified in `docs/FORMAT.md`); [`Command::encode`] and
+//! [`Command::decode`] are the pinned entry points.
+
+use crate::error::{Error, Invalid, Result};
+use crate::fxp::Fxp;
+use core::fmt;
+use core::marker::PhantomData;
+use serde::de::{self, Deserialize, Deserializer, Visitor};
+use serde::ser::{Serialize, Serializer};
+
+/// A fixed-width value that travels as little-endian bytes.
+pub trait Word: Copy + PartialEq + fmt::Debug + 'static {
+    /// Encoded width in bytes.
+    const SIZE: usize;
+    /// The encoded bytes.
+    type Bytes: IntoIterator<Item = u8>;
+    /// Little-endian encoding.
+    fn to_le(self) -> Self::Bytes;
+    /// Reads one value from exactly `SIZE` little-endian bytes.
+    fn from_le(bytes: &[u8]) -> Self;
+}
+
+impl Word for Fxp {
+    const SIZE: usize = 4;
+    type Bytes = [u8; 4];
+    fn to_le(self) -> [u8; 4] {
+        self.0.to_le_bytes()
+    }
+    fn from_le(b: &[u8]) -> Self {
+        let mut a = [0u8; 4];
+        a.copy_from_slice(b.get(..4).unwrap_or(&[0; 4]));
+        Fxp(i32::from_le_bytes(a))
+    }
+}
+
+impl Word for u64 {
+    const SIZE: usize = 8;
+    type Bytes = [u8; 8];
+    fn to_le(self) -> [u8; 8] {
+        self.to_le_bytes()
+    }
+    fn from_le(b: &[u8]) -> Self {
+        let mut a = [0u8; 8];
+        a.copy_from_slice(b.get(..8).unwrap_or(&[0; 8]));
+        u64::from_le_bytes(a)
+    }
+}
+
+/// A borrowed list of words: native values, or little-endian bytes from an encoding.
+#[derive(Clone, Copy)]
+pub enum Words<'a, T: Word> {
+    /// Values in native representation.
+    Native(&'a [T]),
+    /// Little-endian bytes; the length is a multiple of `T::SIZE` (checked by [`Words::le`]).
+    Le(LeBytes<'a, T>),
+}
+
+/// Little-endian bytes whose length is a whole number of `T` words.
+#[derive(Clone, Copy)]
+pub struct LeBytes<'a, T> {
+    bytes: &'a [u8],
+    _word: PhantomData<T>,
+}
+
+/// A vector: `dim` Q16.16 components (or `n * dim` for a batch, row-major).
+pub type Vector<'a> = Words<'a, Fxp>;
+/// A list of ids or tags.
+pub type Ids<'a> = Words<'a, u64>;
+
+impl<'a, T: Word> Words<'a, T> {
+    /// An empty list.
+    pub const EMPTY: Self = Words::Native(&[]);
+
+    /// Wraps little-endian bytes; their length must be a multiple of the word size.
+    pub fn le(bytes: &'a [u8]) -> Result<Self> {
+        if bytes.len() % T::SIZE != 0 {
+            return Err(Error::InvalidInput(Invalid::BadEncoding));
+        }
+        Ok(Words::Le(LeBytes {
+            bytes,
+            _word: PhantomData,
+        }))
+    }
+
+    /// Number of words.
+    pub fn len(&self) -> usize {
+        match self {
+            Words::Native(s) => s.len(),
+            Words::Le(b) => b.bytes.len() / T::SIZE,
+        }
+    }
+
+    /// True when there are no words.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The word at `i`.
+    pub fn get(&self, i: usize) -> Option<T> {
+        match self {
+            Words::Native(s) => s.get(i).copied(),
+            Words::Le(b) => {
+                let start = i.checked_mul(T::SIZE)?;
+                b.bytes.get(start..start + T::SIZE).map(T::from_le)
+            }
+        }
+    }
+
+    /// The words in order.
+    pub fn iter(&self) -> WordsIter<'a, T> {
+        WordsIter {
+            words: *self,
+            next: 0,
+        }
+    }
+
+    /// The words `start..start + n` (clamped to the list).
+    pub fn slice(&self, start: usize, n: usize) -> Self {
+        let len = self.len();
+        let start = start.min(len);
+        let end = start.saturating_add(n).min(len);
+        match self {
+            Words::Native(s) => Words::Native(s.get(start..end).unwrap_or(&[])),
+            Words::Le(b) => Words::Le(LeBytes {
+                bytes: b.bytes.get(start * T::SIZE..end * T::SIZE).unwrap_or(&[]),
+                _word: PhantomData,
+            }),
+        }
+    }
+}
+
+/// Iterator over [`Words`].
+pub struct WordsIter<'a, T: Word> {
+    words: Words<'a, T>,
+    next: usize,
+}
+
+impl<T: Word> Iterator for WordsIter<'_, T> {
+    type Item = T;
+    fn next(&mut self) -> Option<T> {
+        let w = self.words.get(self.next)?;
+        self.next += 1;
+        Some(w)
+    }
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        let left = self.words.len().saturating_sub(self.next);
+        (left, Some(left))
+    }
+}
+
+impl<T: Word> ExactSizeIterator for WordsIter<'_, T> {}
+
+impl<'a, T: Word> From<&'a [T]> for Words<'a, T> {
+    fn from(s: &'a [T]) -> Self {
+        Words::Native(s)
+    }
+}
+
+impl<T: Word> PartialEq for Words<'_, T> {
+    fn eq(&self, other: &Self) -> bool {
+        self.len() == other.len() && self.iter().eq(other.iter())
+    }
+}
+
+impl<T: Word> fmt::Debug for Words<'_, T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_list().entries(self.iter()).finish()
+    }
+}
+
+// Serialised as a sequence of bytes: in postcard a `seq` of `u8` is a varint length followed
+// by the raw bytes, exactly the layout of `bytes`, which the deserialiser borrows. No buffer is
+// needed on either side, on any endianness.
+impl<T: Word> Serialize for Words<'_, T> {
+    fn serialize<S: Serializer>(&self, s: S) -> core::result::Result<S::Ok, S::Error> {
+        match self {
+            Words::Le(b) => s.serialize_bytes(b.bytes),
+            Words::Native(v) => s.collect_seq(LeByteIter {
+                words: v,
+                word: 0,
+                byte: 0,
+            }),
+        }
+    }
+}
+
+/// The little-endian bytes of native words, with an exact length (postcard needs it up front).
+struct LeByteIter<'a, T> {
+    words: &'a [T],
+    word: usize,
+    byte: usize,
+}
+
+impl<T: Word> Iterator for LeByteIter<'_, T> {
+    type Item = u8;
+    fn next(&mut self) -> Option<u8> {
+        let w = self.words.get(self.word)?;
+        let b = w.to_le().into_iter().nth(self.byte)?;
+        self.byte += 1;
+        if self.byte == T::SIZE {
+            self.byte = 0;
+            self.word += 1;
+        }
+        Some(b)
+    }
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        let left = (self.words.len() - self.word.min(self.words.len())) * T::SIZE - self.byte;
+        (left, Some(left))
+    }
+}
+
+impl<'de: 'a, 'a, T: Word> Deserialize<'de> for Words<'a, T> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> core::result::Result<Self, D::Error> {
+        struct V<T>(PhantomData<T>);
+        impl<'de, T: Word> Visitor<'de> for V<T> {
+            type Value = Words<'de, T>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                write!(f, "borrowed bytes, a multiple of {}", T::SIZE)
+            }
+            fn visit_borrowed_bytes<E: de::Error>(
+                self,
+                v: &'de [u8],
+            ) -> core::result::Result<Self::Value, E> {
+                Words::le(v).map_err(|_| E::invalid_length(v.len(), &self))
+            }
+        }
+        d.deserialize_bytes(V(PhantomData))
+    }
+}
+
+/// A state change. `Kernel::apply` is the only mutator; a command that fails changes nothing.
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub enum Command<'a> {
+    /// Insert one record. `id: None` takes the next automatic id.
+    Insert {
+        /// Caller-chosen id, or `None` for the next automatic id.
+        id: Option<u64>,
+        /// Optional tag, usable as a search filter.
+        tag: Option<u64>,
+        /// `dim` components.
+        #[serde(borrow)]
+        vector: Vector<'a>,
+        /// Metadata bytes (empty: none), at most [`crate::MAX_META_LEN`].
+        meta: &'a [u8],
+    },
+    /// Insert `n` records atomically. `vectors` holds `n * dim` components, row-major.
+    InsertBatch {
+        /// Empty for automatic ids (consecutive), else one id per vector.
+        #[serde(borrow)]
+        ids: Ids<'a>,
+        /// Empty for no tags, else one tag per vector.
+        #[serde(borrow)]
+        tags: Ids<'a>,
+        /// `n * dim` components.
+        #[serde(borrow)]
+        vectors: Vector<'a>,
+    },
+    /// Delete a record, the nodes linked to it and their edges.
+    Delete {
+        /// The record.
+        id: u64,
+    },
+    /// Replace a record's metadata (empty removes it).
+    SetMeta {
+        /// The record.
+        id: u64,
+        /// New metadata.
+        meta: &'a [u8],
+    },
+    /// Replace a record's tag.
+    SetTag {
+        /// The record.
+        id: u64,
+        /// New tag, or `None` to remove it.
+        tag: Option<u64>,
+    },
+    /// Create a graph node, optionally linked to a record.
+    CreateNode {
+        /// Caller-chosen id, or `None` for the next automatic id.
+        id: Option<u64>,
+        /// Application-defined kind.
+        kind: u32,
+        /// The linked record, which must exist.
+        record: Option<u64>,
+        /// Label bytes (empty: none), at most [`crate::MAX_LABEL_LEN`].
+        label: &'a [u8],
+    },
+    /// Delete a node and every edge into or out of it.
+    DeleteNode {
+        /// The node.
+        id: u64,
+    },
+    /// Create a directed edge between two existing nodes.
+    CreateEdge {
+        /// Caller-chosen id, or `None` for the next automatic id.
+        id: Option<u64>,
+        /// Application-defined kind.
+        kind: u32,
+        /// Source node.
+        from: u64,
+        /// Target node.
+        to: u64,
+        /// Optional weight.
+        weight: Option<Fxp>,
+    },
+    /// Delete an edge.
+    DeleteEdge {
+        /// The edge.
+        id: u64,
+    },
+}
+
+impl<'a> Command<'a> {
+    /// Length of [`Command::encode`]'s output.
+    pub fn encoded_len(&self) -> usize {
+        postcard::serialize_with_flavor(self, postcard::ser_flavors::Size::default()).unwrap_or(0)
+    }
+
+    /// Encodes into `out`, returning the length written. Too small: `InsufficientSize`.
+    pub fn encode(&self, out: &mut [u8]) -> Result<usize> {
+        let needed = self.encoded_len();
+        if out.len() < needed {
+            return Err(Error::InsufficientSize {
+                needed: needed as u64,
+            });
+        }
+        postcard::to_slice(self, out)
+            .map(|s| s.len())
+            .map_err(|_| Error::InsufficientSize {
+                needed: needed as u64,
+            })
+    }
+
+    /// Encodes into a new vector.
+    #[cfg(feature = "alloc")]
+    pub fn to_vec(&self) -> alloc::vec::Vec<u8> {
+        postcard::to_allocvec(self).unwrap_or_default()
+    }
+
+    /// Decodes exactly one command from `bytes` (trailing bytes are an error). Borrows from
+    /// `bytes`; never allocates; any byte string gives a command or a `Corrupt` error.
+    pub fn decode(bytes: &'a [u8]) -> Result<Command<'a>> {
+        match postcard::take_from_bytes::<Command<'a>>(bytes) {
+            Ok((cmd, [])) => Ok(cmd),
+            Ok((_, rest)) => Err(Error::corrupt(
+                bytes.len() - rest.len(),
+                "trailing bytes after the command",
+            )),
+            Err(_) => Err(Error::corrupt(0, "not a valid command encoding")),
+        }
+    }
+}

@@ -1,0 +1,311 @@
+//! The error vocabulary shared by every layer (kernel, engine, C, Python, HTTP).
+//!
+//! [`ErrorCode`] is the stable table: each code has a number (the C value) and a name (the
+//! Python exception stem and the HTTP error name). [`Error`] is the kernel's error, with the
+//! detail a user needs to fix the input.
+
+use core::fmt;
+
+/// A stable error class. The numeric values are part of the C ABI and never change.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[non_exhaustive]
+#[repr(u32)]
+pub enum ErrorCode {
+    /// An internal error (a bug in valori).
+    Internal = 1,
+    /// An API was used in a way its contract forbids (NULL pointer, closed handle).
+    Misuse = 2,
+    /// A value was not acceptable (NaN, out of range, k = 0, oversize metadata).
+    InvalidInput = 3,
+    /// A vector's length differs from the store's dimension.
+    Dimension = 4,
+    /// A fixed capacity (records, nodes, edges, bytes, id space) is exhausted.
+    Full = 5,
+    /// The referenced record, node or edge does not exist.
+    NotFound = 6,
+    /// An id supplied by the caller is already in use.
+    Exists = 7,
+    /// An output buffer is too small; the needed size is reported.
+    InsufficientSize = 8,
+    /// Stored or received bytes are damaged or not a valori encoding.
+    Corrupt = 9,
+    /// The database is held by another handle or process.
+    Busy = 10,
+    /// An operating-system I/O error.
+    Io = 11,
+    /// The handle refuses writes after an earlier write or fsync failed.
+    Poisoned = 12,
+}
+
+impl ErrorCode {
+    /// Every code, in numeric order.
+    pub const ALL: [ErrorCode; 12] = [
+        ErrorCode::Internal,
+        ErrorCode::Misuse,
+        ErrorCode::InvalidInput,
+        ErrorCode::Dimension,
+        ErrorCode::Full,
+        ErrorCode::NotFound,
+        ErrorCode::Exists,
+        ErrorCode::InsufficientSize,
+        ErrorCode::Corrupt,
+        ErrorCode::Busy,
+        ErrorCode::Io,
+        ErrorCode::Poisoned,
+    ];
+
+    /// The stable name of the code, e.g. `"InvalidInput"`.
+    pub const fn name(self) -> &'static str {
+        match self {
+            ErrorCode::Internal => "Internal",
+            ErrorCode::Misuse => "Misuse",
+            ErrorCode::InvalidInput => "InvalidInput",
+            ErrorCode::Dimension => "Dimension",
+            ErrorCode::Full => "Full",
+            ErrorCode::NotFound => "NotFound",
+            ErrorCode::Exists => "Exists",
+            ErrorCode::InsufficientSize => "InsufficientSize",
+            ErrorCode::Corrupt => "Corrupt",
+            ErrorCode::Busy => "Busy",
+            ErrorCode::Io => "Io",
+            ErrorCode::Poisoned => "Poisoned",
+        }
+    }
+
+    /// The numeric value (the C `VALORI_*` code).
+    pub const fn value(self) -> u32 {
+        self as u32
+    }
+}
+
+/// What kind of object an id names.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Object {
+    /// A vector record.
+    Record,
+    /// A graph node.
+    Node,
+    /// A graph edge.
+    Edge,
+}
+
+impl Object {
+    fn name(self) -> &'static str {
+        match self {
+            Object::Record => "record",
+            Object::Node => "node",
+            Object::Edge => "edge",
+        }
+    }
+}
+
+/// Which bounded resource ran out.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Resource {
+    /// Record slots.
+    Records,
+    /// Graph node slots.
+    Nodes,
+    /// Graph edge slots.
+    Edges,
+    /// Bytes for record metadata.
+    MetadataBytes,
+    /// Bytes for node labels.
+    LabelBytes,
+    /// Ids: the next automatic id would be `u64::MAX`, which is reserved.
+    Ids,
+    /// The allocator refused to grow a store.
+    Memory,
+}
+
+impl Resource {
+    fn name(self) -> &'static str {
+        match self {
+            Resource::Records => "record capacity",
+            Resource::Nodes => "node capacity",
+            Resource::Edges => "edge capacity",
+            Resource::MetadataBytes => "metadata byte capacity",
+            Resource::LabelBytes => "label byte capacity",
+            Resource::Ids => "id space",
+            Resource::Memory => "memory",
+        }
+    }
+}
+
+/// Why an input value was refused.
+#[derive(Clone, Copy, Debug, PartialEq)]
+#[non_exhaustive]
+pub enum Invalid {
+    /// A vector component is NaN or infinite.
+    NotFinite {
+        /// Index of the component in the vector (or flattened batch).
+        index: u32,
+        /// The value as given.
+        value: f64,
+    },
+    /// A vector component is outside `[-32768.0, 32767.99998]`.
+    OutOfRange {
+        /// Index of the component in the vector (or flattened batch).
+        index: u32,
+        /// The value as given.
+        value: f64,
+    },
+    /// `k` was 0.
+    ZeroK,
+    /// A vector that must be normalised (cosine metric) is all zeros.
+    ZeroVector,
+    /// Metadata longer than [`crate::MAX_META_LEN`].
+    MetadataTooLong {
+        /// Length given.
+        len: u64,
+    },
+    /// A node label longer than [`crate::MAX_LABEL_LEN`].
+    LabelTooLong {
+        /// Length given.
+        len: u64,
+    },
+    /// `u64::MAX` is reserved and cannot be used as an id.
+    ReservedId,
+    /// A batch has no vectors, or its id/tag lists do not match its vector count.
+    BatchShape,
+    /// The same id appears twice in one batch.
+    DuplicateInBatch {
+        /// The repeated id.
+        id: u64,
+    },
+    /// A dimension outside `1..=MAX_DIM`.
+    BadDimension {
+        /// Dimension given.
+        dim: u64,
+    },
+    /// An encoded vector or id list whose byte length is not a multiple of its word size.
+    BadEncoding,
+}
+
+/// The kernel's error type.
+#[derive(Clone, Copy, Debug, PartialEq)]
+#[non_exhaustive]
+pub enum Error {
+    /// An input value was refused; nothing changed.
+    InvalidInput(Invalid),
+    /// A vector has the wrong length; nothing changed.
+    Dimension {
+        /// The store's dimension.
+        expected: u32,
+        /// Components given.
+        got: u64,
+    },
+    /// A capacity is exhausted; nothing changed.
+    Full(Resource),
+    /// The referenced object does not exist; nothing changed.
+    NotFound(Object, u64),
+    /// A caller-supplied id is already in use; nothing changed.
+    Exists(Object, u64),
+    /// An output buffer is too small.
+    InsufficientSize {
+        /// Elements (or bytes, for byte buffers) needed.
+        needed: u64,
+    },
+    /// Bytes being decoded are damaged or not a valori encoding.
+    Corrupt {
+        /// Offset of the first byte found wrong.
+        offset: u64,
+        /// What was wrong there.
+        reason: &'static str,
+    },
+}
+
+impl Error {
+    /// The stable class of this error.
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            Error::InvalidInput(_) => ErrorCode::InvalidInput,
+            Error::Dimension { .. } => ErrorCode::Dimension,
+            Error::Full(_) => ErrorCode::Full,
+            Error::NotFound(..) => ErrorCode::NotFound,
+            Error::Exists(..) => ErrorCode::Exists,
+            Error::InsufficientSize { .. } => ErrorCode::InsufficientSize,
+            Error::Corrupt { .. } => ErrorCode::Corrupt,
+        }
+    }
+
+    pub(crate) const fn corrupt(offset: usize, reason: &'static str) -> Error {
+        Error::Corrupt {
+            offset: offset as u64,
+            reason,
+        }
+    }
+}
+
+impl fmt::Display for Invalid {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match *self {
+            Invalid::NotFinite { index, value } => write!(
+                f,
+                "component {index} is {value}: vectors must hold finite numbers"
+            ),
+            Invalid::OutOfRange { index, value } => write!(
+                f,
+                "component {index} is {value}: outside the Q16.16 range [-32768.0, 32767.99998]; scale the vector down"
+            ),
+            Invalid::ZeroK => f.write_str("k is 0: ask for at least one result"),
+            Invalid::ZeroVector => f.write_str(
+                "the vector is all zeros and cannot be normalised for the cosine metric",
+            ),
+            Invalid::MetadataTooLong { len } => write!(
+                f,
+                "metadata is {len} bytes; at most {} are allowed",
+                crate::MAX_META_LEN
+            ),
+            Invalid::LabelTooLong { len } => write!(
+                f,
+                "label is {len} bytes; at most {} are allowed",
+                crate::MAX_LABEL_LEN
+            ),
+            Invalid::ReservedId => f.write_str("id 18446744073709551615 (u64::MAX) is reserved"),
+            Invalid::BatchShape => f.write_str(
+                "a batch needs at least one vector, and its id and tag lists must be empty or one per vector",
+            ),
+            Invalid::DuplicateInBatch { id } => write!(f, "id {id} appears twice in the batch"),
+            Invalid::BadDimension { dim } => write!(
+                f,
+                "dimension {dim} is not supported; use 1..={}",
+                crate::MAX_DIM
+            ),
+            Invalid::BadEncoding => {
+                f.write_str("an encoded vector or id list has a length that is not a whole number of words")
+            }
+        }
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match *self {
+            Error::InvalidInput(ref why) => write!(f, "invalid input: {why}"),
+            Error::Dimension { expected, got } => write!(
+                f,
+                "wrong dimension: the store holds {expected}-dimensional vectors, got {got} components"
+            ),
+            Error::Full(r) => write!(
+                f,
+                "{} exhausted; delete entries or open with a larger capacity",
+                r.name()
+            ),
+            Error::NotFound(o, id) => write!(f, "{} {id} does not exist", o.name()),
+            Error::Exists(o, id) => write!(f, "{} {id} already exists", o.name()),
+            Error::InsufficientSize { needed } => {
+                write!(f, "output buffer too small: {needed} needed")
+            }
+            Error::Corrupt { offset, reason } => {
+                write!(f, "corrupt encoding at byte offset {offset}: {reason}")
+            }
+        }
+    }
+}
+
+#[cfg(feature = "std")]
+impl std::error::Error for Error {}
+
+/// Shorthand for kernel results.
+pub type Result<T, E = Error> = core::result::Result<T, E>;

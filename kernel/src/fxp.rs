@@ -1,0 +1,339 @@
+//! Q16.16 fixed point: conversion from floats at the edge, exact distances, normalisation.
+//!
+//! Conversion reads the IEEE-754 bit pattern and rounds with integer arithmetic, so it gives the
+//! same result with or without an FPU, on every target. Distances accumulate in 128-bit
+//! integers and are exact for every accepted input and every dimension up to
+//! [`crate::MAX_DIM`]: a squared difference is below 2^64, a product below 2^62 in magnitude, and
+//! 2^16 of either fit an `i128` with room to spare.
+
+use crate::error::{Error, Invalid, Result};
+use bytemuck::{Pod, Zeroable};
+
+/// Number of fractional bits.
+pub const FRAC_BITS: u32 = 16;
+/// The raw value of 1.0.
+pub const ONE: i32 = 1 << FRAC_BITS;
+/// Largest accepted input, `i32::MAX / 65536` (about 32767.99998).
+pub const MAX_F64: f64 = i32::MAX as f64 / ONE as f64;
+/// Smallest accepted input, `-32768.0`.
+pub const MIN_F64: f64 = -32768.0;
+
+/// A Q16.16 fixed-point number: the real value is `raw / 65536`.
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    Default,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Pod,
+    Zeroable,
+    serde::Serialize,
+    serde::Deserialize,
+)]
+#[repr(transparent)]
+pub struct Fxp(pub i32);
+
+impl Fxp {
+    /// 0.0
+    pub const ZERO: Fxp = Fxp(0);
+    /// 1.0
+    pub const ONE: Fxp = Fxp(ONE);
+
+    /// Converts an `f32`: finite and within `[-32768.0, 32767.99998]`, rounded to nearest with
+    /// ties away from zero. `index` names the component in the error.
+    pub fn from_f32(value: f32, index: u32) -> Result<Fxp> {
+        let bits = value.to_bits();
+        let negative = bits >> 31 == 1;
+        let exp = ((bits >> 23) & 0xff) as i32;
+        let man = u64::from(bits & 0x7f_ffff);
+        let value64 = f64::from(value);
+        if exp == 0xff {
+            return Err(Error::InvalidInput(Invalid::NotFinite {
+                index,
+                value: value64,
+            }));
+        }
+        // value = m * 2^(e - 150); raw = value * 2^16 = m * 2^(e - 134).
+        let (m, shift) = if exp == 0 {
+            (man, 1 - 134)
+        } else {
+            (man | 1 << 23, exp - 134)
+        };
+        scale(negative, m, shift).ok_or(Error::InvalidInput(Invalid::OutOfRange {
+            index,
+            value: value64,
+        }))
+    }
+
+    /// Converts an `f64` with the same rules as [`Fxp::from_f32`] (one rounding, from the
+    /// `f64` value itself).
+    pub fn from_f64(value: f64, index: u32) -> Result<Fxp> {
+        let bits = value.to_bits();
+        let negative = bits >> 63 == 1;
+        let exp = ((bits >> 52) & 0x7ff) as i32;
+        let man = bits & 0x000f_ffff_ffff_ffff;
+        if exp == 0x7ff {
+            return Err(Error::InvalidInput(Invalid::NotFinite { index, value }));
+        }
+        // value = m * 2^(e - 1075); raw = m * 2^(e - 1059).
+        let (m, shift) = if exp == 0 {
+            (man, 1 - 1059)
+        } else {
+            (man | 1 << 52, exp - 1059)
+        };
+        scale(negative, m, shift).ok_or(Error::InvalidInput(Invalid::OutOfRange { index, value }))
+    }
+
+    /// The value as `f64` (exact: every Q16.16 value is representable).
+    pub fn to_f64(self) -> f64 {
+        f64::from(self.0) / f64::from(ONE)
+    }
+}
+
+/// `±m * 2^shift` rounded to nearest, ties away from zero, if the exact value lies in
+/// `[-2^31, 2^31 - 1]` (the documented range; rounding can then not leave it).
+fn scale(negative: bool, m: u64, shift: i32) -> Option<Fxp> {
+    let limit: u128 = if negative { 1 << 31 } else { (1 << 31) - 1 };
+    let magnitude: u64 = if shift >= 0 {
+        // m < 2^53; any shift past 31 exceeds the range whatever m is (m > 0 here).
+        if shift > 31 {
+            return (m == 0).then_some(Fxp(0));
+        }
+        let v = u128::from(m) << shift;
+        if v > limit {
+            return None;
+        }
+        v as u64
+    } else {
+        let r = shift.unsigned_abs();
+        if r > 54 {
+            0 // m < 2^53 <= half of 2^r: rounds to zero
+        } else {
+            if u128::from(m) > limit << r {
+                return None;
+            }
+            (m + (1u64 << (r - 1))) >> r
+        }
+    };
+    // magnitude <= 2^31 here.
+    let signed = if negative {
+        -(magnitude as i64)
+    } else {
+        magnitude as i64
+    };
+    i32::try_from(signed).ok().map(Fxp)
+}
+
+/// Converts a slice of `f32` into `out` (same length) with per-component errors.
+pub fn convert_f32(input: &[f32], out: &mut [Fxp]) -> Result<()> {
+    if input.len() != out.len() {
+        return Err(Error::Dimension {
+            expected: u32::try_from(out.len()).unwrap_or(u32::MAX),
+            got: input.len() as u64,
+        });
+    }
+    for (i, (x, o)) in input.iter().zip(out.iter_mut()).enumerate() {
+        *o = Fxp::from_f32(*x, u32::try_from(i).unwrap_or(u32::MAX))?;
+    }
+    Ok(())
+}
+
+/// Exact squared Euclidean distance, in units of 2^-32.
+#[inline]
+pub fn l2_squared(a: &[Fxp], b: &[Fxp]) -> u128 {
+    let mut acc: u128 = 0;
+    for (x, y) in a.iter().zip(b) {
+        let d = (i64::from(x.0) - i64::from(y.0)).unsigned_abs();
+        // d < 2^32, so d * d < 2^64.
+        acc += u128::from(d * d);
+    }
+    acc
+}
+
+/// Exact inner product, in units of 2^-32.
+#[inline]
+pub fn inner_product(a: &[Fxp], b: &[Fxp]) -> i128 {
+    let mut acc: i128 = 0;
+    for (x, y) in a.iter().zip(b) {
+        // |x * y| <= 2^62 fits an i64.
+        acc += i128::from(i64::from(x.0) * i64::from(y.0));
+    }
+    acc
+}
+
+/// Exact sum of squares (the squared norm), in units of 2^-32.
+#[inline]
+pub fn norm_squared(a: &[Fxp]) -> u128 {
+    a.iter()
+        .map(|x| {
+            let m = u64::from(x.0.unsigned_abs());
+            u128::from(m * m)
+        })
+        .sum()
+}
+
+/// `floor(sqrt(norm_squared) * 2^16)`: the norm in units of 2^-32. Zero only for a zero vector.
+pub(crate) fn scaled_norm(norm_sq: u128) -> u128 {
+    // norm_sq < 2^78 for any accepted vector, so the shift cannot overflow.
+    (norm_sq << 32).isqrt()
+}
+
+/// Integer division rounding to nearest, ties away from zero. `d > 0`.
+pub(crate) fn div_round(n: i128, d: u128) -> i128 {
+    let d = d as i128; // d <= 2^55 for every caller
+    let q = (n.unsigned_abs() + (d as u128) / 2) / d as u128;
+    let q = q as i128;
+    if n < 0 {
+        -q
+    } else {
+        q
+    }
+}
+
+/// Normalises `v` in place to unit Euclidean length: `x_i <- round(x_i * 2^32 / r)` with
+/// `r = floor(sqrt(sum x^2) * 2^16)`. Integer-only and identical on every target.
+/// A zero vector is an error and is left unchanged.
+pub fn normalize(v: &mut [Fxp]) -> Result<()> {
+    let r = scaled_norm(norm_squared(v));
+    if r == 0 {
+        return Err(Error::InvalidInput(Invalid::ZeroVector));
+    }
+    for x in v.iter_mut() {
+        // |x| <= sqrt(sum) so the quotient is at most 2^16 (+1 for rounding): fits i32.
+        let q = div_round(i128::from(x.0) << 32, r);
+        x.0 = q as i32;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn conv(v: f32) -> i32 {
+        match Fxp::from_f32(v, 0) {
+            Ok(f) => f.0,
+            Err(e) => panic!("{v}: {e}"),
+        }
+    }
+
+    #[test]
+    fn documented_examples() {
+        assert_eq!(conv(1.0), 65536);
+        assert_eq!(conv(0.5), 32768);
+        assert_eq!(conv(0.75), 49152);
+        assert_eq!(conv(-1.5), -98304);
+        assert_eq!(conv(-32768.0), i32::MIN);
+        assert_eq!(conv(32767.998), 2147483520);
+        assert_eq!(conv(0.0), 0);
+        assert_eq!(conv(-0.0), 0);
+        assert_eq!(conv(f32::MIN_POSITIVE), 0);
+        assert_eq!(conv(1e-40), 0);
+    }
+
+    #[test]
+    fn ties_round_away_from_zero() {
+        // 2^-17 is exactly half a unit.
+        let half = f32::from_bits(((127 - 17) as u32) << 23);
+        assert_eq!(conv(half), 1);
+        assert_eq!(conv(-half), -1);
+        assert_eq!(conv(3.0 * half), 2); // 1.5 units
+        assert_eq!(conv(-3.0 * half), -2);
+        // just below half rounds to 0
+        let below = f32::from_bits(half.to_bits() - 1);
+        assert_eq!(conv(below), 0);
+        assert_eq!(Fxp::from_f64(2.5 / 65536.0, 0).map(|f| f.0), Ok(3));
+        assert_eq!(Fxp::from_f64(-2.5 / 65536.0, 0).map(|f| f.0), Ok(-3));
+    }
+
+    #[test]
+    fn rejects_non_finite_and_out_of_range() {
+        for (i, v) in [f32::NAN, f32::INFINITY, f32::NEG_INFINITY]
+            .into_iter()
+            .enumerate()
+        {
+            let e = Fxp::from_f32(v, i as u32);
+            assert!(
+                matches!(e, Err(Error::InvalidInput(Invalid::NotFinite { index, .. })) if index == i as u32),
+                "{v}: {e:?}"
+            );
+        }
+        for v in [32768.0f32, -32768.004, 1e9, -1e30, f32::MAX] {
+            assert!(
+                matches!(
+                    Fxp::from_f32(v, 7),
+                    Err(Error::InvalidInput(Invalid::OutOfRange { index: 7, .. }))
+                ),
+                "{v}"
+            );
+        }
+        // The range is checked on the exact value, before rounding.
+        assert_eq!(Fxp::from_f64(MAX_F64, 0).map(|f| f.0), Ok(i32::MAX));
+        assert!(Fxp::from_f64(32767.99999, 0).is_err());
+        assert_eq!(Fxp::from_f64(-32768.0, 0).map(|f| f.0), Ok(i32::MIN));
+        assert!(Fxp::from_f64(-32768.00001, 0).is_err());
+        assert!(Fxp::from_f64(f64::NAN, 0).is_err());
+        assert!(Fxp::from_f64(1e300, 0).is_err());
+        assert_eq!(Fxp::from_f64(1e-300, 0).map(|f| f.0), Ok(0));
+    }
+
+    #[test]
+    fn f32_agrees_with_f64_reference_on_a_sweep() {
+        // Reference: round-half-away on the exact f64 product (exact for f32 inputs).
+        let mut bits: u32 = 0x3000_0000;
+        while bits < 0x4700_0000 {
+            for sign in [0u32, 1 << 31] {
+                let v = f32::from_bits(bits | sign);
+                let exact = f64::from(v) * 65536.0;
+                let want = exact.abs().floor() + if exact.abs().fract() >= 0.5 { 1.0 } else { 0.0 };
+                let want = if exact < 0.0 { -want } else { want };
+                let got = Fxp::from_f32(v, 0)
+                    .map(|f| f64::from(f.0))
+                    .unwrap_or(f64::NAN);
+                if (-2147483648.0..=2147483647.0).contains(&want) {
+                    assert_eq!(got, want, "{v:e}");
+                } else {
+                    assert!(got.is_nan(), "{v:e}");
+                }
+            }
+            bits += 0x1357;
+        }
+    }
+
+    #[test]
+    fn distances_are_exact_at_the_extremes() {
+        let a = [Fxp(i32::MAX); 4];
+        let b = [Fxp(i32::MIN); 4];
+        let d = (u128::from(u32::MAX)) * u128::from(u32::MAX) * 4;
+        assert_eq!(l2_squared(&a, &b), d);
+        assert_eq!(inner_product(&b, &b), 4 * (1i128 << 62));
+        assert_eq!(inner_product(&a, &b), -4 * (i128::from(i32::MAX) << 31));
+        let big = [Fxp(i32::MIN); 65536];
+        let zero = [Fxp(0); 65536];
+        assert_eq!(l2_squared(&big, &zero), 65536u128 << 62);
+        assert_eq!(inner_product(&big, &big), 65536i128 << 62);
+    }
+
+    #[test]
+    fn normalize_is_unit_length_and_rejects_zero() {
+        let mut v = [Fxp(3 * ONE), Fxp(4 * ONE)];
+        assert_eq!(normalize(&mut v), Ok(()));
+        assert_eq!(v, [Fxp(39322), Fxp(52429)]); // 0.6, 0.8 rounded
+        let mut z = [Fxp(0); 3];
+        assert_eq!(
+            normalize(&mut z),
+            Err(Error::InvalidInput(Invalid::ZeroVector))
+        );
+        let mut one = [Fxp(i32::MIN), Fxp(0)];
+        assert_eq!(normalize(&mut one), Ok(()));
+        assert_eq!(one, [Fxp(-ONE), Fxp(0)]);
+        let mut tiny = [Fxp(1); 5];
+        assert_eq!(normalize(&mut tiny), Ok(()));
+        // 1/sqrt(5) = 0.4472135955 -> 29308.9 -> 29309
+        assert_eq!(tiny, [Fxp(29309); 5]);
+    }
+}

@@ -1,0 +1,310 @@
+//! Records: vectors with an optional tag and metadata.
+
+use super::{
+    arena_remove, full, resolve_id, Applied, IndexEntry, Kernel, Metric, Row, MAX_META_LEN,
+    ROW_HAS_TAG,
+};
+use crate::command::{Ids, Vector};
+use crate::error::{Error, Invalid, Object, Resource, Result};
+use crate::fxp::{self, Fxp};
+
+/// A record as stored.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RecordRef<'k> {
+    /// Its id.
+    pub id: u64,
+    /// Its tag, if any.
+    pub tag: Option<u64>,
+    /// Its metadata (empty if none).
+    pub meta: &'k [u8],
+    /// Its vector (normalised, under the cosine metric).
+    pub vector: &'k [Fxp],
+}
+
+impl<'m> Kernel<'m> {
+    /// Position of `id` in the index, or where it would go.
+    pub(crate) fn index_pos(&self, id: u64) -> core::result::Result<usize, usize> {
+        self.index.as_slice().binary_search_by_key(&id, |e| e.id)
+    }
+
+    fn row_of(&self, id: u64) -> Result<usize> {
+        self.index_pos(id)
+            .ok()
+            .and_then(|p| self.index.as_slice().get(p))
+            .map(|e| e.row as usize)
+            .ok_or(Error::NotFound(Object::Record, id))
+    }
+
+    fn row_ref(&self, row: usize) -> Option<RecordRef<'_>> {
+        let r = self.rows.as_slice().get(row)?;
+        let dim = self.config.dim as usize;
+        let vector = self.vectors.as_slice().get(row * dim..(row + 1) * dim)?;
+        let meta = self
+            .meta
+            .as_slice()
+            .get(r.meta_off as usize..r.meta_off as usize + r.meta_len as usize)?;
+        Some(RecordRef {
+            id: r.id,
+            tag: (r.flags & ROW_HAS_TAG != 0).then_some(r.tag),
+            meta,
+            vector,
+        })
+    }
+
+    /// The record with this id.
+    pub fn get(&self, id: u64) -> Option<RecordRef<'_>> {
+        self.row_ref(self.row_of(id).ok()?)
+    }
+
+    /// True when a record with this id exists.
+    pub fn contains(&self, id: u64) -> bool {
+        self.index_pos(id).is_ok()
+    }
+
+    /// All records in ascending id order.
+    pub fn records(&self) -> impl Iterator<Item = RecordRef<'_>> + '_ {
+        self.index
+            .as_slice()
+            .iter()
+            .filter_map(move |e| self.row_ref(e.row as usize))
+    }
+
+    fn check_vector(&self, v: &Vector<'_>) -> Result<()> {
+        if v.len() != self.config.dim as usize {
+            return Err(Error::Dimension {
+                expected: self.config.dim,
+                got: v.len() as u64,
+            });
+        }
+        if self.config.metric == Metric::Cosine && v.iter().all(|x| x.0 == 0) {
+            return Err(Error::InvalidInput(Invalid::ZeroVector));
+        }
+        Ok(())
+    }
+
+    /// Appends a row whose vector, tag and metadata fit (space reserved by the caller).
+    fn push_row(
+        &mut self,
+        id: u64,
+        tag: Option<u64>,
+        vector: Vector<'_>,
+        meta: &[u8],
+    ) -> Result<()> {
+        let dim = self.config.dim as usize;
+        let row = self.rows.len();
+        self.vectors
+            .extend(vector.iter())
+            .map_err(full(Resource::Records))?;
+        if self.config.metric == Metric::Cosine {
+            if let Some(v) = self.vectors.as_mut_slice().get_mut(row * dim..) {
+                fxp::normalize(v)?;
+            }
+        }
+        let meta_off = self.meta.len() as u64;
+        self.meta
+            .extend(meta.iter().copied())
+            .map_err(full(Resource::MetadataBytes))?;
+        self.rows
+            .push(Row {
+                id,
+                tag: tag.unwrap_or(0),
+                meta_off,
+                meta_len: meta.len() as u32,
+                flags: if tag.is_some() { ROW_HAS_TAG } else { 0 },
+            })
+            .map_err(full(Resource::Records))?;
+        let pos = self.index_pos(id).unwrap_or_else(|p| p);
+        self.index
+            .insert(
+                pos,
+                IndexEntry {
+                    id,
+                    row: row as u64,
+                },
+            )
+            .map_err(full(Resource::Records))?;
+        self.next_record = self.next_record.max(id + 1);
+        Ok(())
+    }
+
+    pub(super) fn insert(
+        &mut self,
+        id: Option<u64>,
+        tag: Option<u64>,
+        vector: Vector<'_>,
+        meta: &[u8],
+    ) -> Result<u64> {
+        self.check_vector(&vector)?;
+        if meta.len() > MAX_META_LEN {
+            return Err(Error::InvalidInput(Invalid::MetadataTooLong {
+                len: meta.len() as u64,
+            }));
+        }
+        let id = resolve_id(id, self.next_record, |i| self.contains(i), Object::Record)?;
+        self.reserve_records(1)?;
+        self.meta
+            .reserve(meta.len())
+            .map_err(full(Resource::MetadataBytes))?;
+        self.push_row(id, tag, vector, meta)?;
+        Ok(id)
+    }
+
+    fn reserve_records(&mut self, n: usize) -> Result<()> {
+        let words = n
+            .checked_mul(self.config.dim as usize)
+            .ok_or(Error::Full(Resource::Records))?;
+        self.index.reserve(n).map_err(full(Resource::Records))?;
+        self.rows.reserve(n).map_err(full(Resource::Records))?;
+        self.vectors.reserve(words).map_err(full(Resource::Records))
+    }
+
+    pub(super) fn insert_batch(
+        &mut self,
+        ids: Ids<'_>,
+        tags: Ids<'_>,
+        vectors: Vector<'_>,
+    ) -> Result<Applied> {
+        let dim = self.config.dim as usize;
+        if vectors.len() % dim != 0 {
+            return Err(Error::Dimension {
+                expected: self.config.dim,
+                got: vectors.len() as u64,
+            });
+        }
+        let n = vectors.len() / dim;
+        if n == 0 || !(ids.is_empty() || ids.len() == n) || !(tags.is_empty() || tags.len() == n) {
+            return Err(Error::InvalidInput(Invalid::BatchShape));
+        }
+        for i in 0..n {
+            self.check_vector(&vectors.slice(i * dim, dim))?;
+        }
+        self.reserve_records(n)?;
+        let first_id = if ids.is_empty() {
+            // n automatic ids next..next + n - 1, all below the reserved u64::MAX.
+            if (n as u64) > u64::MAX - self.next_record {
+                return Err(Error::Full(Resource::Ids));
+            }
+            self.next_record
+        } else {
+            self.check_batch_ids(ids)?;
+            ids.get(0).unwrap_or(0)
+        };
+        for i in 0..n {
+            let id = ids.get(i).unwrap_or(first_id + i as u64);
+            self.push_row(id, tags.get(i), vectors.slice(i * dim, dim), &[])?;
+        }
+        Ok(Applied::Batch {
+            first_id,
+            count: n as u64,
+        })
+    }
+
+    /// Explicit batch ids: none reserved, none in use, none repeated. The repeat check sorts a
+    /// copy in the index's reserved spare space, so it needs no allocator.
+    fn check_batch_ids(&mut self, ids: Ids<'_>) -> Result<()> {
+        for id in ids.iter() {
+            if id == u64::MAX {
+                return Err(Error::InvalidInput(Invalid::ReservedId));
+            }
+            if self.contains(id) {
+                return Err(Error::Exists(Object::Record, id));
+            }
+        }
+        let repeated = self
+            .index
+            .with_scratch(ids.len(), |scratch| {
+                for (slot, id) in scratch.iter_mut().zip(ids.iter()) {
+                    slot.id = id;
+                }
+                scratch.sort_unstable_by_key(|e| e.id);
+                scratch.windows(2).find_map(|w| match w {
+                    [a, b] if a.id == b.id => Some(a.id),
+                    _ => None,
+                })
+            })
+            .map_err(full(Resource::Records))?;
+        match repeated {
+            Some(id) => Err(Error::InvalidInput(Invalid::DuplicateInBatch { id })),
+            None => Ok(()),
+        }
+    }
+
+    pub(super) fn delete(&mut self, id: u64) -> Result<()> {
+        let pos = self
+            .index_pos(id)
+            .map_err(|_| Error::NotFound(Object::Record, id))?;
+        // Cascade: nodes linked to the record go, with their edges.
+        while let Some(node) = self.nodes_linked_to(id) {
+            self.delete_node(node)?;
+        }
+        let row = self.index.as_slice().get(pos).map_or(0, |e| e.row as usize);
+        let (meta_off, meta_len) = self
+            .rows
+            .as_slice()
+            .get(row)
+            .map_or((0, 0), |r| (r.meta_off, r.meta_len));
+        arena_remove(
+            &mut self.meta,
+            self.rows.as_mut_slice(),
+            meta_off,
+            meta_len,
+            |r| &mut r.meta_off,
+        );
+        let last = self.rows.len() - 1;
+        if row != last {
+            let moved = self.rows.as_slice().get(last).map_or(0, |r| r.id);
+            if let Ok(p) = self.index_pos(moved) {
+                if let Some(e) = self.index.as_mut_slice().get_mut(p) {
+                    e.row = row as u64;
+                }
+            }
+        }
+        let dim = self.config.dim as usize;
+        self.rows.swap_remove_chunk(row, 1);
+        self.vectors.swap_remove_chunk(row * dim, dim);
+        self.index.remove_range(pos, 1);
+        Ok(())
+    }
+
+    pub(super) fn set_meta(&mut self, id: u64, meta: &[u8]) -> Result<()> {
+        if meta.len() > MAX_META_LEN {
+            return Err(Error::InvalidInput(Invalid::MetadataTooLong {
+                len: meta.len() as u64,
+            }));
+        }
+        let row = self.row_of(id)?;
+        let (old_off, old_len) = self
+            .rows
+            .as_slice()
+            .get(row)
+            .map_or((0, 0), |r| (r.meta_off, r.meta_len));
+        self.meta
+            .reserve(meta.len().saturating_sub(old_len as usize))
+            .map_err(full(Resource::MetadataBytes))?;
+        arena_remove(
+            &mut self.meta,
+            self.rows.as_mut_slice(),
+            old_off,
+            old_len,
+            |r| &mut r.meta_off,
+        );
+        let off = self.meta.len() as u64;
+        self.meta
+            .extend(meta.iter().copied())
+            .map_err(full(Resource::MetadataBytes))?;
+        if let Some(r) = self.rows.as_mut_slice().get_mut(row) {
+            r.meta_off = off;
+            r.meta_len = meta.len() as u32;
+        }
+        Ok(())
+    }
+
+    pub(super) fn set_tag(&mut self, id: u64, tag: Option<u64>) -> Result<()> {
+        let row = self.row_of(id)?;
+        if let Some(r) = self.rows.as_mut_slice().get_mut(row) {
+            r.tag = tag.unwrap_or(0);
+            r.flags = if tag.is_some() { ROW_HAS_TAG } else { 0 };
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,57 @@
+//! # valori-kernel
+//!
+//! The deterministic state machine at the heart of Valori: fixed-point (Q16.16) vectors and a
+//! knowledge graph, changed only by [`Kernel::apply`] with a [`Command`], hashed with BLAKE3
+//! over a canonical little-endian encoding. The same commands give the same
+//! [`Kernel::state_hash`] on every CPU (x86, ARM, big-endian, WASM, Cortex-M).
+//!
+//! `no_std`. With default features off the kernel needs no allocator: its tables are carved
+//! from memory the caller provides ([`Kernel::with_memory`], sized by [`Kernel::mem_size`]).
+//! Feature `alloc` adds a growable kernel ([`Kernel::new`]); `std` (default) adds
+//! `std::error::Error`. Both kinds give the same hash for the same commands.
+//!
+//! ```
+//! use valori_kernel::{Command, Config, Fxp, Kernel, Metric};
+//!
+//! let mut k = Kernel::new(Config::new(2, Metric::L2)?)?;
+//! let v = [Fxp::from_f32(1.0, 0)?, Fxp::from_f32(0.5, 1)?];
+//! k.apply(&Command::Insert { id: None, tag: Some(7), vector: v[..].into(), meta: b"hello" })?;
+//! let hits = k.search_vec(&v, 10, None)?;
+//! assert_eq!(hits[0].id, 0);
+//! assert_eq!(hits[0].distance, 0);
+//! println!("{:02x?}", k.state_hash());
+//! # Ok::<(), valori_kernel::Error>(())
+//! ```
+//!
+//! The byte layout of the encoding and the hash are specified in `docs/FORMAT.md`; the
+//! determinism rules in `docs/DETERMINISM.md`.
+
+#![cfg_attr(not(feature = "std"), no_std)]
+#![cfg_attr(
+    test,
+    allow(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::panic,
+        clippy::indexing_slicing
+    )
+)]
+
+#[cfg(feature = "alloc")]
+extern crate alloc;
+
+mod codec;
+mod command;
+mod error;
+pub mod fxp;
+mod kernel;
+mod slab;
+
+pub use codec::{Sink, FORMAT_VERSION, MAGIC, STATE_HASH_DOMAIN};
+pub use command::{Command, Ids, LeBytes, Vector, Word, Words, WordsIter};
+pub use error::{Error, ErrorCode, Invalid, Object, Resource, Result};
+pub use fxp::Fxp;
+pub use kernel::{
+    Applied, Capacity, Config, Direction, Edge, Hit, Hop, Kernel, Metric, NodeRef, RecordRef,
+    MAX_DIM, MAX_LABEL_LEN, MAX_META_LEN,
+};
