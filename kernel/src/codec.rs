@@ -64,9 +64,69 @@ impl Sink for SliceSink<'_> {
     }
 }
 
+/// Block size of [`Chunked`]: large enough for BLAKE3's SIMD paths (several 1 KiB chunks per
+/// update) on hosts, small on bare metal where stack is scarce. Only speed depends on it.
+#[cfg(feature = "std")]
+const CHUNK: usize = 16 * 1024;
+#[cfg(not(feature = "std"))]
+const CHUNK: usize = 512;
+
+/// Gathers small writes into blocks before passing them on (BLAKE3 is far faster on large
+/// updates than on 4-byte ones).
+struct Chunked<'s, S: Sink> {
+    sink: &'s mut S,
+    buf: [u8; CHUNK],
+    len: usize,
+}
+
+impl<S: Sink> Chunked<'_, S> {
+    fn flush(&mut self) {
+        self.sink.put(self.buf.get(..self.len).unwrap_or(&[]));
+        self.len = 0;
+    }
+}
+
+impl<S: Sink> Chunked<'_, S> {
+    /// Appends components as little-endian `i32`s, a block at a time.
+    fn put_fxp(&mut self, v: &[Fxp]) {
+        let mut block = [0u8; 1024];
+        for part in v.chunks(block.len() / 4) {
+            for (dst, x) in block.chunks_exact_mut(4).zip(part) {
+                dst.copy_from_slice(&x.0.to_le_bytes());
+            }
+            self.put(block.get(..part.len() * 4).unwrap_or(&[]));
+        }
+    }
+}
+
+impl<S: Sink> Sink for Chunked<'_, S> {
+    fn put(&mut self, bytes: &[u8]) {
+        if self.len + bytes.len() > self.buf.len() {
+            self.flush();
+        }
+        match self.buf.get_mut(self.len..self.len + bytes.len()) {
+            Some(dst) => {
+                dst.copy_from_slice(bytes);
+                self.len += bytes.len();
+            }
+            None => self.sink.put(bytes),
+        }
+    }
+}
+
 impl<'m> Kernel<'m> {
     /// Streams the canonical encoding into `sink`.
-    pub fn encode_into<S: Sink>(&self, s: &mut S) {
+    pub fn encode_into<S: Sink>(&self, sink: &mut S) {
+        let mut s = Chunked {
+            sink,
+            buf: [0; CHUNK],
+            len: 0,
+        };
+        self.encode_chunked(&mut s);
+        s.flush();
+    }
+
+    fn encode_chunked<S: Sink>(&self, s: &mut Chunked<'_, S>) {
         s.put(&MAGIC);
         s.put(&FORMAT_VERSION.to_le_bytes());
         s.put(&self.config.dim.to_le_bytes());
@@ -81,9 +141,7 @@ impl<'m> Kernel<'m> {
             s.put(&r.tag.unwrap_or(0).to_le_bytes());
             s.put(&(r.meta.len() as u32).to_le_bytes());
             s.put(r.meta);
-            for x in r.vector {
-                s.put(&x.0.to_le_bytes());
-            }
+            s.put_fxp(r.vector);
         }
         s.put(&(self.node_count() as u64).to_le_bytes());
         for n in self.nodes() {

@@ -55,3 +55,8 @@ pub use kernel::{
     Applied, Capacity, Config, Direction, Edge, Hit, Hop, Kernel, Metric, NodeRef, RecordRef,
     MAX_DIM, MAX_LABEL_LEN, MAX_META_LEN,
 };
+
+/// The README's Rust examples, compiled and run as doc tests so they cannot drift.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+pub struct ReadmeDoctests;
