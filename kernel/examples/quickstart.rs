@@ -72,7 +72,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     let mut hops = [Hop::default(); 8];
     let n = k.traverse(0, 2, Direction::Outgoing, None, &mut hops)?;
-    println!("reachable from node 0 within 2 hops: {:?}", &hops[..n]);
+    println!(
+        "reachable from node 0 within 2 hops: {:?}",
+        hops.get(..n).unwrap_or(&[])
+    );
 
     let hash = hex(&k.state_hash());
     println!("state hash: {hash}");
