@@ -1,6 +1,8 @@
 //! Links the kernel into a `no_std`, `no_main` binary with no global allocator.
 #![no_std]
 #![no_main]
+// A bare-metal image has nowhere to return to: spinning is the intended end state.
+#![allow(clippy::empty_loop)]
 
 use core::panic::PanicInfo;
 use valori_kernel::{Capacity, Command, Config, Fxp, Hit, Kernel, Metric};
