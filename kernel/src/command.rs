@@ -80,7 +80,7 @@ impl<'a, T: Word> Words<'a, T> {
 
     /// Wraps little-endian bytes; their length must be a multiple of the word size.
     pub fn le(bytes: &'a [u8]) -> Result<Self> {
-        if bytes.len() % T::SIZE != 0 {
+        if !bytes.len().is_multiple_of(T::SIZE) {
             return Err(Error::InvalidInput(Invalid::BadEncoding));
         }
         Ok(Words::Le(LeBytes {

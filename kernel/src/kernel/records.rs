@@ -165,7 +165,7 @@ impl<'m> Kernel<'m> {
         vectors: Vector<'_>,
     ) -> Result<Applied> {
         let dim = self.config.dim as usize;
-        if vectors.len() % dim != 0 {
+        if !vectors.len().is_multiple_of(dim) {
             return Err(Error::Dimension {
                 expected: self.config.dim,
                 got: vectors.len() as u64,

@@ -1,0 +1,500 @@
+//! The engine handle: the write path (apply, log, durability), reads, checkpoints, export.
+
+use crate::error::{Error, Result};
+use crate::options::{Durability, Options};
+use crate::recovery::{self, SalvageReport};
+use crate::snapshot;
+use crate::storage::{FsStorage, LockGuard, Storage, StorageFile};
+use crate::wal::{self, Chain};
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use valori_kernel::{Applied, Command, Config, Direction, Edge, Fxp, Hit, Hop, Kernel, Words};
+
+/// In-memory state guarded by the state lock.
+pub(crate) struct State {
+    pub(crate) kernel: Kernel<'static>,
+    /// Last sequence number applied and handed to the log.
+    pub(crate) seq: u64,
+    /// Chain value after record `seq`.
+    pub(crate) chain: Chain,
+    /// Sequence number of the newest snapshot.
+    pub(crate) snapshot_seq: u64,
+    /// Bytes in the current WAL segment (written or pending).
+    pub(crate) segment_bytes: u64,
+}
+
+/// The log writer, guarded by the log lock. Records wait in `pending` until a flusher (the
+/// committing thread, or the group-commit leader) writes and syncs them.
+pub(crate) struct Log {
+    pub(crate) file: Option<Box<dyn StorageFile>>,
+    pub(crate) pending: Vec<u8>,
+    pub(crate) pending_seq: u64,
+    pub(crate) written_seq: u64,
+    pub(crate) synced_seq: u64,
+    pub(crate) flushing: bool,
+}
+
+/// A record read from the database (owned).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Record {
+    /// Its id.
+    pub id: u64,
+    /// Its tag.
+    pub tag: Option<u64>,
+    /// Its metadata (empty if none).
+    pub meta: Vec<u8>,
+    /// Its vector in Q16.16.
+    pub vector: Vec<Fxp>,
+}
+
+/// Everything another machine needs to rebuild this database's state and compare hashes:
+/// the newest snapshot's kernel encoding and the commands logged after it.
+#[derive(Clone, Debug)]
+pub struct Export {
+    /// Kernel state encoding (`docs/FORMAT.md` §3) at `base_seq`.
+    pub base_state: Vec<u8>,
+    /// Sequence number the base state includes.
+    pub base_seq: u64,
+    /// Encoded commands `base_seq + 1 ..= seq`, in order.
+    pub commands: Vec<Vec<u8>>,
+    /// The current state hash, which replay must reproduce.
+    pub state_hash: [u8; 32],
+}
+
+/// A durable Valori database: a directory holding a lock file, WAL segments and snapshots.
+///
+/// `Engine` is `Send + Sync`: share it (e.g. in an `Arc`); searches run concurrently, writes
+/// are serialised, and with [`Durability::GroupCommit`] concurrent writers share fsyncs.
+pub struct Engine {
+    pub(crate) dir: PathBuf,
+    pub(crate) storage: Arc<dyn Storage>,
+    pub(crate) options: Options,
+    pub(crate) state: RwLock<State>,
+    pub(crate) log: Mutex<Log>,
+    pub(crate) log_cv: Condvar,
+    pub(crate) poisoned: AtomicBool,
+    pub(crate) salvage: Option<SalvageReport>,
+    pub(crate) _lock: LockGuard,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine")
+            .field("dir", &self.dir)
+            .field("durability", &self.options.durability)
+            .field("poisoned", &self.poisoned.load(Ordering::SeqCst))
+            .finish()
+    }
+}
+
+impl Engine {
+    /// Opens (or creates) the database in directory `path`, recovering from the newest
+    /// snapshot and the WAL after it. A second opener gets [`Error::Busy`].
+    pub fn open(path: impl AsRef<Path>, options: Options) -> Result<Engine> {
+        Engine::open_with_storage(path, options, Arc::new(FsStorage))
+    }
+
+    /// [`Engine::open`] through a custom [`Storage`] (e.g. a simulated disk).
+    pub fn open_with_storage(
+        path: impl AsRef<Path>,
+        options: Options,
+        storage: Arc<dyn Storage>,
+    ) -> Result<Engine> {
+        recovery::open(path.as_ref(), options, storage)
+    }
+
+    /// The database directory.
+    pub fn path(&self) -> &Path {
+        &self.dir
+    }
+
+    /// What a salvage open found damaged (`None` if the database was intact or not opened
+    /// with [`Options::salvage`]).
+    pub fn salvage_report(&self) -> Option<&SalvageReport> {
+        self.salvage.as_ref()
+    }
+
+    fn check_usable(&self) -> Result<()> {
+        if self.poisoned.load(Ordering::SeqCst) {
+            Err(Error::Poisoned)
+        } else {
+            Ok(())
+        }
+    }
+
+    fn poison(&self) {
+        self.poisoned.store(true, Ordering::SeqCst);
+        self.log_cv.notify_all();
+    }
+
+    fn read_state(&self) -> Result<RwLockReadGuard<'_, State>> {
+        self.check_usable()?;
+        self.state.read().map_err(|_| Error::Poisoned)
+    }
+
+    fn write_state(&self) -> Result<RwLockWriteGuard<'_, State>> {
+        if self.salvage.is_some() || self.options.salvage {
+            return Err(Error::ReadOnly);
+        }
+        self.check_usable()?;
+        let st = self.state.write().map_err(|_| Error::Poisoned)?;
+        self.check_usable()?;
+        Ok(st)
+    }
+
+    fn log_lock(&self) -> MutexGuard<'_, Log> {
+        // The log lock is never held across code that can panic; if it were poisoned the
+        // handle is poisoned too and every caller checks that first.
+        self.log.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Applies a command and makes it durable as the [`Durability`] mode says; returns only
+    /// when it is acknowledged. A command the kernel refuses changes and logs nothing.
+    pub fn apply(&self, cmd: &Command<'_>) -> Result<Applied> {
+        let mut st = self.write_state()?;
+        let applied = st.kernel.apply(cmd)?;
+        let payload = cmd.to_vec();
+        let seq = st.seq + 1;
+        {
+            let mut log = self.log_lock();
+            let before = log.pending.len();
+            st.chain = wal::encode_record(seq, &st.chain, &payload, &mut log.pending);
+            log.pending_seq = seq;
+            st.segment_bytes += (log.pending.len() - before) as u64;
+        }
+        st.seq = seq;
+        match self.options.durability {
+            Durability::Fsync => self.sync_through(seq, true)?,
+            Durability::None => self.sync_through(seq, false)?,
+            Durability::GroupCommit => {
+                drop(st);
+                self.sync_through(seq, true)?;
+                st = self.write_state()?;
+            }
+        }
+        let limit = self.options.checkpoint_wal_bytes;
+        if limit > 0 && st.segment_bytes >= limit {
+            self.checkpoint_locked(&mut st)?;
+        }
+        Ok(applied)
+    }
+
+    /// Writes (and with `fsync`, syncs) the log through record `seq`. One caller at a time
+    /// flushes everything pending; the others wait for it and find their records done.
+    fn sync_through(&self, seq: u64, fsync: bool) -> Result<()> {
+        let mut log = self.log_lock();
+        loop {
+            self.check_usable()?;
+            let done = if fsync {
+                log.synced_seq >= seq
+            } else {
+                log.written_seq >= seq
+            };
+            if done {
+                return Ok(());
+            }
+            if log.flushing {
+                log = self.log_cv.wait(log).unwrap_or_else(|p| p.into_inner());
+                continue;
+            }
+            log.flushing = true;
+            let buf = std::mem::take(&mut log.pending);
+            let upto = log.pending_seq;
+            let mut file = log.file.take();
+            drop(log);
+            let result = match file.as_mut() {
+                Some(f) => (if buf.is_empty() {
+                    Ok(())
+                } else {
+                    f.append(&buf)
+                })
+                .and_then(|()| if fsync { f.sync() } else { Ok(()) }),
+                None => Err(std::io::Error::other("no open WAL segment")),
+            };
+            log = self.log_lock();
+            log.file = file;
+            log.flushing = false;
+            match result {
+                Ok(()) => {
+                    log.written_seq = log.written_seq.max(upto);
+                    if fsync {
+                        log.synced_seq = log.synced_seq.max(upto);
+                    }
+                    self.log_cv.notify_all();
+                }
+                Err(e) => {
+                    self.poison();
+                    return Err(Error::Io {
+                        op: if fsync {
+                            "writing and syncing the WAL in"
+                        } else {
+                            "writing the WAL in"
+                        },
+                        path: self.dir.clone(),
+                        source: e,
+                    });
+                }
+            }
+        }
+    }
+
+    /// Writes a snapshot of the current state atomically and retires the WAL it covers.
+    pub fn checkpoint(&self) -> Result<()> {
+        let mut st = self.write_state()?;
+        self.checkpoint_locked(&mut st)
+    }
+
+    fn checkpoint_locked(&self, st: &mut State) -> Result<()> {
+        if st.seq == st.snapshot_seq {
+            return Ok(());
+        }
+        self.sync_through(st.seq, true)?;
+        let result =
+            recovery::install_checkpoint(&*self.storage, &self.dir, st.seq, &st.chain, &st.kernel);
+        match result {
+            Ok(file) => {
+                let mut log = self.log_lock();
+                log.file = Some(file);
+                st.snapshot_seq = st.seq;
+                st.segment_bytes = wal::SEGMENT_HEADER_LEN as u64;
+                Ok(())
+            }
+            Err(e) => {
+                self.poison();
+                Err(e)
+            }
+        }
+    }
+
+    /// Makes every acknowledged commit durable and closes the database, releasing the lock.
+    pub fn close(self) -> Result<()> {
+        self.flush()
+    }
+
+    /// Makes everything applied so far durable (useful with [`Durability::None`]).
+    pub fn flush(&self) -> Result<()> {
+        let seq = self.read_state()?.seq;
+        if self.salvage.is_some() || self.options.salvage {
+            return Ok(());
+        }
+        self.sync_through(seq, true)
+    }
+
+    /// Converts floats to Q16.16, naming the component in errors.
+    fn convert(values: &[f32]) -> Result<Vec<Fxp>> {
+        let mut out = vec![Fxp::ZERO; values.len()];
+        valori_kernel::fxp::convert_f32(values, &mut out)?;
+        Ok(out)
+    }
+
+    /// Inserts a vector with an optional tag and metadata; returns its id.
+    pub fn insert(&self, vector: &[f32], tag: Option<u64>, meta: &[u8]) -> Result<u64> {
+        let v = Engine::convert(vector)?;
+        created(self.apply(&Command::Insert {
+            id: None,
+            tag,
+            vector: v[..].into(),
+            meta,
+        })?)
+    }
+
+    /// Inserts `n` vectors (`vectors.len() == n * dim`, row-major) atomically as one WAL
+    /// record, with no tags or one per vector; returns their (consecutive) ids.
+    pub fn insert_batch(&self, vectors: &[f32], tags: &[u64]) -> Result<Range<u64>> {
+        let v = Engine::convert(vectors)?;
+        let cmd = Command::InsertBatch {
+            ids: Words::EMPTY,
+            tags: Words::Native(tags),
+            vectors: v[..].into(),
+        };
+        match self.apply(&cmd)? {
+            Applied::Batch { first_id, count } => Ok(first_id..first_id + count),
+            other => Err(Error::Internal(format!("batch insert answered {other:?}"))),
+        }
+    }
+
+    /// Deletes a record, the nodes linked to it and their edges.
+    pub fn delete(&self, id: u64) -> Result<()> {
+        self.apply(&Command::Delete { id }).map(drop)
+    }
+
+    /// Replaces a record's metadata.
+    pub fn set_meta(&self, id: u64, meta: &[u8]) -> Result<()> {
+        self.apply(&Command::SetMeta { id, meta }).map(drop)
+    }
+
+    /// Replaces a record's tag.
+    pub fn set_tag(&self, id: u64, tag: Option<u64>) -> Result<()> {
+        self.apply(&Command::SetTag { id, tag }).map(drop)
+    }
+
+    /// Creates a graph node, optionally linked to a record; returns its id.
+    pub fn create_node(&self, kind: u32, record: Option<u64>, label: &[u8]) -> Result<u64> {
+        created(self.apply(&Command::CreateNode {
+            id: None,
+            kind,
+            record,
+            label,
+        })?)
+    }
+
+    /// Deletes a node and its edges.
+    pub fn delete_node(&self, id: u64) -> Result<()> {
+        self.apply(&Command::DeleteNode { id }).map(drop)
+    }
+
+    /// Creates a directed edge; returns its id.
+    pub fn create_edge(&self, kind: u32, from: u64, to: u64, weight: Option<f32>) -> Result<u64> {
+        let weight = weight.map(|w| Fxp::from_f32(w, 0)).transpose()?;
+        created(self.apply(&Command::CreateEdge {
+            id: None,
+            kind,
+            from,
+            to,
+            weight,
+        })?)
+    }
+
+    /// Deletes an edge.
+    pub fn delete_edge(&self, id: u64) -> Result<()> {
+        self.apply(&Command::DeleteEdge { id }).map(drop)
+    }
+
+    /// Exact k nearest records to `query`, optionally only those tagged `tag`.
+    pub fn search(&self, query: &[f32], k: u32, tag: Option<u64>) -> Result<Vec<Hit>> {
+        let q = Engine::convert(query)?;
+        Ok(self.read_state()?.kernel.search_vec(&q, k, tag)?)
+    }
+
+    /// The record with this id.
+    pub fn get(&self, id: u64) -> Result<Option<Record>> {
+        Ok(self.read_state()?.kernel.get(id).map(|r| Record {
+            id: r.id,
+            tag: r.tag,
+            meta: r.meta.to_vec(),
+            vector: r.vector.to_vec(),
+        }))
+    }
+
+    /// Edges out of a node.
+    pub fn outgoing(&self, node: u64) -> Result<Vec<Edge>> {
+        Ok(self.read_state()?.kernel.outgoing(node).collect())
+    }
+
+    /// Edges into a node.
+    pub fn incoming(&self, node: u64) -> Result<Vec<Edge>> {
+        Ok(self.read_state()?.kernel.incoming(node).collect())
+    }
+
+    /// Nodes within `max_hops` of `start` in `(depth, node)` order (see `Kernel::traverse`).
+    pub fn traverse(
+        &self,
+        start: u64,
+        max_hops: u32,
+        direction: Direction,
+        kind: Option<u32>,
+    ) -> Result<Vec<Hop>> {
+        let st = self.read_state()?;
+        let mut out = vec![Hop::default(); st.kernel.node_count()];
+        let n = st
+            .kernel
+            .traverse(start, max_hops, direction, kind, &mut out)?;
+        out.truncate(n);
+        Ok(out)
+    }
+
+    /// Runs `f` with read access to the whole kernel (concurrently with other readers).
+    pub fn with_kernel<R>(&self, f: impl FnOnce(&Kernel<'static>) -> R) -> Result<R> {
+        Ok(f(&self.read_state()?.kernel))
+    }
+
+    /// The state hash (identical on every machine for the same commands).
+    pub fn state_hash(&self) -> Result<[u8; 32]> {
+        Ok(self.read_state()?.kernel.state_hash())
+    }
+
+    /// Number of records.
+    pub fn len(&self) -> Result<usize> {
+        Ok(self.read_state()?.kernel.len())
+    }
+
+    /// True when there are no records.
+    pub fn is_empty(&self) -> Result<bool> {
+        Ok(self.len()? == 0)
+    }
+
+    /// The dimension and metric.
+    pub fn config(&self) -> Result<Config> {
+        Ok(self.read_state()?.kernel.config())
+    }
+
+    /// Sequence number of the last acknowledged command.
+    pub fn sequence(&self) -> Result<u64> {
+        Ok(self.read_state()?.seq)
+    }
+
+    /// The newest snapshot's state and the commands logged after it, read back from disk.
+    pub fn export(&self) -> Result<Export> {
+        let st = self.read_state()?;
+        if self.salvage.is_none() && !self.options.salvage {
+            self.sync_through(st.seq, false)?;
+        }
+        let (base_state, commands) =
+            recovery::read_log(&*self.storage, &self.dir, st.snapshot_seq, st.seq)?;
+        Ok(Export {
+            base_state,
+            base_seq: st.snapshot_seq,
+            commands,
+            state_hash: st.kernel.state_hash(),
+        })
+    }
+}
+
+impl Drop for Engine {
+    fn drop(&mut self) {
+        // Best effort for `Durability::None`; `close` reports errors.
+        let _ = self.flush();
+    }
+}
+
+fn created(a: Applied) -> Result<u64> {
+    match a {
+        Applied::Created(id) => Ok(id),
+        other => Err(Error::Internal(format!("create answered {other:?}"))),
+    }
+}
+
+/// Replays encoded commands (as exported) into `kernel`; returns how many were applied. A
+/// command that does not decode or apply is `Corrupt` naming its index.
+pub fn replay_into<'a>(
+    kernel: &mut Kernel<'_>,
+    commands: impl IntoIterator<Item = &'a [u8]>,
+) -> Result<u64> {
+    let mut n = 0u64;
+    for bytes in commands {
+        let cmd = Command::decode(bytes).map_err(|e| {
+            Error::corrupt("<commands>", n, format!("command {n} does not decode: {e}"))
+        })?;
+        kernel.apply(&cmd).map_err(|e| {
+            Error::corrupt("<commands>", n, format!("command {n} does not apply: {e}"))
+        })?;
+        n += 1;
+    }
+    Ok(n)
+}
+
+/// Rebuilds a kernel from an [`Export`]: decode the base state, replay the commands.
+pub fn replay_export(export: &Export) -> Result<Kernel<'static>> {
+    let mut k = Kernel::from_bytes(&export.base_state)?;
+    replay_into(&mut k, export.commands.iter().map(Vec::as_slice))?;
+    Ok(k)
+}
+
+/// Decodes a snapshot file's bytes (for tools): the kernel and the recorded sequence number.
+pub fn decode_snapshot(bytes: &[u8]) -> Result<(u64, Kernel<'static>)> {
+    snapshot::decode(bytes)
+        .map(|s| (s.seq, s.kernel))
+        .map_err(|(offset, reason)| Error::corrupt("<snapshot>", offset, reason))
+}

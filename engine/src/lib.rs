@@ -1,0 +1,44 @@
+//! # valori-engine
+//!
+//! The durable Valori database: a [`valori_kernel::Kernel`] behind a write-ahead log and
+//! atomic snapshots, with crash recovery that never loses an acknowledged command and never
+//! silently drops damaged data.
+//!
+//! ```
+//! use valori_engine::{Engine, Options};
+//! use valori_kernel::Metric;
+//!
+//! let dir = std::env::temp_dir().join(format!("valori-doc-{}", std::process::id()));
+//! # let _ = std::fs::remove_dir_all(&dir);
+//! let db = Engine::open(&dir, Options::new(3, Metric::L2))?;
+//! let id = db.insert(&[0.5, 1.0, -2.0], Some(7), b"first memory")?;
+//! let ids = db.insert_batch(&[1.0, 0.0, 0.0, 0.0, 1.0, 0.0], &[])?; // two rows, one record
+//! let hits = db.search(&[0.5, 1.0, -2.0], 2, None)?;
+//! assert_eq!(hits[0].id, id);
+//! let hash = db.state_hash()?;
+//! db.close()?;
+//!
+//! let db = Engine::open(&dir, Options::default())?; // recovers from snapshot + WAL
+//! assert_eq!(db.state_hash()?, hash);
+//! assert_eq!(db.len()?, 1 + ids.count());
+//! # drop(db); std::fs::remove_dir_all(&dir).ok();
+//! # Ok::<(), valori_engine::Error>(())
+//! ```
+//!
+//! Files, formats and the recovery algorithm: `docs/FORMAT.md` §7–9.
+
+mod engine;
+mod error;
+mod options;
+mod recovery;
+pub mod sim;
+pub mod snapshot;
+mod storage;
+pub mod wal;
+
+pub use engine::{decode_snapshot, replay_export, replay_into, Engine, Export, Record};
+pub use error::{Error, Result};
+pub use options::{Durability, Options};
+pub use recovery::{SalvageReport, LOCK_NAME};
+pub use storage::{FsStorage, LockGuard, Storage, StorageFile};
+pub use valori_kernel;

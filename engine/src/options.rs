@@ -1,0 +1,84 @@
+//! How a database is opened.
+
+use valori_kernel::Metric;
+
+/// When a commit is acknowledged, and so what survives a power loss.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Durability {
+    /// Every commit is written and fsynced before it returns (the default). A power loss
+    /// loses nothing that was acknowledged. Writers take turns: one fsync per commit.
+    #[default]
+    Fsync,
+    /// Every commit is fsynced before it returns, but concurrent writers share one write and
+    /// one fsync (group commit). The same guarantee as `Fsync`, with more throughput when
+    /// several threads write at once.
+    GroupCommit,
+    /// Commits are written to the OS but not fsynced (bulk loads). A process crash loses
+    /// nothing acknowledged; a power loss can lose any commit since the last checkpoint or
+    /// close, and recovery then returns an earlier, consistent state.
+    None,
+}
+
+/// Options for [`crate::Engine::open`].
+#[derive(Clone, Debug)]
+pub struct Options {
+    /// Dimension: required to create a database; if given for an existing one, it must match.
+    pub dim: Option<u32>,
+    /// Metric: used when creating; if given for an existing one, it must match.
+    pub metric: Option<Metric>,
+    /// When commits are acknowledged.
+    pub durability: Durability,
+    /// Checkpoint automatically when the current WAL segment grows past this many bytes
+    /// (0 disables automatic checkpoints). Default 64 MiB.
+    pub checkpoint_wal_bytes: u64,
+    /// Create the database if the directory holds none. Default true.
+    pub create: bool,
+    /// Open read-only, recovering the intact prefix and stopping at the first damage instead
+    /// of failing (see [`crate::Engine::salvage_report`]). Changes no file.
+    pub salvage: bool,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            dim: None,
+            metric: None,
+            durability: Durability::Fsync,
+            checkpoint_wal_bytes: 64 << 20,
+            create: true,
+            salvage: false,
+        }
+    }
+}
+
+impl Options {
+    /// Options to create (or open) a database of this dimension and metric.
+    pub fn new(dim: u32, metric: Metric) -> Options {
+        Options {
+            dim: Some(dim),
+            metric: Some(metric),
+            ..Options::default()
+        }
+    }
+
+    /// Sets the durability mode.
+    pub fn durability(mut self, d: Durability) -> Options {
+        self.durability = d;
+        self
+    }
+
+    /// Sets the automatic checkpoint threshold (0 disables it).
+    pub fn checkpoint_wal_bytes(mut self, bytes: u64) -> Options {
+        self.checkpoint_wal_bytes = bytes;
+        self
+    }
+
+    /// Options to open an existing database read-only for salvage.
+    pub fn salvage() -> Options {
+        Options {
+            create: false,
+            salvage: true,
+            ..Options::default()
+        }
+    }
+}

@@ -1,0 +1,491 @@
+//! Test storage: a simulated disk that separates what was written from what is durable, so a
+//! test can produce the disk image a power loss would leave; and a wrapper that fails the Nth
+//! storage call. Public so applications can test their own use of the engine the same way.
+
+use crate::storage::{LockGuard, Storage, StorageFile};
+use std::collections::{BTreeMap, BTreeSet};
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+#[derive(Clone, Debug, Default)]
+struct Inode {
+    durable: Vec<u8>,
+    live: Vec<u8>,
+}
+
+#[derive(Clone, Debug)]
+enum DirOp {
+    Link(PathBuf, usize),
+    Rename(PathBuf, PathBuf),
+    Unlink(PathBuf),
+}
+
+/// A deliberately broken disk, to prove the crash tests can fail.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PlantedBug {
+    /// `sync_dir` does nothing: new and renamed files may vanish at a crash.
+    SkipDirSync,
+    /// `sync` of WAL segments (`*.log`) does nothing: appended records may vanish at a crash.
+    SkipWalSync,
+}
+
+/// The full state of a simulated disk at one moment.
+#[derive(Clone, Debug, Default)]
+pub struct DiskState {
+    inodes: Vec<Inode>,
+    live_dir: BTreeMap<PathBuf, usize>,
+    durable_dir: BTreeMap<PathBuf, usize>,
+    pending: Vec<DirOp>,
+}
+
+/// A disk state captured just before a sync, with the caller's marker at that moment.
+#[derive(Clone, Debug)]
+pub struct SyncPoint {
+    /// The value of [`SimStorage::set_marker`] when the sync was issued.
+    pub marker: u64,
+    /// The disk at that moment.
+    pub state: DiskState,
+}
+
+#[derive(Debug, Default)]
+struct Shared {
+    disk: DiskState,
+    locks: BTreeSet<PathBuf>,
+    marker: u64,
+    capture: bool,
+    points: Vec<SyncPoint>,
+    bug: Option<PlantedBug>,
+}
+
+/// A small deterministic random source for crash images (xorshift64*).
+#[derive(Clone, Debug)]
+pub struct Rng(u64);
+
+impl Rng {
+    /// A generator from a seed.
+    pub fn new(seed: u64) -> Rng {
+        Rng(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1)
+    }
+    /// The next value.
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+    /// A value in `0..=max`.
+    pub fn upto(&mut self, max: usize) -> usize {
+        (self.next_u64() % (max as u64 + 1)) as usize
+    }
+}
+
+impl DiskState {
+    /// The image a power loss at this moment could leave: each file keeps its durable bytes
+    /// plus a prefix of what was appended since its last sync (none, all, or torn anywhere);
+    /// directory changes since the last directory sync survive as an in-order prefix.
+    pub fn crash_image(&self, rng: &mut Rng) -> SimStorage {
+        let mut dir = self.durable_dir.clone();
+        let keep = rng.upto(self.pending.len());
+        for op in self.pending.iter().take(keep) {
+            apply_dir_op(&mut dir, op);
+        }
+        let inodes = self
+            .inodes
+            .iter()
+            .map(|n| {
+                let content = if n.live.starts_with(&n.durable) {
+                    let extra = n.live.len() - n.durable.len();
+                    let k = match rng.upto(3) {
+                        0 => 0,
+                        1 => extra,
+                        _ => rng.upto(extra),
+                    };
+                    n.live
+                        .get(..n.durable.len() + k)
+                        .unwrap_or(&n.live)
+                        .to_vec()
+                } else if rng.upto(1) == 0 {
+                    n.durable.clone()
+                } else {
+                    n.live.clone()
+                };
+                Inode {
+                    durable: content.clone(),
+                    live: content,
+                }
+            })
+            .collect();
+        SimStorage::from_disk(DiskState {
+            inodes,
+            live_dir: dir.clone(),
+            durable_dir: dir,
+            pending: Vec::new(),
+        })
+    }
+
+    /// Every file and its current (live) content.
+    pub fn files(&self) -> BTreeMap<PathBuf, Vec<u8>> {
+        self.live_dir
+            .iter()
+            .filter_map(|(p, i)| self.inodes.get(*i).map(|n| (p.clone(), n.live.clone())))
+            .collect()
+    }
+}
+
+fn apply_dir_op(dir: &mut BTreeMap<PathBuf, usize>, op: &DirOp) {
+    match op {
+        DirOp::Link(p, i) => {
+            dir.insert(p.clone(), *i);
+        }
+        DirOp::Rename(a, b) => {
+            if let Some(i) = dir.remove(a) {
+                dir.insert(b.clone(), i);
+            }
+        }
+        DirOp::Unlink(p) => {
+            dir.remove(p);
+        }
+    }
+}
+
+/// A simulated disk (see the module docs). Cloning shares the same disk.
+#[derive(Clone, Debug, Default)]
+pub struct SimStorage(Arc<Mutex<Shared>>);
+
+fn is_wal(p: &Path) -> bool {
+    p.extension().is_some_and(|e| e == "log")
+}
+
+fn not_found(p: &Path) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::NotFound,
+        format!("{}: no such file", p.display()),
+    )
+}
+
+impl SimStorage {
+    /// An empty disk.
+    pub fn new() -> SimStorage {
+        SimStorage::default()
+    }
+
+    fn from_disk(disk: DiskState) -> SimStorage {
+        SimStorage(Arc::new(Mutex::new(Shared {
+            disk,
+            ..Shared::default()
+        })))
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Shared> {
+        // A panic while holding this lock can only come from a test; keep going with the data.
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// A disk whose syncs are broken as `bug` says.
+    pub fn with_bug(bug: PlantedBug) -> SimStorage {
+        let s = SimStorage::new();
+        s.lock().bug = Some(bug);
+        s
+    }
+
+    /// Starts recording the disk state before every sync (file or directory).
+    pub fn capture_sync_points(&self) {
+        self.lock().capture = true;
+    }
+
+    /// Sets the marker recorded with the next sync points (e.g. commands acknowledged).
+    pub fn set_marker(&self, marker: u64) {
+        self.lock().marker = marker;
+    }
+
+    /// The recorded sync points, oldest first.
+    pub fn sync_points(&self) -> Vec<SyncPoint> {
+        self.lock().points.clone()
+    }
+
+    /// The disk as it is now.
+    pub fn state(&self) -> DiskState {
+        self.lock().disk.clone()
+    }
+
+    /// Overwrites a file's content (live and durable), e.g. to flip a bit.
+    pub fn write_file(&self, path: &Path, content: Vec<u8>) -> io::Result<()> {
+        let mut s = self.lock();
+        let i = *s.disk.live_dir.get(path).ok_or_else(|| not_found(path))?;
+        let n = s.disk.inodes.get_mut(i).ok_or_else(|| not_found(path))?;
+        n.durable = content.clone();
+        n.live = content;
+        Ok(())
+    }
+
+    fn capture(s: &mut Shared) {
+        if s.capture {
+            let point = SyncPoint {
+                marker: s.marker,
+                state: s.disk.clone(),
+            };
+            s.points.push(point);
+        }
+    }
+}
+
+struct SimFile {
+    disk: SimStorage,
+    inode: usize,
+    is_wal: bool,
+}
+
+impl SimFile {
+    fn with<R>(&self, f: impl FnOnce(&mut Inode, Option<PlantedBug>) -> R) -> io::Result<R> {
+        let mut s = self.disk.lock();
+        let bug = s.bug;
+        s.disk
+            .inodes
+            .get_mut(self.inode)
+            .map(|n| f(n, bug))
+            .ok_or_else(|| io::Error::other("stale simulated file"))
+    }
+}
+
+impl StorageFile for SimFile {
+    fn append(&mut self, data: &[u8]) -> io::Result<()> {
+        self.with(|n, _| n.live.extend_from_slice(data))
+    }
+    fn sync(&mut self) -> io::Result<()> {
+        SimStorage::capture(&mut self.disk.lock());
+        let skip = self.is_wal;
+        self.with(|n, bug| {
+            if !(skip && bug == Some(PlantedBug::SkipWalSync)) {
+                n.durable = n.live.clone();
+            }
+        })
+    }
+    fn truncate(&mut self, len: u64) -> io::Result<()> {
+        self.with(|n, _| n.live.truncate(len as usize))
+    }
+}
+
+struct SimLock {
+    disk: SimStorage,
+    path: PathBuf,
+}
+
+impl Drop for SimLock {
+    fn drop(&mut self) {
+        self.disk.lock().locks.remove(&self.path);
+    }
+}
+
+impl Storage for SimStorage {
+    fn create_dir_all(&self, _dir: &Path) -> io::Result<()> {
+        Ok(())
+    }
+    fn list(&self, dir: &Path) -> io::Result<Vec<String>> {
+        Ok(self
+            .lock()
+            .disk
+            .live_dir
+            .keys()
+            .filter(|p| p.parent() == Some(dir))
+            .filter_map(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+            .collect())
+    }
+    fn read(&self, path: &Path) -> io::Result<Vec<u8>> {
+        let s = self.lock();
+        let i = s.disk.live_dir.get(path).ok_or_else(|| not_found(path))?;
+        Ok(s.disk
+            .inodes
+            .get(*i)
+            .map(|n| n.live.clone())
+            .unwrap_or_default())
+    }
+    fn create(&self, path: &Path) -> io::Result<Box<dyn StorageFile>> {
+        let mut s = self.lock();
+        let inode = s.disk.inodes.len();
+        s.disk.inodes.push(Inode::default());
+        s.disk.live_dir.insert(path.to_path_buf(), inode);
+        s.disk.pending.push(DirOp::Link(path.to_path_buf(), inode));
+        Ok(Box::new(SimFile {
+            disk: self.clone(),
+            inode,
+            is_wal: is_wal(path),
+        }))
+    }
+    fn open_append(&self, path: &Path) -> io::Result<Box<dyn StorageFile>> {
+        let inode = *self
+            .lock()
+            .disk
+            .live_dir
+            .get(path)
+            .ok_or_else(|| not_found(path))?;
+        Ok(Box::new(SimFile {
+            disk: self.clone(),
+            inode,
+            is_wal: is_wal(path),
+        }))
+    }
+    fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
+        let mut s = self.lock();
+        let i = s
+            .disk
+            .live_dir
+            .remove(from)
+            .ok_or_else(|| not_found(from))?;
+        s.disk.live_dir.insert(to.to_path_buf(), i);
+        s.disk
+            .pending
+            .push(DirOp::Rename(from.to_path_buf(), to.to_path_buf()));
+        Ok(())
+    }
+    fn remove(&self, path: &Path) -> io::Result<()> {
+        let mut s = self.lock();
+        s.disk
+            .live_dir
+            .remove(path)
+            .ok_or_else(|| not_found(path))?;
+        s.disk.pending.push(DirOp::Unlink(path.to_path_buf()));
+        Ok(())
+    }
+    fn sync_dir(&self, _dir: &Path) -> io::Result<()> {
+        let mut s = self.lock();
+        SimStorage::capture(&mut s);
+        if s.bug != Some(PlantedBug::SkipDirSync) {
+            let ops = std::mem::take(&mut s.disk.pending);
+            for op in &ops {
+                apply_dir_op(&mut s.disk.durable_dir, op);
+            }
+        }
+        Ok(())
+    }
+    fn try_lock(&self, path: &Path) -> io::Result<Option<LockGuard>> {
+        let mut s = self.lock();
+        if !s.locks.insert(path.to_path_buf()) {
+            return Ok(None);
+        }
+        Ok(Some(Box::new(SimLock {
+            disk: self.clone(),
+            path: path.to_path_buf(),
+        })))
+    }
+}
+
+/// Wraps a storage and fails its `fail_at`-th call (counting from 1, file calls included) with
+/// an I/O error; every later call succeeds again, as a flaky disk would.
+#[derive(Debug, Clone)]
+pub struct FaultStorage<S> {
+    inner: S,
+    calls: Arc<AtomicU64>,
+    fail_at: u64,
+}
+
+impl<S: Storage> FaultStorage<S> {
+    /// Fails call number `fail_at` (0: never fail, just count).
+    pub fn new(inner: S, fail_at: u64) -> Self {
+        FaultStorage {
+            inner,
+            calls: Arc::new(AtomicU64::new(0)),
+            fail_at,
+        }
+    }
+
+    /// Calls made so far.
+    pub fn calls(&self) -> u64 {
+        self.calls.load(Ordering::SeqCst)
+    }
+
+    fn tick(&self) -> io::Result<()> {
+        let n = self.calls.fetch_add(1, Ordering::SeqCst) + 1;
+        if n == self.fail_at {
+            Err(io::Error::other(format!(
+                "injected failure at storage call {n}"
+            )))
+        } else {
+            Ok(())
+        }
+    }
+}
+
+struct FaultFile {
+    inner: Box<dyn StorageFile>,
+    calls: Arc<AtomicU64>,
+    fail_at: u64,
+}
+
+impl FaultFile {
+    fn tick(&self) -> io::Result<()> {
+        let n = self.calls.fetch_add(1, Ordering::SeqCst) + 1;
+        if n == self.fail_at {
+            Err(io::Error::other(format!(
+                "injected failure at storage call {n}"
+            )))
+        } else {
+            Ok(())
+        }
+    }
+}
+
+impl StorageFile for FaultFile {
+    fn append(&mut self, data: &[u8]) -> io::Result<()> {
+        self.tick()?;
+        self.inner.append(data)
+    }
+    fn sync(&mut self) -> io::Result<()> {
+        self.tick()?;
+        self.inner.sync()
+    }
+    fn truncate(&mut self, len: u64) -> io::Result<()> {
+        self.tick()?;
+        self.inner.truncate(len)
+    }
+}
+
+impl<S: Storage> FaultStorage<S> {
+    fn wrap(&self, f: io::Result<Box<dyn StorageFile>>) -> io::Result<Box<dyn StorageFile>> {
+        Ok(Box::new(FaultFile {
+            inner: f?,
+            calls: self.calls.clone(),
+            fail_at: self.fail_at,
+        }))
+    }
+}
+
+impl<S: Storage> Storage for FaultStorage<S> {
+    fn create_dir_all(&self, dir: &Path) -> io::Result<()> {
+        self.tick()?;
+        self.inner.create_dir_all(dir)
+    }
+    fn list(&self, dir: &Path) -> io::Result<Vec<String>> {
+        self.tick()?;
+        self.inner.list(dir)
+    }
+    fn read(&self, path: &Path) -> io::Result<Vec<u8>> {
+        self.tick()?;
+        self.inner.read(path)
+    }
+    fn create(&self, path: &Path) -> io::Result<Box<dyn StorageFile>> {
+        self.tick()?;
+        self.wrap(self.inner.create(path))
+    }
+    fn open_append(&self, path: &Path) -> io::Result<Box<dyn StorageFile>> {
+        self.tick()?;
+        self.wrap(self.inner.open_append(path))
+    }
+    fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
+        self.tick()?;
+        self.inner.rename(from, to)
+    }
+    fn remove(&self, path: &Path) -> io::Result<()> {
+        self.tick()?;
+        self.inner.remove(path)
+    }
+    fn sync_dir(&self, dir: &Path) -> io::Result<()> {
+        self.tick()?;
+        self.inner.sync_dir(dir)
+    }
+    fn try_lock(&self, path: &Path) -> io::Result<Option<LockGuard>> {
+        self.tick()?;
+        self.inner.try_lock(path)
+    }
+}
