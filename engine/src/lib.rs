@@ -25,7 +25,8 @@
 //! # Ok::<(), valori_engine::Error>(())
 //! ```
 //!
-//! Files, formats and the recovery algorithm: `docs/FORMAT.md` §7–9.
+//! Files, formats, the recovery algorithm and what each durability mode survives:
+//! `docs/FORMAT.md` §7–11.
 
 mod engine;
 mod error;
@@ -42,3 +43,8 @@ pub use options::{Durability, Options};
 pub use recovery::{SalvageReport, LOCK_NAME};
 pub use storage::{FsStorage, LockGuard, Storage, StorageFile};
 pub use valori_kernel;
+
+/// The README's Rust examples, compiled and run as doc tests so they cannot drift.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+pub struct ReadmeDoctests;

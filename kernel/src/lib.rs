@@ -56,7 +56,3 @@ pub use kernel::{
     MAX_DIM, MAX_LABEL_LEN, MAX_META_LEN,
 };
 
-/// The README's Rust examples, compiled and run as doc tests so they cannot drift.
-#[cfg(doctest)]
-#[doc = include_str!("../../README.md")]
-pub struct ReadmeDoctests;

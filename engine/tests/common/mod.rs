@@ -195,6 +195,14 @@ pub fn run(
             Step::Checkpoint => db.checkpoint(),
         };
         if let Err(e) = r {
+            // A failed write or fsync poisons the handle: it refuses all further work.
+            if matches!(e, valori_engine::Error::Io { .. }) {
+                let after = db.search(&[0.0; DIM as usize], 1, None);
+                assert!(
+                    matches!(after, Err(valori_engine::Error::Poisoned)),
+                    "not poisoned after {e}: {after:?}"
+                );
+            }
             return (acked, issued, Some(e));
         }
     }

@@ -1,7 +1,7 @@
-//! Quickstart: build a small robot memory, search it, link it in the graph, print the state
+//! The kernel alone: build a small robot memory, search it, link it in the graph, print the state
 //! hash, save the snapshot to the data directory and prove it reloads to the same hash.
 //!
-//! `cargo run --release -p valori-kernel --example quickstart [DATA_DIR]`
+//! `cargo run --release -p valori-kernel --example snapshot [DATA_DIR]`
 //! (default data directory: `./data`, or `$VALORI_DATA_DIR`).
 
 use std::path::PathBuf;
@@ -80,7 +80,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let hash = hex(&k.state_hash());
     println!("state hash: {hash}");
 
-    let path = dir.join("quickstart.vlrk");
+    let path = dir.join("kernel-snapshot.vlrk");
     if let Ok(previous) = std::fs::read(&path) {
         let old = Kernel::from_bytes(&previous)?;
         let same = hex(&old.state_hash()) == hash;
@@ -94,7 +94,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
     }
     let bytes = k.to_bytes();
-    let tmp = dir.join("quickstart.vlrk.tmp");
+    let tmp = dir.join("kernel-snapshot.vlrk.tmp");
     std::fs::write(&tmp, &bytes)?;
     std::fs::rename(&tmp, &path)?;
     let reloaded = Kernel::from_bytes(&std::fs::read(&path)?)?;
