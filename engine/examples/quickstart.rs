@@ -29,8 +29,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             let id = db.insert(embedding, Some(i as u64 % 2), label.as_bytes())?;
             nodes.push(db.create_node(1, Some(id), label.as_bytes())?);
         }
-        db.create_edge(7, nodes[0], nodes[2], Some(1.0))?;
-        db.create_edge(7, nodes[2], nodes[1], None)?;
+        if let [red_cup, blue_cup, door, _] = nodes[..] {
+            db.create_edge(7, red_cup, door, Some(1.0))?;
+            db.create_edge(7, door, blue_cup, None)?;
+        }
     } else {
         println!(
             "reopened {} ({} records, sequence {})",

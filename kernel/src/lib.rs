@@ -55,4 +55,3 @@ pub use kernel::{
     Applied, Capacity, Config, Direction, Edge, Hit, Hop, Kernel, Metric, NodeRef, RecordRef,
     MAX_DIM, MAX_LABEL_LEN, MAX_META_LEN,
 };
-
