@@ -171,12 +171,19 @@ impl Engine {
             Durability::GroupCommit => {
                 drop(st);
                 self.sync_through(seq, true)?;
-                st = self.write_state()?;
+                // The command is acknowledged; a checkpoint problem from here on poisons the
+                // handle (the next call reports it) but does not un-acknowledge the command.
+                match self.write_state() {
+                    Ok(guard) => st = guard,
+                    Err(_) => return Ok(applied),
+                }
             }
         }
         let limit = self.options.checkpoint_wal_bytes;
         if limit > 0 && st.segment_bytes >= limit {
-            self.checkpoint_locked(&mut st)?;
+            // Same: a failed automatic checkpoint poisons the handle; this command stays
+            // durable and acknowledged.
+            let _ = self.checkpoint_locked(&mut st);
         }
         Ok(applied)
     }
