@@ -371,13 +371,32 @@ impl Storage for SimStorage {
     }
 }
 
+/// The shared call counter of a [`FaultStorage`] and its files.
+#[derive(Debug, Clone)]
+struct Counter {
+    calls: Arc<AtomicU64>,
+    fail_at: u64,
+}
+
+impl Counter {
+    fn tick(&self) -> io::Result<()> {
+        let n = self.calls.fetch_add(1, Ordering::SeqCst) + 1;
+        if n == self.fail_at {
+            Err(io::Error::other(format!(
+                "injected failure at storage call {n}"
+            )))
+        } else {
+            Ok(())
+        }
+    }
+}
+
 /// Wraps a storage and fails its `fail_at`-th call (counting from 1, file calls included) with
 /// an I/O error; every later call succeeds again, as a flaky disk would.
 #[derive(Debug, Clone)]
 pub struct FaultStorage<S> {
     inner: S,
-    calls: Arc<AtomicU64>,
-    fail_at: u64,
+    counter: Counter,
 }
 
 impl<S: Storage> FaultStorage<S> {
@@ -385,69 +404,47 @@ impl<S: Storage> FaultStorage<S> {
     pub fn new(inner: S, fail_at: u64) -> Self {
         FaultStorage {
             inner,
-            calls: Arc::new(AtomicU64::new(0)),
-            fail_at,
+            counter: Counter {
+                calls: Arc::new(AtomicU64::new(0)),
+                fail_at,
+            },
         }
     }
 
     /// Calls made so far.
     pub fn calls(&self) -> u64 {
-        self.calls.load(Ordering::SeqCst)
+        self.counter.calls.load(Ordering::SeqCst)
     }
 
     fn tick(&self) -> io::Result<()> {
-        let n = self.calls.fetch_add(1, Ordering::SeqCst) + 1;
-        if n == self.fail_at {
-            Err(io::Error::other(format!(
-                "injected failure at storage call {n}"
-            )))
-        } else {
-            Ok(())
-        }
+        self.counter.tick()
+    }
+
+    fn wrap(&self, f: io::Result<Box<dyn StorageFile>>) -> io::Result<Box<dyn StorageFile>> {
+        Ok(Box::new(FaultFile {
+            inner: f?,
+            counter: self.counter.clone(),
+        }))
     }
 }
 
 struct FaultFile {
     inner: Box<dyn StorageFile>,
-    calls: Arc<AtomicU64>,
-    fail_at: u64,
-}
-
-impl FaultFile {
-    fn tick(&self) -> io::Result<()> {
-        let n = self.calls.fetch_add(1, Ordering::SeqCst) + 1;
-        if n == self.fail_at {
-            Err(io::Error::other(format!(
-                "injected failure at storage call {n}"
-            )))
-        } else {
-            Ok(())
-        }
-    }
+    counter: Counter,
 }
 
 impl StorageFile for FaultFile {
     fn append(&mut self, data: &[u8]) -> io::Result<()> {
-        self.tick()?;
+        self.counter.tick()?;
         self.inner.append(data)
     }
     fn sync(&mut self) -> io::Result<()> {
-        self.tick()?;
+        self.counter.tick()?;
         self.inner.sync()
     }
     fn truncate(&mut self, len: u64) -> io::Result<()> {
-        self.tick()?;
+        self.counter.tick()?;
         self.inner.truncate(len)
-    }
-}
-
-impl<S: Storage> FaultStorage<S> {
-    fn wrap(&self, f: io::Result<Box<dyn StorageFile>>) -> io::Result<Box<dyn StorageFile>> {
-        Ok(Box::new(FaultFile {
-            inner: f?,
-            calls: self.calls.clone(),
-            fail_at: self.fail_at,
-        }))
     }
 }
 

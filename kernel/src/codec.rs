@@ -8,10 +8,10 @@
 use crate::command::Word;
 use crate::error::{Error, Resource, Result};
 use crate::fxp::Fxp;
-use crate::kernel::{full, MAX_DIM};
+use crate::kernel::{arena_push, full, MAX_DIM};
 use crate::kernel::{
     Adj, Capacity, Config, EdgeSlot, IndexEntry, Kernel, Metric, NodeSlot, Row, EDGE_HAS_WEIGHT,
-    MAX_LABEL_LEN, MAX_META_LEN, NODE_HAS_RECORD, ROW_HAS_TAG,
+    MAX_LABEL_LEN, MAX_META_LEN,
 };
 
 /// First bytes of every encoding.
@@ -349,24 +349,12 @@ fn decode_body(k: &mut Kernel<'_>, bytes: &[u8]) -> Result<()> {
         let tag = r.optional_u64("record tag")?;
         let meta = r.bytes_max(MAX_META_LEN, "record metadata")?;
         let vector = r.take(4 * dim, "record vector")?;
-        k.meta
-            .reserve(meta.len())
-            .map_err(full(Resource::MetadataBytes))?;
-        let meta_off = k.meta.len() as u64;
-        k.meta
-            .extend(meta.iter().copied())
-            .map_err(full(Resource::MetadataBytes))?;
+        let meta_off = arena_push(&mut k.meta, meta, Resource::MetadataBytes)?;
         k.vectors
             .extend(vector.chunks_exact(4).map(Fxp::from_le))
             .map_err(full(Resource::Records))?;
         k.rows
-            .push(Row {
-                id,
-                tag: tag.unwrap_or(0),
-                meta_off,
-                meta_len: meta.len() as u32,
-                flags: if tag.is_some() { ROW_HAS_TAG } else { 0 },
-            })
+            .push(Row::new(id, tag, meta_off, meta.len()))
             .map_err(full(Resource::Records))?;
         k.index
             .push(IndexEntry { id, row: i as u64 })
@@ -386,23 +374,9 @@ fn decode_body(k: &mut Kernel<'_>, bytes: &[u8]) -> Result<()> {
             return Err(Error::corrupt(at, "node linked to a missing record"));
         }
         let label = r.bytes_max(MAX_LABEL_LEN, "node label")?;
-        k.labels
-            .reserve(label.len())
-            .map_err(full(Resource::LabelBytes))?;
-        let label_off = k.labels.len() as u64;
-        k.labels
-            .extend(label.iter().copied())
-            .map_err(full(Resource::LabelBytes))?;
+        let label_off = arena_push(&mut k.labels, label, Resource::LabelBytes)?;
         k.nodes
-            .push(NodeSlot {
-                id,
-                record: record.unwrap_or(0),
-                label_off,
-                kind,
-                flags: if record.is_some() { NODE_HAS_RECORD } else { 0 },
-                label_len: label.len() as u32,
-                _pad: 0,
-            })
+            .push(NodeSlot::new(id, kind, record, label_off, label.len()))
             .map_err(full(Resource::Nodes))?;
     }
 

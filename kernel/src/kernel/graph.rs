@@ -4,7 +4,7 @@
 //! the nodes linked to it (and so their edges). No command leaves a dangling reference.
 
 use super::{
-    arena_remove, full, resolve_id, Adj, EdgeSlot, Kernel, NodeSlot, EDGE_HAS_WEIGHT,
+    arena_push, arena_remove, full, resolve_id, Adj, EdgeSlot, Kernel, NodeSlot, EDGE_HAS_WEIGHT,
     MAX_LABEL_LEN, NODE_HAS_RECORD,
 };
 use crate::error::{Error, Invalid, Object, Resource, Result};
@@ -170,24 +170,10 @@ impl<'m> Kernel<'m> {
         self.labels
             .reserve(label.len())
             .map_err(full(Resource::LabelBytes))?;
-        let label_off = self.labels.len() as u64;
-        self.labels
-            .extend(label.iter().copied())
-            .map_err(full(Resource::LabelBytes))?;
+        let label_off = arena_push(&mut self.labels, label, Resource::LabelBytes)?;
         let pos = self.node_pos(id).unwrap_or_else(|p| p);
         self.nodes
-            .insert(
-                pos,
-                NodeSlot {
-                    id,
-                    record: record.unwrap_or(0),
-                    label_off,
-                    kind,
-                    flags: if record.is_some() { NODE_HAS_RECORD } else { 0 },
-                    label_len: label.len() as u32,
-                    _pad: 0,
-                },
-            )
+            .insert(pos, NodeSlot::new(id, kind, record, label_off, label.len()))
             .map_err(full(Resource::Nodes))?;
         self.next_node = self.next_node.max(id + 1);
         Ok(id)

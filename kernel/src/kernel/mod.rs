@@ -116,6 +116,18 @@ pub(crate) struct Row {
     pub(crate) flags: u32,
 }
 
+impl Row {
+    pub(crate) fn new(id: u64, tag: Option<u64>, meta_off: u64, meta_len: usize) -> Row {
+        Row {
+            id,
+            tag: tag.unwrap_or(0),
+            meta_off,
+            meta_len: meta_len as u32,
+            flags: if tag.is_some() { ROW_HAS_TAG } else { 0 },
+        }
+    }
+}
+
 pub(crate) const NODE_HAS_RECORD: u32 = 1;
 
 #[repr(C)]
@@ -128,6 +140,26 @@ pub(crate) struct NodeSlot {
     pub(crate) flags: u32,
     pub(crate) label_len: u32,
     pub(crate) _pad: u32,
+}
+
+impl NodeSlot {
+    pub(crate) fn new(
+        id: u64,
+        kind: u32,
+        record: Option<u64>,
+        label_off: u64,
+        label_len: usize,
+    ) -> NodeSlot {
+        NodeSlot {
+            id,
+            record: record.unwrap_or(0),
+            label_off,
+            kind,
+            flags: if record.is_some() { NODE_HAS_RECORD } else { 0 },
+            label_len: label_len as u32,
+            _pad: 0,
+        }
+    }
 }
 
 pub(crate) const EDGE_HAS_WEIGHT: u32 = 1;
@@ -304,6 +336,15 @@ pub(crate) fn resolve_id(
         None if next == u64::MAX => Err(Error::Full(Resource::Ids)),
         None => Ok(next),
     }
+}
+
+/// Appends bytes to an arena (reserving first, so a failure changes nothing); returns their
+/// offset.
+pub(crate) fn arena_push(arena: &mut Slab<'_, u8>, bytes: &[u8], r: Resource) -> Result<u64> {
+    arena.reserve(bytes.len()).map_err(full(r))?;
+    let off = arena.len() as u64;
+    arena.extend(bytes.iter().copied()).map_err(full(r))?;
+    Ok(off)
 }
 
 /// Removes `len` bytes at `off` from an arena and shifts the offsets of every later entry.

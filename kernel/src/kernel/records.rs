@@ -1,8 +1,8 @@
 //! Records: vectors with an optional tag and metadata.
 
 use super::{
-    arena_remove, full, resolve_id, Applied, IndexEntry, Kernel, Metric, Row, MAX_META_LEN,
-    ROW_HAS_TAG,
+    arena_push, arena_remove, full, resolve_id, Applied, IndexEntry, Kernel, Metric, Row,
+    MAX_META_LEN, ROW_HAS_TAG,
 };
 use crate::command::{Ids, Vector};
 use crate::error::{Error, Invalid, Object, Resource, Result};
@@ -100,18 +100,9 @@ impl<'m> Kernel<'m> {
                 fxp::normalize(v)?;
             }
         }
-        let meta_off = self.meta.len() as u64;
-        self.meta
-            .extend(meta.iter().copied())
-            .map_err(full(Resource::MetadataBytes))?;
+        let meta_off = arena_push(&mut self.meta, meta, Resource::MetadataBytes)?;
         self.rows
-            .push(Row {
-                id,
-                tag: tag.unwrap_or(0),
-                meta_off,
-                meta_len: meta.len() as u32,
-                flags: if tag.is_some() { ROW_HAS_TAG } else { 0 },
-            })
+            .push(Row::new(id, tag, meta_off, meta.len()))
             .map_err(full(Resource::Records))?;
         let pos = self.index_pos(id).unwrap_or_else(|p| p);
         self.index
@@ -288,10 +279,7 @@ impl<'m> Kernel<'m> {
             old_len,
             |r| &mut r.meta_off,
         );
-        let off = self.meta.len() as u64;
-        self.meta
-            .extend(meta.iter().copied())
-            .map_err(full(Resource::MetadataBytes))?;
+        let off = arena_push(&mut self.meta, meta, Resource::MetadataBytes)?;
         if let Some(r) = self.rows.as_mut_slice().get_mut(row) {
             r.meta_off = off;
             r.meta_len = meta.len() as u32;
