@@ -52,6 +52,6 @@ pub use command::{Command, Ids, LeBytes, Vector, Word, Words, WordsIter};
 pub use error::{Error, ErrorCode, Invalid, Object, Resource, Result};
 pub use fxp::Fxp;
 pub use kernel::{
-    Applied, Capacity, Config, Direction, Edge, Hit, Hop, Kernel, Metric, NodeRef, RecordRef,
-    MAX_DIM, MAX_LABEL_LEN, MAX_META_LEN,
+    Applied, Capacity, Config, Direction, Edge, Hit, HitSlot, Hop, HopSlot, Kernel, Metric,
+    NodeRef, RecordRef, MAX_DIM, MAX_LABEL_LEN, MAX_META_LEN,
 };

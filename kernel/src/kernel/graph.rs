@@ -58,6 +58,23 @@ pub struct Hop {
     pub node: u64,
 }
 
+/// Storage for one traversal result (see [`crate::HitSlot`] for the idea).
+pub trait HopSlot: Copy {
+    /// The hop stored here.
+    fn hop(&self) -> Hop;
+    /// Stores a hop.
+    fn set_hop(&mut self, hop: Hop);
+}
+
+impl HopSlot for Hop {
+    fn hop(&self) -> Hop {
+        *self
+    }
+    fn set_hop(&mut self, hop: Hop) {
+        *self = hop;
+    }
+}
+
 fn edge_of(e: &EdgeSlot) -> Edge {
     Edge {
         id: e.id,
@@ -273,13 +290,13 @@ impl<'m> Kernel<'m> {
     /// `(depth, node id)`, each node once at its smallest depth; returns how many. If the
     /// result does not fit `out`, returns `InsufficientSize` and `out` is unspecified.
     /// Needs no memory beyond `out`.
-    pub fn traverse(
+    pub fn traverse<S: HopSlot>(
         &self,
         start: u64,
         max_hops: u32,
         direction: Direction,
         kind: Option<u32>,
-        out: &mut [Hop],
+        out: &mut [S],
     ) -> Result<usize> {
         if self.node_pos(start).is_err() {
             return Err(Error::NotFound(Object::Node, start));
@@ -297,7 +314,7 @@ impl<'m> Kernel<'m> {
                 let from = if depth == 1 {
                     start
                 } else {
-                    out.get(prev_start + f).map_or(start, |h| h.node)
+                    out.get(prev_start + f).map_or(start, |h| h.hop().node)
                 };
                 let out_edges = match direction {
                     Direction::Incoming => &[][..],
@@ -330,7 +347,7 @@ impl<'m> Kernel<'m> {
                         }
                     }
                     if let Some(slot) = out.get_mut(len) {
-                        *slot = Hop { depth, node: next };
+                        slot.set_hop(Hop { depth, node: next });
                         len += 1;
                     }
                 }
@@ -346,22 +363,25 @@ impl<'m> Kernel<'m> {
 }
 
 /// True when `node` is among the finished levels `out[..done]` (sorted by (depth, node)).
-fn visited(out: &[Hop], done: usize, node: u64) -> bool {
+fn visited<S: HopSlot>(out: &[S], done: usize, node: u64) -> bool {
     let finished = out.get(..done).unwrap_or(&[]);
-    let max_depth = finished.last().map_or(0, |h| h.depth);
-    (1..=max_depth).any(|d| finished.binary_search(&Hop { depth: d, node }).is_ok())
+    let max_depth = finished.last().map_or(0, |h| h.hop().depth);
+    (1..=max_depth).any(|d| {
+        let want = Hop { depth: d, node };
+        finished.binary_search_by(|h| h.hop().cmp(&want)).is_ok()
+    })
 }
 
 /// Sorts and removes duplicates in place; returns the new length.
-fn sort_dedup(level: &mut [Hop]) -> usize {
-    level.sort_unstable();
+fn sort_dedup<S: HopSlot>(level: &mut [S]) -> usize {
+    level.sort_unstable_by_key(S::hop);
     let mut w = 0usize;
     for r in 0..level.len() {
-        let cur = level.get(r).copied();
-        let keep = w == 0 || level.get(w - 1).copied() != cur;
+        let cur = level.get(r).map(S::hop);
+        let keep = w == 0 || level.get(w - 1).map(S::hop) != cur;
         if keep {
             if let (Some(c), Some(slot)) = (cur, level.get_mut(w)) {
-                *slot = c;
+                slot.set_hop(c);
             }
             w += 1;
         }

@@ -13,10 +13,10 @@ mod memory;
 mod records;
 mod search;
 
-pub use graph::{Direction, Edge, Hop, NodeRef};
+pub use graph::{Direction, Edge, Hop, HopSlot, NodeRef};
 pub use memory::Capacity;
 pub use records::RecordRef;
-pub use search::Hit;
+pub use search::{Hit, HitSlot};
 
 use crate::command::Command;
 use crate::error::{Error, Invalid, Resource, Result};

@@ -17,6 +17,24 @@ pub struct Hit {
     pub id: u64,
 }
 
+/// Storage for one search result: lets a caller search straight into its own result type
+/// (e.g. a C struct) without an intermediate buffer.
+pub trait HitSlot: Copy {
+    /// The hit stored here.
+    fn hit(&self) -> Hit;
+    /// Stores a hit.
+    fn set_hit(&mut self, hit: Hit);
+}
+
+impl HitSlot for Hit {
+    fn hit(&self) -> Hit {
+        *self
+    }
+    fn set_hit(&mut self, hit: Hit) {
+        *self = hit;
+    }
+}
+
 /// How each stored vector is scored against one query.
 enum Scorer {
     L2,
@@ -61,12 +79,12 @@ impl<'m> Kernel<'m> {
     /// Errors before writing anything: `Dimension` for a wrong-length query, `InvalidInput`
     /// for `k = 0` (or an all-zero query under cosine), `InsufficientSize` (with the count
     /// needed) when `out` is shorter than the result. Uses no memory beyond `out`.
-    pub fn search(
+    pub fn search<S: HitSlot>(
         &self,
         query: &[Fxp],
         k: u32,
         tag: Option<u64>,
-        out: &mut [Hit],
+        out: &mut [S],
     ) -> Result<usize> {
         let dim = self.config.dim as usize;
         if query.len() != dim {
@@ -117,12 +135,12 @@ impl<'m> Kernel<'m> {
             if filled < want {
                 push_heap(heap, filled, hit);
                 filled += 1;
-            } else if heap.first().is_some_and(|top| hit < *top) {
+            } else if heap.first().is_some_and(|top| hit < top.hit()) {
                 replace_top(heap, hit);
             }
         }
         let result = heap.get_mut(..filled).unwrap_or(&mut []);
-        result.sort_unstable();
+        result.sort_unstable_by_key(HitSlot::hit);
         Ok(filled)
     }
 
@@ -150,14 +168,14 @@ impl<'m> Kernel<'m> {
 }
 
 /// Max-heap on `(distance, id)` in `heap[..len + 1]` after adding `hit` at `len`.
-fn push_heap(heap: &mut [Hit], len: usize, hit: Hit) {
+fn push_heap<S: HitSlot>(heap: &mut [S], len: usize, hit: Hit) {
     let mut i = len;
     if let Some(slot) = heap.get_mut(i) {
-        *slot = hit;
+        slot.set_hit(hit);
     }
     while i > 0 {
         let parent = (i - 1) / 2;
-        match (heap.get(parent).copied(), heap.get(i).copied()) {
+        match (heap.get(parent).map(S::hit), heap.get(i).map(S::hit)) {
             (Some(p), Some(c)) if c > p => heap.swap(parent, i),
             _ => break,
         }
@@ -166,20 +184,21 @@ fn push_heap(heap: &mut [Hit], len: usize, hit: Hit) {
 }
 
 /// Replaces the largest element of a full max-heap and restores the heap.
-fn replace_top(heap: &mut [Hit], hit: Hit) {
+fn replace_top<S: HitSlot>(heap: &mut [S], hit: Hit) {
     let n = heap.len();
     let mut i = 0usize;
     if let Some(top) = heap.first_mut() {
-        *top = hit;
+        top.set_hit(hit);
     }
+    let key = |heap: &[S], j: usize| heap.get(j).map(S::hit);
     loop {
         let l = 2 * i + 1;
         let r = l + 1;
         let mut largest = i;
-        if l < n && heap.get(l) > heap.get(largest) {
+        if l < n && key(heap, l) > key(heap, largest) {
             largest = l;
         }
-        if r < n && heap.get(r) > heap.get(largest) {
+        if r < n && key(heap, r) > key(heap, largest) {
             largest = r;
         }
         if largest == i {

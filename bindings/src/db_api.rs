@@ -1,0 +1,847 @@
+//! The hosted API: the durable database (`valori_open` ... `valori_close`).
+
+use crate::ffi::{self, check, valori_edge, valori_hit, valori_hop};
+use crate::kernel_api::{get_meta, get_tag, get_vector, neighbors, search, traverse};
+use crate::{
+    boundary, kernel_code, primary, VALORI_CORRUPT, VALORI_INSUFFICIENT_SIZE, VALORI_MISUSE,
+    VALORI_OK,
+};
+use std::cell::RefCell;
+use std::ffi::{c_char, c_int, CStr, CString};
+use std::sync::Mutex;
+use valori_engine::{Durability, Engine, Export, Options};
+use vk::{Applied, Command, Fxp, Words};
+
+/// Durability: every commit fsynced before it returns (default).
+pub const VALORI_DURABILITY_FSYNC: u32 = 0;
+/// Durability: fsynced before return, concurrent writers share the fsync.
+pub const VALORI_DURABILITY_GROUP_COMMIT: u32 = 1;
+/// Durability: written to the OS only (bulk loads; a power loss may lose recent commits).
+pub const VALORI_DURABILITY_NONE: u32 = 2;
+
+/// Options for `valori_open`. Initialise with `valori_options_init`, then set fields: new
+/// fields are only ever appended, and `struct_size` tells the library which ones you have.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct valori_options {
+    /// `sizeof(valori_options)` as compiled by the caller (set by `valori_options_init`).
+    pub struct_size: u32,
+    /// Dimension: required to create a database; 0 to accept an existing one's.
+    pub dim: u32,
+    /// `VALORI_METRIC_*`, used when creating (default L2).
+    pub metric: u32,
+    /// `VALORI_DURABILITY_*` (default FSYNC).
+    pub durability: u32,
+    /// Checkpoint when the WAL passes this many bytes (default 64 MiB; 0 disables).
+    pub checkpoint_wal_bytes: u64,
+    /// 1 to create the database if missing (default), 0 to fail instead.
+    pub create: u32,
+    /// 1 to open read-only up to the first damage (salvage), default 0.
+    pub salvage: u32,
+}
+
+/// A database handle (opaque). Every call except `valori_close` may run concurrently on one
+/// handle from several threads.
+pub struct valori_db {
+    magic: u32,
+    engine: Engine,
+    errmsg: Mutex<CString>,
+}
+
+const DB_MAGIC: u32 = 0x564c_5244;
+
+thread_local! {
+    /// The message of this thread's last failed `valori_open` (for `valori_errmsg(NULL)`).
+    static OPEN_ERROR: RefCell<CString> = RefCell::new(CString::default());
+}
+
+fn cstring(s: String) -> CString {
+    CString::new(s.replace('\0', " ")).unwrap_or_default()
+}
+
+/// Result code of an engine error.
+fn engine_code(e: &valori_engine::Error) -> c_int {
+    match e {
+        valori_engine::Error::Kernel(k) => kernel_code(k),
+        other => primary(other.code()),
+    }
+}
+
+/// # Safety
+/// A non-NULL `db` must be a handle from `valori_open` that was not closed.
+unsafe fn db_ref<'a>(db: *const valori_db) -> Result<&'a valori_db, c_int> {
+    let h = ffi::get(db)?;
+    if h.magic != DB_MAGIC {
+        return Err(VALORI_MISUSE);
+    }
+    Ok(h)
+}
+
+impl valori_db {
+    fn fail(&self, code: c_int, msg: String) -> c_int {
+        if let Ok(mut m) = self.errmsg.lock() {
+            *m = cstring(msg);
+        }
+        code
+    }
+
+    /// Finishes a call: records the message of a failure.
+    fn finish(&self, r: Result<c_int, valori_engine::Error>) -> c_int {
+        match r {
+            Ok(code) if code == VALORI_OK || code == VALORI_INSUFFICIENT_SIZE => code,
+            Ok(code) => {
+                // SAFETY: valori_errstr returns a static NUL-terminated string.
+                let s = unsafe { CStr::from_ptr(crate::valori_errstr(code)) };
+                self.fail(code, s.to_string_lossy().into_owned())
+            }
+            Err(e) => self.fail(engine_code(&e), e.to_string()),
+        }
+    }
+
+    /// Applies a command; with `out_id`, stores the created id.
+    fn apply(&self, cmd: &Command<'_>, out_id: Option<&mut u64>) -> c_int {
+        let r = self.engine.apply(cmd).map(|a| {
+            if let (Some(out), Applied::Created(id) | Applied::Batch { first_id: id, .. }) =
+                (out_id, a)
+            {
+                *out = id;
+            }
+            VALORI_OK
+        });
+        self.finish(r)
+    }
+
+    fn read(&self, f: impl FnOnce(&vk::Kernel<'static>) -> c_int) -> c_int {
+        let r = self.engine.with_kernel(f);
+        self.finish(r)
+    }
+}
+
+fn convert(v: &[f32]) -> Result<Vec<Fxp>, vk::Error> {
+    let mut out = vec![Fxp::ZERO; v.len()];
+    vk::fxp::convert_f32(v, &mut out)?;
+    Ok(out)
+}
+
+/// Fills `opts` with the defaults (and `struct_size`).
+///
+/// - `opts`: [out] the options.
+#[no_mangle]
+pub extern "C" fn valori_options_init(opts: *mut valori_options) -> c_int {
+    boundary(|| {
+        // SAFETY: pointer checked.
+        let o = unsafe { check!(ffi::out(opts)) };
+        *o = valori_options {
+            struct_size: core::mem::size_of::<valori_options>() as u32,
+            dim: 0,
+            metric: crate::VALORI_METRIC_L2,
+            durability: VALORI_DURABILITY_FSYNC,
+            checkpoint_wal_bytes: 64 << 20,
+            create: 1,
+            salvage: 0,
+        };
+        VALORI_OK
+    })
+}
+
+fn parse_options(o: Option<&valori_options>) -> Result<Options, c_int> {
+    let Some(o) = o else {
+        return Ok(Options::default());
+    };
+    if (o.struct_size as usize) < core::mem::size_of::<valori_options>() {
+        // Every field so far is in version 1 of the struct; a smaller size is not ours.
+        return Err(VALORI_MISUSE);
+    }
+    Ok(Options {
+        dim: (o.dim != 0).then_some(o.dim),
+        metric: Some(ffi::metric(o.metric)?),
+        durability: match o.durability {
+            VALORI_DURABILITY_FSYNC => Durability::Fsync,
+            VALORI_DURABILITY_GROUP_COMMIT => Durability::GroupCommit,
+            VALORI_DURABILITY_NONE => Durability::None,
+            _ => return Err(crate::VALORI_INVALID_INPUT),
+        },
+        checkpoint_wal_bytes: o.checkpoint_wal_bytes,
+        create: o.create != 0,
+        salvage: o.salvage != 0,
+    })
+}
+
+/// Opens (or creates) the database in directory `path`.
+///
+/// - `path`: [in] NUL-terminated UTF-8 directory path.
+/// - `opts`: [in, nullable] options, or NULL for the defaults (then the database must exist).
+/// - `out_db`: [out] the handle; close it with `valori_close`.
+///
+/// Returns `VALORI_BUSY` if another handle or process has it open, `VALORI_CORRUPT` if its
+/// files are damaged. On failure, `valori_errmsg(NULL)` on the same thread says why.
+#[no_mangle]
+pub extern "C" fn valori_open(
+    path: *const c_char,
+    opts: *const valori_options,
+    out_db: *mut *mut valori_db,
+) -> c_int {
+    boundary(|| {
+        let set_err = |code: c_int, msg: String| {
+            OPEN_ERROR.with(|e| *e.borrow_mut() = cstring(msg));
+            code
+        };
+        // SAFETY: pointers checked; `path` is NUL-terminated by contract.
+        let (opts, out) = unsafe {
+            if path.is_null() {
+                return set_err(VALORI_MISUSE, "valori_open: path is NULL".into());
+            }
+            (check!(ffi::opt(opts)), check!(ffi::out(out_db)))
+        };
+        // SAFETY: checked non-NULL above; NUL-terminated by contract.
+        let path = unsafe { CStr::from_ptr(path) };
+        let Ok(path) = path.to_str() else {
+            return set_err(
+                crate::VALORI_INVALID_INPUT,
+                "valori_open: path is not UTF-8".into(),
+            );
+        };
+        let options = match parse_options(opts) {
+            Ok(o) => o,
+            Err(code) => return set_err(code, "valori_open: invalid options".into()),
+        };
+        match Engine::open(path, options) {
+            Ok(engine) => {
+                *out = Box::into_raw(Box::new(valori_db {
+                    magic: DB_MAGIC,
+                    engine,
+                    errmsg: Mutex::new(CString::default()),
+                }));
+                VALORI_OK
+            }
+            Err(e) => set_err(engine_code(&e), e.to_string()),
+        }
+    })
+}
+
+/// Makes everything durable, closes the database and sets `*db` to NULL (so the handle
+/// cannot be used again through that variable). NULL or `*db == NULL` is a no-op.
+///
+/// - `db`: [in, out, nullable] address of the handle.
+///
+/// The handle is freed even if the final flush fails (the error is returned).
+#[no_mangle]
+pub extern "C" fn valori_close(db: *mut *mut valori_db) -> c_int {
+    boundary(|| {
+        if db.is_null() {
+            return VALORI_OK;
+        }
+        // SAFETY: `db` is non-NULL and points to a handle pointer by contract.
+        unsafe {
+            let h = *db;
+            if h.is_null() {
+                return VALORI_OK;
+            }
+            check!(db_ref(h));
+            *db = core::ptr::null_mut();
+            let mut boxed = Box::from_raw(h);
+            boxed.magic = 0;
+            match boxed.engine.flush() {
+                Ok(()) => VALORI_OK,
+                Err(e) => engine_code(&e),
+            }
+        }
+    })
+}
+
+/// The message of the last failed call on `db` (or, with NULL, of this thread's last failed
+/// `valori_open`). Valid until the next call on the handle; never NULL.
+///
+/// - `db`: [in, nullable] the handle.
+#[no_mangle]
+pub extern "C" fn valori_errmsg(db: *const valori_db) -> *const c_char {
+    const EMPTY: &[u8] = b"\0";
+    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        if db.is_null() {
+            return OPEN_ERROR.with(|e| e.borrow().as_ptr());
+        }
+        // SAFETY: checked non-NULL; a handle from valori_open by contract.
+        match unsafe { db_ref(db) } {
+            Ok(h) => h
+                .errmsg
+                .lock()
+                .map(|m| m.as_ptr())
+                .unwrap_or(EMPTY.as_ptr().cast()),
+            Err(_) => EMPTY.as_ptr().cast(),
+        }
+    }));
+    r.unwrap_or(EMPTY.as_ptr().cast())
+}
+
+/// Inserts a vector with an optional tag and metadata; durable when it returns (by the
+/// durability mode).
+///
+/// - `db`: [in] the database.
+/// - `vector`: [in] `dim` floats.
+/// - `tag`: [in, nullable] the tag, or NULL for none.
+/// - `meta`: [in] `meta_len` bytes (NULL with 0 for none).
+/// - `out_id`: [out] the new record's id.
+#[no_mangle]
+pub extern "C" fn valori_insert(
+    db: *mut valori_db,
+    vector: *const f32,
+    dim: usize,
+    tag: *const u64,
+    meta: *const u8,
+    meta_len: usize,
+    out_id: *mut u64,
+) -> c_int {
+    boundary(|| {
+        // SAFETY: pointers checked; buffers valid for their lengths by contract.
+        let (h, v, tag, meta, out) = unsafe {
+            (
+                check!(db_ref(db)),
+                check!(ffi::slice(vector, dim)),
+                check!(ffi::opt(tag)).copied(),
+                check!(ffi::slice(meta, meta_len)),
+                check!(ffi::out(out_id)),
+            )
+        };
+        let v = match convert(v) {
+            Ok(v) => v,
+            Err(e) => return h.finish(Err(e.into())),
+        };
+        h.apply(
+            &Command::Insert {
+                id: None,
+                tag,
+                vector: v[..].into(),
+                meta,
+            },
+            Some(out),
+        )
+    })
+}
+
+/// Inserts `n` vectors (`n * dim` floats, row-major) atomically as one WAL record. Ids are
+/// consecutive from `*out_first_id`.
+///
+/// - `db`: [in] the database.
+/// - `vectors`: [in] `n * dim` floats.
+/// - `tags`: [in, nullable] `n` tags, or NULL for none.
+/// - `out_first_id`: [out] the first new id.
+#[no_mangle]
+pub extern "C" fn valori_insert_batch(
+    db: *mut valori_db,
+    vectors: *const f32,
+    n: usize,
+    dim: usize,
+    tags: *const u64,
+    out_first_id: *mut u64,
+) -> c_int {
+    boundary(|| {
+        let Some(total) = n.checked_mul(dim) else {
+            return crate::VALORI_INVALID_INPUT;
+        };
+        // SAFETY: pointers checked; buffers valid for their lengths by contract.
+        let (h, v, tags, out) = unsafe {
+            (
+                check!(db_ref(db)),
+                check!(ffi::slice(vectors, total)),
+                if tags.is_null() {
+                    &[][..]
+                } else {
+                    check!(ffi::slice(tags, n))
+                },
+                check!(ffi::out(out_first_id)),
+            )
+        };
+        if h.engine.config().is_ok_and(|c| c.dim as usize != dim) {
+            let e = vk::Error::Dimension {
+                expected: h.engine.config().map_or(0, |c| c.dim),
+                got: dim as u64,
+            };
+            return h.finish(Err(e.into()));
+        }
+        let v = match convert(v) {
+            Ok(v) => v,
+            Err(e) => return h.finish(Err(e.into())),
+        };
+        h.apply(
+            &Command::InsertBatch {
+                ids: Words::EMPTY,
+                tags: Words::Native(tags),
+                vectors: v[..].into(),
+            },
+            Some(out),
+        )
+    })
+}
+
+/// Deletes a record, the nodes linked to it and their edges.
+///
+/// - `db`: [in] the database.
+#[no_mangle]
+pub extern "C" fn valori_delete(db: *mut valori_db, id: u64) -> c_int {
+    boundary(|| {
+        // SAFETY: handle checked.
+        let h = unsafe { check!(db_ref(db)) };
+        h.apply(&Command::Delete { id }, None)
+    })
+}
+
+/// Replaces a record's metadata.
+///
+/// - `db`: [in] the database.
+/// - `meta`: [in] `meta_len` bytes (NULL with 0 removes it).
+#[no_mangle]
+pub extern "C" fn valori_set_meta(
+    db: *mut valori_db,
+    id: u64,
+    meta: *const u8,
+    meta_len: usize,
+) -> c_int {
+    boundary(|| {
+        // SAFETY: pointers checked.
+        let (h, meta) = unsafe { (check!(db_ref(db)), check!(ffi::slice(meta, meta_len))) };
+        h.apply(&Command::SetMeta { id, meta }, None)
+    })
+}
+
+/// Replaces a record's tag.
+///
+/// - `db`: [in] the database.
+/// - `tag`: [in, nullable] the new tag, or NULL to remove it.
+#[no_mangle]
+pub extern "C" fn valori_set_tag(db: *mut valori_db, id: u64, tag: *const u64) -> c_int {
+    boundary(|| {
+        // SAFETY: pointers checked.
+        let (h, tag) = unsafe { (check!(db_ref(db)), check!(ffi::opt(tag)).copied()) };
+        h.apply(&Command::SetTag { id, tag }, None)
+    })
+}
+
+/// Creates a graph node.
+///
+/// - `db`: [in] the database.
+/// - `record`: [in, nullable] the record to link, or NULL.
+/// - `label`: [in] `label_len` bytes (NULL with 0 for none).
+/// - `out_id`: [out] the node id.
+#[no_mangle]
+pub extern "C" fn valori_create_node(
+    db: *mut valori_db,
+    kind: u32,
+    record: *const u64,
+    label: *const u8,
+    label_len: usize,
+    out_id: *mut u64,
+) -> c_int {
+    boundary(|| {
+        // SAFETY: pointers checked.
+        let (h, record, label, out) = unsafe {
+            (
+                check!(db_ref(db)),
+                check!(ffi::opt(record)).copied(),
+                check!(ffi::slice(label, label_len)),
+                check!(ffi::out(out_id)),
+            )
+        };
+        h.apply(
+            &Command::CreateNode {
+                id: None,
+                kind,
+                record,
+                label,
+            },
+            Some(out),
+        )
+    })
+}
+
+/// Deletes a node and its edges.
+///
+/// - `db`: [in] the database.
+#[no_mangle]
+pub extern "C" fn valori_delete_node(db: *mut valori_db, id: u64) -> c_int {
+    boundary(|| {
+        // SAFETY: handle checked.
+        let h = unsafe { check!(db_ref(db)) };
+        h.apply(&Command::DeleteNode { id }, None)
+    })
+}
+
+/// Creates a directed edge between existing nodes.
+///
+/// - `db`: [in] the database.
+/// - `weight`: [in, nullable] the weight, or NULL for none.
+/// - `out_id`: [out] the edge id.
+#[no_mangle]
+pub extern "C" fn valori_create_edge(
+    db: *mut valori_db,
+    kind: u32,
+    from: u64,
+    to: u64,
+    weight: *const f32,
+    out_id: *mut u64,
+) -> c_int {
+    boundary(|| {
+        // SAFETY: pointers checked.
+        let (h, weight, out) = unsafe {
+            (
+                check!(db_ref(db)),
+                check!(ffi::opt(weight)).copied(),
+                check!(ffi::out(out_id)),
+            )
+        };
+        let weight = match weight.map(|w| Fxp::from_f32(w, 0)).transpose() {
+            Ok(w) => w,
+            Err(e) => return h.finish(Err(e.into())),
+        };
+        h.apply(
+            &Command::CreateEdge {
+                id: None,
+                kind,
+                from,
+                to,
+                weight,
+            },
+            Some(out),
+        )
+    })
+}
+
+/// Deletes an edge.
+///
+/// - `db`: [in] the database.
+#[no_mangle]
+pub extern "C" fn valori_delete_edge(db: *mut valori_db, id: u64) -> c_int {
+    boundary(|| {
+        // SAFETY: handle checked.
+        let h = unsafe { check!(db_ref(db)) };
+        h.apply(&Command::DeleteEdge { id }, None)
+    })
+}
+
+/// Exact k nearest records, ordered by (distance, id).
+///
+/// - `db`: [in] the database.
+/// - `query`: [in] `dim` floats.
+/// - `tag`: [in, nullable] only records with this tag, or NULL for all.
+/// - `out_hits`: [out] room for `cap` hits.
+/// - `out_len`: [out] hits written; with `VALORI_INSUFFICIENT_SIZE`, hits needed.
+#[no_mangle]
+pub extern "C" fn valori_search(
+    db: *const valori_db,
+    query: *const f32,
+    dim: usize,
+    k: u32,
+    tag: *const u64,
+    out_hits: *mut valori_hit,
+    cap: usize,
+    out_len: *mut usize,
+) -> c_int {
+    boundary(|| {
+        // SAFETY: pointers checked; buffers valid for their lengths by contract.
+        let (h, q, tag, out, out_len) = unsafe {
+            (
+                check!(db_ref(db)),
+                check!(ffi::slice(query, dim)),
+                check!(ffi::opt(tag)).copied(),
+                check!(ffi::slice_mut(out_hits, cap)),
+                check!(ffi::out(out_len)),
+            )
+        };
+        let q = match convert(q) {
+            Ok(q) => q,
+            Err(e) => return h.finish(Err(e.into())),
+        };
+        h.read(|kern| search(kern, &q, k, tag, out, out_len))
+    })
+}
+
+/// Edges at a node.
+///
+/// - `db`: [in] the database.
+/// - `direction`: `VALORI_DIRECTION_OUT`, `_IN` or `_BOTH`.
+/// - `out_edges`: [out] room for `cap` edges.
+/// - `out_len`: [out] edges written; with `VALORI_INSUFFICIENT_SIZE`, edges needed.
+#[no_mangle]
+pub extern "C" fn valori_neighbors(
+    db: *const valori_db,
+    node: u64,
+    direction: u32,
+    out_edges: *mut valori_edge,
+    cap: usize,
+    out_len: *mut usize,
+) -> c_int {
+    boundary(|| {
+        // SAFETY: pointers checked.
+        let (h, out, out_len) = unsafe {
+            (
+                check!(db_ref(db)),
+                check!(ffi::slice_mut(out_edges, cap)),
+                check!(ffi::out(out_len)),
+            )
+        };
+        let d = check!(ffi::direction(direction));
+        h.read(|kern| neighbors(kern, node, d, out, out_len))
+    })
+}
+
+/// Nodes within `hops` edges of `start`, ordered by (depth, node id).
+///
+/// - `db`: [in] the database.
+/// - `kind`: [in, nullable] follow only edges of this kind, or NULL for all.
+/// - `out_hops`: [out] room for `cap` nodes.
+/// - `out_len`: [out] nodes written; with `VALORI_INSUFFICIENT_SIZE`, at least this many are
+///   needed.
+#[no_mangle]
+pub extern "C" fn valori_traverse(
+    db: *const valori_db,
+    start: u64,
+    hops: u32,
+    direction: u32,
+    kind: *const u32,
+    out_hops: *mut valori_hop,
+    cap: usize,
+    out_len: *mut usize,
+) -> c_int {
+    boundary(|| {
+        // SAFETY: pointers checked.
+        let (h, kind, out, out_len) = unsafe {
+            (
+                check!(db_ref(db)),
+                check!(ffi::opt(kind)).copied(),
+                check!(ffi::slice_mut(out_hops, cap)),
+                check!(ffi::out(out_len)),
+            )
+        };
+        let d = check!(ffi::direction(direction));
+        h.read(|kern| traverse(kern, start, hops, d, kind, out, out_len))
+    })
+}
+
+/// Number of records.
+///
+/// - `db`: [in] the database.
+/// - `out_count`: [out] the count.
+#[no_mangle]
+pub extern "C" fn valori_count(db: *const valori_db, out_count: *mut u64) -> c_int {
+    boundary(|| {
+        // SAFETY: pointers checked.
+        let (h, out) = unsafe { (check!(db_ref(db)), check!(ffi::out(out_count))) };
+        h.read(|kern| {
+            *out = kern.len() as u64;
+            VALORI_OK
+        })
+    })
+}
+
+/// A record's vector as floats (exact below 256 in magnitude).
+///
+/// - `db`: [in] the database.
+/// - `out_vector`: [out] room for `cap` floats.
+/// - `out_len`: [out] floats written; with `VALORI_INSUFFICIENT_SIZE`, floats needed.
+#[no_mangle]
+pub extern "C" fn valori_get_vector(
+    db: *const valori_db,
+    id: u64,
+    out_vector: *mut f32,
+    cap: usize,
+    out_len: *mut usize,
+) -> c_int {
+    boundary(|| {
+        // SAFETY: pointers checked.
+        let (h, out, out_len) = unsafe {
+            (
+                check!(db_ref(db)),
+                check!(ffi::slice_mut(out_vector, cap)),
+                check!(ffi::out(out_len)),
+            )
+        };
+        h.read(|kern| get_vector(kern, id, out, out_len))
+    })
+}
+
+/// A record's metadata.
+///
+/// - `db`: [in] the database.
+/// - `out_meta`: [out] room for `cap` bytes.
+/// - `out_len`: [out] bytes written; with `VALORI_INSUFFICIENT_SIZE`, bytes needed.
+#[no_mangle]
+pub extern "C" fn valori_get_meta(
+    db: *const valori_db,
+    id: u64,
+    out_meta: *mut u8,
+    cap: usize,
+    out_len: *mut usize,
+) -> c_int {
+    boundary(|| {
+        // SAFETY: pointers checked.
+        let (h, out, out_len) = unsafe {
+            (
+                check!(db_ref(db)),
+                check!(ffi::slice_mut(out_meta, cap)),
+                check!(ffi::out(out_len)),
+            )
+        };
+        h.read(|kern| get_meta(kern, id, out, out_len))
+    })
+}
+
+/// A record's tag.
+///
+/// - `db`: [in] the database.
+/// - `out_tag`: [out] the tag (0 if none).
+/// - `out_has_tag`: [out] 1 if the record has a tag, else 0.
+#[no_mangle]
+pub extern "C" fn valori_get_tag(
+    db: *const valori_db,
+    id: u64,
+    out_tag: *mut u64,
+    out_has_tag: *mut c_int,
+) -> c_int {
+    boundary(|| {
+        // SAFETY: pointers checked.
+        let (h, tag, has) = unsafe {
+            (
+                check!(db_ref(db)),
+                check!(ffi::out(out_tag)),
+                check!(ffi::out(out_has_tag)),
+            )
+        };
+        h.read(|kern| get_tag(kern, id, tag, has))
+    })
+}
+
+/// The state hash: identical on every platform for the same commands.
+///
+/// - `db`: [in] the database.
+/// - `out_hash`: [out] 32 bytes.
+#[no_mangle]
+pub extern "C" fn valori_state_hash(db: *const valori_db, out_hash: *mut u8) -> c_int {
+    boundary(|| {
+        // SAFETY: pointers checked; 32 bytes by contract.
+        let (h, out) = unsafe { (check!(db_ref(db)), check!(ffi::array_mut::<32>(out_hash))) };
+        h.read(|kern| {
+            *out = kern.state_hash();
+            VALORI_OK
+        })
+    })
+}
+
+/// Writes a snapshot and retires the WAL it covers.
+///
+/// - `db`: [in] the database.
+#[no_mangle]
+pub extern "C" fn valori_checkpoint(db: *mut valori_db) -> c_int {
+    boundary(|| {
+        // SAFETY: handle checked.
+        let h = unsafe { check!(db_ref(db)) };
+        h.finish(h.engine.checkpoint().map(|()| VALORI_OK))
+    })
+}
+
+const EXPORT_MAGIC: &[u8; 4] = b"VLRX";
+
+fn encode_export(ex: &Export) -> Vec<u8> {
+    let mut out = Vec::new();
+    out.extend_from_slice(EXPORT_MAGIC);
+    out.extend_from_slice(&1u32.to_le_bytes());
+    out.extend_from_slice(&ex.base_seq.to_le_bytes());
+    out.extend_from_slice(&(ex.base_state.len() as u64).to_le_bytes());
+    out.extend_from_slice(&ex.base_state);
+    out.extend_from_slice(&(ex.commands.len() as u64).to_le_bytes());
+    for c in &ex.commands {
+        out.extend_from_slice(&(c.len() as u32).to_le_bytes());
+        out.extend_from_slice(c);
+    }
+    out.extend_from_slice(&ex.state_hash);
+    out
+}
+
+fn decode_export(b: &[u8]) -> Option<Export> {
+    let mut pos = 0usize;
+    let mut take = |n: usize| -> Option<&[u8]> {
+        let s = b.get(pos..pos.checked_add(n)?)?;
+        pos += n;
+        Some(s)
+    };
+    if take(4)? != EXPORT_MAGIC || take(4)? != 1u32.to_le_bytes() {
+        return None;
+    }
+    let u64_of = |s: &[u8]| s.try_into().ok().map(u64::from_le_bytes);
+    let base_seq = u64_of(take(8)?)?;
+    let base_len = usize::try_from(u64_of(take(8)?)?).ok()?;
+    let base_state = take(base_len)?.to_vec();
+    let count = u64_of(take(8)?)?;
+    let mut commands = Vec::new();
+    for _ in 0..count {
+        let len = u32::from_le_bytes(take(4)?.try_into().ok()?) as usize;
+        commands.push(take(len)?.to_vec());
+    }
+    let mut state_hash = [0u8; 32];
+    state_hash.copy_from_slice(take(32)?);
+    (pos == b.len()).then_some(Export {
+        base_state,
+        base_seq,
+        commands,
+        state_hash,
+    })
+}
+
+/// Exports the newest snapshot's state and the commands logged after it (the format of
+/// docs/C-API.md), so another machine can replay them with `valori_replay` and compare hashes.
+///
+/// - `db`: [in] the database.
+/// - `out`: [out] room for `cap` bytes.
+/// - `out_len`: [out] bytes written; with `VALORI_INSUFFICIENT_SIZE`, bytes needed.
+#[no_mangle]
+pub extern "C" fn valori_export(
+    db: *const valori_db,
+    out: *mut u8,
+    cap: usize,
+    out_len: *mut usize,
+) -> c_int {
+    boundary(|| {
+        // SAFETY: pointers checked.
+        let (h, buf, out_len) = unsafe {
+            (
+                check!(db_ref(db)),
+                check!(ffi::slice_mut(out, cap)),
+                check!(ffi::out(out_len)),
+            )
+        };
+        let ex = match h.engine.export() {
+            Ok(ex) => ex,
+            Err(e) => return h.finish(Err(e)),
+        };
+        let bytes = encode_export(&ex);
+        ffi::write_all(bytes.iter(), |b| **b, buf, out_len)
+    })
+}
+
+/// Rebuilds the state an export describes (base state + commands) and writes its hash;
+/// `VALORI_CORRUPT` if the export is damaged or the replayed hash differs from the one the
+/// export recorded.
+///
+/// - `export`: [in] `len` bytes from `valori_export`.
+/// - `out_hash`: [out] 32 bytes.
+#[no_mangle]
+pub extern "C" fn valori_replay(export: *const u8, len: usize, out_hash: *mut u8) -> c_int {
+    boundary(|| {
+        // SAFETY: pointers checked.
+        let (bytes, out) = unsafe {
+            (
+                check!(ffi::slice(export, len)),
+                check!(ffi::array_mut::<32>(out_hash)),
+            )
+        };
+        let Some(ex) = decode_export(bytes) else {
+            return VALORI_CORRUPT;
+        };
+        match valori_engine::replay_export(&ex) {
+            Ok(k) if k.state_hash() == ex.state_hash => {
+                *out = ex.state_hash;
+                VALORI_OK
+            }
+            Ok(_) => VALORI_CORRUPT,
+            Err(e) => engine_code(&e),
+        }
+    })
+}

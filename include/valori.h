@@ -1,0 +1,985 @@
+/*
+ * valori.h: the C API of Valori, a deterministic memory engine (vectors + knowledge graph).
+ *
+ * ERRORS. Every fallible function returns an int result code: VALORI_OK (0) or a VALORI_*
+ * code. Extended codes keep the primary code in the low byte (rc & 0xff). valori_errstr(rc)
+ * describes any code; valori_errmsg(db) says what went wrong in the last failed call on a
+ * database handle (valori_errmsg(NULL): this thread's last failed valori_open). Invalid input
+ * changes nothing. A NULL pointer where one is required returns VALORI_MISUSE; parameters
+ * documented [nullable] accept NULL. A buffer is a (pointer, length) pair and (NULL, 0) is a
+ * valid empty input.
+ *
+ * OUTPUTS. Output parameters come last. An output buffer is followed by its capacity and a
+ * size_t *out_len; if it is too small, the function returns VALORI_INSUFFICIENT_SIZE and
+ * stores the needed length in *out_len. Outputs are written only on success.
+ *
+ * OWNERSHIP. valori_open allocates a handle; valori_close frees it and sets the caller's
+ * pointer to NULL; valori_close(NULL) is a no-op. An embedded kernel lives entirely in memory
+ * the caller provides (size from valori_kernel_mem_size) and needs no destructor. Strings
+ * returned by the library are owned by it: valori_errstr's are static, valori_errmsg's live
+ * until the next call on the handle.
+ *
+ * THREADS. Every function taking a `const valori_db *` or `valori_db *` may be called
+ * concurrently from several threads on one handle, except valori_close. Functions taking a
+ * `const valori_kernel *` may run concurrently with each other; functions taking a
+ * `valori_kernel *` need exclusive access to that kernel.
+ *
+ * VERSIONS. VALORI_VERSION / _MAJOR / _MINOR / _PATCH / _NUMBER describe this header;
+ * valori_libversion() and valori_libversion_number() describe the library linked. Functions
+ * keep their signatures forever; new behaviour gets new functions. valori_options grows only
+ * at its end, and struct_size says which fields a caller knows.
+ *
+ * HOSTED AND EMBEDDED. The database (valori_open ...) is only in hosted builds, where
+ * VALORI_HOSTED is defined. Define VALORI_EMBEDDED_ONLY before including this header when
+ * linking the bare-metal (no_std) library, which has only the valori_kernel_* functions.
+ */
+
+#ifndef VALORI_H
+#define VALORI_H
+
+/* Generated from bindings/src by `cargo run -p valori-gen-header`: do not edit. */
+
+#include <stddef.h>
+#include <stdint.h>
+#define VALORI_VERSION "0.1.0"
+
+#if !defined(VALORI_EMBEDDED_ONLY)
+#define VALORI_HOSTED 1
+#endif
+
+
+/**
+ * Major version (header and run time agree; a test holds them equal to Cargo.toml).
+ */
+#define VALORI_VERSION_MAJOR 0
+
+/**
+ * Minor version.
+ */
+#define VALORI_VERSION_MINOR 1
+
+/**
+ * Patch version.
+ */
+#define VALORI_VERSION_PATCH 0
+
+/**
+ * `MAJOR * 1000000 + MINOR * 1000 + PATCH`.
+ */
+#define VALORI_VERSION_NUMBER (((VALORI_VERSION_MAJOR * 1000000) + (VALORI_VERSION_MINOR * 1000)) + VALORI_VERSION_PATCH)
+
+/**
+ * Success.
+ */
+#define VALORI_OK 0
+
+/**
+ * An internal error (a bug in valori, or a caught panic).
+ */
+#define VALORI_INTERNAL 1
+
+/**
+ * The API was misused: a NULL pointer where one is required, a closed handle.
+ */
+#define VALORI_MISUSE 2
+
+/**
+ * A value was refused (NaN, out of range, k = 0, oversize metadata). Nothing changed.
+ */
+#define VALORI_INVALID_INPUT 3
+
+/**
+ * A vector's length differs from the dimension. Nothing changed.
+ */
+#define VALORI_DIMENSION 4
+
+/**
+ * A capacity is exhausted. Nothing changed.
+ */
+#define VALORI_FULL 5
+
+/**
+ * The record, node or edge does not exist. Nothing changed.
+ */
+#define VALORI_NOT_FOUND 6
+
+/**
+ * A caller-chosen id is in use. Nothing changed.
+ */
+#define VALORI_EXISTS 7
+
+/**
+ * An output buffer is too small; the needed size was written to the `out_len` parameter.
+ */
+#define VALORI_INSUFFICIENT_SIZE 8
+
+/**
+ * Stored or received bytes are damaged.
+ */
+#define VALORI_CORRUPT 9
+
+/**
+ * The database is held by another handle or process.
+ */
+#define VALORI_BUSY 10
+
+/**
+ * An operating-system I/O error.
+ */
+#define VALORI_IO 11
+
+/**
+ * An earlier write or fsync failed; close and reopen the database.
+ */
+#define VALORI_POISONED 12
+
+/**
+ * Extended code: a vector component is NaN or infinite.
+ */
+#define VALORI_INVALID_INPUT_NOT_FINITE (VALORI_INVALID_INPUT | (1 << 8))
+
+/**
+ * Extended code: a vector component is outside [-32768.0, 32767.99998].
+ */
+#define VALORI_INVALID_INPUT_OUT_OF_RANGE (VALORI_INVALID_INPUT | (2 << 8))
+
+/**
+ * Extended code: k was 0.
+ */
+#define VALORI_INVALID_INPUT_ZERO_K (VALORI_INVALID_INPUT | (3 << 8))
+
+/**
+ * Extended code: metadata or label too long.
+ */
+#define VALORI_INVALID_INPUT_TOO_LONG (VALORI_INVALID_INPUT | (4 << 8))
+
+/**
+ * Extended code: record capacity exhausted.
+ */
+#define VALORI_FULL_RECORDS (VALORI_FULL | (1 << 8))
+
+/**
+ * Extended code: node capacity exhausted.
+ */
+#define VALORI_FULL_NODES (VALORI_FULL | (2 << 8))
+
+/**
+ * Extended code: edge capacity exhausted.
+ */
+#define VALORI_FULL_EDGES (VALORI_FULL | (3 << 8))
+
+/**
+ * Extended code: metadata or label bytes exhausted.
+ */
+#define VALORI_FULL_BYTES (VALORI_FULL | (4 << 8))
+
+/**
+ * Extended code: the record does not exist.
+ */
+#define VALORI_NOT_FOUND_RECORD (VALORI_NOT_FOUND | (1 << 8))
+
+/**
+ * Extended code: the node does not exist.
+ */
+#define VALORI_NOT_FOUND_NODE (VALORI_NOT_FOUND | (2 << 8))
+
+/**
+ * Extended code: the edge does not exist.
+ */
+#define VALORI_NOT_FOUND_EDGE (VALORI_NOT_FOUND | (3 << 8))
+
+/**
+ * Metric: squared Euclidean distance.
+ */
+#define VALORI_METRIC_L2 0
+
+/**
+ * Metric: negated inner product.
+ */
+#define VALORI_METRIC_INNER_PRODUCT 1
+
+/**
+ * Metric: one minus cosine similarity (vectors normalised on insert).
+ */
+#define VALORI_METRIC_COSINE 2
+
+/**
+ * Direction for neighbours and traversal: edges out of the node.
+ */
+#define VALORI_DIRECTION_OUT 0
+
+/**
+ * Direction: edges into the node.
+ */
+#define VALORI_DIRECTION_IN 1
+
+/**
+ * Direction: both.
+ */
+#define VALORI_DIRECTION_BOTH 2
+
+#if defined(VALORI_HOSTED)
+/**
+ * Durability: every commit fsynced before it returns (default).
+ */
+#define VALORI_DURABILITY_FSYNC 0
+#endif
+
+#if defined(VALORI_HOSTED)
+/**
+ * Durability: fsynced before return, concurrent writers share the fsync.
+ */
+#define VALORI_DURABILITY_GROUP_COMMIT 1
+#endif
+
+#if defined(VALORI_HOSTED)
+/**
+ * Durability: written to the OS only (bulk loads; a power loss may lose recent commits).
+ */
+#define VALORI_DURABILITY_NONE 2
+#endif
+
+#if defined(VALORI_HOSTED)
+/**
+ * A database handle (opaque). Every call except `valori_close` may run concurrently on one
+ * handle from several threads.
+ */
+typedef struct valori_db valori_db;
+#endif
+
+/**
+ * A kernel living in caller memory (opaque). Created by `valori_kernel_init` or
+ * `valori_kernel_restore`; it needs no destructor: reuse or free the memory.
+ */
+typedef struct valori_kernel valori_kernel;
+
+#if defined(VALORI_HOSTED)
+/**
+ * Options for `valori_open`. Initialise with `valori_options_init`, then set fields: new
+ * fields are only ever appended, and `struct_size` tells the library which ones you have.
+ */
+typedef struct {
+  /**
+   * `sizeof(valori_options)` as compiled by the caller (set by `valori_options_init`).
+   */
+  uint32_t struct_size;
+  /**
+   * Dimension: required to create a database; 0 to accept an existing one's.
+   */
+  uint32_t dim;
+  /**
+   * `VALORI_METRIC_*`, used when creating (default L2).
+   */
+  uint32_t metric;
+  /**
+   * `VALORI_DURABILITY_*` (default FSYNC).
+   */
+  uint32_t durability;
+  /**
+   * Checkpoint when the WAL passes this many bytes (default 64 MiB; 0 disables).
+   */
+  uint64_t checkpoint_wal_bytes;
+  /**
+   * 1 to create the database if missing (default), 0 to fail instead.
+   */
+  uint32_t create;
+  /**
+   * 1 to open read-only up to the first damage (salvage), default 0.
+   */
+  uint32_t salvage;
+} valori_options;
+#endif
+
+/**
+ * One search result.
+ */
+typedef struct {
+  /**
+   * Record id.
+   */
+  uint64_t id;
+  /**
+   * Distance as a real number (lower is closer).
+   */
+  double distance;
+  /**
+   * The exact distance in units of 2^-32, as a signed 128-bit value: high 64 bits.
+   */
+  int64_t distance_raw_hi;
+  /**
+   * Low 64 bits of the exact distance.
+   */
+  uint64_t distance_raw_lo;
+} valori_hit;
+
+/**
+ * One graph edge.
+ */
+typedef struct {
+  /**
+   * Edge id.
+   */
+  uint64_t id;
+  /**
+   * Source node.
+   */
+  uint64_t from;
+  /**
+   * Target node.
+   */
+  uint64_t to;
+  /**
+   * Application-defined kind.
+   */
+  uint32_t kind;
+  /**
+   * 1 if the edge has a weight, else 0.
+   */
+  uint32_t has_weight;
+  /**
+   * The weight (exact: every Q16.16 value is a double), 0 if none.
+   */
+  double weight;
+} valori_edge;
+
+/**
+ * One node reached by a traversal.
+ */
+typedef struct {
+  /**
+   * The node.
+   */
+  uint64_t node;
+  /**
+   * Edges from the start node.
+   */
+  uint32_t depth;
+  /**
+   * Always 0.
+   */
+  uint32_t reserved;
+} valori_hop;
+
+/**
+ * What an embedded kernel holds and how much room it has.
+ */
+typedef struct {
+  /**
+   * Components per vector (1..=65536).
+   */
+  uint32_t dim;
+  /**
+   * `VALORI_METRIC_*`.
+   */
+  uint32_t metric;
+  /**
+   * Record capacity.
+   */
+  uint32_t max_records;
+  /**
+   * Graph node capacity.
+   */
+  uint32_t max_nodes;
+  /**
+   * Graph edge capacity.
+   */
+  uint32_t max_edges;
+  /**
+   * Total bytes of record metadata.
+   */
+  uint32_t meta_bytes;
+  /**
+   * Total bytes of node labels.
+   */
+  uint32_t label_bytes;
+} valori_kernel_config;
+
+#ifdef __cplusplus
+extern "C" {
+#endif // __cplusplus
+
+/**
+ * The library's version string, e.g. `"0.1.0"` (static; never NULL).
+ */
+const char *valori_libversion(void);
+
+/**
+ * The library's version number (`VALORI_VERSION_NUMBER` of the build).
+ */
+uint32_t valori_libversion_number(void);
+
+/**
+ * A static English description of a result code (primary or extended); never NULL.
+ */
+const char *valori_errstr(int rc);
+
+#if defined(VALORI_HOSTED)
+/**
+ * Fills `opts` with the defaults (and `struct_size`).
+ *
+ * - `opts`: [out] the options.
+ */
+int valori_options_init(valori_options *opts);
+#endif
+
+#if defined(VALORI_HOSTED)
+/**
+ * Opens (or creates) the database in directory `path`.
+ *
+ * - `path`: [in] NUL-terminated UTF-8 directory path.
+ * - `opts`: [in, nullable] options, or NULL for the defaults (then the database must exist).
+ * - `out_db`: [out] the handle; close it with `valori_close`.
+ *
+ * Returns `VALORI_BUSY` if another handle or process has it open, `VALORI_CORRUPT` if its
+ * files are damaged. On failure, `valori_errmsg(NULL)` on the same thread says why.
+ */
+int valori_open(const char *path, const valori_options *opts, valori_db **out_db);
+#endif
+
+#if defined(VALORI_HOSTED)
+/**
+ * Makes everything durable, closes the database and sets `*db` to NULL (so the handle
+ * cannot be used again through that variable). NULL or `*db == NULL` is a no-op.
+ *
+ * - `db`: [in, out, nullable] address of the handle.
+ *
+ * The handle is freed even if the final flush fails (the error is returned).
+ */
+int valori_close(valori_db **db);
+#endif
+
+#if defined(VALORI_HOSTED)
+/**
+ * The message of the last failed call on `db` (or, with NULL, of this thread's last failed
+ * `valori_open`). Valid until the next call on the handle; never NULL.
+ *
+ * - `db`: [in, nullable] the handle.
+ */
+const char *valori_errmsg(const valori_db *db);
+#endif
+
+#if defined(VALORI_HOSTED)
+/**
+ * Inserts a vector with an optional tag and metadata; durable when it returns (by the
+ * durability mode).
+ *
+ * - `db`: [in] the database.
+ * - `vector`: [in] `dim` floats.
+ * - `tag`: [in, nullable] the tag, or NULL for none.
+ * - `meta`: [in] `meta_len` bytes (NULL with 0 for none).
+ * - `out_id`: [out] the new record's id.
+ */
+int valori_insert(valori_db *db,
+                  const float *vector,
+                  size_t dim,
+                  const uint64_t *tag,
+                  const uint8_t *meta,
+                  size_t meta_len,
+                  uint64_t *out_id);
+#endif
+
+#if defined(VALORI_HOSTED)
+/**
+ * Inserts `n` vectors (`n * dim` floats, row-major) atomically as one WAL record. Ids are
+ * consecutive from `*out_first_id`.
+ *
+ * - `db`: [in] the database.
+ * - `vectors`: [in] `n * dim` floats.
+ * - `tags`: [in, nullable] `n` tags, or NULL for none.
+ * - `out_first_id`: [out] the first new id.
+ */
+int valori_insert_batch(valori_db *db,
+                        const float *vectors,
+                        size_t n,
+                        size_t dim,
+                        const uint64_t *tags,
+                        uint64_t *out_first_id);
+#endif
+
+#if defined(VALORI_HOSTED)
+/**
+ * Deletes a record, the nodes linked to it and their edges.
+ *
+ * - `db`: [in] the database.
+ */
+int valori_delete(valori_db *db, uint64_t id);
+#endif
+
+#if defined(VALORI_HOSTED)
+/**
+ * Replaces a record's metadata.
+ *
+ * - `db`: [in] the database.
+ * - `meta`: [in] `meta_len` bytes (NULL with 0 removes it).
+ */
+int valori_set_meta(valori_db *db, uint64_t id, const uint8_t *meta, size_t meta_len);
+#endif
+
+#if defined(VALORI_HOSTED)
+/**
+ * Replaces a record's tag.
+ *
+ * - `db`: [in] the database.
+ * - `tag`: [in, nullable] the new tag, or NULL to remove it.
+ */
+int valori_set_tag(valori_db *db, uint64_t id, const uint64_t *tag);
+#endif
+
+#if defined(VALORI_HOSTED)
+/**
+ * Creates a graph node.
+ *
+ * - `db`: [in] the database.
+ * - `record`: [in, nullable] the record to link, or NULL.
+ * - `label`: [in] `label_len` bytes (NULL with 0 for none).
+ * - `out_id`: [out] the node id.
+ */
+int valori_create_node(valori_db *db,
+                       uint32_t kind,
+                       const uint64_t *record,
+                       const uint8_t *label,
+                       size_t label_len,
+                       uint64_t *out_id);
+#endif
+
+#if defined(VALORI_HOSTED)
+/**
+ * Deletes a node and its edges.
+ *
+ * - `db`: [in] the database.
+ */
+int valori_delete_node(valori_db *db, uint64_t id);
+#endif
+
+#if defined(VALORI_HOSTED)
+/**
+ * Creates a directed edge between existing nodes.
+ *
+ * - `db`: [in] the database.
+ * - `weight`: [in, nullable] the weight, or NULL for none.
+ * - `out_id`: [out] the edge id.
+ */
+int valori_create_edge(valori_db *db,
+                       uint32_t kind,
+                       uint64_t from,
+                       uint64_t to,
+                       const float *weight,
+                       uint64_t *out_id);
+#endif
+
+#if defined(VALORI_HOSTED)
+/**
+ * Deletes an edge.
+ *
+ * - `db`: [in] the database.
+ */
+int valori_delete_edge(valori_db *db, uint64_t id);
+#endif
+
+#if defined(VALORI_HOSTED)
+/**
+ * Exact k nearest records, ordered by (distance, id).
+ *
+ * - `db`: [in] the database.
+ * - `query`: [in] `dim` floats.
+ * - `tag`: [in, nullable] only records with this tag, or NULL for all.
+ * - `out_hits`: [out] room for `cap` hits.
+ * - `out_len`: [out] hits written; with `VALORI_INSUFFICIENT_SIZE`, hits needed.
+ */
+int valori_search(const valori_db *db,
+                  const float *query,
+                  size_t dim,
+                  uint32_t k,
+                  const uint64_t *tag,
+                  valori_hit *out_hits,
+                  size_t cap,
+                  size_t *out_len);
+#endif
+
+#if defined(VALORI_HOSTED)
+/**
+ * Edges at a node.
+ *
+ * - `db`: [in] the database.
+ * - `direction`: `VALORI_DIRECTION_OUT`, `_IN` or `_BOTH`.
+ * - `out_edges`: [out] room for `cap` edges.
+ * - `out_len`: [out] edges written; with `VALORI_INSUFFICIENT_SIZE`, edges needed.
+ */
+int valori_neighbors(const valori_db *db,
+                     uint64_t node,
+                     uint32_t direction,
+                     valori_edge *out_edges,
+                     size_t cap,
+                     size_t *out_len);
+#endif
+
+#if defined(VALORI_HOSTED)
+/**
+ * Nodes within `hops` edges of `start`, ordered by (depth, node id).
+ *
+ * - `db`: [in] the database.
+ * - `kind`: [in, nullable] follow only edges of this kind, or NULL for all.
+ * - `out_hops`: [out] room for `cap` nodes.
+ * - `out_len`: [out] nodes written; with `VALORI_INSUFFICIENT_SIZE`, at least this many are
+ *   needed.
+ */
+int valori_traverse(const valori_db *db,
+                    uint64_t start,
+                    uint32_t hops,
+                    uint32_t direction,
+                    const uint32_t *kind,
+                    valori_hop *out_hops,
+                    size_t cap,
+                    size_t *out_len);
+#endif
+
+#if defined(VALORI_HOSTED)
+/**
+ * Number of records.
+ *
+ * - `db`: [in] the database.
+ * - `out_count`: [out] the count.
+ */
+int valori_count(const valori_db *db, uint64_t *out_count);
+#endif
+
+#if defined(VALORI_HOSTED)
+/**
+ * A record's vector as floats (exact below 256 in magnitude).
+ *
+ * - `db`: [in] the database.
+ * - `out_vector`: [out] room for `cap` floats.
+ * - `out_len`: [out] floats written; with `VALORI_INSUFFICIENT_SIZE`, floats needed.
+ */
+int valori_get_vector(const valori_db *db,
+                      uint64_t id,
+                      float *out_vector,
+                      size_t cap,
+                      size_t *out_len);
+#endif
+
+#if defined(VALORI_HOSTED)
+/**
+ * A record's metadata.
+ *
+ * - `db`: [in] the database.
+ * - `out_meta`: [out] room for `cap` bytes.
+ * - `out_len`: [out] bytes written; with `VALORI_INSUFFICIENT_SIZE`, bytes needed.
+ */
+int valori_get_meta(const valori_db *db,
+                    uint64_t id,
+                    uint8_t *out_meta,
+                    size_t cap,
+                    size_t *out_len);
+#endif
+
+#if defined(VALORI_HOSTED)
+/**
+ * A record's tag.
+ *
+ * - `db`: [in] the database.
+ * - `out_tag`: [out] the tag (0 if none).
+ * - `out_has_tag`: [out] 1 if the record has a tag, else 0.
+ */
+int valori_get_tag(const valori_db *db, uint64_t id, uint64_t *out_tag, int *out_has_tag);
+#endif
+
+#if defined(VALORI_HOSTED)
+/**
+ * The state hash: identical on every platform for the same commands.
+ *
+ * - `db`: [in] the database.
+ * - `out_hash`: [out] 32 bytes.
+ */
+int valori_state_hash(const valori_db *db, uint8_t *out_hash);
+#endif
+
+#if defined(VALORI_HOSTED)
+/**
+ * Writes a snapshot and retires the WAL it covers.
+ *
+ * - `db`: [in] the database.
+ */
+int valori_checkpoint(valori_db *db);
+#endif
+
+#if defined(VALORI_HOSTED)
+/**
+ * Exports the newest snapshot's state and the commands logged after it (the format of
+ * docs/C-API.md), so another machine can replay them with `valori_replay` and compare hashes.
+ *
+ * - `db`: [in] the database.
+ * - `out`: [out] room for `cap` bytes.
+ * - `out_len`: [out] bytes written; with `VALORI_INSUFFICIENT_SIZE`, bytes needed.
+ */
+int valori_export(const valori_db *db, uint8_t *out, size_t cap, size_t *out_len);
+#endif
+
+#if defined(VALORI_HOSTED)
+/**
+ * Rebuilds the state an export describes (base state + commands) and writes its hash;
+ * `VALORI_CORRUPT` if the export is damaged or the replayed hash differs from the one the
+ * export recorded.
+ *
+ * - `export`: [in] `len` bytes from `valori_export`.
+ * - `out_hash`: [out] 32 bytes.
+ */
+int valori_replay(const uint8_t *export_, size_t len, uint8_t *out_hash);
+#endif
+
+/**
+ * Bytes of memory a kernel with this configuration needs.
+ *
+ * - `cfg`: [in] the configuration.
+ * - `out_size`: [out] the size in bytes.
+ *
+ * Returns `VALORI_INVALID_INPUT` for a bad dimension or metric.
+ */
+int valori_kernel_mem_size(const valori_kernel_config *cfg, size_t *out_size);
+
+/**
+ * Initialises an empty kernel inside `mem` (at least `valori_kernel_mem_size` bytes; any
+ * alignment). The memory must stay valid and untouched while the kernel is used.
+ *
+ * - `cfg`: [in] the configuration.
+ * - `mem`: [in] caller memory, `mem_len` bytes.
+ * - `out_kernel`: [out] the handle (points into `mem`).
+ *
+ * Returns `VALORI_INSUFFICIENT_SIZE` if `mem_len` is too small.
+ */
+int valori_kernel_init(const valori_kernel_config *cfg,
+                       void *mem,
+                       size_t mem_len,
+                       valori_kernel **out_kernel);
+
+/**
+ * Rebuilds a kernel inside `mem` from a snapshot made by `valori_kernel_snapshot` (or the
+ * kernel section of a database snapshot). The configuration's dimension and metric must
+ * match the snapshot's; its capacities must hold it (else `VALORI_FULL`).
+ *
+ * - `cfg`: [in] the configuration.
+ * - `snapshot`: [in] `snapshot_len` bytes.
+ * - `mem`: [in] caller memory, `mem_len` bytes.
+ * - `out_kernel`: [out] the handle.
+ */
+int valori_kernel_restore(const valori_kernel_config *cfg,
+                          const uint8_t *snapshot,
+                          size_t snapshot_len,
+                          void *mem,
+                          size_t mem_len,
+                          valori_kernel **out_kernel);
+
+/**
+ * Inserts a vector (converted from floats) with an optional tag and metadata.
+ *
+ * - `kernel`: [in] the kernel.
+ * - `vector`: [in] `dim` floats.
+ * - `tag`: [in, nullable] the tag, or NULL for none.
+ * - `meta`: [in] `meta_len` bytes of metadata (NULL with 0 for none).
+ * - `out_id`: [out] the new record's id.
+ */
+int valori_kernel_insert(valori_kernel *kernel,
+                         const float *vector,
+                         size_t dim,
+                         const uint64_t *tag,
+                         const uint8_t *meta,
+                         size_t meta_len,
+                         uint64_t *out_id);
+
+/**
+ * Applies one encoded command (as carried by the WAL and `valori_export`).
+ *
+ * - `kernel`: [in] the kernel.
+ * - `command`: [in] `len` bytes: one command in the wire format of docs/FORMAT.md §5.
+ */
+int valori_kernel_apply(valori_kernel *kernel, const uint8_t *command, size_t len);
+
+/**
+ * Deletes a record, the nodes linked to it and their edges.
+ *
+ * - `kernel`: [in] the kernel.
+ */
+int valori_kernel_delete(valori_kernel *kernel, uint64_t id);
+
+/**
+ * Replaces a record's metadata.
+ *
+ * - `kernel`: [in] the kernel.
+ * - `meta`: [in] `meta_len` bytes (NULL with 0 removes it).
+ */
+int valori_kernel_set_meta(valori_kernel *kernel,
+                           uint64_t id,
+                           const uint8_t *meta,
+                           size_t meta_len);
+
+/**
+ * Replaces a record's tag.
+ *
+ * - `kernel`: [in] the kernel.
+ * - `tag`: [in, nullable] the new tag, or NULL to remove it.
+ */
+int valori_kernel_set_tag(valori_kernel *kernel, uint64_t id, const uint64_t *tag);
+
+/**
+ * Creates a graph node.
+ *
+ * - `kernel`: [in] the kernel.
+ * - `record`: [in, nullable] the record to link, or NULL.
+ * - `label`: [in] `label_len` bytes (NULL with 0 for none).
+ * - `out_id`: [out] the node id.
+ */
+int valori_kernel_create_node(valori_kernel *kernel,
+                              uint32_t kind,
+                              const uint64_t *record,
+                              const uint8_t *label,
+                              size_t label_len,
+                              uint64_t *out_id);
+
+/**
+ * Deletes a node and its edges.
+ *
+ * - `kernel`: [in] the kernel.
+ */
+int valori_kernel_delete_node(valori_kernel *kernel, uint64_t id);
+
+/**
+ * Creates a directed edge between existing nodes.
+ *
+ * - `kernel`: [in] the kernel.
+ * - `weight`: [in, nullable] the weight, or NULL for none.
+ * - `out_id`: [out] the edge id.
+ */
+int valori_kernel_create_edge(valori_kernel *kernel,
+                              uint32_t kind,
+                              uint64_t from,
+                              uint64_t to,
+                              const float *weight,
+                              uint64_t *out_id);
+
+/**
+ * Deletes an edge.
+ *
+ * - `kernel`: [in] the kernel.
+ */
+int valori_kernel_delete_edge(valori_kernel *kernel, uint64_t id);
+
+/**
+ * Exact k nearest records, ordered by (distance, id). Uses the handle's scratch space for
+ * the query, so it needs a non-const handle.
+ *
+ * - `kernel`: [in] the kernel.
+ * - `query`: [in] `dim` floats.
+ * - `tag`: [in, nullable] only records with this tag, or NULL for all.
+ * - `out_hits`: [out] room for `cap` hits.
+ * - `out_len`: [out] hits written; with `VALORI_INSUFFICIENT_SIZE`, hits needed.
+ */
+int valori_kernel_search(valori_kernel *kernel,
+                         const float *query,
+                         size_t dim,
+                         uint32_t k,
+                         const uint64_t *tag,
+                         valori_hit *out_hits,
+                         size_t cap,
+                         size_t *out_len);
+
+/**
+ * Edges at a node.
+ *
+ * - `kernel`: [in] the kernel.
+ * - `direction`: `VALORI_DIRECTION_OUT`, `_IN` or `_BOTH`.
+ * - `out_edges`: [out] room for `cap` edges.
+ * - `out_len`: [out] edges written; with `VALORI_INSUFFICIENT_SIZE`, edges needed.
+ */
+int valori_kernel_neighbors(const valori_kernel *kernel,
+                            uint64_t node,
+                            uint32_t direction,
+                            valori_edge *out_edges,
+                            size_t cap,
+                            size_t *out_len);
+
+/**
+ * Nodes within `hops` edges of `start`, ordered by (depth, node id).
+ *
+ * - `kernel`: [in] the kernel.
+ * - `kind`: [in, nullable] follow only edges of this kind, or NULL for all.
+ * - `out_hops`: [out] room for `cap` nodes.
+ * - `out_len`: [out] nodes written; with `VALORI_INSUFFICIENT_SIZE`, at least this many are
+ *   needed.
+ */
+int valori_kernel_traverse(const valori_kernel *kernel,
+                           uint64_t start,
+                           uint32_t hops,
+                           uint32_t direction,
+                           const uint32_t *kind,
+                           valori_hop *out_hops,
+                           size_t cap,
+                           size_t *out_len);
+
+/**
+ * Number of records.
+ *
+ * - `kernel`: [in] the kernel.
+ * - `out_count`: [out] the count.
+ */
+int valori_kernel_count(const valori_kernel *kernel, uint64_t *out_count);
+
+/**
+ * The state hash: identical on every platform for the same commands.
+ *
+ * - `kernel`: [in] the kernel.
+ * - `out_hash`: [out] 32 bytes.
+ */
+int valori_kernel_state_hash(const valori_kernel *kernel, uint8_t *out_hash);
+
+/**
+ * Writes the canonical state encoding (a snapshot for `valori_kernel_restore`).
+ *
+ * - `kernel`: [in] the kernel.
+ * - `out`: [out] room for `cap` bytes.
+ * - `out_len`: [out] bytes written; with `VALORI_INSUFFICIENT_SIZE`, bytes needed.
+ */
+int valori_kernel_snapshot(const valori_kernel *kernel, uint8_t *out, size_t cap, size_t *out_len);
+
+/**
+ * A record's vector as floats.
+ *
+ * - `kernel`: [in] the kernel.
+ * - `out_vector`: [out] room for `cap` floats.
+ * - `out_len`: [out] floats written; with `VALORI_INSUFFICIENT_SIZE`, floats needed.
+ */
+int valori_kernel_get_vector(const valori_kernel *kernel,
+                             uint64_t id,
+                             float *out_vector,
+                             size_t cap,
+                             size_t *out_len);
+
+/**
+ * A record's metadata.
+ *
+ * - `kernel`: [in] the kernel.
+ * - `out_meta`: [out] room for `cap` bytes.
+ * - `out_len`: [out] bytes written; with `VALORI_INSUFFICIENT_SIZE`, bytes needed.
+ */
+int valori_kernel_get_meta(const valori_kernel *kernel,
+                           uint64_t id,
+                           uint8_t *out_meta,
+                           size_t cap,
+                           size_t *out_len);
+
+/**
+ * A record's tag.
+ *
+ * - `kernel`: [in] the kernel.
+ * - `out_tag`: [out] the tag (0 if none).
+ * - `out_has_tag`: [out] 1 if the record has a tag, else 0.
+ */
+int valori_kernel_get_tag(const valori_kernel *kernel,
+                          uint64_t id,
+                          uint64_t *out_tag,
+                          int *out_has_tag);
+
+#ifdef __cplusplus
+}  // extern "C"
+#endif  // __cplusplus
+
+#endif  /* VALORI_H */

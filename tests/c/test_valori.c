@@ -1,0 +1,531 @@
+/* The C test suite of valori.h: behaviour, errors, buffers, handles, crash recovery, and the
+ * embedded kernel. Built with -std=c99 -Wall -Wextra -Wpedantic -Werror; run plain, under
+ * ASan/UBSan and under valgrind by tests/c/run.sh. Prints "N passed, N failed". */
+#define _POSIX_C_SOURCE 200809L
+#include "valori.h"
+
+#include <math.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/types.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#ifndef EXPECTED_VERSION
+#error "build with -DEXPECTED_VERSION=\"x.y.z\" (the Cargo.toml version)"
+#endif
+
+int null_argument_cases(valori_db *db, valori_kernel *kernel, const char *path, int *failed);
+
+static int passed, failed, checks;
+static char base_dir[256];
+
+#define CHECK(cond)                                                                 \
+    do {                                                                            \
+        checks++;                                                                   \
+        if (!(cond)) {                                                              \
+            fprintf(stderr, "%s:%d: CHECK(%s) failed\n", __FILE__, __LINE__, #cond); \
+            return 1;                                                               \
+        }                                                                           \
+    } while (0)
+
+#define CHECK_RC(expr, want)                                                              \
+    do {                                                                                  \
+        int rc_ = (expr);                                                                 \
+        checks++;                                                                         \
+        if (rc_ != (want)) {                                                              \
+            fprintf(stderr, "%s:%d: %s returned %d (%s), expected %d\n", __FILE__, __LINE__, \
+                    #expr, rc_, valori_errstr(rc_), (int)(want));                         \
+            return 1;                                                                     \
+        }                                                                                 \
+    } while (0)
+
+static void run(const char *name, int (*test)(void)) {
+    if (test() == 0) {
+        passed++;
+        printf("ok   %s\n", name);
+    } else {
+        failed++;
+        printf("FAIL %s\n", name);
+    }
+}
+
+static void dir_for(char *out, size_t cap, const char *name) {
+    snprintf(out, cap, "%s/%s", base_dir, name);
+}
+
+static int open_new(const char *name, uint32_t dim, valori_db **db) {
+    char path[512];
+    valori_options opts;
+    dir_for(path, sizeof path, name);
+    if (valori_options_init(&opts) != VALORI_OK) return -1;
+    opts.dim = dim;
+    return valori_open(path, &opts, db);
+}
+
+/* ---------------------------------------------------------------- versions and codes */
+
+static int test_versions(void) {
+    char buf[32];
+    CHECK(strcmp(VALORI_VERSION, valori_libversion()) == 0);
+    CHECK(strcmp(VALORI_VERSION, EXPECTED_VERSION) == 0);
+    CHECK(VALORI_VERSION_NUMBER == valori_libversion_number());
+    CHECK(VALORI_VERSION_NUMBER ==
+          VALORI_VERSION_MAJOR * 1000000 + VALORI_VERSION_MINOR * 1000 + VALORI_VERSION_PATCH);
+    snprintf(buf, sizeof buf, "%d.%d.%d", VALORI_VERSION_MAJOR, VALORI_VERSION_MINOR,
+             VALORI_VERSION_PATCH);
+    CHECK(strcmp(buf, VALORI_VERSION) == 0);
+    return 0;
+}
+
+static int test_errstr(void) {
+    int codes[] = {VALORI_OK, VALORI_INTERNAL, VALORI_MISUSE, VALORI_INVALID_INPUT,
+                   VALORI_DIMENSION, VALORI_FULL, VALORI_NOT_FOUND, VALORI_EXISTS,
+                   VALORI_INSUFFICIENT_SIZE, VALORI_CORRUPT, VALORI_BUSY, VALORI_IO,
+                   VALORI_POISONED};
+    size_t i;
+    for (i = 0; i < sizeof codes / sizeof codes[0]; i++) {
+        CHECK(valori_errstr(codes[i]) != NULL);
+        CHECK(strcmp(valori_errstr(codes[i]), "unknown result code") != 0);
+    }
+    CHECK(strcmp(valori_errstr(12345), "unknown result code") == 0);
+    CHECK(strcmp(valori_errstr(VALORI_FULL_EDGES), valori_errstr(VALORI_FULL)) == 0);
+    CHECK((VALORI_NOT_FOUND_NODE & 0xff) == VALORI_NOT_FOUND);
+    CHECK((VALORI_INVALID_INPUT_NOT_FINITE & 0xff) == VALORI_INVALID_INPUT);
+    return 0;
+}
+
+/* ---------------------------------------------------------------- the database */
+
+static int test_roundtrip(void) {
+    valori_db *db = NULL;
+    float a[4] = {1.0f, 0.0f, 0.0f, 0.0f}, b[4] = {0.0f, 1.0f, 0.0f, 0.0f};
+    float batch[8] = {0.5f, 0.5f, 0.0f, 0.0f, -1.0f, 0.0f, 0.0f, 0.0f};
+    uint64_t tags[2] = {7, 8}, tag = 7, id = 99, first = 0, count = 0, got_tag = 0;
+    valori_hit hits[8];
+    size_t n = 0;
+    uint8_t hash1[32], hash2[32], meta[16];
+    float vec[4];
+    int has_tag = -1;
+    char path[512];
+
+    CHECK_RC(open_new("roundtrip", 4, &db), VALORI_OK);
+    CHECK(db != NULL);
+    CHECK_RC(valori_insert(db, a, 4, &tag, (const uint8_t *)"cup", 3, &id), VALORI_OK);
+    CHECK(id == 0);
+    CHECK_RC(valori_insert(db, b, 4, NULL, NULL, 0, &id), VALORI_OK);
+    CHECK(id == 1);
+    CHECK_RC(valori_insert_batch(db, batch, 2, 4, tags, &first), VALORI_OK);
+    CHECK(first == 2);
+    CHECK_RC(valori_count(db, &count), VALORI_OK);
+    CHECK(count == 4);
+
+    CHECK_RC(valori_search(db, a, 4, 3, NULL, hits, 8, &n), VALORI_OK);
+    CHECK(n == 3);
+    CHECK(hits[0].id == 0 && hits[0].distance == 0.0);
+    CHECK(hits[1].id == 2 && fabs(hits[1].distance - 0.5) < 1e-12);
+    CHECK(hits[1].distance_raw_hi == 0 && hits[1].distance_raw_lo == 2147483648u);
+    CHECK(hits[2].id == 1 && hits[2].distance == 2.0);
+    /* tag filter */
+    CHECK_RC(valori_search(db, a, 4, 10, &tag, hits, 8, &n), VALORI_OK);
+    CHECK(n == 2 && hits[0].id == 0 && hits[1].id == 2);
+
+    CHECK_RC(valori_get_vector(db, 2, vec, 4, &n), VALORI_OK);
+    CHECK(n == 4 && vec[0] == 0.5f && vec[1] == 0.5f);
+    CHECK_RC(valori_get_meta(db, 0, meta, sizeof meta, &n), VALORI_OK);
+    CHECK(n == 3 && memcmp(meta, "cup", 3) == 0);
+    CHECK_RC(valori_get_tag(db, 1, &got_tag, &has_tag), VALORI_OK);
+    CHECK(has_tag == 0);
+    CHECK_RC(valori_get_tag(db, 3, &got_tag, &has_tag), VALORI_OK);
+    CHECK(has_tag == 1 && got_tag == 8);
+    CHECK_RC(valori_set_tag(db, 1, &tag), VALORI_OK);
+    CHECK_RC(valori_set_meta(db, 1, (const uint8_t *)"plate", 5), VALORI_OK);
+    CHECK_RC(valori_delete(db, 3), VALORI_OK);
+    CHECK_RC(valori_delete(db, 3), VALORI_NOT_FOUND_RECORD);
+    CHECK_RC(valori_checkpoint(db), VALORI_OK);
+    CHECK_RC(valori_state_hash(db, hash1), VALORI_OK);
+    CHECK_RC(valori_close(&db), VALORI_OK);
+    CHECK(db == NULL);
+
+    dir_for(path, sizeof path, "roundtrip");
+    CHECK_RC(valori_open(path, NULL, &db), VALORI_OK);
+    CHECK_RC(valori_state_hash(db, hash2), VALORI_OK);
+    CHECK(memcmp(hash1, hash2, 32) == 0);
+    CHECK_RC(valori_get_meta(db, 1, meta, sizeof meta, &n), VALORI_OK);
+    CHECK(n == 5 && memcmp(meta, "plate", 5) == 0);
+    CHECK_RC(valori_close(&db), VALORI_OK);
+    return 0;
+}
+
+static int test_invalid_input_changes_nothing(void) {
+    valori_db *db = NULL;
+    float ok[3] = {1, 2, 3}, nan_v[3] = {1, 0, 0}, big[3] = {40000.0f, 0, 0};
+    uint8_t before[32], after[32];
+    uint64_t id = 12345;
+    valori_hit hits[2];
+    size_t n = 77;
+    float w = NAN;
+    uint8_t longmeta[70000];
+
+    nan_v[1] = NAN;
+    CHECK_RC(open_new("invalid", 3, &db), VALORI_OK);
+    CHECK_RC(valori_insert(db, ok, 3, NULL, NULL, 0, &id), VALORI_OK);
+    CHECK_RC(valori_state_hash(db, before), VALORI_OK);
+    id = 12345;
+    CHECK_RC(valori_insert(db, ok, 2, NULL, NULL, 0, &id), VALORI_DIMENSION);
+    CHECK(strstr(valori_errmsg(db), "dimension") != NULL);
+    CHECK_RC(valori_insert(db, nan_v, 3, NULL, NULL, 0, &id), VALORI_INVALID_INPUT_NOT_FINITE);
+    CHECK(strstr(valori_errmsg(db), "component 1") != NULL);
+    CHECK_RC(valori_insert(db, big, 3, NULL, NULL, 0, &id), VALORI_INVALID_INPUT_OUT_OF_RANGE);
+    memset(longmeta, 'x', sizeof longmeta);
+    CHECK_RC(valori_insert(db, ok, 3, NULL, longmeta, sizeof longmeta, &id), VALORI_INVALID_INPUT_TOO_LONG);
+    CHECK_RC(valori_insert_batch(db, ok, 1, 2, NULL, &id), VALORI_DIMENSION);
+    CHECK_RC(valori_create_edge(db, 1, 0, 1, NULL, &id), VALORI_NOT_FOUND_NODE);
+    CHECK_RC(valori_create_edge(db, 1, 0, 1, &w, &id), VALORI_INVALID_INPUT_NOT_FINITE);
+    CHECK_RC(valori_create_node(db, 1, &id, NULL, 0, &id), VALORI_NOT_FOUND_RECORD);
+    CHECK(id == 12345); /* outputs untouched on failure */
+    CHECK_RC(valori_search(db, ok, 3, 0, NULL, hits, 2, &n), VALORI_INVALID_INPUT_ZERO_K);
+    CHECK(n == 77);
+    CHECK_RC(valori_neighbors(db, 0, 9, NULL, 0, &n), VALORI_INVALID_INPUT);
+    CHECK_RC(valori_state_hash(db, after), VALORI_OK);
+    CHECK(memcmp(before, after, 32) == 0);
+    CHECK_RC(valori_close(&db), VALORI_OK);
+    return 0;
+}
+
+static int test_small_buffers(void) {
+    valori_db *db = NULL;
+    float v[2] = {1, 1};
+    uint64_t id;
+    valori_hit hits[1];
+    float vec[1];
+    uint8_t meta[2];
+    valori_edge edges[1];
+    valori_hop hops[1];
+    size_t n = 0;
+    int i;
+    uint8_t *exp;
+    size_t exp_len = 0;
+    uint8_t hash[32], replayed[32];
+
+    CHECK_RC(open_new("buffers", 2, &db), VALORI_OK);
+    for (i = 0; i < 3; i++) CHECK_RC(valori_insert(db, v, 2, NULL, (const uint8_t *)"abc", 3, &id), VALORI_OK);
+    CHECK_RC(valori_search(db, v, 2, 5, NULL, hits, 1, &n), VALORI_INSUFFICIENT_SIZE);
+    CHECK(n == 3);
+    CHECK_RC(valori_search(db, v, 2, 5, NULL, NULL, 0, &n), VALORI_INSUFFICIENT_SIZE);
+    CHECK(n == 3);
+    CHECK_RC(valori_search(db, v, 2, 1, NULL, hits, 1, &n), VALORI_OK);
+    CHECK(n == 1 && hits[0].id == 0);
+    CHECK_RC(valori_search(db, v, 2, 4000000000u, NULL, hits, 1, &n), VALORI_INSUFFICIENT_SIZE);
+    CHECK(n == 3);
+    CHECK_RC(valori_get_vector(db, 0, vec, 1, &n), VALORI_INSUFFICIENT_SIZE);
+    CHECK(n == 2);
+    CHECK_RC(valori_get_meta(db, 0, meta, 2, &n), VALORI_INSUFFICIENT_SIZE);
+    CHECK(n == 3);
+    CHECK_RC(valori_get_meta(db, 9, meta, 2, &n), VALORI_NOT_FOUND_RECORD);
+    CHECK_RC(valori_create_node(db, 1, NULL, NULL, 0, &id), VALORI_OK);
+    CHECK_RC(valori_create_node(db, 1, NULL, NULL, 0, &id), VALORI_OK);
+    CHECK_RC(valori_create_node(db, 1, NULL, NULL, 0, &id), VALORI_OK);
+    CHECK_RC(valori_create_edge(db, 1, 0, 1, NULL, &id), VALORI_OK);
+    CHECK_RC(valori_create_edge(db, 1, 0, 2, NULL, &id), VALORI_OK);
+    CHECK_RC(valori_neighbors(db, 0, VALORI_DIRECTION_OUT, edges, 1, &n), VALORI_INSUFFICIENT_SIZE);
+    CHECK(n == 2);
+    CHECK_RC(valori_traverse(db, 0, 2, VALORI_DIRECTION_OUT, NULL, hops, 1, &n), VALORI_INSUFFICIENT_SIZE);
+    CHECK(n >= 2);
+    CHECK_RC(valori_export(db, NULL, 0, &exp_len), VALORI_INSUFFICIENT_SIZE);
+    CHECK(exp_len > 0);
+    exp = malloc(exp_len);
+    CHECK(exp != NULL);
+    CHECK_RC(valori_export(db, exp, exp_len, &n), VALORI_OK);
+    CHECK(n == exp_len);
+    CHECK_RC(valori_state_hash(db, hash), VALORI_OK);
+    CHECK_RC(valori_replay(exp, exp_len, replayed), VALORI_OK);
+    CHECK(memcmp(hash, replayed, 32) == 0);
+    exp[exp_len / 2] ^= 0x40;
+    CHECK_RC(valori_replay(exp, exp_len, replayed) & 0xff, VALORI_CORRUPT);
+    free(exp);
+    CHECK_RC(valori_close(&db), VALORI_OK);
+    return 0;
+}
+
+static int test_graph(void) {
+    valori_db *db = NULL;
+    float v[2] = {0.5f, -0.5f};
+    uint64_t rec, a, b, c, e1, e2;
+    float w = 0.25f;
+    uint32_t kind = 7;
+    valori_edge edges[4];
+    valori_hop hops[4];
+    size_t n;
+
+    CHECK_RC(open_new("graph", 2, &db), VALORI_OK);
+    CHECK_RC(valori_insert(db, v, 2, NULL, NULL, 0, &rec), VALORI_OK);
+    CHECK_RC(valori_create_node(db, 1, &rec, (const uint8_t *)"robot", 5, &a), VALORI_OK);
+    CHECK_RC(valori_create_node(db, 2, NULL, NULL, 0, &b), VALORI_OK);
+    CHECK_RC(valori_create_node(db, 2, NULL, NULL, 0, &c), VALORI_OK);
+    CHECK_RC(valori_create_edge(db, 7, a, b, &w, &e1), VALORI_OK);
+    CHECK_RC(valori_create_edge(db, 8, b, c, NULL, &e2), VALORI_OK);
+    CHECK_RC(valori_neighbors(db, a, VALORI_DIRECTION_OUT, edges, 4, &n), VALORI_OK);
+    CHECK(n == 1 && edges[0].id == e1 && edges[0].to == b && edges[0].has_weight == 1 && edges[0].weight == 0.25);
+    CHECK_RC(valori_neighbors(db, b, VALORI_DIRECTION_BOTH, edges, 4, &n), VALORI_OK);
+    CHECK(n == 2 && edges[0].id == e2 && edges[1].id == e1);
+    CHECK_RC(valori_traverse(db, a, 5, VALORI_DIRECTION_OUT, NULL, hops, 4, &n), VALORI_OK);
+    CHECK(n == 2 && hops[0].node == b && hops[0].depth == 1 && hops[1].node == c && hops[1].depth == 2);
+    CHECK_RC(valori_traverse(db, a, 5, VALORI_DIRECTION_OUT, &kind, hops, 4, &n), VALORI_OK);
+    CHECK(n == 1);
+    CHECK_RC(valori_delete_edge(db, e2), VALORI_OK);
+    CHECK_RC(valori_delete_edge(db, e2), VALORI_NOT_FOUND_EDGE);
+    CHECK_RC(valori_delete_node(db, c), VALORI_OK);
+    CHECK_RC(valori_delete(db, rec), VALORI_OK); /* cascades to node a and edge e1 */
+    CHECK_RC(valori_neighbors(db, a, VALORI_DIRECTION_OUT, edges, 4, &n), VALORI_NOT_FOUND_NODE);
+    CHECK_RC(valori_neighbors(db, b, VALORI_DIRECTION_BOTH, edges, 4, &n), VALORI_OK);
+    CHECK(n == 0);
+    CHECK_RC(valori_close(&db), VALORI_OK);
+    return 0;
+}
+
+static int test_handles(void) {
+    valori_db *db = NULL, *second = NULL;
+    char path[512];
+    uint64_t count;
+    valori_options opts;
+
+    CHECK_RC(valori_close(NULL), VALORI_OK);
+    CHECK_RC(valori_close(&db), VALORI_OK);
+    CHECK_RC(open_new("handles", 2, &db), VALORI_OK);
+    dir_for(path, sizeof path, "handles");
+    CHECK_RC(valori_open(path, NULL, &second), VALORI_BUSY);
+    CHECK(second == NULL);
+    CHECK(strstr(valori_errmsg(NULL), "in use") != NULL);
+    CHECK_RC(valori_close(&db), VALORI_OK);
+    /* use after close: the handle variable is NULL, so the call is refused */
+    CHECK_RC(valori_count(db, &count), VALORI_MISUSE);
+    CHECK_RC(valori_open(path, NULL, &second), VALORI_OK);
+    CHECK_RC(valori_close(&second), VALORI_OK);
+    /* options from a caller that knows fewer fields than this library are refused */
+    CHECK_RC(valori_options_init(&opts), VALORI_OK);
+    CHECK(opts.struct_size == sizeof opts && opts.create == 1 && opts.durability == VALORI_DURABILITY_FSYNC);
+    opts.struct_size = 4;
+    CHECK_RC(valori_open(path, &opts, &db), VALORI_MISUSE);
+    /* a dimension that differs from the database's */
+    CHECK_RC(valori_options_init(&opts), VALORI_OK);
+    opts.dim = 3;
+    CHECK_RC(valori_open(path, &opts, &db), VALORI_INVALID_INPUT);
+    CHECK(strstr(valori_errmsg(NULL), "2-dimensional") != NULL);
+    /* no database and no dimension */
+    dir_for(path, sizeof path, "never-created");
+    CHECK_RC(valori_open(path, NULL, &db), VALORI_INVALID_INPUT);
+    CHECK(db == NULL);
+    return 0;
+}
+
+/* A child inserts with the default durability and reports each acknowledged id through a
+ * pipe; the parent kills it with SIGKILL and checks every acknowledged record after reopen. */
+static int test_crash_recovery(void) {
+    char path[512];
+    int fds[2], status;
+    pid_t pid;
+    uint64_t acked = 0, id, count = 0, i;
+    valori_db *db = NULL;
+
+    dir_for(path, sizeof path, "crash");
+    CHECK_RC(open_new("crash", 4, &db), VALORI_OK);
+    CHECK_RC(valori_close(&db), VALORI_OK);
+    CHECK(pipe(fds) == 0);
+    pid = fork();
+    CHECK(pid >= 0);
+    if (pid == 0) {
+        valori_db *child = NULL;
+        close(fds[0]);
+        if (valori_open(path, NULL, &child) != VALORI_OK) _exit(2);
+        for (i = 0;; i++) {
+            float v[4];
+            v[0] = (float)i; v[1] = 1.0f; v[2] = -1.0f; v[3] = 0.5f;
+            if (valori_insert(child, v, 4, NULL, NULL, 0, &id) != VALORI_OK) _exit(3);
+            if (write(fds[1], &id, sizeof id) != (ssize_t)sizeof id) _exit(4);
+        }
+    }
+    close(fds[1]);
+    while (acked < 50 && read(fds[0], &id, sizeof id) == (ssize_t)sizeof id) acked = id + 1;
+    kill(pid, SIGKILL);
+    while (read(fds[0], &id, sizeof id) == (ssize_t)sizeof id) acked = id + 1;
+    close(fds[0]);
+    CHECK(waitpid(pid, &status, 0) == pid);
+    CHECK(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
+    CHECK(acked >= 50);
+    CHECK_RC(valori_open(path, NULL, &db), VALORI_OK);
+    CHECK_RC(valori_count(db, &count), VALORI_OK);
+    CHECK(count >= acked);
+    for (i = 0; i < acked; i++) {
+        float v[4];
+        size_t n;
+        CHECK_RC(valori_get_vector(db, i, v, 4, &n), VALORI_OK);
+        CHECK(n == 4 && v[0] == (float)i && v[1] == 1.0f && v[2] == -1.0f && v[3] == 0.5f);
+    }
+    CHECK_RC(valori_close(&db), VALORI_OK);
+    return 0;
+}
+
+/* ---------------------------------------------------------------- the embedded kernel */
+
+static int test_kernel_matches_database(void) {
+    valori_kernel_config cfg;
+    size_t size = 0, n = 0, snap_len = 0, exp_len = 0;
+    unsigned char *mem, *mem2, *snap, *exp;
+    valori_kernel *k = NULL, *k2 = NULL;
+    valori_db *db = NULL;
+    float v[3] = {0.25f, -2.0f, 3.0f}, q[3] = {0, 0, 0};
+    uint64_t id, node, count = 0, tag = 3, got_tag = 0;
+    float w = -1.5f;
+    uint8_t hk[32], hdb[32], hk2[32], meta[8];
+    valori_hit hits[4];
+    valori_edge edges[2];
+    valori_hop hops[2];
+    float vec[3];
+    int has_tag = 0;
+    size_t pos;
+
+    memset(&cfg, 0, sizeof cfg);
+    cfg.dim = 3; cfg.metric = VALORI_METRIC_L2; cfg.max_records = 4; cfg.max_nodes = 2;
+    cfg.max_edges = 2; cfg.meta_bytes = 16; cfg.label_bytes = 16;
+    CHECK_RC(valori_kernel_mem_size(&cfg, &size), VALORI_OK);
+    CHECK(size > 0 && size < 4096);
+    mem = malloc(size + 1);
+    CHECK(mem != NULL);
+    CHECK_RC(valori_kernel_init(&cfg, mem + 1, size - 1, &k), VALORI_INSUFFICIENT_SIZE);
+    CHECK_RC(valori_kernel_init(&cfg, mem + 1, size, &k), VALORI_OK); /* unaligned is fine */
+    CHECK_RC(open_new("kernel-twin", 3, &db), VALORI_OK);
+
+    CHECK_RC(valori_kernel_insert(k, v, 3, &tag, (const uint8_t *)"m", 1, &id), VALORI_OK);
+    CHECK_RC(valori_insert(db, v, 3, &tag, (const uint8_t *)"m", 1, &id), VALORI_OK);
+    CHECK_RC(valori_kernel_create_node(k, 4, &id, (const uint8_t *)"n", 1, &node), VALORI_OK);
+    CHECK_RC(valori_create_node(db, 4, &id, (const uint8_t *)"n", 1, &node), VALORI_OK);
+    CHECK_RC(valori_kernel_create_edge(k, 9, node, node, &w, &id), VALORI_OK);
+    CHECK_RC(valori_create_edge(db, 9, node, node, &w, &id), VALORI_OK);
+    CHECK_RC(valori_kernel_set_meta(k, 0, (const uint8_t *)"meta", 4), VALORI_OK);
+    CHECK_RC(valori_set_meta(db, 0, (const uint8_t *)"meta", 4), VALORI_OK);
+    CHECK_RC(valori_kernel_set_tag(k, 0, NULL), VALORI_OK);
+    CHECK_RC(valori_set_tag(db, 0, NULL), VALORI_OK);
+    CHECK_RC(valori_kernel_state_hash(k, hk), VALORI_OK);
+    CHECK_RC(valori_state_hash(db, hdb), VALORI_OK);
+    CHECK(memcmp(hk, hdb, 32) == 0);
+
+    CHECK_RC(valori_kernel_count(k, &count), VALORI_OK);
+    CHECK(count == 1);
+    CHECK_RC(valori_kernel_search(k, q, 3, 4, NULL, hits, 4, &n), VALORI_OK);
+    CHECK(n == 1 && hits[0].id == 0 && fabs(hits[0].distance - (0.0625 + 4 + 9)) < 1e-9);
+    CHECK_RC(valori_kernel_search(k, q, 2, 4, NULL, hits, 4, &n), VALORI_DIMENSION);
+    CHECK_RC(valori_kernel_neighbors(k, node, VALORI_DIRECTION_BOTH, edges, 2, &n), VALORI_OK);
+    CHECK(n == 2 && edges[0].weight == -1.5);
+    CHECK_RC(valori_kernel_traverse(k, node, 3, VALORI_DIRECTION_OUT, NULL, hops, 2, &n), VALORI_OK);
+    CHECK(n == 0); /* a self loop reaches nothing new */
+    CHECK_RC(valori_kernel_get_vector(k, 0, vec, 3, &n), VALORI_OK);
+    CHECK(n == 3 && vec[0] == 0.25f && vec[1] == -2.0f && vec[2] == 3.0f);
+    CHECK_RC(valori_kernel_get_meta(k, 0, meta, 8, &n), VALORI_OK);
+    CHECK(n == 4 && memcmp(meta, "meta", 4) == 0);
+    CHECK_RC(valori_kernel_get_tag(k, 0, &got_tag, &has_tag), VALORI_OK);
+    CHECK(has_tag == 0);
+
+    /* fill to capacity: VALORI_FULL_RECORDS, state unchanged */
+    CHECK_RC(valori_kernel_insert(k, v, 3, NULL, NULL, 0, &id), VALORI_OK);
+    CHECK_RC(valori_kernel_insert(k, v, 3, NULL, NULL, 0, &id), VALORI_OK);
+    CHECK_RC(valori_kernel_insert(k, v, 3, NULL, NULL, 0, &id), VALORI_OK);
+    CHECK_RC(valori_kernel_state_hash(k, hk), VALORI_OK);
+    CHECK_RC(valori_kernel_insert(k, v, 3, NULL, NULL, 0, &id), VALORI_FULL_RECORDS);
+    CHECK_RC(valori_kernel_state_hash(k, hk2), VALORI_OK);
+    CHECK(memcmp(hk, hk2, 32) == 0);
+    CHECK_RC(valori_kernel_delete(k, 3), VALORI_OK);
+    CHECK_RC(valori_kernel_delete_edge(k, 0), VALORI_OK);
+    CHECK_RC(valori_kernel_delete_node(k, 0), VALORI_OK);
+
+    /* snapshot and restore into other memory */
+    CHECK_RC(valori_kernel_snapshot(k, NULL, 0, &snap_len), VALORI_INSUFFICIENT_SIZE);
+    snap = malloc(snap_len);
+    CHECK(snap != NULL);
+    CHECK_RC(valori_kernel_snapshot(k, snap, snap_len, &n), VALORI_OK);
+    CHECK(n == snap_len);
+    mem2 = malloc(size);
+    CHECK(mem2 != NULL);
+    CHECK_RC(valori_kernel_restore(&cfg, snap, snap_len, mem2, size, &k2), VALORI_OK);
+    CHECK_RC(valori_kernel_state_hash(k, hk), VALORI_OK);
+    CHECK_RC(valori_kernel_state_hash(k2, hk2), VALORI_OK);
+    CHECK(memcmp(hk, hk2, 32) == 0);
+    snap[snap_len - 1] ^= 1;
+    CHECK_RC(valori_kernel_restore(&cfg, snap, snap_len, mem2, size, &k2), VALORI_CORRUPT);
+    free(snap);
+
+    /* replay the database's exported commands into a fresh kernel: same hash */
+    CHECK_RC(valori_export(db, NULL, 0, &exp_len), VALORI_INSUFFICIENT_SIZE);
+    exp = malloc(exp_len);
+    CHECK(exp != NULL);
+    CHECK_RC(valori_export(db, exp, exp_len, &n), VALORI_OK);
+    CHECK_RC(valori_kernel_init(&cfg, mem2, size, &k2), VALORI_OK);
+    /* layout: "VLRX" u32 version, u64 base_seq, u64 base_len, base, u64 count, {u32 len, bytes}, hash */
+    {
+        uint64_t base_len, ncmd, c;
+        memcpy(&base_len, exp + 16, 8);
+        pos = 24 + (size_t)base_len;
+        memcpy(&ncmd, exp + pos, 8);
+        pos += 8;
+        CHECK(ncmd == 5);
+        for (c = 0; c < ncmd; c++) {
+            uint32_t len;
+            memcpy(&len, exp + pos, 4);
+            pos += 4;
+            CHECK_RC(valori_kernel_apply(k2, exp + pos, len), VALORI_OK);
+            pos += len;
+        }
+    }
+    CHECK_RC(valori_kernel_state_hash(k2, hk2), VALORI_OK);
+    CHECK(memcmp(hk2, hdb, 32) == 0);
+    CHECK_RC(valori_kernel_apply(k2, exp, 3), VALORI_CORRUPT);
+    free(exp);
+    free(mem2);
+    free(mem);
+    CHECK_RC(valori_close(&db), VALORI_OK);
+    return 0;
+}
+
+static int test_null_arguments(void) {
+    valori_db *db = NULL;
+    valori_kernel *k = NULL;
+    valori_kernel_config cfg;
+    static union { uint64_t u; unsigned char b[8192]; } mem;
+    char path[512];
+    int cases, bad = 0;
+
+    memset(&cfg, 0, sizeof cfg);
+    cfg.dim = 1; cfg.max_records = 4;
+    CHECK_RC(valori_kernel_init(&cfg, mem.b, sizeof mem.b, &k), VALORI_OK);
+    CHECK_RC(open_new("nulls", 1, &db), VALORI_OK);
+    dir_for(path, sizeof path, "nulls-other");
+    cases = null_argument_cases(db, k, path, &bad);
+    printf("     NULL-argument cases: %d, wrong results: %d\n", cases, bad);
+    CHECK(cases > 90);
+    CHECK(bad == 0);
+    CHECK_RC(valori_close(&db), VALORI_OK);
+    return 0;
+}
+
+int main(int argc, char **argv) {
+    if (argc != 2) {
+        fprintf(stderr, "usage: %s WORK_DIR\n", argv[0]);
+        return 2;
+    }
+    snprintf(base_dir, sizeof base_dir, "%s", argv[1]);
+    run("versions", test_versions);
+    run("errstr", test_errstr);
+    run("roundtrip", test_roundtrip);
+    run("invalid_input_changes_nothing", test_invalid_input_changes_nothing);
+    run("small_buffers", test_small_buffers);
+    run("graph", test_graph);
+    run("handles", test_handles);
+    run("crash_recovery", test_crash_recovery);
+    run("kernel_matches_database", test_kernel_matches_database);
+    run("null_arguments", test_null_arguments);
+    printf("checks: %d\n", checks);
+    printf("%d passed, %d failed\n", passed, failed);
+    return failed == 0 ? 0 : 1;
+}
