@@ -883,6 +883,26 @@ int valori_kernel_search(valori_kernel *kernel,
                          size_t *out_len);
 
 /**
+ * Exact k nearest records to a query given in raw Q16.16 (`value * 65536` as `int32_t`),
+ * ordered by (distance, id). Needs no conversion, so the handle is const: concurrent
+ * searches on one kernel are allowed.
+ *
+ * - `kernel`: [in] the kernel.
+ * - `query`: [in] `dim` raw Q16.16 values.
+ * - `tag`: [in, nullable] only records with this tag, or NULL for all.
+ * - `out_hits`: [out] room for `cap` hits.
+ * - `out_len`: [out] hits written; with `VALORI_INSUFFICIENT_SIZE`, hits needed.
+ */
+int valori_kernel_search_raw(const valori_kernel *kernel,
+                             const int32_t *query,
+                             size_t dim,
+                             uint32_t k,
+                             const uint64_t *tag,
+                             valori_hit *out_hits,
+                             size_t cap,
+                             size_t *out_len);
+
+/**
  * Edges at a node.
  *
  * - `kernel`: [in] the kernel.

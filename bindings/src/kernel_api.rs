@@ -479,6 +479,41 @@ pub extern "C" fn valori_kernel_search(
     })
 }
 
+/// Exact k nearest records to a query given in raw Q16.16 (`value * 65536` as `int32_t`),
+/// ordered by (distance, id). Needs no conversion, so the handle is const: concurrent
+/// searches on one kernel are allowed.
+///
+/// - `kernel`: [in] the kernel.
+/// - `query`: [in] `dim` raw Q16.16 values.
+/// - `tag`: [in, nullable] only records with this tag, or NULL for all.
+/// - `out_hits`: [out] room for `cap` hits.
+/// - `out_len`: [out] hits written; with `VALORI_INSUFFICIENT_SIZE`, hits needed.
+#[no_mangle]
+pub extern "C" fn valori_kernel_search_raw(
+    kernel: *const valori_kernel,
+    query: *const i32,
+    dim: usize,
+    k: u32,
+    tag: *const u64,
+    out_hits: *mut valori_hit,
+    cap: usize,
+    out_len: *mut usize,
+) -> c_int {
+    boundary(|| {
+        // SAFETY: pointers checked; buffers valid for their lengths by contract.
+        let (h, q, tag, out, out_len) = unsafe {
+            (
+                check!(handle(kernel)),
+                check!(ffi::slice(query.cast::<Fxp>(), dim)),
+                check!(ffi::opt(tag)).copied(),
+                check!(ffi::slice_mut(out_hits, cap)),
+                check!(ffi::out(out_len)),
+            )
+        };
+        search(&h.kernel, q, k, tag, out, out_len)
+    })
+}
+
 /// Searches straight into the caller's hits (see `HitSlot`), then fills in the real-valued
 /// distances.
 pub(crate) fn search(

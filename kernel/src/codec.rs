@@ -129,7 +129,12 @@ impl<'m> Kernel<'m> {
     fn encode_chunked<S: Sink>(&self, s: &mut Chunked<'_, S>) {
         s.put(&MAGIC);
         s.put(&FORMAT_VERSION.to_le_bytes());
+        #[cfg(not(feature = "negative-control-native-endian"))]
         s.put(&self.config.dim.to_le_bytes());
+        // The planted bug the big-endian leg must catch (see Cargo.toml).
+        #[cfg(feature = "negative-control-native-endian")]
+        #[allow(clippy::host_endian_bytes)]
+        s.put(&self.config.dim.to_ne_bytes());
         s.put(&[self.config.metric as u8]);
         s.put(&self.next_record.to_le_bytes());
         s.put(&self.next_node.to_le_bytes());

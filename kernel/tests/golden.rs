@@ -401,3 +401,34 @@ fn golden_conversions() {
         std::fs::write(&path, out).expect("write");
     }
 }
+
+/// Prints `HASH <script> <final state hash>` for every golden script: the rows of the
+/// cross-architecture table (`scripts/cross-hashes.sh` runs this on every target).
+#[test]
+fn final_hashes() {
+    for path in scripts() {
+        let text = std::fs::read_to_string(&path).expect("read script");
+        let script: Value = serde_json::from_str(&text).expect("parse script");
+        let last = script["steps"]
+            .as_array()
+            .expect("steps")
+            .iter()
+            .rev()
+            .find_map(|s| s.get("hash").and_then(Value::as_str))
+            .expect("a step with a hash");
+        // Recompute rather than echo: replay on this machine and compare to the file.
+        let dim = script["dim"].as_u64().expect("dim") as u32;
+        let config =
+            Config::new(dim, metric(script["metric"].as_str().expect("metric"))).expect("config");
+        let mut k = Kernel::new(config).expect("kernel");
+        for step in script["steps"].as_array().expect("steps") {
+            run_step(&mut k, step);
+        }
+        let hash = hex(&k.state_hash());
+        assert_eq!(hash, last, "{}", path.display());
+        println!(
+            "HASH {} {hash}",
+            path.file_stem().unwrap().to_string_lossy()
+        );
+    }
+}

@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# Prints one table: golden script -> final state hash on every architecture, and fails if any
+# cell differs from x86_64 (or is missing where it should not be). Architectures: x86_64,
+# aarch64 and s390x (big-endian) under qemu-user, wasm32-wasip1 under Node's WASI, and the
+# Cortex-M4F (mps2-an386) and Cortex-M3 (lm3s6965evb) firmware under qemu-system-arm.
+# The full kernel test suites on the hosted targets run separately (.ci/run).
+#   --negative-control: builds the hosted legs with a planted native-endian field; the
+#   s390x column must then differ (proves the table can fail).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+features=()
+if [ "${1:-}" = "--negative-control" ]; then features=(--features negative-control-native-endian); fi
+work=target/cross-hashes
+rm -rf "$work"
+mkdir -p "$work"
+
+for t in x86_64-unknown-linux-gnu aarch64-unknown-linux-gnu s390x-unknown-linux-gnu wasm32-wasip1; do
+  cargo test -q -p valori-kernel --target "$t" "${features[@]}" --test golden -- --exact final_hashes \
+    --nocapture > "$work/$t.log" 2>&1 || true
+  grep '^HASH ' "$work/$t.log" > "$work/$t.txt" || true
+done
+for b in m4 m3; do
+  bash examples-c/cortex-m/build.sh "$b" > "$work/firmware-$b.log" 2>&1 || true
+  grep -E '^(HASH|SKIP) ' "$work/firmware-$b.log" > "$work/firmware-$b.txt" || true
+done
+
+python3 - "$work" <<'PY'
+import glob, os, sys
+work = sys.argv[1]
+cols = [("x86_64", "x86_64-unknown-linux-gnu"), ("aarch64", "aarch64-unknown-linux-gnu"),
+        ("s390x", "s390x-unknown-linux-gnu"), ("wasm32", "wasm32-wasip1"),
+        ("cortex-m4", "firmware-m4"), ("cortex-m3", "firmware-m3")]
+table = {}
+for col, f in cols:
+    for line in open(os.path.join(work, f + ".txt")):
+        kind, name = line.split()[:2]
+        table.setdefault(name, {})[col] = line.split()[2] if kind == "HASH" else "skip"
+names = sorted(os.path.splitext(os.path.basename(p))[0] for p in glob.glob("tests/vectors/[0-9]*.json"))
+bad = []
+print("| golden script | " + " | ".join(c for c, _ in cols) + " |")
+print("|---|" + "---|" * len(cols))
+for n in names:
+    row = table.get(n, {})
+    ref = row.get("x86_64")
+    cells = []
+    for c, _ in cols:
+        v = row.get(c, "missing")
+        ok = v == ref or (v == "skip" and c == "cortex-m3")
+        if not ok or ref is None:
+            bad.append("%s on %s: %s" % (n, c, v))
+        cells.append((v[:16] if v not in ("skip", "missing") else v) + ("" if ok else " ✗"))
+    print("| %s | %s |" % (n, " | ".join(cells)))
+if bad:
+    print("\nDIFFERENT OR MISSING:\n  " + "\n  ".join(bad))
+    sys.exit(1)
+print("\nall architectures agree on every golden script (cortex-m3 skips the dimension-4096 scripts: 64 KiB RAM)")
+PY
