@@ -11,7 +11,7 @@ native=$(cargo rustc -q -p valori-c --release --crate-type staticlib -- --print 
   | sed -n 's/.*native-static-libs: //p' | tail -n 1)
 rm -rf "$out"
 mkdir -p "$out/include" "$out/lib/pkgconfig" "$out/lib/cmake/valori"
-cp include/valori.h "$out/include/"
+cp include/valori.h include/valori.hpp "$out/include/"
 cp target/release/libvalori.a target/release/libvalori.so "$out/lib/"
 
 cat > "$out/lib/pkgconfig/valori.pc" <<PC
