@@ -1,0 +1,298 @@
+"""valori: a deterministic memory engine for AI agents and robots.
+
+Vectors are stored in Q16.16 fixed point beside a knowledge graph, so the same operations give
+the same BLAKE3 state hash on every machine. :class:`EmbeddedKernel` keeps everything in
+memory; :class:`Database` is durable (write-ahead log, snapshots, crash recovery).
+
+Vectors may be lists, or numpy arrays of float32 or float64 (any memory layout: transposed
+and strided arrays are copied into row order); float64 input is converted to fixed point
+directly, without a detour through float32.
+"""
+
+from __future__ import annotations
+
+from typing import Iterable, NamedTuple, Optional, Sequence, Tuple, Union
+
+import numpy as np
+
+from . import _native
+from .errors import (
+    BusyError,
+    CorruptError,
+    DimensionError,
+    Error,
+    ExistsError,
+    FullError,
+    InternalError,
+    InvalidInputError,
+    MisuseError,
+    NotFoundError,
+    PoisonedError,
+    ValoriIOError,
+)
+
+__version__ = _native.version()
+
+ArrayLike = Union[Sequence[float], Sequence[Sequence[float]], np.ndarray]
+
+
+class SearchResult(NamedTuple):
+    """One search hit: the record id and its distance (lower is closer)."""
+
+    id: int
+    distance: float
+
+
+class Record(NamedTuple):
+    """A stored record. ``vector`` holds the stored fixed-point values as float64."""
+
+    id: int
+    tag: Optional[int]
+    metadata: bytes
+    vector: np.ndarray
+
+
+class Edge(NamedTuple):
+    """A directed graph edge."""
+
+    id: int
+    kind: int
+    source: int
+    target: int
+    weight: Optional[float]
+
+
+class WalExport(NamedTuple):
+    """A database's newest snapshot state and the commands logged after it."""
+
+    base_state: bytes
+    base_seq: int
+    commands: list
+    state_hash: bytes
+
+
+def _dtype(arr: np.ndarray) -> Tuple[type, str]:
+    if arr.dtype == np.float32:
+        return np.float32, "f32"
+    if arr.dtype == np.float64 or arr.dtype.kind in "iu":
+        return np.float64, "f64"
+    raise InvalidInputError(f"vectors of dtype {arr.dtype} are not supported; use float32 or float64")
+
+
+def _vector(v: ArrayLike, dim: int) -> Tuple[bytes, str]:
+    arr = np.asarray(v)
+    dt, name = _dtype(arr)
+    if arr.ndim != 1 or arr.shape[0] != dim:
+        raise DimensionError(f"expected a vector of {dim} components, got shape {arr.shape}")
+    return np.ascontiguousarray(arr, dtype=dt).tobytes(), name
+
+
+def _matrix(m: ArrayLike, dim: int) -> Tuple[bytes, str, int]:
+    arr = np.asarray(m)
+    dt, name = _dtype(arr)
+    if arr.ndim != 2 or arr.shape[1] != dim:
+        raise DimensionError(f"expected an (n, {dim}) array of vectors, got shape {arr.shape}")
+    return np.ascontiguousarray(arr, dtype=dt).tobytes(), name, arr.shape[0]
+
+
+def _tags(tags: Optional[Iterable[int]], n: int) -> Optional[bytes]:
+    if tags is None:
+        return None
+    arr = np.ascontiguousarray(np.asarray(list(tags) if not isinstance(tags, np.ndarray) else tags, dtype=np.uint64))
+    if arr.shape != (n,):
+        raise InvalidInputError(f"expected {n} tags, got {arr.shape[0] if arr.ndim else 0}")
+    return arr.tobytes()
+
+
+class _Store:
+    """Methods shared by EmbeddedKernel and Database."""
+
+    _n: "_native.Kernel | _native.Database"
+    dim: int
+
+    def insert(self, vector: ArrayLike, tag: Optional[int] = None, metadata: bytes = b"") -> int:
+        """Inserts one vector (``dim`` components) with an optional tag and metadata bytes;
+        returns its id."""
+        data, dt = _vector(vector, self.dim)
+        return self._n.insert(data, dt, tag, bytes(metadata))
+
+    def insert_batch(self, vectors: ArrayLike, tags: Optional[Iterable[int]] = None) -> range:
+        """Inserts an ``(n, dim)`` array (or list of lists) atomically, as one command; returns
+        the (consecutive) ids."""
+        data, dt, n = _matrix(vectors, self.dim)
+        first, count = self._n.insert_batch(data, dt, _tags(tags, n))
+        return range(first, first + count)
+
+    def delete(self, id: int) -> None:
+        """Deletes a record, the graph nodes linked to it and their edges."""
+        self._n.delete(id)
+
+    def set_metadata(self, id: int, metadata: bytes) -> None:
+        """Replaces a record's metadata (``b""`` removes it)."""
+        self._n.set_meta(id, bytes(metadata))
+
+    def set_tag(self, id: int, tag: Optional[int]) -> None:
+        """Replaces a record's tag (``None`` removes it)."""
+        self._n.set_tag(id, tag)
+
+    def get(self, id: int) -> Optional[Record]:
+        """The record with this id, or ``None``."""
+        r = self._n.get(id)
+        if r is None:
+            return None
+        tag, meta, vec = r
+        return Record(id, tag, bytes(meta), np.asarray(vec, dtype=np.float64))
+
+    def search(self, query: ArrayLike, k: int = 10, tag: Optional[int] = None) -> list:
+        """Exact k nearest records to ``query``, as :class:`SearchResult` ordered by
+        (distance, id); only records tagged ``tag`` if given. ``k`` larger than the store
+        returns everything; ``k = 0`` raises :class:`InvalidInputError`."""
+        data, dt = _vector(query, self.dim)
+        ids, dists = self._n.search(data, dt, _k(k), tag)
+        return [SearchResult(i, d) for i, d in zip(ids, dists)]
+
+    def search_batch(self, queries: ArrayLike, k: int = 10, tag: Optional[int] = None) -> Tuple[np.ndarray, np.ndarray]:
+        """Searches every row of an ``(n, dim)`` array; returns ``(ids, distances)`` arrays of
+        shape ``(n, min(k, matches))`` (uint64 and float64). Runs without the GIL and can be
+        interrupted with Ctrl-C."""
+        data, dt, n = _matrix(queries, self.dim)
+        ids, dists, width = self._n.search_batch(data, dt, n, _k(k), tag)
+        return (np.frombuffer(ids, dtype=np.uint64).reshape(n, width),
+                np.frombuffer(dists, dtype=np.float64).reshape(n, width))
+
+    def create_node(self, kind: int, record: Optional[int] = None, label: bytes = b"") -> int:
+        """Creates a graph node, optionally linked to a record; returns its id."""
+        return self._n.create_node(kind, record, bytes(label))
+
+    def delete_node(self, id: int) -> None:
+        """Deletes a node and every edge into or out of it."""
+        self._n.delete_node(id)
+
+    def create_edge(self, kind: int, source: int, target: int, weight: Optional[float] = None) -> int:
+        """Creates a directed edge between existing nodes; returns its id."""
+        return self._n.create_edge(kind, source, target, weight)
+
+    def delete_edge(self, id: int) -> None:
+        """Deletes an edge."""
+        self._n.delete_edge(id)
+
+    def neighbors(self, node: int, direction: str = "out") -> list:
+        """Edges at a node: ``direction`` is ``"out"``, ``"in"`` or ``"both"``."""
+        return [Edge(*e) for e in self._n.neighbors(node, direction)]
+
+    def traverse(self, start: int, hops: int, direction: str = "out", kind: Optional[int] = None) -> list:
+        """Nodes within ``hops`` edges of ``start`` as ``(depth, node)``, ordered by (depth, node)."""
+        return list(self._n.traverse(start, hops, direction, kind))
+
+    def state_hash(self) -> bytes:
+        """The 32-byte BLAKE3 state hash (identical on every machine for the same commands)."""
+        return self._n.state_hash()
+
+    def __len__(self) -> int:
+        return self._n.count()
+
+
+def _k(k: int) -> int:
+    if k < 0:
+        raise InvalidInputError(f"k must be positive, got {k}")
+    return min(k, 2**32 - 1)
+
+
+class EmbeddedKernel(_Store):
+    """An in-memory Valori kernel (no files).
+
+    >>> kernel = EmbeddedKernel(max_records=1000, dim=4)
+    >>> kernel.insert([0.1, 0.2, 0.3, 0.4])
+    0
+    """
+
+    def __init__(self, max_records: Optional[int] = None, dim: int = 0, metric: str = "l2",
+                 max_nodes: Optional[int] = None, max_edges: Optional[int] = None) -> None:
+        self.dim = dim
+        self._n = _native.Kernel(dim, metric, max_records, max_nodes, max_edges)
+        self._limits = (max_records, max_nodes, max_edges)
+        self._metric = metric
+
+    def get_state_hash(self) -> bytes:
+        """The 32-byte state hash (``.hex()`` for text)."""
+        return self.state_hash()
+
+    def save_snapshot(self) -> bytes:
+        """The canonical encoding of the whole state."""
+        return self._n.snapshot()
+
+    def restore_snapshot(self, snapshot: bytes) -> None:
+        """Replaces the state with a snapshot (all or nothing; :class:`CorruptError` if damaged)."""
+        self._n.restore(bytes(snapshot))
+
+    def apply(self, command: bytes) -> None:
+        """Applies one encoded command (as exported from a database's WAL)."""
+        self._n.apply(bytes(command))
+
+    def restore_from_wal(self, commands: Iterable[bytes]) -> int:
+        """Applies exported commands in order; returns how many were applied."""
+        n = 0
+        for c in commands:
+            self._n.apply(bytes(c))
+            n += 1
+        return n
+
+    def search_raw(self, query: Sequence[int], k: int, tag: Optional[int] = None) -> list:
+        """Exact search with a raw Q16.16 query (``int(value * 65536)``): ``[(id, exact
+        distance in units of 2**-32)]``."""
+        return self._n.search_raw([int(x) for x in query], _k(k), tag)
+
+
+class Database(_Store):
+    """A durable Valori database in directory ``path``.
+
+    ``durability`` is ``"fsync"`` (default: every commit fsynced before it returns),
+    ``"group"`` (the same, concurrent writers share fsyncs) or ``"none"`` (bulk loads).
+    Use it as a context manager to flush and close.
+    """
+
+    def __init__(self, path: str, dim: Optional[int] = None, metric: Optional[str] = None,
+                 durability: str = "fsync", checkpoint_wal_bytes: int = 64 << 20,
+                 create: bool = True, salvage: bool = False) -> None:
+        self._n = _native.Database(str(path), dim, metric, durability, checkpoint_wal_bytes, create, salvage)
+        self.dim = self._n.config()[0]
+        self.path = str(path)
+
+    def __enter__(self) -> "Database":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def checkpoint(self) -> None:
+        """Writes a snapshot and retires the WAL it covers."""
+        self._n.checkpoint()
+
+    def flush(self) -> None:
+        """Makes everything acknowledged durable (useful with ``durability="none"``)."""
+        self._n.flush()
+
+    def close(self) -> None:
+        """Flushes and closes; later calls raise :class:`MisuseError`."""
+        self._n.close()
+
+    @property
+    def closed(self) -> bool:
+        return self._n.is_closed()
+
+    def export_wal(self) -> WalExport:
+        """The newest snapshot's state and the commands logged after it, read from disk."""
+        base, seq, commands, h = self._n.export()
+        return WalExport(bytes(base), seq, [bytes(c) for c in commands], bytes(h))
+
+
+def replay(base_state: bytes, commands: Iterable[bytes]) -> bytes:
+    """Rebuilds the state from an export's base state and commands; returns its hash."""
+    return _native.replay(bytes(base_state), [bytes(c) for c in commands])
+
+
+__all__ = [
+    "EmbeddedKernel", "Database", "SearchResult", "Record", "Edge", "WalExport", "replay",
+    "Error", "InternalError", "MisuseError", "InvalidInputError", "DimensionError", "FullError",
+    "NotFoundError", "ExistsError", "CorruptError", "BusyError", "ValoriIOError", "PoisonedError",
+]
