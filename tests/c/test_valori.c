@@ -417,6 +417,18 @@ static int test_kernel_matches_database(void) {
     CHECK_RC(valori_kernel_search(k, q, 3, 4, NULL, hits, 4, &n), VALORI_OK);
     CHECK(n == 1 && hits[0].id == 0 && fabs(hits[0].distance - (0.0625 + 4 + 9)) < 1e-9);
     CHECK_RC(valori_kernel_search(k, q, 2, 4, NULL, hits, 4, &n), VALORI_DIMENSION);
+    {
+        const int32_t raw_q[3] = {0, 0, 0};
+        valori_hit raw_hits[4];
+        CHECK_RC(valori_kernel_search_raw(k, raw_q, 3, 4, NULL, raw_hits, 4, &n), VALORI_OK);
+        CHECK(n == 1 && raw_hits[0].id == hits[0].id);
+        CHECK(raw_hits[0].distance_raw_lo == hits[0].distance_raw_lo && raw_hits[0].distance_raw_hi == 0);
+        /* 0.25^2 + 2^2 + 3^2 = 13.0625, in units of 2^-32 */
+        CHECK(raw_hits[0].distance_raw_lo == (uint64_t)(13.0625 * 4294967296.0));
+        CHECK_RC(valori_kernel_search_raw(k, raw_q, 3, 0, NULL, raw_hits, 4, &n), VALORI_INVALID_INPUT_ZERO_K);
+        CHECK_RC(valori_kernel_search_raw(k, raw_q, 3, 4, NULL, raw_hits, 0, &n), VALORI_INSUFFICIENT_SIZE);
+        CHECK(n == 1);
+    }
     CHECK_RC(valori_kernel_neighbors(k, node, VALORI_DIRECTION_BOTH, edges, 2, &n), VALORI_OK);
     CHECK(n == 2 && edges[0].weight == -1.5);
     CHECK_RC(valori_kernel_traverse(k, node, 3, VALORI_DIRECTION_OUT, NULL, hops, 2, &n), VALORI_OK);
