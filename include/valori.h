@@ -3,8 +3,8 @@
  *
  * ERRORS. Every fallible function returns an int result code: VALORI_OK (0) or a VALORI_*
  * code. Extended codes keep the primary code in the low byte (rc & 0xff). valori_errstr(rc)
- * describes any code; valori_errmsg(db) says what went wrong in the last failed call on a
- * database handle (valori_errmsg(NULL): this thread's last failed valori_open). Invalid input
+ * describes any code; valori_errmsg(db) says what went wrong in this thread's last failed
+ * call on a database handle (valori_errmsg(NULL): this thread's last failed valori_open). Invalid input
  * changes nothing. A NULL pointer where one is required returns VALORI_MISUSE; parameters
  * documented [nullable] accept NULL. A buffer is a (pointer, length) pair and (NULL, 0) is a
  * valid empty input.
@@ -17,7 +17,7 @@
  * pointer to NULL; valori_close(NULL) is a no-op. An embedded kernel lives entirely in memory
  * the caller provides (size from valori_kernel_mem_size) and needs no destructor. Strings
  * returned by the library are owned by it: valori_errstr's are static, valori_errmsg's live
- * until the next call on the handle.
+ * until the same thread's next failing call on that handle (other threads cannot free them).
  *
  * THREADS. Every function taking a `const valori_db *` or `valori_db *` may be called
  * concurrently from several threads on one handle, except valori_close. Functions taking a
@@ -450,8 +450,10 @@ int valori_close(valori_db **db);
 
 #if defined(VALORI_HOSTED)
 /**
- * The message of the last failed call on `db` (or, with NULL, of this thread's last failed
- * `valori_open`). Valid until the next call on the handle; never NULL.
+ * The message of this thread's last failed call on `db` (or, with NULL, of this thread's
+ * last failed `valori_open`); empty if none. Per thread: other threads' calls on the same
+ * handle never change or free it. Valid until this thread's next failing call on the handle
+ * or `valori_close`; never NULL.
  *
  * - `db`: [in, nullable] the handle.
  */

@@ -8,7 +8,6 @@ use crate::{
 };
 use std::cell::RefCell;
 use std::ffi::{c_char, c_int, CStr, CString};
-use std::sync::Mutex;
 use valori_engine::{Durability, Engine, Export, Options};
 use vk::{Applied, Command, Fxp, Words};
 
@@ -45,7 +44,6 @@ pub struct valori_options {
 pub struct valori_db {
     magic: u32,
     engine: Engine,
-    errmsg: Mutex<CString>,
 }
 
 const DB_MAGIC: u32 = 0x564c_5244;
@@ -53,6 +51,23 @@ const DB_MAGIC: u32 = 0x564c_5244;
 thread_local! {
     /// The message of this thread's last failed `valori_open` (for `valori_errmsg(NULL)`).
     static OPEN_ERROR: RefCell<CString> = RefCell::new(CString::default());
+    /// This thread's last error message per handle (keyed by address). Per thread, so a
+    /// pointer from `valori_errmsg` stays valid while other threads use the same handle.
+    static DB_ERRORS: RefCell<Vec<(usize, CString)>> = const { RefCell::new(Vec::new()) };
+}
+
+fn set_db_error(db: *const valori_db, msg: CString) {
+    DB_ERRORS.with(|m| {
+        let mut m = m.borrow_mut();
+        match m.iter_mut().find(|(k, _)| *k == db as usize) {
+            Some(slot) => slot.1 = msg,
+            None => m.push((db as usize, msg)),
+        }
+    });
+}
+
+fn forget_db_errors(db: *const valori_db) {
+    DB_ERRORS.with(|m| m.borrow_mut().retain(|(k, _)| *k != db as usize));
 }
 
 fn cstring(s: String) -> CString {
@@ -79,9 +94,7 @@ unsafe fn db_ref<'a>(db: *const valori_db) -> Result<&'a valori_db, c_int> {
 
 impl valori_db {
     fn fail(&self, code: c_int, msg: String) -> c_int {
-        if let Ok(mut m) = self.errmsg.lock() {
-            *m = cstring(msg);
-        }
+        set_db_error(self, cstring(msg));
         code
     }
 
@@ -210,7 +223,6 @@ pub extern "C" fn valori_open(
                 *out = Box::into_raw(Box::new(valori_db {
                     magic: DB_MAGIC,
                     engine,
-                    errmsg: Mutex::new(CString::default()),
                 }));
                 VALORI_OK
             }
@@ -239,6 +251,7 @@ pub extern "C" fn valori_close(db: *mut *mut valori_db) -> c_int {
             }
             check!(db_ref(h));
             *db = core::ptr::null_mut();
+            forget_db_errors(h);
             let mut boxed = Box::from_raw(h);
             boxed.magic = 0;
             match boxed.engine.flush() {
@@ -249,8 +262,10 @@ pub extern "C" fn valori_close(db: *mut *mut valori_db) -> c_int {
     })
 }
 
-/// The message of the last failed call on `db` (or, with NULL, of this thread's last failed
-/// `valori_open`). Valid until the next call on the handle; never NULL.
+/// The message of this thread's last failed call on `db` (or, with NULL, of this thread's
+/// last failed `valori_open`); empty if none. Per thread: other threads' calls on the same
+/// handle never change or free it. Valid until this thread's next failing call on the handle
+/// or `valori_close`; never NULL.
 ///
 /// - `db`: [in, nullable] the handle.
 #[no_mangle]
@@ -262,11 +277,12 @@ pub extern "C" fn valori_errmsg(db: *const valori_db) -> *const c_char {
         }
         // SAFETY: checked non-NULL; a handle from valori_open by contract.
         match unsafe { db_ref(db) } {
-            Ok(h) => h
-                .errmsg
-                .lock()
-                .map(|m| m.as_ptr())
-                .unwrap_or(EMPTY.as_ptr().cast()),
+            Ok(_) => DB_ERRORS.with(|m| {
+                m.borrow()
+                    .iter()
+                    .find(|(k, _)| *k == db as usize)
+                    .map_or(EMPTY.as_ptr().cast(), |(_, s)| s.as_ptr())
+            }),
             Err(_) => EMPTY.as_ptr().cast(),
         }
     }));

@@ -5,6 +5,7 @@
 #include "valori.h"
 
 #include <math.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -321,6 +322,42 @@ static int test_handles(void) {
     return 0;
 }
 
+static void *fail_many_times(void *arg) {
+    valori_db *db = (valori_db *)arg;
+    int i;
+    for (i = 0; i < 2000; i++) {
+        if (valori_delete(db, 1000000u + (uint64_t)i) != VALORI_NOT_FOUND_RECORD) return (void *)1;
+    }
+    return NULL;
+}
+
+/* valori_errmsg is per thread: another thread's failures on the same handle neither change
+ * nor free the message this thread holds (ASan and valgrind would see a use after free). */
+static int test_errmsg_per_thread(void) {
+    valori_db *db = NULL;
+    float v[2] = {1, 2};
+    const char *mine;
+    char copy[256];
+    pthread_t other;
+    void *result = (void *)1;
+    uint64_t id;
+
+    CHECK_RC(open_new("errmsg-threads", 2, &db), VALORI_OK);
+    CHECK(strcmp(valori_errmsg(db), "") == 0);
+    CHECK_RC(valori_insert(db, v, 1, NULL, NULL, 0, NULL), VALORI_MISUSE);
+    CHECK_RC(valori_insert(db, v, 1, NULL, NULL, 0, &id), VALORI_DIMENSION);
+    mine = valori_errmsg(db);
+    snprintf(copy, sizeof copy, "%s", mine);
+    CHECK(strstr(copy, "dimension") != NULL);
+    CHECK(pthread_create(&other, NULL, fail_many_times, db) == 0);
+    CHECK(pthread_join(other, &result) == 0);
+    CHECK(result == NULL);
+    CHECK(strcmp(mine, copy) == 0); /* still valid, unchanged */
+    CHECK(strcmp(valori_errmsg(db), copy) == 0);
+    CHECK_RC(valori_close(&db), VALORI_OK);
+    return 0;
+}
+
 /* A child inserts with the default durability and reports each acknowledged id through a
  * pipe; the parent kills it with SIGKILL and checks every acknowledged record after reopen. */
 static int test_crash_recovery(void) {
@@ -534,6 +571,7 @@ int main(int argc, char **argv) {
     run("small_buffers", test_small_buffers);
     run("graph", test_graph);
     run("handles", test_handles);
+    run("errmsg_per_thread", test_errmsg_per_thread);
     run("crash_recovery", test_crash_recovery);
     run("kernel_matches_database", test_kernel_matches_database);
     run("null_arguments", test_null_arguments);
