@@ -93,6 +93,22 @@ fn kill9_loop() {
             max
         });
         std::thread::sleep(Duration::from_millis(5 + rng.next_u64() % 40));
+        if cycle == 0 {
+            // Another process holds the database: this one is refused, not corrupted. Wait until
+            // the child has certainly opened it (it has acknowledged an insert).
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while std::fs::read_dir(&dir).map(|d| d.count()).unwrap_or(0) < 3
+                && Instant::now() < deadline
+            {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            std::thread::sleep(Duration::from_millis(50));
+            let second = Engine::open(&dir, options());
+            assert!(
+                matches!(second, Err(valori_engine::Error::Busy { .. })),
+                "a second process opened a held database: {second:?}"
+            );
+        }
         child.kill().unwrap(); // SIGKILL
         child.wait().unwrap();
         let last_ack = reader.join().unwrap();
