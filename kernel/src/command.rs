@@ -16,7 +16,7 @@ use serde::de::{self, Deserialize, Deserializer, Visitor};
 use serde::ser::{Serialize, Serializer};
 
 /// A fixed-width value that travels as little-endian bytes.
-pub trait Word: Copy + PartialEq + fmt::Debug + 'static {
+pub trait Word: Copy + PartialEq + fmt::Debug + bytemuck::Pod + 'static {
     /// Encoded width in bytes.
     const SIZE: usize;
     /// The encoded bytes.
@@ -175,13 +175,17 @@ impl<T: Word> fmt::Debug for Words<'_, T> {
     }
 }
 
-// Serialised as a sequence of bytes: in postcard a `seq` of `u8` is a varint length followed
-// by the raw bytes, exactly the layout of `bytes`, which the deserialiser borrows. No buffer is
-// needed on either side, on any endianness.
+// Serialised as bytes. On big-endian hosts native words are written as a `seq` of `u8`: in
+// postcard that is a varint length followed by the raw bytes, exactly the layout of `bytes`,
+// which the deserialiser borrows. No buffer is needed on either side, on any endianness.
 impl<T: Word> Serialize for Words<'_, T> {
     fn serialize<S: Serializer>(&self, s: S) -> core::result::Result<S::Ok, S::Error> {
         match self {
             Words::Le(b) => s.serialize_bytes(b.bytes),
+            // On little-endian hosts the words' memory is already their encoding.
+            #[cfg(target_endian = "little")]
+            Words::Native(v) => s.serialize_bytes(bytemuck::cast_slice(v)),
+            #[cfg(not(target_endian = "little"))]
             Words::Native(v) => s.collect_seq(LeByteIter {
                 words: v,
                 word: 0,
@@ -192,6 +196,7 @@ impl<T: Word> Serialize for Words<'_, T> {
 }
 
 /// The little-endian bytes of native words, with an exact length (postcard needs it up front).
+#[cfg_attr(target_endian = "little", allow(dead_code))]
 struct LeByteIter<'a, T> {
     words: &'a [T],
     word: usize,
