@@ -358,6 +358,10 @@ fn decode_body(k: &mut Kernel<'_>, bytes: &[u8]) -> Result<()> {
         k.vectors
             .extend(vector.chunks_exact(4).map(Fxp::from_le))
             .map_err(full(Resource::Records))?;
+        let start = k.vectors.len() - dim;
+        if let Some(v) = k.vectors.as_slice().get(start..) {
+            k.max_abs = k.max_abs.max(crate::fxp::max_abs(v));
+        }
         k.rows
             .push(Row::new(id, tag, meta_off, meta.len()))
             .map_err(full(Resource::Records))?;

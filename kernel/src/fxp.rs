@@ -142,6 +142,41 @@ pub fn convert_f32(input: &[f32], out: &mut [Fxp]) -> Result<()> {
     Ok(())
 }
 
+/// Bound for the narrow paths. If `max_abs(a) + max_abs(b) < 2^23` (values within ±64.0 on both
+/// sides, roughly), every difference is below 2^23, its square below 2^46, and a sum of at most
+/// 65,536 (`MAX_DIM`) squares below 2^62; every product is below 2^44 (AM-GM), a sum of them
+/// below 2^60 in magnitude. So `u64` / `i64` accumulators are exact, and the loops vectorise.
+pub const SMALL_LIMIT: u32 = 1 << 23;
+
+/// The largest |component| of a vector.
+pub fn max_abs(v: &[Fxp]) -> u32 {
+    v.iter().map(|x| x.0.unsigned_abs()).max().unwrap_or(0)
+}
+
+/// Exact squared L2 distance when `max_abs(a) + max_abs(b) < SMALL_LIMIT` and
+/// `a.len() <= MAX_DIM` (the caller checks): equals [`l2_squared`].
+#[inline]
+pub fn l2_squared_small(a: &[Fxp], b: &[Fxp]) -> u128 {
+    let mut acc: u64 = 0;
+    for (x, y) in a.iter().zip(b) {
+        // |x - y| < 2^23 fits i32; its square < 2^46.
+        let d = u64::from(x.0.wrapping_sub(y.0).unsigned_abs());
+        acc += d * d;
+    }
+    u128::from(acc)
+}
+
+/// Exact inner product under the same precondition as [`l2_squared_small`]: equals
+/// [`inner_product`].
+#[inline]
+pub fn inner_product_small(a: &[Fxp], b: &[Fxp]) -> i128 {
+    let mut acc: i64 = 0;
+    for (x, y) in a.iter().zip(b) {
+        acc += i64::from(x.0) * i64::from(y.0);
+    }
+    i128::from(acc)
+}
+
 /// Exact squared Euclidean distance, in units of 2^-32.
 #[inline]
 pub fn l2_squared(a: &[Fxp], b: &[Fxp]) -> u128 {
@@ -316,6 +351,33 @@ mod tests {
         let zero = [Fxp(0); 65536];
         assert_eq!(l2_squared(&big, &zero), 65536u128 << 62);
         assert_eq!(inner_product(&big, &big), 65536i128 << 62);
+    }
+
+    #[test]
+    fn narrow_paths_are_exact_at_their_bound() {
+        // max_abs(a) + max_abs(b) = 2^23 - 1, at the largest dimension.
+        let a = std::vec![Fxp((1 << 22) - 1); 65536];
+        let b = std::vec![Fxp(-(1 << 22)); 65536];
+        assert!(max_abs(&a) + max_abs(&b) < SMALL_LIMIT);
+        assert_eq!(l2_squared_small(&a, &b), l2_squared(&a, &b));
+        assert_eq!(l2_squared(&a, &b), 65536 * ((1u128 << 23) - 1).pow(2));
+        assert_eq!(inner_product_small(&a, &b), inner_product(&a, &b));
+        assert_eq!(inner_product_small(&b, &b), inner_product(&b, &b));
+    }
+
+    proptest::proptest! {
+        /// The narrow loops equal the 128-bit ones for every input within their bound.
+        #[test]
+        fn narrow_paths_equal_wide_paths(
+            pairs in proptest::collection::vec((-(1i32 << 22)..(1 << 22), -(1i32 << 22)..(1 << 22)), 0..300),
+        ) {
+            let a: std::vec::Vec<Fxp> = pairs.iter().map(|p| Fxp(p.0)).collect();
+            let b: std::vec::Vec<Fxp> = pairs.iter().map(|p| Fxp(p.1)).collect();
+            if max_abs(&a) + max_abs(&b) < SMALL_LIMIT {
+                proptest::prop_assert_eq!(l2_squared_small(&a, &b), l2_squared(&a, &b));
+                proptest::prop_assert_eq!(inner_product_small(&a, &b), inner_product(&a, &b));
+            }
+        }
     }
 
     #[test]

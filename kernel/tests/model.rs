@@ -483,6 +483,47 @@ proptest! {
     }
 }
 
+proptest! {
+    /// Stores whose values allow the narrow (64-bit) search loops rank exactly like a 128-bit
+    /// brute force, for L2 and inner product; one large value switches to the wide loops with
+    /// the same results.
+    #[test]
+    fn narrow_and_wide_search_paths_agree(
+        rows in prop::collection::vec(prop::collection::vec(-(1i32 << 21)..(1 << 21), 5), 1..40),
+        q in prop::collection::vec(-(1i32 << 21)..(1 << 21), 5),
+        large in any::<bool>(),
+        k in 1u32..10,
+    ) {
+        for metric in [Metric::L2, Metric::InnerProduct] {
+            let mut kern = Kernel::new(Config::new(5, metric).unwrap()).unwrap();
+            let mut all = rows.clone();
+            if large {
+                all.push(vec![i32::MIN, 0, 0, 0, i32::MAX]);
+            }
+            for r in &all {
+                let v: Vec<Fxp> = r.iter().map(|&x| Fxp(x)).collect();
+                kern.apply(&Command::Insert { id: None, tag: None, vector: v[..].into(), meta: b"" }).unwrap();
+            }
+            let mut want: Vec<(i128, u64)> = all
+                .iter()
+                .enumerate()
+                .map(|(id, r)| {
+                    let d: i128 = match metric {
+                        Metric::L2 => r.iter().zip(&q).map(|(a, b)| (i128::from(*a) - i128::from(*b)).pow(2)).sum(),
+                        _ => -r.iter().zip(&q).map(|(a, b)| i128::from(*a) * i128::from(*b)).sum::<i128>(),
+                    };
+                    (d, id as u64)
+                })
+                .collect();
+            want.sort();
+            want.truncate(k as usize);
+            let qf: Vec<Fxp> = q.iter().map(|&x| Fxp(x)).collect();
+            let got: Vec<(i128, u64)> = kern.search_vec(&qf, k, None).unwrap().iter().map(|h| (h.distance, h.id)).collect();
+            prop_assert_eq!(got, want);
+        }
+    }
+}
+
 #[test]
 fn search_does_not_allocate_for_absurd_k() {
     let config = Config::new(2, Metric::L2).unwrap();

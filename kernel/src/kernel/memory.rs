@@ -92,6 +92,7 @@ pub(super) fn carve(config: Config, cap: Capacity, mem: &mut [u8]) -> Result<Ker
         next_record: 0,
         next_node: 0,
         next_edge: 0,
+        max_abs: 0,
         index: Slab::fixed(index),
         rows: Slab::fixed(rows),
         vectors: Slab::fixed(vectors),

@@ -190,6 +190,10 @@ pub struct Kernel<'m> {
     pub(crate) next_record: u64,
     pub(crate) next_node: u64,
     pub(crate) next_edge: u64,
+    /// An upper bound of |component| over every vector ever stored (never lowered by
+    /// deletes). Derived, not state: not encoded, not hashed. It lets search take an exact
+    /// narrow-integer path when the data is small enough (see `fxp::SMALL_LIMIT`).
+    pub(crate) max_abs: u32,
     pub(crate) index: Slab<'m, IndexEntry>,
     pub(crate) rows: Slab<'m, Row>,
     pub(crate) vectors: Slab<'m, Fxp>,
@@ -222,6 +226,7 @@ impl Kernel<'static> {
             next_record: 0,
             next_node: 0,
             next_edge: 0,
+            max_abs: 0,
             index: Slab::growable(),
             rows: Slab::growable(),
             vectors: Slab::growable(),

@@ -100,6 +100,9 @@ impl<'m> Kernel<'m> {
                 fxp::normalize(v)?;
             }
         }
+        if let Some(v) = self.vectors.as_slice().get(row * dim..) {
+            self.max_abs = self.max_abs.max(fxp::max_abs(v));
+        }
         let meta_off = arena_push(&mut self.meta, meta, Resource::MetadataBytes)?;
         self.rows
             .push(Row::new(id, tag, meta_off, meta.len()))

@@ -35,23 +35,35 @@ impl HitSlot for Hit {
     }
 }
 
-/// How each stored vector is scored against one query.
+/// How each stored vector is scored against one query. `small`: every stored component and
+/// the query are within `fxp::SMALL_LIMIT` combined, so the exact 64-bit loops apply (same
+/// results as the 128-bit ones, which a property test checks).
 enum Scorer {
-    L2,
-    Ip,
-    Cosine { r: u128 },
+    L2 { small: bool },
+    Ip { small: bool },
+    Cosine { r: u128, small: bool },
 }
 
 impl Scorer {
     #[inline]
+    fn ip(small: bool, x: &[Fxp], q: &[Fxp]) -> i128 {
+        if small {
+            fxp::inner_product_small(x, q)
+        } else {
+            fxp::inner_product(x, q)
+        }
+    }
+
+    #[inline]
     fn score(&self, x: &[Fxp], q: &[Fxp]) -> i128 {
-        match self {
+        match *self {
             // < 2^80 for every accepted input: fits i128.
-            Scorer::L2 => fxp::l2_squared(x, q) as i128,
-            Scorer::Ip => -fxp::inner_product(x, q),
-            Scorer::Cosine { r } => {
+            Scorer::L2 { small: true } => fxp::l2_squared_small(x, q) as i128,
+            Scorer::L2 { small: false } => fxp::l2_squared(x, q) as i128,
+            Scorer::Ip { small } => -Scorer::ip(small, x, q),
+            Scorer::Cosine { r, small } => {
                 // |ip| < 2^56 (x is unit length), so the shift fits.
-                (1i128 << 32) - fxp::div_round(fxp::inner_product(x, q) << 32, *r)
+                (1i128 << 32) - fxp::div_round(Scorer::ip(small, x, q) << 32, r)
             }
         }
     }
@@ -96,15 +108,17 @@ impl<'m> Kernel<'m> {
         if k == 0 {
             return Err(Error::InvalidInput(Invalid::ZeroK));
         }
+        let small =
+            u64::from(self.max_abs) + u64::from(fxp::max_abs(query)) < u64::from(fxp::SMALL_LIMIT);
         let scorer = match self.config.metric {
-            Metric::L2 => Scorer::L2,
-            Metric::InnerProduct => Scorer::Ip,
+            Metric::L2 => Scorer::L2 { small },
+            Metric::InnerProduct => Scorer::Ip { small },
             Metric::Cosine => {
                 let r = fxp::scaled_norm(fxp::norm_squared(query));
                 if r == 0 {
                     return Err(Error::InvalidInput(Invalid::ZeroVector));
                 }
-                Scorer::Cosine { r }
+                Scorer::Cosine { r, small }
             }
         };
         let want = self.result_count(k, tag);
