@@ -72,6 +72,7 @@ class WalExport(NamedTuple):
 
 
 def _dtype(arr: np.ndarray) -> Tuple[type, str]:
+    """The dtype to hand to the engine: float32 stays, float64 and integers go as float64."""
     if arr.dtype == np.float32:
         return np.float32, "f32"
     if arr.dtype == np.float64 or arr.dtype.kind in "iu":
@@ -80,6 +81,7 @@ def _dtype(arr: np.ndarray) -> Tuple[type, str]:
 
 
 def _vector(v: ArrayLike, dim: int) -> Tuple[bytes, str]:
+    """One vector as contiguous native-order bytes (copies any layout in order)."""
     arr = np.asarray(v)
     dt, name = _dtype(arr)
     if arr.ndim != 1 or arr.shape[0] != dim:
@@ -88,6 +90,7 @@ def _vector(v: ArrayLike, dim: int) -> Tuple[bytes, str]:
 
 
 def _matrix(m: ArrayLike, dim: int) -> Tuple[bytes, str, int]:
+    """An (n, dim) array as contiguous row-major bytes (transposed input is copied by rows)."""
     arr = np.asarray(m)
     dt, name = _dtype(arr)
     if arr.ndim != 2 or arr.shape[1] != dim:
@@ -96,6 +99,7 @@ def _matrix(m: ArrayLike, dim: int) -> Tuple[bytes, str, int]:
 
 
 def _tags(tags: Optional[Iterable[int]], n: int) -> Optional[bytes]:
+    """``n`` tags as native uint64 bytes, or None."""
     if tags is None:
         return None
     arr = np.ascontiguousarray(np.asarray(list(tags) if not isinstance(tags, np.ndarray) else tags, dtype=np.uint64))
@@ -189,10 +193,12 @@ class _Store:
         return self._n.state_hash()
 
     def __len__(self) -> int:
+        """Number of records."""
         return self._n.count()
 
 
 def _k(k: int) -> int:
+    """Validates ``k`` (0 is passed through so the engine reports it) and caps it to u32."""
     if k < 0:
         raise InvalidInputError(f"k must be positive, got {k}")
     return min(k, 2**32 - 1)
@@ -208,6 +214,8 @@ class EmbeddedKernel(_Store):
 
     def __init__(self, max_records: Optional[int] = None, dim: int = 0, metric: str = "l2",
                  max_nodes: Optional[int] = None, max_edges: Optional[int] = None) -> None:
+        """A kernel of dimension ``dim`` and metric ``"l2"``, ``"ip"`` or ``"cosine"``; the
+        ``max_*`` limits make inserts beyond them raise :class:`FullError`."""
         self.dim = dim
         self._n = _native.Kernel(dim, metric, max_records, max_nodes, max_edges)
         self._limits = (max_records, max_nodes, max_edges)
@@ -254,14 +262,17 @@ class Database(_Store):
     def __init__(self, path: str, dim: Optional[int] = None, metric: Optional[str] = None,
                  durability: str = "fsync", checkpoint_wal_bytes: int = 64 << 20,
                  create: bool = True, salvage: bool = False) -> None:
+        """Opens (or, with ``dim``, creates) the database; recovers from its WAL and snapshot."""
         self._n = _native.Database(str(path), dim, metric, durability, checkpoint_wal_bytes, create, salvage)
         self.dim = self._n.config()[0]
         self.path = str(path)
 
     def __enter__(self) -> "Database":
+        """Returns the database itself; leaving the block flushes and closes it."""
         return self
 
     def __exit__(self, *exc: object) -> None:
+        """Flushes and closes (also when the block raised)."""
         self.close()
 
     def checkpoint(self) -> None:
@@ -278,6 +289,7 @@ class Database(_Store):
 
     @property
     def closed(self) -> bool:
+        """True once :meth:`close` has run."""
         return self._n.is_closed()
 
     def export_wal(self) -> WalExport:
