@@ -165,27 +165,38 @@ impl Engine {
             st.segment_bytes += (log.pending.len() - before) as u64;
         }
         st.seq = seq;
+        // Once the command is durable it is acknowledged: a failed automatic checkpoint from
+        // here on poisons the handle (the next call reports it) but never un-acknowledges it.
         match self.options.durability {
-            Durability::Fsync => self.sync_through(seq, true)?,
-            Durability::None => self.sync_through(seq, false)?,
+            Durability::Fsync | Durability::None => {
+                self.sync_through(seq, self.options.durability == Durability::Fsync)?;
+                self.checkpoint_if_due(&mut st);
+            }
             Durability::GroupCommit => {
                 drop(st);
                 self.sync_through(seq, true)?;
-                // The command is acknowledged; a checkpoint problem from here on poisons the
-                // handle (the next call reports it) but does not un-acknowledge the command.
-                match self.write_state() {
-                    Ok(guard) => st = guard,
-                    Err(_) => return Ok(applied),
+                // Writers share this path: look under the read lock, take the write lock
+                // only when a checkpoint is due.
+                let due = self.state.read().is_ok_and(|st| self.checkpoint_due(&st));
+                if due {
+                    if let Ok(mut st) = self.write_state() {
+                        self.checkpoint_if_due(&mut st);
+                    }
                 }
             }
         }
-        let limit = self.options.checkpoint_wal_bytes;
-        if limit > 0 && st.segment_bytes >= limit {
-            // Same: a failed automatic checkpoint poisons the handle; this command stays
-            // durable and acknowledged.
-            let _ = self.checkpoint_locked(&mut st);
-        }
         Ok(applied)
+    }
+
+    fn checkpoint_due(&self, st: &State) -> bool {
+        let limit = self.options.checkpoint_wal_bytes;
+        limit > 0 && st.segment_bytes >= limit
+    }
+
+    fn checkpoint_if_due(&self, st: &mut State) {
+        if self.checkpoint_due(st) {
+            let _ = self.checkpoint_locked(st);
+        }
     }
 
     /// Writes (and with `fsync`, syncs) the log through record `seq`. One caller at a time

@@ -193,34 +193,34 @@ fn checkpoints_retire_the_wal_and_snapshots_are_deterministic() {
 
 #[test]
 fn automatic_checkpoint_keeps_the_wal_bounded() {
-    let sim = SimStorage::new();
-    let dir = PathBuf::from("/db");
-    let db = Engine::open_with_storage(
-        &dir,
-        Options::new(8, Metric::L2).checkpoint_wal_bytes(4096),
-        Arc::new(sim.clone()),
-    )
-    .unwrap();
-    for i in 0..500 {
-        db.insert(&[i as f32; 8], None, b"").unwrap();
+    for mode in [Durability::Fsync, Durability::GroupCommit, Durability::None] {
+        let sim = SimStorage::new();
+        let dir = PathBuf::from("/db");
+        let options = Options::new(8, Metric::L2)
+            .checkpoint_wal_bytes(4096)
+            .durability(mode);
+        let db = Engine::open_with_storage(&dir, options, Arc::new(sim.clone())).unwrap();
+        for i in 0..500 {
+            db.insert(&[i as f32; 8], None, b"").unwrap();
+        }
+        let files = sim.state().files();
+        let wal_bytes: usize = files
+            .iter()
+            .filter(|(p, _)| p.to_string_lossy().ends_with(".log"))
+            .map(|(_, c)| c.len())
+            .sum();
+        assert!(wal_bytes < 4096 + 200, "{mode:?}: WAL is {wal_bytes} bytes");
+        assert_eq!(
+            files.len(),
+            2,
+            "{mode:?}: one snapshot and one segment (the simulated lock has no file)"
+        );
+        let hash = db.state_hash().unwrap();
+        drop(db);
+        let db = Engine::open_with_storage(&dir, Options::default(), Arc::new(sim)).unwrap();
+        assert_eq!(db.state_hash().unwrap(), hash, "{mode:?}");
+        assert_eq!(db.len().unwrap(), 500);
     }
-    let files = sim.state().files();
-    let wal_bytes: usize = files
-        .iter()
-        .filter(|(p, _)| p.to_string_lossy().ends_with(".log"))
-        .map(|(_, c)| c.len())
-        .sum();
-    assert!(wal_bytes < 4096 + 200, "WAL is {wal_bytes} bytes");
-    assert_eq!(
-        files.len(),
-        2,
-        "one snapshot and one segment (the simulated lock has no file)"
-    );
-    let hash = db.state_hash().unwrap();
-    drop(db);
-    let db = Engine::open_with_storage(&dir, Options::default(), Arc::new(sim)).unwrap();
-    assert_eq!(db.state_hash().unwrap(), hash);
-    assert_eq!(db.len().unwrap(), 500);
 }
 
 #[test]

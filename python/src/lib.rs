@@ -644,25 +644,11 @@ struct Database {
 
 impl Store for Database {
     fn apply(&self, cmd: &Command<'_>) -> Result<Applied, Fail> {
-        let g = self
-            .inner
-            .read()
-            .map_err(|_| Fail::new("InternalError", "lock poisoned"))?;
-        let e = g
-            .as_ref()
-            .ok_or_else(|| Fail::new("MisuseError", "the database is closed"))?;
-        Ok(e.apply(cmd)?)
+        self.engine(|e| e.apply(cmd))
     }
 
     fn read<R>(&self, f: impl FnOnce(&Core<'static>) -> R) -> Result<R, Fail> {
-        let g = self
-            .inner
-            .read()
-            .map_err(|_| Fail::new("InternalError", "lock poisoned"))?;
-        let e = g
-            .as_ref()
-            .ok_or_else(|| Fail::new("MisuseError", "the database is closed"))?;
-        Ok(e.with_kernel(f)?)
+        self.engine(|e| e.with_kernel(f))
     }
 }
 
