@@ -87,14 +87,30 @@ impl<S: Sink> Chunked<'_, S> {
 }
 
 impl<S: Sink> Chunked<'_, S> {
-    /// Appends components as little-endian `i32`s, a block at a time.
-    fn put_fxp(&mut self, v: &[Fxp]) {
+    /// Appends components as little-endian `i32`s, a block at a time (whatever the storage
+    /// width: the encoding is of the values).
+    fn put_vector(&mut self, v: crate::VectorRef<'_>) {
         let mut block = [0u8; 1024];
-        for part in v.chunks(block.len() / 4) {
-            for (dst, x) in block.chunks_exact_mut(4).zip(part) {
-                dst.copy_from_slice(&x.0.to_le_bytes());
+        if let Some(v) = v.as_wide() {
+            for part in v.chunks(block.len() / 4) {
+                for (dst, x) in block.chunks_exact_mut(4).zip(part) {
+                    dst.copy_from_slice(&x.0.to_le_bytes());
+                }
+                self.put(block.get(..part.len() * 4).unwrap_or(&[]));
             }
-            self.put(block.get(..part.len() * 4).unwrap_or(&[]));
+            return;
+        }
+        let mut values = v.iter();
+        loop {
+            let mut n = 0;
+            for (dst, x) in block.chunks_exact_mut(4).zip(&mut values) {
+                dst.copy_from_slice(&x.0.to_le_bytes());
+                n += 4;
+            }
+            if n == 0 {
+                break;
+            }
+            self.put(block.get(..n).unwrap_or(&[]));
         }
     }
 }
@@ -146,7 +162,7 @@ impl<'m> Kernel<'m> {
             s.put(&r.tag.unwrap_or(0).to_le_bytes());
             s.put(&(r.meta.len() as u32).to_le_bytes());
             s.put(r.meta);
-            s.put_fxp(r.vector);
+            s.put_vector(r.vector);
         }
         s.put(&(self.node_count() as u64).to_le_bytes());
         for n in self.nodes() {
@@ -344,9 +360,7 @@ fn decode_body(k: &mut Kernel<'_>, bytes: &[u8]) -> Result<()> {
     let n = r.count(8 + 1 + 8 + 4 + 4 * dim, "record count")?;
     k.index.reserve(n).map_err(full(Resource::Records))?;
     k.rows.reserve(n).map_err(full(Resource::Records))?;
-    k.vectors
-        .reserve(n * dim)
-        .map_err(full(Resource::Records))?;
+    k.vectors.reserve(n, 0).map_err(full(Resource::Records))?;
     let mut prev = None;
     for i in 0..n {
         let id = r.id(prev, h.next_record, "record id")?;
@@ -355,13 +369,17 @@ fn decode_body(k: &mut Kernel<'_>, bytes: &[u8]) -> Result<()> {
         let meta = r.bytes_max(MAX_META_LEN, "record metadata")?;
         let vector = r.take(4 * dim, "record vector")?;
         let meta_off = arena_push(&mut k.meta, meta, Resource::MetadataBytes)?;
+        let values = vector.chunks_exact(4).map(Fxp::from_le);
+        let max = values
+            .clone()
+            .map(|x| x.0.unsigned_abs())
+            .max()
+            .unwrap_or(0);
+        // Widens the store (room for the rows left) on the first value that needs it.
         k.vectors
-            .extend(vector.chunks_exact(4).map(Fxp::from_le))
+            .reserve(n - i, max)
             .map_err(full(Resource::Records))?;
-        let start = k.vectors.len() - dim;
-        if let Some(v) = k.vectors.as_slice().get(start..) {
-            k.max_abs = k.max_abs.max(crate::fxp::max_abs(v));
-        }
+        k.vectors.push(values).map_err(full(Resource::Records))?;
         k.rows
             .push(Row::new(id, tag, meta_off, meta.len()))
             .map_err(full(Resource::Records))?;

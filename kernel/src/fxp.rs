@@ -233,16 +233,33 @@ pub(crate) fn div_round(n: i128, d: u128) -> i128 {
 /// `r = floor(sqrt(sum x^2) * 2^16)`. Integer-only and identical on every target.
 /// A zero vector is an error and is left unchanged.
 pub fn normalize(v: &mut [Fxp]) -> Result<()> {
-    let r = scaled_norm(norm_squared(v));
-    if r == 0 {
-        return Err(Error::InvalidInput(Invalid::ZeroVector));
-    }
+    let r = unit_divisor(v.iter().copied())?;
     for x in v.iter_mut() {
-        // |x| <= sqrt(sum) so the quotient is at most 2^16 (+1 for rounding): fits i32.
-        let q = div_round(i128::from(x.0) << 32, r);
-        x.0 = q as i32;
+        *x = to_unit(*x, r);
     }
     Ok(())
+}
+
+/// The divisor [`normalize`] uses for these components: `floor(sqrt(sum x^2) * 2^16)`;
+/// `InvalidInput(ZeroVector)` for a zero vector.
+pub(crate) fn unit_divisor(v: impl Iterator<Item = Fxp>) -> Result<u128> {
+    let norm_sq: u128 = v
+        .map(|x| {
+            let m = u64::from(x.0.unsigned_abs());
+            u128::from(m * m)
+        })
+        .sum();
+    match scaled_norm(norm_sq) {
+        0 => Err(Error::InvalidInput(Invalid::ZeroVector)),
+        r => Ok(r),
+    }
+}
+
+/// One component of a vector normalised with divisor `r` (from [`unit_divisor`]):
+/// `round(x * 2^32 / r)`. Monotonic in `x`, so the largest |component| maps to the largest.
+pub(crate) fn to_unit(x: Fxp, r: u128) -> Fxp {
+    // |x| <= sqrt(sum) so the quotient is at most 2^16 (+1 for rounding): fits i32.
+    Fxp(div_round(i128::from(x.0) << 32, r) as i32)
 }
 
 #[cfg(test)]

@@ -45,6 +45,7 @@ mod command;
 mod error;
 pub mod fxp;
 mod kernel;
+pub mod simd;
 mod slab;
 
 pub use codec::{Sink, FORMAT_VERSION, MAGIC, STATE_HASH_DOMAIN};
@@ -53,5 +54,5 @@ pub use error::{Error, ErrorCode, Invalid, Object, Resource, Result};
 pub use fxp::Fxp;
 pub use kernel::{
     Applied, Capacity, Config, Direction, Edge, Hit, HitSlot, Hop, HopSlot, Kernel, Metric,
-    NodeRef, RecordRef, MAX_DIM, MAX_LABEL_LEN, MAX_META_LEN,
+    NodeRef, RecordRef, VectorIter, VectorRef, MAX_DIM, MAX_LABEL_LEN, MAX_META_LEN,
 };

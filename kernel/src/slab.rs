@@ -94,6 +94,24 @@ impl<'m, T: Copy + Default> Slab<'m, T> {
         }
     }
 
+    /// Appends `n` default elements; the space must have been reserved.
+    pub(crate) fn extend_default(&mut self, n: usize) -> Result<(), NoRoom> {
+        match self {
+            Slab::Fixed { mem, len } => {
+                let slots = mem.get_mut(*len..*len + n).ok_or(NoRoom)?;
+                slots.fill(T::default());
+                *len += n;
+                Ok(())
+            }
+            #[cfg(feature = "alloc")]
+            Slab::Growable(v) => {
+                v.try_reserve(n).map_err(|_| NoRoom)?;
+                v.resize(v.len() + n, T::default());
+                Ok(())
+            }
+        }
+    }
+
     /// Inserts at `at` (<= len), shifting the tail right.
     pub(crate) fn insert(&mut self, at: usize, item: T) -> Result<(), NoRoom> {
         let len = self.len();

@@ -415,29 +415,39 @@ macro_rules! store_methods {
             ) -> PyResult<(Bound<'py, PyBytes>, Bound<'py, PyBytes>, usize)> {
                 let q = guarded(py, || floats(data, dtype))?;
                 let dim = if n == 0 { 0 } else { q.len() / n };
-                let width = guarded(py, || Store::read(self, |kern| kern.result_count(k, tag)))?;
+                let (width, rows) = guarded(py, || {
+                    Store::read(self, |kern| (kern.result_count(k, tag), kern.len()))
+                })?;
                 let mut ids: Vec<u8> = Vec::with_capacity(n * width * 8);
                 let mut dist: Vec<u8> = Vec::with_capacity(n * width * 8);
-                for chunk in q.chunks(dim.max(1) * 64) {
+                // Each chunk is one pass over the store (Kernel::search_batch); chunks are sized
+                // to about 2^33 stored components each, so Ctrl-C is seen within a second or so.
+                let per = (1usize << 33) / (rows.max(1) * dim.max(1));
+                let chunk_queries = per.clamp(8, 1024);
+                let mut hits = Vec::new();
+                for chunk in q.chunks(dim.max(1) * chunk_queries) {
                     py.check_signals()?;
-                    let rows = guarded(py, || {
-                        chunk
-                            .chunks(dim.max(1))
-                            .map(|row| Store::read(self, |kern| search_one(kern, row, k, tag))?)
-                            .collect::<Result<Vec<Hits>, Fail>>()
+                    let (got, metric) = guarded(py, || {
+                        Store::read(self, |kern| {
+                            let nq = chunk.len() / dim.max(1);
+                            let want = kern.result_count(k, tag);
+                            hits.clear();
+                            hits.resize(nq * want, Hit::default());
+                            let got = kern.search_batch(chunk, k, tag, &mut hits)?;
+                            Ok::<_, Fail>((got, kern.config().metric))
+                        })?
                     })?;
-                    for (row_ids, row_dist) in rows {
+                    // A chunk that saw a different number of matches (concurrent writes) is
+                    // padded or cut to the first chunk's width.
+                    for i in 0..chunk.len() / dim.max(1) {
+                        let row = hits.get(i * got..(i + 1) * got).unwrap_or(&[]);
                         for j in 0..width {
+                            let h = row.get(j);
                             #[allow(clippy::host_endian_bytes)]
-                            ids.extend_from_slice(
-                                &row_ids.get(j).copied().unwrap_or(u64::MAX).to_ne_bytes(),
-                            );
+                            ids.extend_from_slice(&h.map_or(u64::MAX, |h| h.id).to_ne_bytes());
                             #[allow(clippy::host_endian_bytes)]
                             dist.extend_from_slice(
-                                &row_dist
-                                    .get(j)
-                                    .copied()
-                                    .unwrap_or(f64::INFINITY)
+                                &h.map_or(f64::INFINITY, |h| metric.distance_to_f64(h.distance))
                                     .to_ne_bytes(),
                             );
                         }

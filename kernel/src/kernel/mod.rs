@@ -12,15 +12,16 @@ mod graph;
 mod memory;
 mod records;
 mod search;
+mod vectors;
 
 pub use graph::{Direction, Edge, Hop, HopSlot, NodeRef};
 pub use memory::Capacity;
 pub use records::RecordRef;
 pub use search::{Hit, HitSlot};
+pub use vectors::{VectorIter, VectorRef};
 
 use crate::command::Command;
 use crate::error::{Error, Invalid, Resource, Result};
-use crate::fxp::Fxp;
 use crate::slab::{NoRoom, Slab};
 use bytemuck::{Pod, Zeroable};
 
@@ -190,13 +191,11 @@ pub struct Kernel<'m> {
     pub(crate) next_record: u64,
     pub(crate) next_node: u64,
     pub(crate) next_edge: u64,
-    /// An upper bound of |component| over every vector ever stored (never lowered by
-    /// deletes). Derived, not state: not encoded, not hashed. It lets search take an exact
-    /// narrow-integer path when the data is small enough (see `fxp::SMALL_LIMIT`).
-    pub(crate) max_abs: u32,
     pub(crate) index: Slab<'m, IndexEntry>,
     pub(crate) rows: Slab<'m, Row>,
-    pub(crate) vectors: Slab<'m, Fxp>,
+    /// Row `r`'s vector; also tracks an upper bound of |component| over every vector ever
+    /// stored (derived, not state) that lets search prove its narrow integer paths exact.
+    pub(crate) vectors: vectors::Vectors<'m>,
     pub(crate) meta: Slab<'m, u8>,
     pub(crate) nodes: Slab<'m, NodeSlot>,
     pub(crate) labels: Slab<'m, u8>,
@@ -226,10 +225,9 @@ impl Kernel<'static> {
             next_record: 0,
             next_node: 0,
             next_edge: 0,
-            max_abs: 0,
             index: Slab::growable(),
             rows: Slab::growable(),
-            vectors: Slab::growable(),
+            vectors: vectors::Vectors::new(Slab::growable(), config.dim as usize),
             meta: Slab::growable(),
             nodes: Slab::growable(),
             labels: Slab::growable(),

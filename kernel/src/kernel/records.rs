@@ -1,12 +1,13 @@
 //! Records: vectors with an optional tag and metadata.
 
+use super::VectorRef;
 use super::{
     arena_push, arena_remove, full, resolve_id, Applied, IndexEntry, Kernel, Metric, Row,
     MAX_META_LEN, ROW_HAS_TAG,
 };
 use crate::command::{Ids, Vector};
 use crate::error::{Error, Invalid, Object, Resource, Result};
-use crate::fxp::{self, Fxp};
+use crate::fxp;
 
 /// A record as stored.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -18,7 +19,7 @@ pub struct RecordRef<'k> {
     /// Its metadata (empty if none).
     pub meta: &'k [u8],
     /// Its vector (normalised, under the cosine metric).
-    pub vector: &'k [Fxp],
+    pub vector: VectorRef<'k>,
 }
 
 impl<'m> Kernel<'m> {
@@ -37,8 +38,7 @@ impl<'m> Kernel<'m> {
 
     fn row_ref(&self, row: usize) -> Option<RecordRef<'_>> {
         let r = self.rows.as_slice().get(row)?;
-        let dim = self.config.dim as usize;
-        let vector = self.vectors.as_slice().get(row * dim..(row + 1) * dim)?;
+        let vector = self.vectors.row(row)?;
         let meta = self
             .meta
             .as_slice()
@@ -82,6 +82,18 @@ impl<'m> Kernel<'m> {
         Ok(())
     }
 
+    /// Largest |component| of `v` as it would be stored (after normalisation under cosine).
+    fn stored_max(&self, v: &Vector<'_>) -> Result<u32> {
+        let m = v.iter().map(|x| x.0.unsigned_abs()).max().unwrap_or(0);
+        if self.config.metric == Metric::Cosine {
+            let r = fxp::unit_divisor(v.iter())?;
+            // m <= sqrt(sum): the quotient is at most 2^16 + 1.
+            Ok(fxp::div_round(i128::from(m) << 32, r).unsigned_abs() as u32)
+        } else {
+            Ok(m)
+        }
+    }
+
     /// Appends a row whose vector, tag and metadata fit (space reserved by the caller).
     fn push_row(
         &mut self,
@@ -90,18 +102,16 @@ impl<'m> Kernel<'m> {
         vector: Vector<'_>,
         meta: &[u8],
     ) -> Result<()> {
-        let dim = self.config.dim as usize;
         let row = self.rows.len();
-        self.vectors
-            .extend(vector.iter())
-            .map_err(full(Resource::Records))?;
         if self.config.metric == Metric::Cosine {
-            if let Some(v) = self.vectors.as_mut_slice().get_mut(row * dim..) {
-                fxp::normalize(v)?;
-            }
-        }
-        if let Some(v) = self.vectors.as_slice().get(row * dim..) {
-            self.max_abs = self.max_abs.max(fxp::max_abs(v));
+            let r = fxp::unit_divisor(vector.iter())?;
+            self.vectors
+                .push(vector.iter().map(|x| fxp::to_unit(x, r)))
+                .map_err(full(Resource::Records))?;
+        } else {
+            self.vectors
+                .push(vector.iter())
+                .map_err(full(Resource::Records))?;
         }
         let meta_off = arena_push(&mut self.meta, meta, Resource::MetadataBytes)?;
         self.rows
@@ -135,7 +145,8 @@ impl<'m> Kernel<'m> {
             }));
         }
         let id = resolve_id(id, self.next_record, |i| self.contains(i), Object::Record)?;
-        self.reserve_records(1)?;
+        let max = self.stored_max(&vector)?;
+        self.reserve_records(1, max)?;
         self.meta
             .reserve(meta.len())
             .map_err(full(Resource::MetadataBytes))?;
@@ -143,13 +154,13 @@ impl<'m> Kernel<'m> {
         Ok(id)
     }
 
-    fn reserve_records(&mut self, n: usize) -> Result<()> {
-        let words = n
-            .checked_mul(self.config.dim as usize)
-            .ok_or(Error::Full(Resource::Records))?;
+    /// Room for `n` records whose largest stored |component| is `max`.
+    fn reserve_records(&mut self, n: usize, max: u32) -> Result<()> {
         self.index.reserve(n).map_err(full(Resource::Records))?;
         self.rows.reserve(n).map_err(full(Resource::Records))?;
-        self.vectors.reserve(words).map_err(full(Resource::Records))
+        self.vectors
+            .reserve(n, max)
+            .map_err(full(Resource::Records))
     }
 
     pub(super) fn insert_batch(
@@ -169,10 +180,13 @@ impl<'m> Kernel<'m> {
         if n == 0 || !(ids.is_empty() || ids.len() == n) || !(tags.is_empty() || tags.len() == n) {
             return Err(Error::InvalidInput(Invalid::BatchShape));
         }
+        let mut max = 0;
         for i in 0..n {
-            self.check_vector(&vectors.slice(i * dim, dim))?;
+            let v = vectors.slice(i * dim, dim);
+            self.check_vector(&v)?;
+            max = max.max(self.stored_max(&v)?);
         }
-        self.reserve_records(n)?;
+        self.reserve_records(n, max)?;
         let first_id = if ids.is_empty() {
             // n automatic ids next..next + n - 1, all below the reserved u64::MAX.
             if (n as u64) > u64::MAX - self.next_record {
@@ -253,9 +267,8 @@ impl<'m> Kernel<'m> {
                 }
             }
         }
-        let dim = self.config.dim as usize;
         self.rows.swap_remove_chunk(row, 1);
-        self.vectors.swap_remove_chunk(row * dim, dim);
+        self.vectors.swap_remove(row);
         self.index.remove_range(pos, 1);
         Ok(())
     }

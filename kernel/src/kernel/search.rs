@@ -1,8 +1,10 @@
 //! Exact k-nearest-neighbour search.
 
-use super::{Kernel, Metric, ROW_HAS_TAG};
+use super::vectors::Layout;
+use super::{Kernel, Metric, Row, ROW_HAS_TAG};
 use crate::error::{Error, Invalid, Result};
 use crate::fxp::{self, Fxp};
+use crate::simd::{self, Backend, RowKernel};
 
 /// One search result. Results are ordered by `(distance, id)`.
 ///
@@ -35,39 +37,365 @@ impl HitSlot for Hit {
     }
 }
 
-/// How each stored vector is scored against one query. `small`: every stored component and
-/// the query are within `fxp::SMALL_LIMIT` combined, so the exact 64-bit loops apply (same
-/// results as the 128-bit ones, which a property test checks).
-enum Scorer {
-    L2 { small: bool },
-    Ip { small: bool },
-    Cosine { r: u128, small: bool },
+/// How a query scores the store, chosen once from the store's width and the proved bounds.
+/// Every plan gives the exact distance (tests/simd.rs checks each against 128-bit brute force).
+#[derive(Clone, Copy)]
+enum Plan {
+    /// Narrow store and narrow query: `vpmaddwd`-style kernels over blocks of rows.
+    Rows16(RowKernel),
+    /// Narrow store, query used as it is (a component beyond `i16`, or no copy): 64/128-bit.
+    Mixed,
+    /// Mid-width store under `fxp::SMALL_LIMIT`: 64-bit SIMD kernels over blocks of rows.
+    MidSmall,
+    /// Mid-width store, large query: 128-bit loops.
+    MidBig,
+    /// Wide store under `fxp::SMALL_LIMIT`: 64-bit SIMD kernels over blocks of rows.
+    WideSmall,
+    /// Wide store, large values: 128-bit loops.
+    WideBig,
 }
 
-impl Scorer {
-    #[inline]
-    fn ip(small: bool, x: &[Fxp], q: &[Fxp]) -> i128 {
-        if small {
-            fxp::inner_product_small(x, q)
+struct Scorer<'q> {
+    metric: Metric,
+    backend: Backend,
+    plan: Plan,
+    query: &'q [Fxp],
+    /// The query as `i16` (plan `Rows16`).
+    narrow: &'q [i16],
+    /// `q . q` and the AVX2 lane bound of the narrow query (batch scan).
+    qq: i64,
+    q_lanes: u64,
+    /// `vpmaddwd` group for `x . q` (global bound).
+    group: usize,
+    /// The query's scaled norm (cosine).
+    r: u128,
+}
+
+impl<'q> Scorer<'q> {
+    /// Plans the scoring of `query` (checked: dimension, zero vector under cosine).
+    /// `narrow` is an `i16` copy of the query, used when the store is narrow and it fits.
+    fn new(kernel: &Kernel<'_>, query: &'q [Fxp], narrow: Option<&'q [i16]>) -> Result<Self> {
+        let dim = kernel.config.dim as usize;
+        if query.len() != dim {
+            return Err(Error::Dimension {
+                expected: kernel.config.dim,
+                got: query.len() as u64,
+            });
+        }
+        let metric = kernel.config.metric;
+        let r = if metric == Metric::Cosine {
+            fxp::unit_divisor(query.iter().copied())?
         } else {
-            fxp::inner_product(x, q)
+            0
+        };
+        let backend = Backend::detect();
+        let (mx, mq) = (kernel.vectors.max_abs(), fxp::max_abs(query));
+        let sum = u64::from(mx) + u64::from(mq);
+        let narrow = narrow
+            .filter(|n| kernel.vectors.is_narrow() && mq <= simd::NARROW_MAX && n.len() == dim);
+        let (qq, q_lanes) = narrow.map_or((0, 0), |n| simd::norms_i16(backend, n));
+        // Group sizes: from the largest components, or unlimited when the stored rows' and
+        // the query's lane bounds prove that no 32-bit lane can overflow (simd::norms_i16).
+        let x_lanes = kernel.vectors.lane_bound();
+        let lanes_ip = simd::lanes_fit(x_lanes, q_lanes);
+        let group = if lanes_ip {
+            usize::MAX
+        } else {
+            simd::narrow_group(mx, mq)
+        };
+        let group_xx = if x_lanes <= i32::MAX as u64 {
+            usize::MAX
+        } else {
+            simd::narrow_group(mx, mx)
+        };
+        // A lane of (x - q)^2 is at most (sqrt(bx) + sqrt(bq))^2.
+        let diff_lanes = (x_lanes.isqrt() + 1) + (q_lanes.isqrt() + 1);
+        let group_diff = if diff_lanes * diff_lanes <= i32::MAX as u64 {
+            usize::MAX
+        } else {
+            simd::narrow_group(sum as u32, sum as u32)
+        };
+        // L2: differences (one multiply-add per 16 components) when they fit an i16 and the
+        // lanes rarely need widening, else x.x + q.q - 2 x.q (two per 16).
+        let group_expand = group.min(group_xx);
+        let use_diff =
+            sum <= u64::from(simd::NARROW_MAX) && (group_diff >= 8 || group_diff >= group_expand);
+        let plan = match (kernel.vectors.is_narrow(), narrow) {
+            (true, Some(_)) => Plan::Rows16(match metric {
+                Metric::L2 if use_diff => RowKernel::L2I16(group_diff),
+                Metric::L2 => RowKernel::L2ExpandI16 {
+                    group: group_expand,
+                    qq,
+                },
+                _ => RowKernel::DotI16(group),
+            }),
+            (true, None) => Plan::Mixed,
+            (false, _) => {
+                let small = sum < u64::from(fxp::SMALL_LIMIT);
+                match (kernel.vectors.is_mid(), small) {
+                    (true, true) => Plan::MidSmall,
+                    (true, false) => Plan::MidBig,
+                    (false, true) => Plan::WideSmall,
+                    (false, false) => Plan::WideBig,
+                }
+            }
+        };
+        Ok(Scorer {
+            metric,
+            backend,
+            plan,
+            query,
+            narrow: narrow.unwrap_or(&[]),
+            qq,
+            q_lanes,
+            group,
+            r,
+        })
+    }
+
+    /// The distance of an inner product under this metric.
+    #[inline]
+    fn ip_distance(&self, ip: i128) -> i128 {
+        match self.metric {
+            Metric::Cosine => {
+                // |ip| < 2^56 (x is unit length), so the shift fits.
+                (1i128 << 32) - fxp::div_round(ip << 32, self.r)
+            }
+            _ => -ip,
         }
     }
 
+    /// The distance from a block kernel's raw value (a squared distance under L2, else an
+    /// inner product).
     #[inline]
-    fn score(&self, x: &[Fxp], q: &[Fxp]) -> i128 {
-        match *self {
-            // < 2^80 for every accepted input: fits i128.
-            Scorer::L2 { small: true } => fxp::l2_squared_small(x, q) as i128,
-            Scorer::L2 { small: false } => fxp::l2_squared(x, q) as i128,
-            Scorer::Ip { small } => -Scorer::ip(small, x, q),
-            Scorer::Cosine { r, small } => {
-                // |ip| < 2^56 (x is unit length), so the shift fits.
-                (1i128 << 32) - fxp::div_round(Scorer::ip(small, x, q) << 32, r)
+    fn finish(&self, raw: i64) -> i128 {
+        if self.metric == Metric::L2 {
+            i128::from(raw)
+        } else {
+            self.ip_distance(i128::from(raw))
+        }
+    }
+
+    /// Exact distance to one stored row (`x` holds its components, narrow or wide).
+    fn one(&self, layout: &Layout<'_>) -> i128 {
+        let mut raw = [0i64; 1];
+        match (*layout, self.plan) {
+            (Layout::Narrow { data, stride }, Plan::Rows16(k)) => {
+                simd::rows_i16(self.backend, k, data, stride, self.narrow, &mut raw);
+                self.finish(raw[0])
+            }
+            (Layout::Narrow { data, .. }, _) => {
+                self.mixed(data.get(..self.query.len()).unwrap_or(data))
+            }
+            (Layout::Mid { data, stride }, Plan::MidSmall) => {
+                let l2 = self.metric == Metric::L2;
+                simd::rows_i24_small(self.backend, l2, data, stride, self.query, &mut raw);
+                self.finish(raw[0])
+            }
+            (Layout::Mid { data, .. }, _) => self.mid_big(data),
+            (Layout::Wide { data }, Plan::WideSmall) => {
+                let l2 = self.metric == Metric::L2;
+                simd::rows_fxp_small(self.backend, l2, data, self.query, &mut raw);
+                self.finish(raw[0])
+            }
+            (Layout::Wide { data }, _) => self.wide_big(data),
+        }
+    }
+
+    /// Offers every row of `layout` (rows `rows`, same order) that passes `keep` to `top`,
+    /// scoring a block of rows per kernel call; a row whose distance cannot enter the top-k
+    /// costs one comparison.
+    fn scan<S: HitSlot>(
+        &self,
+        layout: &Layout<'_>,
+        rows: &[Row],
+        keep: &impl Fn(&Row) -> bool,
+        top: &mut TopK<'_, S>,
+    ) {
+        let mut raw = [0i64; SCAN_BLOCK];
+        let dim = self.query.len();
+        let mut offer = |i: usize, distance: i128| {
+            if top.wants(distance) {
+                if let Some(row) = rows.get(i).filter(|r| keep(r)) {
+                    top.offer(Hit {
+                        distance,
+                        id: row.id,
+                    });
+                }
+            }
+        };
+        match (*layout, self.plan) {
+            (Layout::Narrow { data, stride }, Plan::Rows16(k)) => {
+                for (b, block) in data.chunks(SCAN_BLOCK * stride).enumerate() {
+                    let out = raw.get_mut(..block.len() / stride).unwrap_or(&mut []);
+                    simd::rows_i16(self.backend, k, block, stride, self.narrow, out);
+                    self.offer_block(b * SCAN_BLOCK, out, &mut offer);
+                }
+            }
+            (Layout::Narrow { data, stride }, _) => {
+                for (i, x) in data.chunks_exact(stride).enumerate() {
+                    offer(i, self.mixed(x.get(..dim).unwrap_or(x)));
+                }
+            }
+            (Layout::Mid { data, stride }, Plan::MidSmall) => {
+                let l2 = self.metric == Metric::L2;
+                for (b, block) in data.chunks(SCAN_BLOCK * stride).enumerate() {
+                    let out = raw.get_mut(..block.len() / stride).unwrap_or(&mut []);
+                    simd::rows_i24_small(self.backend, l2, block, stride, self.query, out);
+                    self.offer_block(b * SCAN_BLOCK, out, &mut offer);
+                }
+            }
+            (Layout::Mid { data, stride }, _) => {
+                for (i, x) in data.chunks_exact(stride).enumerate() {
+                    offer(i, self.mid_big(x));
+                }
+            }
+            (Layout::Wide { data }, Plan::WideSmall) => {
+                let l2 = self.metric == Metric::L2;
+                for (b, block) in data.chunks(SCAN_BLOCK * dim).enumerate() {
+                    let out = raw.get_mut(..block.len() / dim).unwrap_or(&mut []);
+                    simd::rows_fxp_small(self.backend, l2, block, self.query, out);
+                    self.offer_block(b * SCAN_BLOCK, out, &mut offer);
+                }
+            }
+            (Layout::Wide { data }, _) => {
+                for (i, x) in data.chunks_exact(dim).enumerate() {
+                    offer(i, self.wide_big(x));
+                }
             }
         }
     }
+
+    /// Offers a block of raw kernel values (rows from `start`), with the metric's
+    /// conversion hoisted out of the loop.
+    #[inline(always)]
+    fn offer_block(&self, start: usize, raw: &[i64], offer: &mut impl FnMut(usize, i128)) {
+        if self.metric == Metric::L2 {
+            for (i, &r) in raw.iter().enumerate() {
+                offer(start + i, i128::from(r));
+            }
+        } else {
+            for (i, &r) in raw.iter().enumerate() {
+                offer(start + i, self.ip_distance(i128::from(r)));
+            }
+        }
+    }
+
+    /// Wide row, values beyond the 64-bit bound: 128-bit loops.
+    fn wide_big(&self, x: &[Fxp]) -> i128 {
+        if self.metric == Metric::L2 {
+            // < 2^80 for every accepted input: fits i128.
+            fxp::l2_squared(x, self.query) as i128
+        } else {
+            self.ip_distance(fxp::inner_product(x, self.query))
+        }
+    }
+
+    /// Mid-width row (3 bytes per component), values beyond the 64-bit bound.
+    fn mid_big(&self, x: &[u8]) -> i128 {
+        let q = self.query;
+        let xs = (0..q.len()).map(|i| simd::scalar::i24(x, i));
+        if self.metric == Metric::L2 {
+            xs.zip(q)
+                .map(|(a, b)| {
+                    // |a - b| < 2^32: the square fits u64; 2^16 of them fit u128.
+                    let d = (i64::from(a) - i64::from(b.0)).unsigned_abs();
+                    u128::from(d * d)
+                })
+                .sum::<u128>() as i128
+        } else {
+            // Each product is below 2^54 in magnitude, 2^16 of them below 2^70: i128.
+            let ip: i128 = xs
+                .zip(q)
+                .map(|(a, b)| i128::from(i64::from(a) * i64::from(b.0)))
+                .sum();
+            self.ip_distance(ip)
+        }
+    }
+
+    /// Narrow row, query used as it is.
+    fn mixed(&self, x: &[i16]) -> i128 {
+        let q = self.query;
+        if self.metric == Metric::L2 {
+            x.iter()
+                .zip(q)
+                .map(|(&a, b)| {
+                    // |a - b| < 2^32: the square fits u64; 2^16 of them fit u128.
+                    let d = (i64::from(a) - i64::from(b.0)).unsigned_abs();
+                    u128::from(d * d)
+                })
+                .sum::<u128>() as i128
+        } else {
+            // Each product is below 2^46 in magnitude, 2^16 of them below 2^62.
+            let ip: i64 = x
+                .iter()
+                .zip(q)
+                .map(|(&a, b)| i64::from(a) * i64::from(b.0))
+                .sum();
+            self.ip_distance(i128::from(ip))
+        }
+    }
 }
+
+/// Rows scored per kernel call in a single-query scan (a small stack buffer: 512 bytes).
+const SCAN_BLOCK: usize = 64;
+
+/// The running top-k of one query: a max-heap on `(distance, id)` in the caller's slots,
+/// with the current worst kept aside so most rows are rejected with one comparison.
+struct TopK<'o, S> {
+    heap: &'o mut [S],
+    filled: usize,
+    worst: Hit,
+}
+
+impl<'o, S: HitSlot> TopK<'o, S> {
+    fn new(heap: &'o mut [S]) -> Self {
+        TopK {
+            heap,
+            filled: 0,
+            worst: Hit::default(),
+        }
+    }
+
+    /// False when a row at `distance` cannot enter the top-k (whatever its id).
+    #[inline(always)]
+    fn wants(&self, distance: i128) -> bool {
+        self.filled < self.heap.len() || distance <= self.worst.distance
+    }
+
+    /// Keeps `hit` if it is among the best so far. The common case (rejected) is one
+    /// comparison, inlined into the scan.
+    #[inline(always)]
+    fn offer(&mut self, hit: Hit) {
+        if self.filled < self.heap.len() || hit < self.worst {
+            self.keep(hit);
+        }
+    }
+
+    #[inline(never)]
+    fn keep(&mut self, hit: Hit) {
+        if self.filled == self.heap.len() {
+            replace_top(self.heap, hit);
+        } else {
+            push_heap(self.heap, self.filled, hit);
+            self.filled += 1;
+        }
+        if self.filled == self.heap.len() {
+            self.worst = self.heap.first().map_or(hit, S::hit);
+        }
+    }
+
+    fn finish(self) -> usize {
+        let result = self.heap.get_mut(..self.filled).unwrap_or(&mut []);
+        result.sort_unstable_by_key(HitSlot::hit);
+        self.filled
+    }
+}
+
+/// Rows per block of the batch scan: a block's vectors stay in cache while every query
+/// passes over them (at d = 384 narrow, 96 KiB).
+#[cfg(feature = "alloc")]
+const BATCH_BLOCK: usize = 128;
 
 impl<'m> Kernel<'m> {
     /// Number of results a search with this `k` and tag filter returns:
@@ -90,7 +418,9 @@ impl<'m> Kernel<'m> {
     ///
     /// Errors before writing anything: `Dimension` for a wrong-length query, `InvalidInput`
     /// for `k = 0` (or an all-zero query under cosine), `InsufficientSize` (with the count
-    /// needed) when `out` is shorter than the result. Uses no memory beyond `out`.
+    /// needed) when `out` is shorter than the result. Without feature `alloc` it uses no
+    /// memory beyond `out` and a 512-byte stack buffer; with it, also a narrow copy of the
+    /// query (`2 * dim` bytes).
     pub fn search<S: HitSlot>(
         &self,
         query: &[Fxp],
@@ -98,29 +428,16 @@ impl<'m> Kernel<'m> {
         tag: Option<u64>,
         out: &mut [S],
     ) -> Result<usize> {
-        let dim = self.config.dim as usize;
-        if query.len() != dim {
-            return Err(Error::Dimension {
-                expected: self.config.dim,
-                got: query.len() as u64,
-            });
-        }
-        if k == 0 {
+        if query.len() == self.config.dim as usize && k == 0 {
             return Err(Error::InvalidInput(Invalid::ZeroK));
         }
-        let small =
-            u64::from(self.max_abs) + u64::from(fxp::max_abs(query)) < u64::from(fxp::SMALL_LIMIT);
-        let scorer = match self.config.metric {
-            Metric::L2 => Scorer::L2 { small },
-            Metric::InnerProduct => Scorer::Ip { small },
-            Metric::Cosine => {
-                let r = fxp::scaled_norm(fxp::norm_squared(query));
-                if r == 0 {
-                    return Err(Error::InvalidInput(Invalid::ZeroVector));
-                }
-                Scorer::Cosine { r, small }
-            }
-        };
+        #[cfg(feature = "alloc")]
+        let copy = narrow_copy(query);
+        #[cfg(feature = "alloc")]
+        let narrow = copy.as_deref();
+        #[cfg(not(feature = "alloc"))]
+        let narrow = None;
+        let scorer = Scorer::new(self, query, narrow)?;
         let want = self.result_count(k, tag);
         let heap = match out.get_mut(..want) {
             Some(h) => h,
@@ -133,29 +450,97 @@ impl<'m> Kernel<'m> {
         if want == 0 {
             return Ok(0);
         }
-        let mut filled = 0usize;
+        let mut top = TopK::new(heap);
         let rows = self.rows.as_slice();
-        let vectors = self.vectors.as_slice();
-        for (row, x) in rows.iter().zip(vectors.chunks_exact(dim)) {
-            if let Some(t) = tag {
-                if row.flags & ROW_HAS_TAG == 0 || row.tag != t {
-                    continue;
+        let layout = self.vectors.layout();
+        match tag {
+            None => scorer.scan(&layout, rows, &|_| true, &mut top),
+            // A filter: score only the matching rows.
+            Some(t) => {
+                let dim = query.len();
+                for (i, row) in rows.iter().enumerate() {
+                    if row.flags & ROW_HAS_TAG != 0 && row.tag == t {
+                        top.offer(Hit {
+                            distance: scorer.one(&layout.rows(i, 1, dim)),
+                            id: row.id,
+                        });
+                    }
                 }
             }
-            let hit = Hit {
-                distance: scorer.score(x, query),
-                id: row.id,
-            };
-            if filled < want {
-                push_heap(heap, filled, hit);
-                filled += 1;
-            } else if heap.first().is_some_and(|top| hit < top.hit()) {
-                replace_top(heap, hit);
+        }
+        Ok(top.finish())
+    }
+
+    /// Exact k nearest records for each of `queries.len() / dim` queries at once, with the
+    /// same results as [`Kernel::search`] for each: query `i`'s results are
+    /// `out[i * n..(i + 1) * n]` where `n` (returned) is `min(k, matching records)`, the same
+    /// for every query.
+    ///
+    /// The store is scanned once, a block of rows at a time, and every query passes over a
+    /// block while it is in cache; with a narrow store and queries under L2, four queries
+    /// share each load. Errors as [`Kernel::search`] (a `queries` length that is not a
+    /// multiple of the dimension is a `Dimension` error), before writing anything.
+    #[cfg(feature = "alloc")]
+    pub fn search_batch<S: HitSlot>(
+        &self,
+        queries: &[Fxp],
+        k: u32,
+        tag: Option<u64>,
+        out: &mut [S],
+    ) -> Result<usize> {
+        let dim = self.config.dim as usize;
+        if !queries.len().is_multiple_of(dim) {
+            return Err(Error::Dimension {
+                expected: self.config.dim,
+                got: queries.len() as u64,
+            });
+        }
+        if k == 0 {
+            return Err(Error::InvalidInput(Invalid::ZeroK));
+        }
+        let nq = queries.len() / dim;
+        let copy = narrow_copy(queries);
+        let narrow = copy.as_deref();
+        let scorers = queries
+            .chunks_exact(dim)
+            .enumerate()
+            .map(|(i, q)| {
+                let n = narrow.and_then(|n| n.get(i * dim..(i + 1) * dim));
+                Scorer::new(self, q, n)
+            })
+            .collect::<Result<alloc::vec::Vec<_>>>()?;
+        let want = self.result_count(k, tag);
+        let needed = nq.saturating_mul(want);
+        let Some(out) = out.get_mut(..needed) else {
+            return Err(Error::InsufficientSize {
+                needed: needed as u64,
+            });
+        };
+        if want == 0 || nq == 0 {
+            return Ok(want);
+        }
+        let mut tops: alloc::vec::Vec<TopK<'_, S>> =
+            out.chunks_exact_mut(want).map(TopK::new).collect();
+        let rows = self.rows.as_slice();
+        let keep = |row: &Row| tag.is_none_or(|t| row.flags & ROW_HAS_TAG != 0 && row.tag == t);
+        let layout = self.vectors.layout();
+        let x4 = self.config.metric == Metric::L2
+            && scorers.iter().all(|s| matches!(s.plan, Plan::Rows16(_)));
+        for (b, rblock) in rows.chunks(BATCH_BLOCK).enumerate() {
+            let start = b * BATCH_BLOCK;
+            let block = layout.rows(start, rblock.len(), dim);
+            if let (true, Layout::Narrow { data, stride }) = (x4, block) {
+                block_l2_x4(&scorers, &mut tops, rblock, data, stride, &keep);
+                continue;
+            }
+            for (s, top) in scorers.iter().zip(tops.iter_mut()) {
+                s.scan(&block, rblock, &keep, top);
             }
         }
-        let result = heap.get_mut(..filled).unwrap_or(&mut []);
-        result.sort_unstable_by_key(HitSlot::hit);
-        Ok(filled)
+        for top in tops {
+            top.finish();
+        }
+        Ok(want)
     }
 
     /// [`Kernel::search`] into a new vector of exactly the result's length.
@@ -179,6 +564,68 @@ impl<'m> Kernel<'m> {
         out.truncate(got);
         Ok(out)
     }
+}
+
+/// One block of the narrow L2 batch scan: `x . x` and the row's lane bound once per row,
+/// then `x . q` for four queries per pass over the row
+/// (`|x - q|^2 = x . x + q . q - 2 x . q`, exact in i64). When the lane bounds prove it,
+/// the 32-bit lanes are widened only once per row.
+#[cfg(feature = "alloc")]
+fn block_l2_x4<S: HitSlot>(
+    scorers: &[Scorer<'_>],
+    tops: &mut [TopK<'_, S>],
+    rows: &[Row],
+    data: &[i16],
+    stride: usize,
+    keep: &impl Fn(&Row) -> bool,
+) {
+    let Some(first) = scorers.first() else { return };
+    let b = first.backend;
+    let dim = first.query.len();
+    let mut norms = [(0i64, 0u64); BATCH_BLOCK];
+    for (slot, x) in norms.iter_mut().zip(data.chunks_exact(stride)) {
+        *slot = simd::norms_i16(b, x.get(..dim).unwrap_or(x));
+    }
+    let n = rows.len().min(BATCH_BLOCK);
+    let x_lanes = norms.iter().take(n).map(|&(_, l)| l).max().unwrap_or(0);
+    let mut ips = [[0i64; 4]; BATCH_BLOCK];
+    let ips = ips.get_mut(..n).unwrap_or(&mut []);
+    for (sq, tq) in scorers.chunks(4).zip(tops.chunks_mut(4)) {
+        let pick = |j: usize| sq.get(j).or(sq.first());
+        let qs = [0, 1, 2, 3].map(|j| pick(j).map_or(&[][..], |s| s.narrow));
+        let q_lanes = sq.iter().map(|s| s.q_lanes).max().unwrap_or(0);
+        // Unlimited groups when every row of the block and every query of the four fit.
+        let group = if simd::lanes_fit(x_lanes, q_lanes) {
+            usize::MAX
+        } else {
+            sq.iter().map(|s| s.group).min().unwrap_or(1)
+        };
+        simd::rows_dot_i16_x4(b, data, stride, qs, group, ips);
+        for (j, (s, top)) in sq.iter().zip(tq.iter_mut()).enumerate() {
+            for ((row, &(xx, _)), ip) in rows.iter().zip(&norms).zip(ips.iter()) {
+                let distance = i128::from(xx + s.qq - 2 * ip.get(j).copied().unwrap_or(0));
+                if top.wants(distance) && keep(row) {
+                    top.offer(Hit {
+                        distance,
+                        id: row.id,
+                    });
+                }
+            }
+        }
+    }
+}
+
+/// An `i16` copy of the queries (`None` when a component does not fit, or no memory): lets
+/// a narrow store use the SIMD kernels.
+#[cfg(feature = "alloc")]
+fn narrow_copy(queries: &[Fxp]) -> Option<alloc::vec::Vec<i16>> {
+    if fxp::max_abs(queries) > simd::NARROW_MAX {
+        return None;
+    }
+    let mut v = alloc::vec::Vec::new();
+    v.try_reserve_exact(queries.len()).ok()?;
+    v.extend(queries.iter().map(|x| x.0 as i16));
+    Some(v)
 }
 
 /// Max-heap on `(distance, id)` in `heap[..len + 1]` after adding `hit` at `len`.

@@ -1,0 +1,416 @@
+//! Vector storage: every record's vector, contiguous by row, in the narrowest of three widths
+//! that holds every component stored so far.
+//!
+//! - narrow: each component as an `i16` (|x| <= `NARROW_MAX`, i.e. below 0.5 in Q16.16, as in
+//!   most normalised embeddings of dimension 32 and up): half the memory and memory traffic,
+//!   and SIMD multiply-add kernels with 16 products per instruction;
+//! - mid: each component in 3 bytes, little-endian (|x| <= `MID_MAX`, below 128.0: unit
+//!   vectors of small dimension, most real data): three quarters of the memory;
+//! - wide: each component as its Q16.16 `i32`.
+//!
+//! The width is a representation, not state: the values, the encoding and the hash are the
+//! same either way. A store starts narrow and widens, in place and for good, when a component
+//! that does not fit arrives (it never narrows again: deletes do not lower the bound). Every
+//! width lives in the same `Fxp` table, so caller memory sized for the wide form
+//! ([`super::Kernel::mem_size`]) holds any of them, and widening needs no extra memory.
+
+use crate::fxp::Fxp;
+use crate::simd::{MID_MAX, NARROW_MAX};
+use crate::slab::{NoRoom, Slab};
+
+/// Bytes per component.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) enum Width {
+    Narrow = 2,
+    Mid = 3,
+    Wide = 4,
+}
+
+impl Width {
+    fn bytes(self) -> usize {
+        self as usize
+    }
+
+    /// The narrowest width holding components up to `max` in magnitude.
+    fn for_max(max: u32) -> Width {
+        if max <= NARROW_MAX {
+            Width::Narrow
+        } else if max <= MID_MAX {
+            Width::Mid
+        } else {
+            Width::Wide
+        }
+    }
+
+    /// Component `j` of a row starting at byte `at` (narrow and wide: native order, as the
+    /// kernels read them; mid: little-endian, sign-extended).
+    fn read(self, bytes: &[u8], at: usize) -> i32 {
+        let b = bytes.get(at..at + self.bytes()).unwrap_or(&[]);
+        match self {
+            Width::Narrow => i32::from(bytemuck::pod_read_unaligned::<i16>(b)),
+            Width::Mid => match *b {
+                [b0, b1, b2] => i32::from_le_bytes([0, b0, b1, b2]) >> 8,
+                _ => 0,
+            },
+            Width::Wide => bytemuck::pod_read_unaligned::<i32>(b),
+        }
+    }
+
+    /// Stores `v` (which fits this width) at byte `at`.
+    fn write(self, bytes: &mut [u8], at: usize, v: i32) {
+        let Some(dst) = bytes.get_mut(at..at + self.bytes()) else {
+            return;
+        };
+        match self {
+            Width::Narrow => dst.copy_from_slice(bytemuck::bytes_of(&(v as i16))),
+            Width::Mid => {
+                let le = v.to_le_bytes();
+                dst.copy_from_slice(le.get(..3).unwrap_or(&[0; 3]));
+            }
+            Width::Wide => dst.copy_from_slice(bytemuck::bytes_of(&v)),
+        }
+    }
+}
+
+pub(crate) struct Vectors<'m> {
+    words: Slab<'m, Fxp>,
+    dim: usize,
+    rows: usize,
+    width: Width,
+    /// Upper bound of |component| over every vector ever stored (exact until a delete).
+    max_abs: u32,
+    /// Largest AVX2 lane bound (`simd::norms_i16`) of any narrow row ever stored: lets a
+    /// search prove that its 32-bit lanes cannot overflow.
+    lanes: u64,
+}
+
+/// The stored vectors, for a scan.
+#[derive(Clone, Copy)]
+pub(crate) enum Layout<'a> {
+    /// Row `r` is `data[r * stride..r * stride + dim]`.
+    Narrow { data: &'a [i16], stride: usize },
+    /// Row `r` is the bytes `data[r * stride..r * stride + 3 * dim]`.
+    Mid { data: &'a [u8], stride: usize },
+    /// Row `r` is `data[r * dim..(r + 1) * dim]`.
+    Wide { data: &'a [Fxp] },
+}
+
+impl Layout<'_> {
+    /// Rows `start..start + n` (clamped to the store).
+    pub(crate) fn rows(&self, start: usize, n: usize, dim: usize) -> Layout<'_> {
+        fn part<T>(d: &[T], start: usize, len: usize) -> &[T] {
+            d.get(start..)
+                .map(|d| d.get(..len).unwrap_or(d))
+                .unwrap_or(&[])
+        }
+        match *self {
+            Layout::Narrow { data, stride } => Layout::Narrow {
+                data: part(data, start * stride, n * stride),
+                stride,
+            },
+            Layout::Mid { data, stride } => Layout::Mid {
+                data: part(data, start * stride, n * stride),
+                stride,
+            },
+            Layout::Wide { data } => Layout::Wide {
+                data: part(data, start * dim, n * dim),
+            },
+        }
+    }
+}
+
+impl<'m> Vectors<'m> {
+    pub(crate) fn new(words: Slab<'m, Fxp>, dim: usize) -> Self {
+        Vectors {
+            words,
+            dim,
+            rows: 0,
+            width: Width::Narrow,
+            max_abs: 0,
+            lanes: 0,
+        }
+    }
+
+    /// Words per row at width `w`.
+    fn stride_for(&self, w: Width) -> usize {
+        (self.dim * w.bytes()).div_ceil(4)
+    }
+
+    fn stride_words(&self) -> usize {
+        self.stride_for(self.width)
+    }
+
+    pub(crate) fn max_abs(&self) -> u32 {
+        self.max_abs
+    }
+
+    /// See the field `lanes`.
+    pub(crate) fn lane_bound(&self) -> u64 {
+        self.lanes
+    }
+
+    /// True while every component stored fits 3 bytes but not all fit an `i16`.
+    pub(crate) fn is_mid(&self) -> bool {
+        self.width == Width::Mid
+    }
+
+    /// True while every component stored fits an `i16`.
+    pub(crate) fn is_narrow(&self) -> bool {
+        self.width == Width::Narrow
+    }
+
+    pub(crate) fn layout(&self) -> Layout<'_> {
+        let s = self.stride_words();
+        let words = self.words.as_slice().get(..self.rows * s).unwrap_or(&[]);
+        match self.width {
+            Width::Narrow => Layout::Narrow {
+                data: bytemuck::cast_slice(words),
+                stride: 2 * s,
+            },
+            Width::Mid => Layout::Mid {
+                data: bytemuck::cast_slice(words),
+                stride: 4 * s,
+            },
+            Width::Wide => Layout::Wide { data: words },
+        }
+    }
+
+    pub(crate) fn row(&self, r: usize) -> Option<VectorRef<'_>> {
+        if r >= self.rows {
+            return None;
+        }
+        let s = self.stride_words();
+        let words = self.words.as_slice().get(r * s..(r + 1) * s)?;
+        Some(VectorRef(match self.width {
+            Width::Narrow => {
+                let halves: &[i16] = bytemuck::cast_slice(words);
+                Repr::Narrow(halves.get(..self.dim)?)
+            }
+            Width::Mid => {
+                let bytes: &[u8] = bytemuck::cast_slice(words);
+                Repr::Mid(bytes.get(..3 * self.dim)?)
+            }
+            Width::Wide => Repr::Wide(words),
+        }))
+    }
+
+    /// Makes room for `n` more rows whose largest |component| is `incoming`, widening the
+    /// store first if they would not fit. Changes no value: safe before validation ends.
+    pub(crate) fn reserve(&mut self, n: usize, incoming: u32) -> Result<(), NoRoom> {
+        let target = Width::for_max(incoming).max(self.width);
+        let total = self
+            .rows
+            .checked_add(n)
+            .and_then(|r| r.checked_mul(self.stride_for(target)))
+            .ok_or(NoRoom)?;
+        self.words.reserve(total.saturating_sub(self.words.len()))?;
+        if target != self.width {
+            self.widen(target)?;
+        }
+        Ok(())
+    }
+
+    /// Rewrites every row at width `to`, in place, last component first: component `(r, j)`
+    /// goes to byte `r SB + j b` from byte `r SA + j a` (`a <= b` bytes per component,
+    /// `SA <= SB` bytes per row). Every component not yet moved, `(r', j') < (r, j)`, ends by
+    /// byte `r SA + j a <= r SB + j b`, so nothing is overwritten before it is read.
+    fn widen(&mut self, to: Width) -> Result<(), NoRoom> {
+        let from = self.width;
+        let (sa, sb) = (4 * self.stride_for(from), 4 * self.stride_for(to));
+        let rows = self.rows;
+        let extra = rows * (self.stride_for(to) - self.stride_for(from));
+        self.words.extend_default(extra)?;
+        let bytes: &mut [u8] = bytemuck::cast_slice_mut(self.words.as_mut_slice());
+        for r in (0..rows).rev() {
+            for j in (0..self.dim).rev() {
+                let v = from.read(bytes, r * sa + j * from.bytes());
+                to.write(bytes, r * sb + j * to.bytes(), v);
+            }
+        }
+        self.width = to;
+        Ok(())
+    }
+
+    /// Appends a row of `dim` values (room made by [`Vectors::reserve`] with their maximum).
+    /// A value that does not fit the store's width fails with nothing appended.
+    pub(crate) fn push(&mut self, values: impl Iterator<Item = Fxp>) -> Result<(), NoRoom> {
+        let start = self.words.len();
+        let mut max = 0u32;
+        match self.width {
+            Width::Narrow => {
+                self.words.extend_default(self.stride_words())?;
+                let tail = self
+                    .words
+                    .as_mut_slice()
+                    .get_mut(start..)
+                    .unwrap_or(&mut []);
+                let halves: &mut [i16] = bytemuck::cast_slice_mut(tail);
+                for (h, v) in halves.iter_mut().zip(values.take(self.dim)) {
+                    max = max.max(v.0.unsigned_abs());
+                    *h = v.0 as i16;
+                }
+                if max <= NARROW_MAX {
+                    let row = halves.get(..self.dim).unwrap_or(halves);
+                    let backend = crate::simd::Backend::detect();
+                    self.lanes = self.lanes.max(crate::simd::norms_i16(backend, row).1);
+                }
+            }
+            Width::Mid => {
+                self.words.extend_default(self.stride_words())?;
+                let tail = self
+                    .words
+                    .as_mut_slice()
+                    .get_mut(start..)
+                    .unwrap_or(&mut []);
+                let bytes: &mut [u8] = bytemuck::cast_slice_mut(tail);
+                for (j, v) in values.take(self.dim).enumerate() {
+                    max = max.max(v.0.unsigned_abs());
+                    Width::Mid.write(bytes, 3 * j, v.0);
+                }
+            }
+            Width::Wide => {
+                self.words.extend(values.take(self.dim).inspect(|v| {
+                    max = max.max(v.0.unsigned_abs());
+                }))?;
+            }
+        }
+        if Width::for_max(max) > self.width {
+            self.words.truncate(start);
+            return Err(NoRoom);
+        }
+        self.rows += 1;
+        self.max_abs = self.max_abs.max(max);
+        Ok(())
+    }
+
+    /// Moves the last row into row `r` and drops the last.
+    pub(crate) fn swap_remove(&mut self, r: usize) {
+        if r < self.rows {
+            let s = self.stride_words();
+            self.words.swap_remove_chunk(r * s, s);
+            self.rows -= 1;
+        }
+    }
+}
+
+/// A stored vector (borrowed from the kernel): its Q16.16 components, whatever the storage
+/// width.
+#[derive(Clone, Copy)]
+pub struct VectorRef<'k>(Repr<'k>);
+
+#[derive(Clone, Copy)]
+enum Repr<'k> {
+    Wide(&'k [Fxp]),
+    Narrow(&'k [i16]),
+    /// Three little-endian bytes per component.
+    Mid(&'k [u8]),
+}
+
+impl<'k> VectorRef<'k> {
+    /// Number of components.
+    pub fn len(&self) -> usize {
+        match self.0 {
+            Repr::Wide(w) => w.len(),
+            Repr::Narrow(n) => n.len(),
+            Repr::Mid(m) => m.len() / 3,
+        }
+    }
+
+    /// True for a zero-length vector (never stored: dimensions start at 1).
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Component `i`.
+    pub fn get(&self, i: usize) -> Option<Fxp> {
+        match self.0 {
+            Repr::Wide(w) => w.get(i).copied(),
+            Repr::Narrow(n) => n.get(i).map(|&v| Fxp(i32::from(v))),
+            Repr::Mid(m) => (i < m.len() / 3).then(|| Fxp(Width::Mid.read(m, 3 * i))),
+        }
+    }
+
+    /// The components in order.
+    pub fn iter(&self) -> VectorIter<'k> {
+        VectorIter(self.0, 0)
+    }
+
+    /// Copies the components into `out` (up to the shorter length); returns how many.
+    pub fn copy_to(&self, out: &mut [Fxp]) -> usize {
+        let mut n = 0;
+        for (o, v) in out.iter_mut().zip(self.iter()) {
+            *o = v;
+            n += 1;
+        }
+        n
+    }
+
+    /// The components as a new vector.
+    #[cfg(feature = "alloc")]
+    pub fn to_vec(&self) -> alloc::vec::Vec<Fxp> {
+        self.iter().collect()
+    }
+
+    /// The components as a wide slice when stored wide (else `None`).
+    pub(crate) fn as_wide(&self) -> Option<&'k [Fxp]> {
+        match self.0 {
+            Repr::Wide(w) => Some(w),
+            Repr::Narrow(_) | Repr::Mid(_) => None,
+        }
+    }
+}
+
+impl PartialEq for VectorRef<'_> {
+    fn eq(&self, other: &Self) -> bool {
+        self.len() == other.len() && self.iter().eq(other.iter())
+    }
+}
+
+impl Eq for VectorRef<'_> {}
+
+impl PartialEq<[Fxp]> for VectorRef<'_> {
+    fn eq(&self, other: &[Fxp]) -> bool {
+        self.len() == other.len() && self.iter().eq(other.iter().copied())
+    }
+}
+
+impl PartialEq<&[Fxp]> for VectorRef<'_> {
+    fn eq(&self, other: &&[Fxp]) -> bool {
+        *self == **other
+    }
+}
+
+#[cfg(feature = "alloc")]
+impl PartialEq<alloc::vec::Vec<Fxp>> for VectorRef<'_> {
+    fn eq(&self, other: &alloc::vec::Vec<Fxp>) -> bool {
+        *self == other[..]
+    }
+}
+
+impl core::fmt::Debug for VectorRef<'_> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_list().entries(self.iter()).finish()
+    }
+}
+
+/// Iterator over a [`VectorRef`]'s components.
+#[derive(Clone)]
+pub struct VectorIter<'k>(Repr<'k>, usize);
+
+impl Iterator for VectorIter<'_> {
+    type Item = Fxp;
+
+    #[inline]
+    fn next(&mut self) -> Option<Fxp> {
+        let v = VectorRef(self.0).get(self.1)?;
+        self.1 += 1;
+        Some(v)
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        let n = VectorRef(self.0).len().saturating_sub(self.1);
+        (n, Some(n))
+    }
+}
+
+impl ExactSizeIterator for VectorIter<'_> {}
