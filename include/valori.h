@@ -276,7 +276,8 @@ typedef struct {
    */
   uint32_t durability;
   /**
-   * Checkpoint when the WAL passes this many bytes (default 64 MiB; 0 disables).
+   * Checkpoint when the WAL passes this many bytes and the size of the last snapshot
+   * (default 256 MiB; 0 disables).
    */
   uint64_t checkpoint_wal_bytes;
   /**

@@ -236,7 +236,7 @@ struct Options {
     std::uint32_t dim = 0;  ///< required to create; 0 accepts an existing database's
     Metric metric = Metric::l2;
     Durability durability = Durability::fsync;
-    std::uint64_t checkpoint_wal_bytes = 64ull << 20;
+    std::uint64_t checkpoint_wal_bytes = 256ull << 20;
     bool create = true;
     bool salvage = false;
 };

@@ -31,7 +31,8 @@ pub struct valori_options {
     pub metric: u32,
     /// `VALORI_DURABILITY_*` (default FSYNC).
     pub durability: u32,
-    /// Checkpoint when the WAL passes this many bytes (default 64 MiB; 0 disables).
+    /// Checkpoint when the WAL passes this many bytes and the size of the last snapshot
+    /// (default 256 MiB; 0 disables).
     pub checkpoint_wal_bytes: u64,
     /// 1 to create the database if missing (default), 0 to fail instead.
     pub create: u32,
@@ -149,7 +150,7 @@ pub extern "C" fn valori_options_init(opts: *mut valori_options) -> c_int {
             dim: 0,
             metric: crate::VALORI_METRIC_L2,
             durability: VALORI_DURABILITY_FSYNC,
-            checkpoint_wal_bytes: 64 << 20,
+            checkpoint_wal_bytes: 256 << 20,
             create: 1,
             salvage: 0,
         };

@@ -23,6 +23,8 @@ pub(crate) struct State {
     pub(crate) snapshot_seq: u64,
     /// Bytes in the current WAL segment (written or pending).
     pub(crate) segment_bytes: u64,
+    /// Size of the state's encoding at the last checkpoint (or at open).
+    pub(crate) snapshot_bytes: u64,
 }
 
 /// The log writer, guarded by the log lock. Records wait in `pending` until a flusher (the
@@ -188,9 +190,14 @@ impl Engine {
         Ok(applied)
     }
 
+    /// Due when the log since the last snapshot is at least `checkpoint_wal_bytes` and at
+    /// least as large as that snapshot: a store that keeps growing is checkpointed at
+    /// geometrically spaced sizes (snapshot writes at most about twice the log's, instead of
+    /// a full rewrite every `checkpoint_wal_bytes`), and recovery replays at most
+    /// `max(checkpoint_wal_bytes, last snapshot)` of log.
     fn checkpoint_due(&self, st: &State) -> bool {
         let limit = self.options.checkpoint_wal_bytes;
-        limit > 0 && st.segment_bytes >= limit
+        limit > 0 && st.segment_bytes >= limit.max(st.snapshot_bytes)
     }
 
     fn checkpoint_if_due(&self, st: &mut State) {
@@ -277,6 +284,7 @@ impl Engine {
                 log.file = Some(file);
                 st.snapshot_seq = st.seq;
                 st.segment_bytes = wal::SEGMENT_HEADER_LEN as u64;
+                st.snapshot_bytes = st.kernel.encoded_len_hint();
                 Ok(())
             }
             Err(e) => {

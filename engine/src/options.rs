@@ -28,8 +28,8 @@ pub struct Options {
     pub metric: Option<Metric>,
     /// When commits are acknowledged.
     pub durability: Durability,
-    /// Checkpoint automatically when the current WAL segment grows past this many bytes
-    /// (0 disables automatic checkpoints). Default 64 MiB.
+    /// Checkpoint automatically when the current WAL segment grows past this many bytes and
+    /// past the size of the last snapshot (0 disables automatic checkpoints). Default 256 MiB.
     pub checkpoint_wal_bytes: u64,
     /// Create the database if the directory holds none. Default true.
     pub create: bool,
@@ -44,7 +44,7 @@ impl Default for Options {
             dim: None,
             metric: None,
             durability: Durability::Fsync,
-            checkpoint_wal_bytes: 64 << 20,
+            checkpoint_wal_bytes: 256 << 20,
             create: true,
             salvage: false,
         }

@@ -346,6 +346,7 @@ pub(crate) fn open(dir: &Path, options: Options, storage: Arc<dyn Storage>) -> R
         storage,
         options,
         state: RwLock::new(State {
+            snapshot_bytes: replay.kernel.encoded_len_hint(),
             kernel: replay.kernel,
             seq,
             chain: replay.chain,
@@ -439,6 +440,7 @@ fn create(
         storage,
         options,
         state: RwLock::new(State {
+            snapshot_bytes: kernel.encoded_len_hint(),
             kernel,
             seq: 0,
             chain,

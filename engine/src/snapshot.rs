@@ -57,23 +57,34 @@ fn section_check(kind: u32, body: &[u8]) -> blake3::Hash {
     h.finalize()
 }
 
-/// Encodes a snapshot of `kernel` at `seq` / `chain`.
+/// Encodes a snapshot of `kernel` at `seq` / `chain`. The kernel is encoded once, straight
+/// into the snapshot buffer; its state hash is taken from those bytes.
 pub fn encode(seq: u64, chain: &Chain, kernel: &Kernel<'_>) -> Vec<u8> {
-    let body = kernel.to_bytes();
-    let mut out = Vec::with_capacity(SNAPSHOT_HEADER_LEN + 48 + body.len());
-    out.extend_from_slice(&SNAPSHOT_MAGIC);
-    out.extend_from_slice(&SNAPSHOT_VERSION.to_le_bytes());
-    out.extend_from_slice(&1u32.to_le_bytes());
-    out.extend_from_slice(&seq.to_le_bytes());
-    out.extend_from_slice(chain);
-    out.extend_from_slice(&kernel.state_hash());
-    let check = blake3::hash(&out);
-    out.extend_from_slice(check.as_bytes());
-    out.extend_from_slice(&SECTION_KERNEL.to_le_bytes());
-    out.extend_from_slice(&0u32.to_le_bytes());
-    out.extend_from_slice(&(body.len() as u64).to_le_bytes());
-    out.extend_from_slice(&body);
-    out.extend_from_slice(section_check(SECTION_KERNEL, &body).as_bytes());
+    let mut out = Vec::new();
+    // Header and section header first (filled in below), then the body in place.
+    out.resize(SNAPSHOT_HEADER_LEN + 16, 0);
+    let body_at = out.len();
+    kernel.encode_append(&mut out);
+    let body = out.get(body_at..).unwrap_or(&[]);
+    let state_hash = Kernel::state_hash_of_encoding(body);
+    let check_body = section_check(SECTION_KERNEL, body);
+    let body_len = body.len() as u64;
+    let mut head = Vec::with_capacity(SNAPSHOT_HEADER_LEN + 16);
+    head.extend_from_slice(&SNAPSHOT_MAGIC);
+    head.extend_from_slice(&SNAPSHOT_VERSION.to_le_bytes());
+    head.extend_from_slice(&1u32.to_le_bytes());
+    head.extend_from_slice(&seq.to_le_bytes());
+    head.extend_from_slice(chain);
+    head.extend_from_slice(&state_hash);
+    let check = blake3::hash(&head);
+    head.extend_from_slice(check.as_bytes());
+    head.extend_from_slice(&SECTION_KERNEL.to_le_bytes());
+    head.extend_from_slice(&0u32.to_le_bytes());
+    head.extend_from_slice(&body_len.to_le_bytes());
+    if let Some(dst) = out.get_mut(..body_at) {
+        dst.copy_from_slice(&head);
+    }
+    out.extend_from_slice(check_body.as_bytes());
     out
 }
 

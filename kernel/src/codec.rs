@@ -90,28 +90,7 @@ impl<S: Sink> Chunked<'_, S> {
     /// Appends components as little-endian `i32`s, a block at a time (whatever the storage
     /// width: the encoding is of the values).
     fn put_vector(&mut self, v: crate::VectorRef<'_>) {
-        let mut block = [0u8; 1024];
-        if let Some(v) = v.as_wide() {
-            for part in v.chunks(block.len() / 4) {
-                for (dst, x) in block.chunks_exact_mut(4).zip(part) {
-                    dst.copy_from_slice(&x.0.to_le_bytes());
-                }
-                self.put(block.get(..part.len() * 4).unwrap_or(&[]));
-            }
-            return;
-        }
-        let mut values = v.iter();
-        loop {
-            let mut n = 0;
-            for (dst, x) in block.chunks_exact_mut(4).zip(&mut values) {
-                dst.copy_from_slice(&x.0.to_le_bytes());
-                n += 4;
-            }
-            if n == 0 {
-                break;
-            }
-            self.put(block.get(..n).unwrap_or(&[]));
-        }
+        v.put_le(|bytes| self.put(bytes));
     }
 }
 
@@ -207,8 +186,40 @@ impl<'m> Kernel<'m> {
     #[cfg(feature = "alloc")]
     pub fn to_bytes(&self) -> alloc::vec::Vec<u8> {
         let mut v = alloc::vec::Vec::new();
-        self.encode_into(&mut v);
+        self.encode_append(&mut v);
         v
+    }
+
+    /// Appends the canonical encoding to `out` (room reserved up front).
+    #[cfg(feature = "alloc")]
+    pub fn encode_append(&self, out: &mut alloc::vec::Vec<u8>) {
+        // Only a hint: if it cannot be reserved, the vector grows as it is written.
+        let _ = out.try_reserve(self.encoded_len_hint() as usize);
+        self.encode_into(out);
+    }
+
+    /// The length of the canonical encoding, computed from the table sizes without encoding
+    /// (exact: every field has a fixed size or a stored length).
+    pub fn encoded_len_hint(&self) -> u64 {
+        let per_record = (8 + 1 + 8 + 4 + 4 * self.config.dim as usize) as u64;
+        HEADER_LEN as u64
+            + 8
+            + self.len() as u64 * per_record
+            + self.meta.len() as u64
+            + 8
+            + (self.node_count() * NODE_LEN) as u64
+            + self.labels.len() as u64
+            + 8
+            + (self.edge_count() * EDGE_LEN) as u64
+    }
+
+    /// The state hash of a canonical encoding already in memory (equal to
+    /// [`Kernel::state_hash`] of the kernel that encoded it), without encoding again.
+    pub fn state_hash_of_encoding(encoding: &[u8]) -> [u8; 32] {
+        let mut h = blake3::Hasher::new();
+        h.update(&STATE_HASH_DOMAIN);
+        h.update(encoding);
+        *h.finalize().as_bytes()
     }
 
     /// `BLAKE3(STATE_HASH_DOMAIN || canonical encoding)`. Streams; allocates nothing.

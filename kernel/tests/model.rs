@@ -394,6 +394,7 @@ proptest! {
             prop_assert_eq!(got, model.traverse(start, 3));
         }
         let bytes = grow.to_bytes();
+        prop_assert_eq!(grow.encoded_len_hint(), bytes.len() as u64);
         let mut fixed_bytes = vec![0u8; fixed.encoded_len() as usize];
         prop_assert_eq!(fixed.encode(&mut fixed_bytes).unwrap(), bytes.len());
         prop_assert_eq!(&fixed_bytes, &bytes);

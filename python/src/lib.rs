@@ -681,7 +681,7 @@ impl Database {
 #[pymethods]
 impl Database {
     #[new]
-    #[pyo3(signature = (path, dim=None, metric=None, durability="fsync", checkpoint_wal_bytes=64 << 20, create=true, salvage=false))]
+    #[pyo3(signature = (path, dim=None, metric=None, durability="fsync", checkpoint_wal_bytes=256 << 20, create=true, salvage=false))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,

@@ -260,7 +260,7 @@ class Database(_Store):
     """
 
     def __init__(self, path: str, dim: Optional[int] = None, metric: Optional[str] = None,
-                 durability: str = "fsync", checkpoint_wal_bytes: int = 64 << 20,
+                 durability: str = "fsync", checkpoint_wal_bytes: int = 256 << 20,
                  create: bool = True, salvage: bool = False) -> None:
         """Opens (or, with ``dim``, creates) the database; recovers from its WAL and snapshot."""
         self._n = _native.Database(str(path), dim, metric, durability, checkpoint_wal_bytes, create, salvage)

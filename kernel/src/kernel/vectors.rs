@@ -351,11 +351,39 @@ impl<'k> VectorRef<'k> {
         self.iter().collect()
     }
 
-    /// The components as a wide slice when stored wide (else `None`).
-    pub(crate) fn as_wide(&self) -> Option<&'k [Fxp]> {
+    /// Passes the components, as little-endian `i32`s, to `put` a block at a time (the
+    /// canonical encoding), with one tight loop per storage width.
+    pub(crate) fn put_le(&self, mut put: impl FnMut(&[u8])) {
+        let mut block = [0u8; 1024];
+        const N: usize = 256;
+        fn emit<T: Copy>(
+            vals: &[T],
+            block: &mut [u8; 1024],
+            put: &mut impl FnMut(&[u8]),
+            f: impl Fn(T) -> i32,
+        ) {
+            for part in vals.chunks(N) {
+                for (dst, &x) in block.chunks_exact_mut(4).zip(part) {
+                    dst.copy_from_slice(&f(x).to_le_bytes());
+                }
+                put(block.get(..part.len() * 4).unwrap_or(&[]));
+            }
+        }
         match self.0 {
-            Repr::Wide(w) => Some(w),
-            Repr::Narrow(_) | Repr::Mid(_) => None,
+            Repr::Wide(w) => emit(w, &mut block, &mut put, |x| x.0),
+            Repr::Narrow(n) => emit(n, &mut block, &mut put, i32::from),
+            Repr::Mid(m) => {
+                for part in m.chunks(3 * N) {
+                    for (dst, b) in block.chunks_exact_mut(4).zip(part.chunks_exact(3)) {
+                        if let [b0, b1, b2] = *b {
+                            // Sign-extend the top byte.
+                            let top = if b2 & 0x80 != 0 { 0xff } else { 0 };
+                            dst.copy_from_slice(&[b0, b1, b2, top]);
+                        }
+                    }
+                    put(block.get(..part.len() / 3 * 4).unwrap_or(&[]));
+                }
+            }
         }
     }
 }
