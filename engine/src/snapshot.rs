@@ -60,9 +60,8 @@ fn section_check(kind: u32, body: &[u8]) -> blake3::Hash {
 /// Encodes a snapshot of `kernel` at `seq` / `chain`. The kernel is encoded once, straight
 /// into the snapshot buffer; its state hash is taken from those bytes.
 pub fn encode(seq: u64, chain: &Chain, kernel: &Kernel<'_>) -> Vec<u8> {
-    let mut out = Vec::new();
     // Header and section header first (filled in below), then the body in place.
-    out.resize(SNAPSHOT_HEADER_LEN + 16, 0);
+    let mut out = vec![0u8; SNAPSHOT_HEADER_LEN + 16];
     let body_at = out.len();
     kernel.encode_append(&mut out);
     let body = out.get(body_at..).unwrap_or(&[]);
