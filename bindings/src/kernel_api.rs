@@ -749,7 +749,7 @@ pub extern "C" fn valori_kernel_snapshot(
 /// Copies a record's vector (as floats: exact below 256 in magnitude) to the caller.
 pub(crate) fn get_vector(k: &Kernel<'_>, id: u64, out: &mut [f32], out_len: &mut usize) -> c_int {
     match k.get(id) {
-        Some(r) => ffi::write_all(r.vector.iter(), |x| ffi::to_f32(x), out, out_len),
+        Some(r) => ffi::write_all(r.vector.iter(), ffi::to_f32, out, out_len),
         None => kernel_code(&vk::Error::NotFound(vk::Object::Record, id)),
     }
 }
