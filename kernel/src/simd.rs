@@ -280,18 +280,26 @@ pub fn rows_i16(
 }
 
 /// [`l2_fxp_small`] (`l2 = true`) or [`dot_fxp_small`] of `out.len()` consecutive wide rows
-/// of `q.len()` components each.
+/// of `q.len()` components each. Returns a mask of the rows (the first 64) whose value is at
+/// most `limit`, so that a scan looks only at rows that can enter its top-k.
 #[inline]
-pub fn rows_fxp_small(backend: Backend, l2: bool, data: &[Fxp], q: &[Fxp], out: &mut [i64]) {
+pub fn rows_fxp_small(
+    backend: Backend,
+    l2: bool,
+    data: &[Fxp],
+    q: &[Fxp],
+    limit: i64,
+    out: &mut [i64],
+) -> u64 {
     match backend.usable() {
         #[cfg(target_arch = "x86_64")]
         // SAFETY: `usable` returned Avx2 only because the CPU supports AVX2.
         Backend::Avx2 => unsafe {
             let stride = q.len();
             if l2 {
-                avx2::rows_fxp_small::<true>(data, stride, q, out)
+                avx2::rows_fxp_small::<true>(data, stride, q, limit, out)
             } else {
-                avx2::rows_fxp_small::<false>(data, stride, q, out)
+                avx2::rows_fxp_small::<false>(data, stride, q, limit, out)
             }
         },
         b => {
@@ -302,13 +310,22 @@ pub fn rows_fxp_small(backend: Backend, l2: bool, data: &[Fxp], q: &[Fxp], out: 
                     dot_fxp_small(b, x, q)
                 };
             }
+            mask_at_most(out, limit)
         }
     }
 }
 
+/// Bit `i` set when `out[i] <= limit` (the first 64 values).
+fn mask_at_most(out: &[i64], limit: i64) -> u64 {
+    out.iter()
+        .take(64)
+        .enumerate()
+        .fold(0, |m, (i, &v)| m | (u64::from(v <= limit) << i))
+}
+
 /// [`l2_fxp_small`] (`l2 = true`) or [`dot_fxp_small`] of `out.len()` consecutive mid-width
 /// rows (3 little-endian bytes per component, `stride` bytes apart) against `q`, under the same
-/// bound (`max|x| + max|q| < fxp::SMALL_LIMIT`).
+/// bound (`max|x| + max|q| < fxp::SMALL_LIMIT`). Returns the mask of [`rows_fxp_small`].
 #[inline]
 pub fn rows_i24_small(
     backend: Backend,
@@ -316,22 +333,24 @@ pub fn rows_i24_small(
     data: &[u8],
     stride: usize,
     q: &[Fxp],
+    limit: i64,
     out: &mut [i64],
-) {
+) -> u64 {
     match backend.usable() {
         #[cfg(target_arch = "x86_64")]
         // SAFETY: `usable` returned Avx2 only because the CPU supports AVX2.
         Backend::Avx2 => unsafe {
             if l2 {
-                avx2::rows_i24_small::<true>(data, stride, q, out)
+                avx2::rows_i24_small::<true>(data, stride, q, limit, out)
             } else {
-                avx2::rows_i24_small::<false>(data, stride, q, out)
+                avx2::rows_i24_small::<false>(data, stride, q, limit, out)
             }
         },
         _ => {
             for (o, x) in out.iter_mut().zip(data.chunks(stride.max(1))) {
                 *o = scalar::i24_small(l2, x, q);
             }
+            mask_at_most(out, limit)
         }
     }
 }
@@ -734,9 +753,12 @@ mod avx2 {
                 data: &[$t],
                 stride: usize,
                 q: &[Fxp],
+                limit: i64,
                 out: &mut [i64],
-            ) {
+            ) -> u64 {
                 let stride = stride.max(1);
+                let mut mask = 0u64;
+                let mut at = 0u32;
                 let used = q.len() / 8 * $per8;
                 let has_tail = q.len() % 8 != 0;
                 let tail = |x: &[$t]| -> i64 {
@@ -765,14 +787,19 @@ mod avx2 {
                         a1 = acc8::<L2>(a1, $load(c1), qv);
                     }
                     let (s0, s1) = hsum64x2(a0, a1);
+                    let (s0, s1) = if has_tail {
+                        (s0.wrapping_add(tail(r0)), s1.wrapping_add(tail(r1)))
+                    } else {
+                        (s0, s1)
+                    };
                     if let [o0, o1] = o {
                         *o0 = s0;
                         *o1 = s1;
-                        if has_tail {
-                            *o0 = s0.wrapping_add(tail(r0));
-                            *o1 = s1.wrapping_add(tail(r1));
-                        }
                     }
+                    mask |= (u64::from(s0 <= limit) | u64::from(s1 <= limit) << 1)
+                        .checked_shl(at)
+                        .unwrap_or(0);
+                    at += 2;
                 }
                 if let (Some(o), Some(r)) = (pairs.into_remainder().first_mut(), rows.next()) {
                     let mut a = _mm256_setzero_si256();
@@ -781,7 +808,9 @@ mod avx2 {
                         a = acc8::<L2>(a, $load(c), load8(qc));
                     }
                     *o = hsum64(a).wrapping_add(tail(r));
+                    mask |= u64::from(*o <= limit).checked_shl(at).unwrap_or(0);
                 }
+                mask
             }
         };
     }

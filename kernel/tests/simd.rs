@@ -156,10 +156,11 @@ proptest! {
 proptest! {
     #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
 
-    /// Mid-width rows (3 little-endian bytes per component): every backend's block kernel
-    /// equals the exact 128-bit distance, for values across the whole i24 range.
+    /// Mid-width rows (3 little-endian bytes per component) and the same rows wide: every
+    /// backend's block kernels equal the exact 128-bit distance, for values across the whole
+    /// i24 range, and flag exactly the rows at or below a limit.
     #[test]
-    fn i24_rows_match_exact(dim in 1usize..40, rows in 1usize..6, seed in any::<u64>(), l2 in any::<bool>()) {
+    fn i24_rows_match_exact(dim in 1usize..40, rows in 1usize..65, seed in any::<u64>(), l2 in any::<bool>()) {
         let m = simd::MID_MAX as i64;
         let mut h = seed | 1;
         let mut next = |lim: i64| -> i32 {
@@ -182,10 +183,22 @@ proptest! {
             let s: i128 = row.iter().zip(&q).map(|(&a, b)| if l2 { (i128::from(a) - i128::from(b.0)).pow(2) } else { i128::from(a) * i128::from(b.0) }).sum();
             i64::try_from(s).unwrap()
         }).collect();
-        for b in Backend::available() {
-            let mut out = vec![0i64; rows];
-            simd::rows_i24_small(b, l2, &data, stride, &q, &mut out);
-            prop_assert_eq!(&out, &want, "{:?}", b);
+        // The same rows wide, for the wide block kernel.
+        let wide: Vec<Fxp> = x.iter().flatten().map(|&v| Fxp(v)).collect();
+        let mut sorted = want.clone();
+        sorted.sort();
+        for limit in [i64::MIN, sorted[rows / 2], i64::MAX] {
+            let mask: u64 = want.iter().enumerate().fold(0, |m, (i, &v)| m | (u64::from(v <= limit) << i));
+            for b in Backend::available() {
+                let mut out = vec![0i64; rows];
+                let got = simd::rows_i24_small(b, l2, &data, stride, &q, limit, &mut out);
+                prop_assert_eq!(&out, &want, "{:?}", b);
+                prop_assert_eq!(got, mask, "{:?}", b);
+                let mut out = vec![0i64; rows];
+                let got = simd::rows_fxp_small(b, l2, &wide, &q, limit, &mut out);
+                prop_assert_eq!(&out, &want, "{:?}", b);
+                prop_assert_eq!(got, mask, "{:?}", b);
+            }
         }
     }
 }

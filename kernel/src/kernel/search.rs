@@ -189,13 +189,21 @@ impl<'q> Scorer<'q> {
             }
             (Layout::Mid { data, stride }, Plan::MidSmall) => {
                 let l2 = self.metric == Metric::L2;
-                simd::rows_i24_small(self.backend, l2, data, stride, self.query, &mut raw);
+                simd::rows_i24_small(
+                    self.backend,
+                    l2,
+                    data,
+                    stride,
+                    self.query,
+                    i64::MAX,
+                    &mut raw,
+                );
                 self.finish(raw[0])
             }
             (Layout::Mid { data, .. }, _) => self.mid_big(data),
             (Layout::Wide { data }, Plan::WideSmall) => {
                 let l2 = self.metric == Metric::L2;
-                simd::rows_fxp_small(self.backend, l2, data, self.query, &mut raw);
+                simd::rows_fxp_small(self.backend, l2, data, self.query, i64::MAX, &mut raw);
                 self.finish(raw[0])
             }
             (Layout::Wide { data }, _) => self.wide_big(data),
@@ -214,7 +222,7 @@ impl<'q> Scorer<'q> {
     ) {
         let mut raw = [0i64; SCAN_BLOCK];
         let dim = self.query.len();
-        let mut offer = |i: usize, distance: i128| {
+        let mut offer = |top: &mut TopK<'_, S>, i: usize, distance: i128| {
             if top.wants(distance) {
                 if let Some(row) = rows.get(i).filter(|r| keep(r)) {
                     top.offer(Hit {
@@ -229,38 +237,49 @@ impl<'q> Scorer<'q> {
                 for (b, block) in data.chunks(SCAN_BLOCK * stride).enumerate() {
                     let out = raw.get_mut(..block.len() / stride).unwrap_or(&mut []);
                     simd::rows_i16(self.backend, k, block, stride, self.narrow, out);
-                    self.offer_block(b * SCAN_BLOCK, out, &mut offer);
+                    self.offer_block(b * SCAN_BLOCK, out, top, &mut offer);
                 }
             }
             (Layout::Narrow { data, stride }, _) => {
                 for (i, x) in data.chunks_exact(stride).enumerate() {
-                    offer(i, self.mixed(x.get(..dim).unwrap_or(x)));
+                    offer(top, i, self.mixed(x.get(..dim).unwrap_or(x)));
                 }
             }
             (Layout::Mid { data, stride }, Plan::MidSmall) => {
                 let l2 = self.metric == Metric::L2;
                 for (b, block) in data.chunks(SCAN_BLOCK * stride).enumerate() {
                     let out = raw.get_mut(..block.len() / stride).unwrap_or(&mut []);
-                    simd::rows_i24_small(self.backend, l2, block, stride, self.query, out);
-                    self.offer_block(b * SCAN_BLOCK, out, &mut offer);
+                    let limit = self.raw_limit(top.limit());
+                    let mask = simd::rows_i24_small(
+                        self.backend,
+                        l2,
+                        block,
+                        stride,
+                        self.query,
+                        limit,
+                        out,
+                    );
+                    self.offer_masked(b * SCAN_BLOCK, out, mask, top, &mut offer);
                 }
             }
             (Layout::Mid { data, stride }, _) => {
                 for (i, x) in data.chunks_exact(stride).enumerate() {
-                    offer(i, self.mid_big(x));
+                    offer(top, i, self.mid_big(x));
                 }
             }
             (Layout::Wide { data }, Plan::WideSmall) => {
                 let l2 = self.metric == Metric::L2;
                 for (b, block) in data.chunks(SCAN_BLOCK * dim).enumerate() {
                     let out = raw.get_mut(..block.len() / dim).unwrap_or(&mut []);
-                    simd::rows_fxp_small(self.backend, l2, block, self.query, out);
-                    self.offer_block(b * SCAN_BLOCK, out, &mut offer);
+                    let limit = self.raw_limit(top.limit());
+                    let mask =
+                        simd::rows_fxp_small(self.backend, l2, block, self.query, limit, out);
+                    self.offer_masked(b * SCAN_BLOCK, out, mask, top, &mut offer);
                 }
             }
             (Layout::Wide { data }, _) => {
                 for (i, x) in data.chunks_exact(dim).enumerate() {
-                    offer(i, self.wide_big(x));
+                    offer(top, i, self.wide_big(x));
                 }
             }
         }
@@ -269,14 +288,54 @@ impl<'q> Scorer<'q> {
     /// Offers a block of raw kernel values (rows from `start`), with the metric's
     /// conversion hoisted out of the loop.
     #[inline(always)]
-    fn offer_block(&self, start: usize, raw: &[i64], offer: &mut impl FnMut(usize, i128)) {
+    fn offer_block<T>(
+        &self,
+        start: usize,
+        raw: &[i64],
+        top: &mut T,
+        offer: &mut impl FnMut(&mut T, usize, i128),
+    ) {
         if self.metric == Metric::L2 {
             for (i, &r) in raw.iter().enumerate() {
-                offer(start + i, i128::from(r));
+                offer(top, start + i, i128::from(r));
             }
         } else {
             for (i, &r) in raw.iter().enumerate() {
-                offer(start + i, self.ip_distance(i128::from(r)));
+                offer(top, start + i, self.ip_distance(i128::from(r)));
+            }
+        }
+    }
+
+    /// The largest raw kernel value that can still enter a top-k whose worst distance is
+    /// `limit` (L2: the distance itself; other metrics: no filter).
+    #[inline]
+    fn raw_limit(&self, limit: Option<i128>) -> i64 {
+        match (self.metric, limit) {
+            (Metric::L2, Some(l)) => i64::try_from(l).unwrap_or(i64::MAX),
+            _ => i64::MAX,
+        }
+    }
+
+    /// Offers the rows of a block whose bit is set in `mask`.
+    #[inline(always)]
+    fn offer_masked<T>(
+        &self,
+        start: usize,
+        raw: &[i64],
+        mut mask: u64,
+        top: &mut T,
+        offer: &mut impl FnMut(&mut T, usize, i128),
+    ) {
+        while mask != 0 {
+            let i = mask.trailing_zeros() as usize;
+            mask &= mask - 1;
+            if let Some(&r) = raw.get(i) {
+                let distance = if self.metric == Metric::L2 {
+                    i128::from(r)
+                } else {
+                    self.ip_distance(i128::from(r))
+                };
+                offer(top, start + i, distance);
             }
         }
     }
@@ -355,6 +414,12 @@ impl<'o, S: HitSlot> TopK<'o, S> {
             filled: 0,
             worst: Hit::default(),
         }
+    }
+
+    /// The worst distance kept once the top-k is full (a row beyond it cannot enter).
+    #[inline]
+    fn limit(&self) -> Option<i128> {
+        (self.filled == self.heap.len()).then_some(self.worst.distance)
     }
 
     /// False when a row at `distance` cannot enter the top-k (whatever its id).
