@@ -247,6 +247,9 @@ pub enum RowKernel {
     },
     /// [`dot_i16`] with this group.
     DotI16(usize),
+    /// [`l2_i16`] when every row's whole sum is below 2^31 (and the differences fit an
+    /// `i16`): 32-bit lanes throughout, two rows reduced together (short rows).
+    L2I16Short,
 }
 
 /// Applies `kernel` to `out.len()` narrow rows.
@@ -273,6 +276,7 @@ pub fn rows_i16(
                         xx + qq - 2 * xq
                     }
                     RowKernel::DotI16(g) => dot_i16(b, x, q, g),
+                    RowKernel::L2I16Short => l2_i16(b, x, q, usize::MAX),
                 };
             }
         }
@@ -324,10 +328,11 @@ fn mask_at_most(out: &[i64], limit: i64) -> u64 {
 }
 
 /// [`l2_fxp_small`] (`l2 = true`) or [`dot_fxp_small`] of `out.len()` consecutive mid-width
-/// rows (3 little-endian bytes per component, `stride` bytes apart) against `q`, under the same
-/// bound (`max|x| + max|q| < fxp::SMALL_LIMIT`). Returns the mask of [`rows_fxp_small`].
+/// rows (`stride` bytes apart; a row of `d = q.len()` components is `d` native `i16` top
+/// halves `x >> 8`, then `d` low bytes) against `q`, under the same bound
+/// (`max|x| + max|q| < fxp::SMALL_LIMIT`). Returns the mask of [`rows_fxp_small`].
 #[inline]
-pub fn rows_i24_small(
+pub fn rows_mid_small(
     backend: Backend,
     l2: bool,
     data: &[u8],
@@ -341,14 +346,14 @@ pub fn rows_i24_small(
         // SAFETY: `usable` returned Avx2 only because the CPU supports AVX2.
         Backend::Avx2 => unsafe {
             if l2 {
-                avx2::rows_i24_small::<true>(data, stride, q, limit, out)
+                avx2::rows_mid_small::<true>(data, stride, q, limit, out)
             } else {
-                avx2::rows_i24_small::<false>(data, stride, q, limit, out)
+                avx2::rows_mid_small::<false>(data, stride, q, limit, out)
             }
         },
         _ => {
             for (o, x) in out.iter_mut().zip(data.chunks(stride.max(1))) {
-                *o = scalar::i24_small(l2, x, q);
+                *o = scalar::mid_small(l2, x, q);
             }
             mask_at_most(out, limit)
         }
@@ -392,20 +397,24 @@ pub mod scalar {
         (dot_i16(x, x), lanes.iter().copied().max().unwrap_or(0))
     }
 
-    /// Component `i` of a mid-width row (3 little-endian bytes, sign-extended).
+    /// Component `i` of a mid-width row of `dim` components (see [`super::rows_mid_small`]).
     #[inline]
-    pub fn i24(x: &[u8], i: usize) -> i32 {
-        match x.get(3 * i..3 * i + 3) {
-            Some(&[b0, b1, b2]) => i32::from_le_bytes([0, b0, b1, b2]) >> 8,
+    pub fn mid(x: &[u8], i: usize, dim: usize) -> i32 {
+        let top = match x.get(2 * i..2 * i + 2) {
+            Some(&[a, b]) => i32::from(bytemuck::cast::<[u8; 2], i16>([a, b])),
             _ => 0,
-        }
+        };
+        let low = x.get(2 * dim + i).copied().map_or(0, i32::from);
+        (top << 8) | low
     }
 
-    /// Reference for [`super::rows_i24_small`] (one row, `q.len()` components).
-    pub fn i24_small(l2: bool, x: &[u8], q: &[Fxp]) -> i64 {
+    /// Reference for [`super::rows_mid_small`] (one row, `q.len()` components).
+    #[inline]
+    pub fn mid_small(l2: bool, x: &[u8], q: &[Fxp]) -> i64 {
         let mut acc: i64 = 0;
+        let dim = q.len();
         for (i, b) in q.iter().enumerate() {
-            let a = i24(x, i);
+            let a = mid(x, i, dim);
             acc = acc.wrapping_add(if l2 {
                 let d = i64::from(a) - i64::from(b.0);
                 d * d
@@ -671,6 +680,57 @@ mod avx2 {
                     *o = dot_i16(x.get(..dim).unwrap_or(x), q, g);
                 }
             }
+            RowKernel::L2I16Short => l2_i16_short(data, stride, q, out),
+        }
+    }
+
+    /// `|x - q|^2` of short rows whose sums fit 32 bits: per row one `vpmaddwd` per 16
+    /// components into 32-bit lanes, and the lanes of two rows reduced together.
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    fn l2_i16_short(data: &[i16], stride: usize, q: &[i16], out: &mut [i64]) {
+        let dim = q.len();
+        let full = dim / 16;
+        let row_sum = |x: &[i16]| -> __m256i {
+            let mut acc = _mm256_setzero_si256();
+            for (a, b) in x.chunks_exact(16).zip(q.chunks_exact(16)) {
+                let d = _mm256_sub_epi16(load16(a), load16(b));
+                acc = _mm256_add_epi32(acc, _mm256_madd_epi16(d, d));
+            }
+            acc
+        };
+        let tail = |x: &[i16]| -> i64 {
+            scalar::l2_i16(
+                x.get(16 * full..dim).unwrap_or(&[]),
+                q.get(16 * full..).unwrap_or(&[]),
+            )
+        };
+        let mut rows = data.chunks(stride.max(1));
+        let mut pairs = out.chunks_exact_mut(2);
+        for o in &mut pairs {
+            let (Some(r0), Some(r1)) = (rows.next(), rows.next()) else {
+                break;
+            };
+            let (a, b) = (row_sum(r0), row_sum(r1));
+            // [a0+a1, a2+a3, b0+b1, b2+b3 | a4+a5, a6+a7, b4+b5, b6+b7] -> two sums.
+            let h = _mm256_hadd_epi32(a, b);
+            let h = _mm_add_epi32(_mm256_castsi256_si128(h), _mm256_extracti128_si256::<1>(h));
+            let h = _mm_hadd_epi32(h, h);
+            let (s0, s1) = (
+                i64::from(_mm_cvtsi128_si32(h) as u32),
+                i64::from(_mm_extract_epi32::<1>(h) as u32),
+            );
+            if let [o0, o1] = o {
+                *o0 = s0 + tail(r0);
+                *o1 = s1 + tail(r1);
+            }
+        }
+        if let (Some(o), Some(r)) = (pairs.into_remainder().first_mut(), rows.next()) {
+            let a = row_sum(r);
+            let h = _mm_add_epi32(_mm256_castsi256_si128(a), _mm256_extracti128_si256::<1>(a));
+            let h = _mm_hadd_epi32(h, h);
+            let h = _mm_hadd_epi32(h, h);
+            *o = i64::from(_mm_cvtsi128_si32(h) as u32) + tail(r);
         }
     }
 
@@ -688,27 +748,57 @@ mod avx2 {
         }
     }
 
-    /// Loads eight 3-byte little-endian components (the caller passes 24 bytes) as `i32`s.
+    /// Eight mid-width components: 16 bytes of `i16` top halves and 8 low bytes.
     #[inline]
     #[target_feature(enable = "avx2")]
-    fn load_i24x8(c: &[u8]) -> __m256i {
-        debug_assert!(c.len() >= 24);
-        // SAFETY: `c` holds at least 24 bytes (chunks_exact(24)): bytes 0..16 and 8..24.
-        let (lo, hi) = unsafe {
+    fn load_mid8(top: &[u8], low: &[u8]) -> __m256i {
+        debug_assert!(top.len() >= 16 && low.len() >= 8);
+        // SAFETY: `top` holds at least 16 bytes, `low` at least 8 (chunks_exact).
+        let (t, l) = unsafe {
             (
-                _mm_loadu_si128(c.as_ptr().cast()),
-                _mm_loadu_si128(c.as_ptr().add(8).cast()),
+                _mm_loadu_si128(top.as_ptr().cast()),
+                _mm_loadl_epi64(low.as_ptr().cast()),
             )
         };
-        let v = _mm256_set_m128i(hi, lo);
-        // Lane 0: components 0..4 = bytes 0..12 of `lo`; lane 1: components 4..8 = bytes
-        // 4..16 of `hi`. Each goes to the top three bytes of a 32-bit lane (index -1 gives a
-        // zero byte); the arithmetic shift then sign-extends it.
-        let shuffle = _mm256_setr_epi8(
-            -1, 0, 1, 2, -1, 3, 4, 5, -1, 6, 7, 8, -1, 9, 10, 11, //
-            -1, 4, 5, 6, -1, 7, 8, 9, -1, 10, 11, 12, -1, 13, 14, 15,
-        );
-        _mm256_srai_epi32::<8>(_mm256_shuffle_epi8(v, shuffle))
+        let hi = _mm256_slli_epi32::<8>(_mm256_cvtepi16_epi32(t));
+        _mm256_or_si256(hi, _mm256_cvtepu8_epi32(l))
+    }
+
+    #[target_feature(enable = "avx2")]
+    pub(super) fn rows_mid_small<const L2: bool>(
+        data: &[u8],
+        stride: usize,
+        q: &[Fxp],
+        limit: i64,
+        out: &mut [i64],
+    ) -> u64 {
+        let dim = q.len();
+        let full = dim / 8;
+        let mut mask = 0u64;
+        for (i, (o, row)) in out.iter_mut().zip(data.chunks(stride.max(1))).enumerate() {
+            prefetch(data, (i + PREFETCH_ROWS) * stride);
+            let top = row.get(..16 * full).unwrap_or(&[]).chunks_exact(16);
+            let low = row
+                .get(2 * dim..2 * dim + 8 * full)
+                .unwrap_or(&[])
+                .chunks_exact(8);
+            let mut acc = _mm256_setzero_si256();
+            for ((t, l), qc) in top.zip(low).zip(q.chunks_exact(8)) {
+                acc = acc8::<L2>(acc, load_mid8(t, l), load8(qc));
+            }
+            let mut v = hsum64(acc);
+            for (j, b) in q.iter().enumerate().skip(8 * full) {
+                let a = i64::from(scalar::mid(row, j, dim));
+                v = v.wrapping_add(if L2 {
+                    (a - i64::from(b.0)) * (a - i64::from(b.0))
+                } else {
+                    a * i64::from(b.0)
+                });
+            }
+            *o = v;
+            mask |= u64::from(v <= limit).checked_shl(i as u32).unwrap_or(0);
+        }
+        mask
     }
 
     /// Adds row `x`'s terms against `q` (eight components) to `acc`: squared differences
@@ -815,7 +905,6 @@ mod avx2 {
         };
     }
 
-    rows_small!(rows_i24_small, u8, 24, load_i24x8, scalar::i24_small);
     rows_small!(rows_fxp_small, Fxp, 8, load8, scalar::fxp_small);
 
     #[inline]

@@ -30,6 +30,11 @@ impl<'m, T: Copy + Default> Slab<'m, T> {
         Slab::Growable(Vec::new())
     }
 
+    /// True for a table in caller memory (fixed capacity).
+    pub(crate) fn is_fixed(&self) -> bool {
+        matches!(self, Slab::Fixed { .. })
+    }
+
     pub(crate) fn as_slice(&self) -> &[T] {
         match self {
             Slab::Fixed { mem, len } => mem.get(..*len).unwrap_or(&[]),

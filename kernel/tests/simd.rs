@@ -127,6 +127,20 @@ proptest! {
         for b in Backend::available() {
             prop_assert_eq!(simd::l2_i16(b, &x, &q, g), want, "{:?}", b);
         }
+        // The short-row kernel, on three copies of the row (a pair and a single), when every
+        // sum fits 32 bits.
+        if want < (1 << 31) {
+            let stride = x.len() + 3;
+            let mut data = vec![7i16; 3 * stride];
+            for r in 0..3 {
+                data[r * stride..r * stride + x.len()].copy_from_slice(&x);
+            }
+            for b in Backend::available() {
+                let mut out = [0i64; 3];
+                simd::rows_i16(b, simd::RowKernel::L2I16Short, &data, stride, &q, &mut out);
+                prop_assert_eq!(out, [want; 3], "{:?}", b);
+            }
+        }
         prop_assert_eq!(simd::scalar::l2_i16(&x, &q), want);
     }
 
@@ -156,11 +170,11 @@ proptest! {
 proptest! {
     #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
 
-    /// Mid-width rows (3 little-endian bytes per component) and the same rows wide: every
+    /// Mid-width rows (top halves, then low bytes) and the same rows wide: every
     /// backend's block kernels equal the exact 128-bit distance, for values across the whole
     /// i24 range, and flag exactly the rows at or below a limit.
     #[test]
-    fn i24_rows_match_exact(dim in 1usize..40, rows in 1usize..65, seed in any::<u64>(), l2 in any::<bool>()) {
+    fn mid_rows_match_exact(dim in 1usize..40, rows in 1usize..65, seed in any::<u64>(), l2 in any::<bool>()) {
         let m = simd::MID_MAX as i64;
         let mut h = seed | 1;
         let mut next = |lim: i64| -> i32 {
@@ -171,12 +185,17 @@ proptest! {
         let (xm, qm) = if seed % 2 == 0 { (m, 0) } else { (m / 2, m / 2) };
         let x: Vec<Vec<i32>> = (0..rows).map(|_| (0..dim).map(|_| next(xm)).collect()).collect();
         let q: Vec<Fxp> = (0..dim).map(|_| Fxp(next(qm))).collect();
-        let stride = 3 * dim + 5; // rows padded, as in the store
+        // Rows padded, as in the store: `dim` top halves (x >> 8, native i16), `dim` low bytes.
+        let stride = 3 * dim + 5;
         let mut data = vec![0xAAu8; rows * stride];
         for (r, row) in x.iter().enumerate() {
+            let base = r * stride;
             for (j, &v) in row.iter().enumerate() {
-                data[r * stride + 3 * j..r * stride + 3 * j + 3].copy_from_slice(&v.to_le_bytes()[..3]);
-                prop_assert_eq!(simd::scalar::i24(&data[r * stride..], j), v);
+                data[base + 2 * j..base + 2 * j + 2].copy_from_slice(bytemuck::bytes_of(&((v >> 8) as i16)));
+                data[base + 2 * dim + j] = (v & 0xff) as u8;
+            }
+            for (j, &v) in row.iter().enumerate() {
+                prop_assert_eq!(simd::scalar::mid(&data[base..], j, dim), v);
             }
         }
         let want: Vec<i64> = x.iter().map(|row| {
@@ -191,7 +210,7 @@ proptest! {
             let mask: u64 = want.iter().enumerate().fold(0, |m, (i, &v)| m | (u64::from(v <= limit) << i));
             for b in Backend::available() {
                 let mut out = vec![0i64; rows];
-                let got = simd::rows_i24_small(b, l2, &data, stride, &q, limit, &mut out);
+                let got = simd::rows_mid_small(b, l2, &data, stride, &q, limit, &mut out);
                 prop_assert_eq!(&out, &want, "{:?}", b);
                 prop_assert_eq!(got, mask, "{:?}", b);
                 let mut out = vec![0i64; rows];

@@ -69,12 +69,17 @@ struct Scorer<'q> {
     group: usize,
     /// The query's scaled norm (cosine).
     r: u128,
+    /// Mid-width store under L2: the query's top halves (`q >> 8`) and the kernel over the
+    /// stored top halves (the lower-bound filter), if usable.
+    top: Option<(&'q [i16], RowKernel)>,
 }
 
 impl<'q> Scorer<'q> {
     /// Plans the scoring of `query` (checked: dimension, zero vector under cosine).
-    /// `narrow` is an `i16` copy of the query, used when the store is narrow and it fits.
-    fn new(kernel: &Kernel<'_>, query: &'q [Fxp], narrow: Option<&'q [i16]>) -> Result<Self> {
+    /// `copy` is [`query_copy`]'s `i16` form of the query: the query itself for a narrow
+    /// store, its top halves for a mid-width one.
+    fn new(kernel: &Kernel<'_>, query: &'q [Fxp], copy: Option<&'q [i16]>) -> Result<Self> {
+        let narrow = copy.filter(|_| kernel.vectors.is_narrow());
         let dim = kernel.config.dim as usize;
         if query.len() != dim {
             return Err(Error::Dimension {
@@ -140,6 +145,22 @@ impl<'q> Scorer<'q> {
                 }
             }
         };
+        // Top halves differ from `x / 256` by less than 1, so their maxima are bounded by
+        // `mx >> 8` plus one; the filter needs their differences to fit an i16.
+        let top = copy
+            .filter(|c| kernel.vectors.is_mid() && metric == Metric::L2 && c.len() == dim)
+            .and_then(|c| {
+                let mt =
+                    u64::from(mx >> 8) + 1 + c.iter().map(|v| v.unsigned_abs() as u64).max()?;
+                // Every sum of squared top-half differences is at most dim * (2 mt)^2.
+                let short = (dim as u64).saturating_mul(4 * mt * mt) < 1 << 31;
+                let kernel = if short {
+                    RowKernel::L2I16Short
+                } else {
+                    RowKernel::L2I16(simd::narrow_group(mt as u32, mt as u32))
+                };
+                (mt <= u64::from(simd::NARROW_MAX)).then_some((c, kernel))
+            });
         Ok(Scorer {
             metric,
             backend,
@@ -150,6 +171,7 @@ impl<'q> Scorer<'q> {
             q_lanes,
             group,
             r,
+            top,
         })
     }
 
@@ -187,9 +209,9 @@ impl<'q> Scorer<'q> {
             (Layout::Narrow { data, .. }, _) => {
                 self.mixed(data.get(..self.query.len()).unwrap_or(data))
             }
-            (Layout::Mid { data, stride }, Plan::MidSmall) => {
+            (Layout::Mid { data, stride, .. }, Plan::MidSmall) => {
                 let l2 = self.metric == Metric::L2;
-                simd::rows_i24_small(
+                simd::rows_mid_small(
                     self.backend,
                     l2,
                     data,
@@ -245,12 +267,79 @@ impl<'q> Scorer<'q> {
                     offer(top, i, self.mixed(x.get(..dim).unwrap_or(x)));
                 }
             }
-            (Layout::Mid { data, stride }, Plan::MidSmall) => {
+            (
+                Layout::Mid {
+                    data,
+                    top: tops,
+                    stride,
+                },
+                Plan::MidSmall,
+            ) if self.top.is_some() => {
+                let (top_q, k) = self.top.unwrap_or((&[], RowKernel::L2I16(1)));
+                let mut coarse = [0i64; SCAN_BLOCK];
+                let blocks = data.chunks(SCAN_BLOCK * stride);
+                for (b, (block, tblock)) in
+                    blocks.zip(tops.chunks(SCAN_BLOCK * stride / 2)).enumerate()
+                {
+                    let n = block.len() / stride;
+                    let all = u64::MAX >> (64 - n.clamp(1, 64));
+                    // Rows that can still enter the top-k: all while it fills, then those
+                    // whose top halves pass the lower bound.
+                    let candidates = match top.limit() {
+                        None => all,
+                        Some(tau) => {
+                            let out = coarse.get_mut(..n).unwrap_or(&mut []);
+                            simd::rows_i16(self.backend, k, tblock, stride / 2, top_q, out);
+                            let t = coarse_threshold(tau, dim);
+                            out.iter()
+                                .enumerate()
+                                .fold(0u64, |m, (i, &c)| m | (u64::from(c <= t) << i))
+                        }
+                    };
+                    if candidates == 0 {
+                        continue;
+                    }
+                    let limit = self.raw_limit(top.limit());
+                    let out = raw.get_mut(..n).unwrap_or(&mut []);
+                    let mask = if candidates.count_ones() > 8 {
+                        simd::rows_mid_small(
+                            self.backend,
+                            true,
+                            block,
+                            stride,
+                            self.query,
+                            limit,
+                            out,
+                        ) & candidates
+                    } else {
+                        let mut m = candidates;
+                        let mut keep = 0u64;
+                        while m != 0 {
+                            let i = m.trailing_zeros() as usize;
+                            m &= m - 1;
+                            let row = block.get(i * stride..(i + 1) * stride).unwrap_or(&[]);
+                            let one = raw.get_mut(i..i + 1).unwrap_or(&mut []);
+                            keep |= simd::rows_mid_small(
+                                self.backend,
+                                true,
+                                row,
+                                stride,
+                                self.query,
+                                limit,
+                                one,
+                            ) << i;
+                        }
+                        keep
+                    };
+                    self.offer_masked(b * SCAN_BLOCK, &raw, mask, top, &mut offer);
+                }
+            }
+            (Layout::Mid { data, stride, .. }, Plan::MidSmall) => {
                 let l2 = self.metric == Metric::L2;
                 for (b, block) in data.chunks(SCAN_BLOCK * stride).enumerate() {
                     let out = raw.get_mut(..block.len() / stride).unwrap_or(&mut []);
                     let limit = self.raw_limit(top.limit());
-                    let mask = simd::rows_i24_small(
+                    let mask = simd::rows_mid_small(
                         self.backend,
                         l2,
                         block,
@@ -262,7 +351,7 @@ impl<'q> Scorer<'q> {
                     self.offer_masked(b * SCAN_BLOCK, out, mask, top, &mut offer);
                 }
             }
-            (Layout::Mid { data, stride }, _) => {
+            (Layout::Mid { data, stride, .. }, _) => {
                 for (i, x) in data.chunks_exact(stride).enumerate() {
                     offer(top, i, self.mid_big(x));
                 }
@@ -353,7 +442,7 @@ impl<'q> Scorer<'q> {
     /// Mid-width row (3 bytes per component), values beyond the 64-bit bound.
     fn mid_big(&self, x: &[u8]) -> i128 {
         let q = self.query;
-        let xs = (0..q.len()).map(|i| simd::scalar::i24(x, i));
+        let xs = (0..q.len()).map(|i| simd::scalar::mid(x, i, q.len()));
         if self.metric == Metric::L2 {
             xs.zip(q)
                 .map(|(a, b)| {
@@ -394,6 +483,23 @@ impl<'q> Scorer<'q> {
             self.ip_distance(i128::from(ip))
         }
     }
+}
+
+/// The lower-bound filter of a mid-width L2 scan. A stored component is `x = 256 t + l` with
+/// `t = x >> 8` (stored as the top half) and `0 <= l < 256`, the query likewise, so
+/// `x - q = 256 (t_x - t_q) + e` with `|e| <= 255`, and by the triangle inequality
+/// `|x - q| >= 256 |D| - 255 sqrt(dim)` where `D` is the difference of the top halves. A row
+/// with `|D|^2 > T`, `T >= ((sqrt(tau) + 255 sqrt(dim)) / 256)^2`, is therefore farther than
+/// `tau` and cannot enter a top-k whose worst distance is `tau`. Integer arithmetic, rounded
+/// so that `T` is never too small.
+fn coarse_threshold(tau: i128, dim: usize) -> i64 {
+    let Ok(tau) = u128::try_from(tau) else {
+        return -1; // no L2 distance is negative: nothing passes
+    };
+    let a = tau.isqrt() + 1;
+    let b = 255 * ((dim as u128).isqrt() + 1);
+    let c = (a + b).div_ceil(256);
+    i64::try_from(c.saturating_mul(c)).unwrap_or(i64::MAX)
 }
 
 /// Rows scored per kernel call in a single-query scan (a small stack buffer: 512 bytes).
@@ -497,7 +603,7 @@ impl<'m> Kernel<'m> {
             return Err(Error::InvalidInput(Invalid::ZeroK));
         }
         #[cfg(feature = "alloc")]
-        let copy = narrow_copy(query);
+        let copy = query_copy(self, query);
         #[cfg(feature = "alloc")]
         let narrow = copy.as_deref();
         #[cfg(not(feature = "alloc"))]
@@ -564,7 +670,7 @@ impl<'m> Kernel<'m> {
             return Err(Error::InvalidInput(Invalid::ZeroK));
         }
         let nq = queries.len() / dim;
-        let copy = narrow_copy(queries);
+        let copy = query_copy(self, queries);
         let narrow = copy.as_deref();
         let scorers = queries
             .chunks_exact(dim)
@@ -680,16 +786,23 @@ fn block_l2_x4<S: HitSlot>(
     }
 }
 
-/// An `i16` copy of the queries (`None` when a component does not fit, or no memory): lets
-/// a narrow store use the SIMD kernels.
+/// An `i16` form of the queries that lets the SIMD kernels run (`None` when it does not fit,
+/// or no memory): for a narrow store the queries themselves, for a mid-width store under L2
+/// their top halves `q >> 8` (the lower-bound filter).
 #[cfg(feature = "alloc")]
-fn narrow_copy(queries: &[Fxp]) -> Option<alloc::vec::Vec<i16>> {
-    if fxp::max_abs(queries) > simd::NARROW_MAX {
+fn query_copy(kernel: &Kernel<'_>, queries: &[Fxp]) -> Option<alloc::vec::Vec<i16>> {
+    let max = fxp::max_abs(queries);
+    let shift = if kernel.vectors.is_narrow() && max <= simd::NARROW_MAX {
+        0
+    } else if kernel.vectors.is_mid() && kernel.config.metric == Metric::L2 && max <= simd::MID_MAX
+    {
+        8
+    } else {
         return None;
-    }
+    };
     let mut v = alloc::vec::Vec::new();
     v.try_reserve_exact(queries.len()).ok()?;
-    v.extend(queries.iter().map(|x| x.0 as i16));
+    v.extend(queries.iter().map(|x| (x.0 >> shift) as i16));
     Some(v)
 }
 

@@ -4,15 +4,18 @@
 //! - narrow: each component as an `i16` (|x| <= `NARROW_MAX`, i.e. below 0.5 in Q16.16, as in
 //!   most normalised embeddings of dimension 32 and up): half the memory and memory traffic,
 //!   and SIMD multiply-add kernels with 16 products per instruction;
-//! - mid: each component in 3 bytes, little-endian (|x| <= `MID_MAX`, below 128.0: unit
-//!   vectors of small dimension, most real data): three quarters of the memory;
+//! - mid: each component in 3 bytes (|x| <= `MID_MAX`, below 128.0: unit vectors of small
+//!   dimension, most real data): three quarters of the memory. A row holds the top 16 bits of
+//!   every component (`x >> 8`, an `i16`) and then the low bytes, so that a search can scan the
+//!   top halves with the narrow kernels as an exact lower-bound filter (`search.rs`);
 //! - wide: each component as its Q16.16 `i32`.
 //!
 //! The width is a representation, not state: the values, the encoding and the hash are the
 //! same either way. A store starts narrow and widens, in place and for good, when a component
 //! that does not fit arrives (it never narrows again: deletes do not lower the bound). Every
 //! width lives in the same `Fxp` table, so caller memory sized for the wide form
-//! ([`super::Kernel::mem_size`]) holds any of them, and widening needs no extra memory.
+//! ([`super::Kernel::mem_size`]) holds any of them. A store in caller memory widens in place
+//! (narrow to wide, no extra memory; it skips mid); a growable store copies into a new table.
 
 use crate::fxp::Fxp;
 use crate::simd::{MID_MAX, NARROW_MAX};
@@ -42,32 +45,35 @@ impl Width {
         }
     }
 
-    /// Component `j` of a row starting at byte `at` (narrow and wide: native order, as the
-    /// kernels read them; mid: little-endian, sign-extended).
-    fn read(self, bytes: &[u8], at: usize) -> i32 {
-        let b = bytes.get(at..at + self.bytes()).unwrap_or(&[]);
+    /// Component `j` of a row of `dim` components starting at byte `at` (narrow and wide:
+    /// native order, as the kernels read them; mid: `i16` top half, then the low byte).
+    fn read(self, bytes: &[u8], at: usize, j: usize, dim: usize) -> i32 {
+        let get = |o: usize, n: usize| bytes.get(o..o + n).unwrap_or(&[]);
         match self {
-            Width::Narrow => i32::from(bytemuck::pod_read_unaligned::<i16>(b)),
-            Width::Mid => match *b {
-                [b0, b1, b2] => i32::from_le_bytes([0, b0, b1, b2]) >> 8,
-                _ => 0,
-            },
-            Width::Wide => bytemuck::pod_read_unaligned::<i32>(b),
+            Width::Narrow => i32::from(bytemuck::pod_read_unaligned::<i16>(get(at + 2 * j, 2))),
+            Width::Mid => {
+                let hi = i32::from(bytemuck::pod_read_unaligned::<i16>(get(at + 2 * j, 2)));
+                let lo = i32::from(get(at + 2 * dim + j, 1).first().copied().unwrap_or(0));
+                (hi << 8) | lo
+            }
+            Width::Wide => bytemuck::pod_read_unaligned::<i32>(get(at + 4 * j, 4)),
         }
     }
 
-    /// Stores `v` (which fits this width) at byte `at`.
-    fn write(self, bytes: &mut [u8], at: usize, v: i32) {
-        let Some(dst) = bytes.get_mut(at..at + self.bytes()) else {
-            return;
+    /// Stores `v` (which fits this width) as component `j` (see [`Width::read`]).
+    fn write(self, bytes: &mut [u8], at: usize, j: usize, dim: usize, v: i32) {
+        let mut put = |o: usize, src: &[u8]| {
+            if let Some(dst) = bytes.get_mut(o..o + src.len()) {
+                dst.copy_from_slice(src);
+            }
         };
         match self {
-            Width::Narrow => dst.copy_from_slice(bytemuck::bytes_of(&(v as i16))),
+            Width::Narrow => put(at + 2 * j, bytemuck::bytes_of(&(v as i16))),
             Width::Mid => {
-                let le = v.to_le_bytes();
-                dst.copy_from_slice(le.get(..3).unwrap_or(&[0; 3]));
+                put(at + 2 * j, bytemuck::bytes_of(&((v >> 8) as i16)));
+                put(at + 2 * dim + j, &[(v & 0xff) as u8]);
             }
-            Width::Wide => dst.copy_from_slice(bytemuck::bytes_of(&v)),
+            Width::Wide => put(at + 4 * j, bytemuck::bytes_of(&v)),
         }
     }
 }
@@ -89,8 +95,13 @@ pub(crate) struct Vectors<'m> {
 pub(crate) enum Layout<'a> {
     /// Row `r` is `data[r * stride..r * stride + dim]`.
     Narrow { data: &'a [i16], stride: usize },
-    /// Row `r` is the bytes `data[r * stride..r * stride + 3 * dim]`.
-    Mid { data: &'a [u8], stride: usize },
+    /// Row `r` is the bytes `data[r * stride..r * stride + 3 * dim]`: `dim` top halves
+    /// (`i16`, also `top[r * stride / 2..][..dim]`), then `dim` low bytes.
+    Mid {
+        data: &'a [u8],
+        top: &'a [i16],
+        stride: usize,
+    },
     /// Row `r` is `data[r * dim..(r + 1) * dim]`.
     Wide { data: &'a [Fxp] },
 }
@@ -108,8 +119,9 @@ impl Layout<'_> {
                 data: part(data, start * stride, n * stride),
                 stride,
             },
-            Layout::Mid { data, stride } => Layout::Mid {
+            Layout::Mid { data, top, stride } => Layout::Mid {
                 data: part(data, start * stride, n * stride),
+                top: part(top, start * stride / 2, n * stride / 2),
                 stride,
             },
             Layout::Wide { data } => Layout::Wide {
@@ -169,6 +181,7 @@ impl<'m> Vectors<'m> {
             },
             Width::Mid => Layout::Mid {
                 data: bytemuck::cast_slice(words),
+                top: bytemuck::cast_slice(words),
                 stride: 4 * s,
             },
             Width::Wide => Layout::Wide { data: words },
@@ -197,12 +210,18 @@ impl<'m> Vectors<'m> {
     /// Makes room for `n` more rows whose largest |component| is `incoming`, widening the
     /// store first if they would not fit. Changes no value: safe before validation ends.
     pub(crate) fn reserve(&mut self, n: usize, incoming: u32) -> Result<(), NoRoom> {
-        let target = Width::for_max(incoming).max(self.width);
+        let mut target = Width::for_max(incoming).max(self.width);
+        if target == Width::Mid && self.words.is_fixed() {
+            target = Width::Wide;
+        }
         let total = self
             .rows
             .checked_add(n)
             .and_then(|r| r.checked_mul(self.stride_for(target)))
             .ok_or(NoRoom)?;
+        if target != self.width && !self.words.is_fixed() {
+            return self.widen_copy(target, n);
+        }
         self.words.reserve(total.saturating_sub(self.words.len()))?;
         if target != self.width {
             self.widen(target)?;
@@ -210,10 +229,10 @@ impl<'m> Vectors<'m> {
         Ok(())
     }
 
-    /// Rewrites every row at width `to`, in place, last component first: component `(r, j)`
-    /// goes to byte `r SB + j b` from byte `r SA + j a` (`a <= b` bytes per component,
-    /// `SA <= SB` bytes per row). Every component not yet moved, `(r', j') < (r, j)`, ends by
-    /// byte `r SA + j a <= r SB + j b`, so nothing is overwritten before it is read.
+    /// Rewrites every narrow row as wide, in place (caller memory), last component first:
+    /// component `(r, j)` goes to byte `4 (r dim + j)` from byte `r SA + 2 j` (`SA` bytes per
+    /// narrow row, `SA <= 4 dim`). Every component not yet moved, `(r', j') < (r, j)`, ends by
+    /// byte `r SA + 2 j <= 4 (r dim + j)`, so nothing is overwritten before it is read.
     fn widen(&mut self, to: Width) -> Result<(), NoRoom> {
         let from = self.width;
         let (sa, sb) = (4 * self.stride_for(from), 4 * self.stride_for(to));
@@ -221,14 +240,44 @@ impl<'m> Vectors<'m> {
         let extra = rows * (self.stride_for(to) - self.stride_for(from));
         self.words.extend_default(extra)?;
         let bytes: &mut [u8] = bytemuck::cast_slice_mut(self.words.as_mut_slice());
+        let dim = self.dim;
         for r in (0..rows).rev() {
-            for j in (0..self.dim).rev() {
-                let v = from.read(bytes, r * sa + j * from.bytes());
-                to.write(bytes, r * sb + j * to.bytes(), v);
+            for j in (0..dim).rev() {
+                let v = from.read(bytes, r * sa, j, dim);
+                to.write(bytes, r * sb, j, dim, v);
             }
         }
         self.width = to;
         Ok(())
+    }
+
+    /// Rewrites every row at width `to` into a new growable table with room for `n` more
+    /// rows; the old table is freed. Fails (with nothing changed) if memory is short.
+    #[cfg(feature = "alloc")]
+    fn widen_copy(&mut self, to: Width, n: usize) -> Result<(), NoRoom> {
+        let (from, dim, rows) = (self.width, self.dim, self.rows);
+        let (sa, sb) = (4 * self.stride_for(from), 4 * self.stride_for(to));
+        let mut words: Slab<'m, Fxp> = Slab::growable();
+        let total = rows.checked_add(n).ok_or(NoRoom)? * self.stride_for(to);
+        words.reserve(total)?;
+        words.extend_default(rows * self.stride_for(to))?;
+        {
+            let src: &[u8] = bytemuck::cast_slice(self.words.as_slice());
+            let dst: &mut [u8] = bytemuck::cast_slice_mut(words.as_mut_slice());
+            for r in 0..rows {
+                for j in 0..dim {
+                    to.write(dst, r * sb, j, dim, from.read(src, r * sa, j, dim));
+                }
+            }
+        }
+        self.words = words;
+        self.width = to;
+        Ok(())
+    }
+
+    #[cfg(not(feature = "alloc"))]
+    fn widen_copy(&mut self, _to: Width, _n: usize) -> Result<(), NoRoom> {
+        Err(NoRoom)
     }
 
     /// Appends a row of `dim` values (room made by [`Vectors::reserve`] with their maximum).
@@ -265,7 +314,9 @@ impl<'m> Vectors<'m> {
                 let bytes: &mut [u8] = bytemuck::cast_slice_mut(tail);
                 for (j, v) in values.take(self.dim).enumerate() {
                     max = max.max(v.0.unsigned_abs());
-                    Width::Mid.write(bytes, 3 * j, v.0);
+                    if v.0.unsigned_abs() <= MID_MAX {
+                        Width::Mid.write(bytes, 0, j, self.dim, v.0);
+                    }
                 }
             }
             Width::Wide => {
@@ -326,7 +377,7 @@ impl<'k> VectorRef<'k> {
         match self.0 {
             Repr::Wide(w) => w.get(i).copied(),
             Repr::Narrow(n) => n.get(i).map(|&v| Fxp(i32::from(v))),
-            Repr::Mid(m) => (i < m.len() / 3).then(|| Fxp(Width::Mid.read(m, 3 * i))),
+            Repr::Mid(m) => (i < m.len() / 3).then(|| Fxp(Width::Mid.read(m, 0, i, m.len() / 3))),
         }
     }
 
@@ -373,15 +424,15 @@ impl<'k> VectorRef<'k> {
             Repr::Wide(w) => emit(w, &mut block, &mut put, |x| x.0),
             Repr::Narrow(n) => emit(n, &mut block, &mut put, i32::from),
             Repr::Mid(m) => {
-                for part in m.chunks(3 * N) {
-                    for (dst, b) in block.chunks_exact_mut(4).zip(part.chunks_exact(3)) {
-                        if let [b0, b1, b2] = *b {
-                            // Sign-extend the top byte.
-                            let top = if b2 & 0x80 != 0 { 0xff } else { 0 };
-                            dst.copy_from_slice(&[b0, b1, b2, top]);
-                        }
+                let dim = m.len() / 3;
+                let mut at = 0;
+                while at < dim {
+                    let n = (dim - at).min(N);
+                    for (k, dst) in block.chunks_exact_mut(4).take(n).enumerate() {
+                        dst.copy_from_slice(&Width::Mid.read(m, 0, at + k, dim).to_le_bytes());
                     }
-                    put(block.get(..part.len() / 3 * 4).unwrap_or(&[]));
+                    put(block.get(..n * 4).unwrap_or(&[]));
+                    at += n;
                 }
             }
         }
