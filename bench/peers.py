@@ -123,7 +123,8 @@ class NumpyBrute(Lib):
         return self._topk(q[None, :])[0]
 
     def batch(self, qs):
-        return self._topk(qs)
+        # Blocks of 100 queries keep the distance matrix at 100 x N.
+        return [row for i in range(0, len(qs), 100) for row in self._topk(qs[i:i + 100])]
 
 
 class Faiss(Lib):
@@ -235,20 +236,19 @@ def worker(a):
     import data
 
     base = rss_bytes()
+    # All the data first, so that the memory measured below is the library's alone (the
+    # generator's temporaries are gone by then).
+    x = np.concatenate([c for _, c in data.chunks(a.n, a.d, a.seed)])
     with tempfile.TemporaryDirectory(dir=a.tmp) as tmp:
         lib = LIB_CLASSES[a.lib](a.n, a.d, a.k, tmp)
-        # Warm the allocator with one chunk's generation temporaries, so that the baseline
-        # already holds them and the growth below is the library's own.
-        for _, warm in data.chunks(min(a.n, data.CHUNK), a.d, a.seed + 1):
-            del warm
         gc.collect()
         before = rss_bytes()
         build = 0.0
-        for start, chunk in data.chunks(a.n, a.d, a.seed):
+        for start in range(0, a.n, data.CHUNK):
+            chunk = x[start:start + data.CHUNK]
             t = time.perf_counter()
             lib.add(start, chunk)
             build += time.perf_counter() - t
-            del chunk
         t = time.perf_counter()
         lib.finish_build()
         build += time.perf_counter() - t
@@ -287,6 +287,7 @@ def worker(a):
             "recall_single": recall(single, gt, a.k),
             "rss_per_vector": (after - before) / a.n,
             "rss_base_mb": base / 2**20,
+        "rss_data_mb": (before - base) / 2**20,
             "note": getattr(lib, "note", ""),
         }
     print(json.dumps(out), flush=True)
@@ -319,17 +320,14 @@ def ground_truth(a):
 
 def versions():
     v = {"python": platform.python_version()}
-    for mod, attr in [("numpy", "__version__"), ("faiss", "__version__"), ("usearch", "VERSION"),
-                      ("hnswlib", None), ("sqlite_vec", None), ("valori", "__version__"),
-                      ("apsw", "SQLITE_VERSION_NUMBER")]:
+    for mod in ["numpy", "faiss", "usearch", "hnswlib", "sqlite_vec", "apsw", "psutil", "valori"]:
         try:
-            m = __import__(mod)
-            v[mod] = str(getattr(m, attr)) if attr and hasattr(m, attr) else "installed"
+            __import__(mod)
         except Exception as e:  # a missing peer must fail loudly, not vanish from the table
             raise SystemExit(f"bench: cannot import {mod}: {e}; pip install -r bench/requirements.txt")
     from importlib import metadata
 
-    for dist in ["hnswlib", "sqlite-vec", "usearch", "faiss-cpu", "apsw"]:
+    for dist in ["valori", "numpy", "faiss-cpu", "usearch", "hnswlib", "sqlite-vec", "apsw"]:
         try:
             v[dist] = metadata.version(dist)
         except metadata.PackageNotFoundError:
@@ -505,6 +503,7 @@ def main():
         "Build: insert throughput from chunks of 10,000 (valori-durable: `insert_batch` of 1,000 "
         "with the default fsync durability). RSS per vector: growth of the process's resident "
         "memory over the build, divided by N.",
+        "",
         "",
     ]
     (out / "peers.md").write_text("\n".join(header) + table(results, configs, a) + "\n")

@@ -70,12 +70,12 @@ pub(crate) fn install_checkpoint(
     chain: &Chain,
     kernel: &Kernel<'_>,
 ) -> Result<Box<dyn StorageFile>> {
-    let bytes = snapshot::encode(seq, chain, kernel);
     let name = snapshot_name(seq);
     let path = dir.join(&name);
     let tmp = dir.join(format!("{name}.tmp"));
     let mut f = storage.create(&tmp).map_err(Error::io("creating", &tmp))?;
-    f.append(&bytes).map_err(Error::io("writing", &tmp))?;
+    snapshot::write(seq, chain, kernel, &mut |b: &[u8]| f.append(b))
+        .map_err(Error::io("writing", &tmp))?;
     f.sync().map_err(Error::io("syncing", &tmp))?;
     drop(f);
     storage

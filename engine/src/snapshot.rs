@@ -57,34 +57,98 @@ fn section_check(kind: u32, body: &[u8]) -> blake3::Hash {
     h.finalize()
 }
 
-/// Encodes a snapshot of `kernel` at `seq` / `chain`. The kernel is encoded once, straight
-/// into the snapshot buffer; its state hash is taken from those bytes.
+/// Encodes a snapshot of `kernel` at `seq` / `chain` into memory (see [`write`]).
 pub fn encode(seq: u64, chain: &Chain, kernel: &Kernel<'_>) -> Vec<u8> {
-    // Header and section header first (filled in below), then the body in place.
-    let mut out = vec![0u8; SNAPSHOT_HEADER_LEN + 16];
-    let body_at = out.len();
-    kernel.encode_append(&mut out);
-    let body = out.get(body_at..).unwrap_or(&[]);
-    let state_hash = Kernel::state_hash_of_encoding(body);
-    let check_body = section_check(SECTION_KERNEL, body);
-    let body_len = body.len() as u64;
+    let mut out = Vec::new();
+    let _ = out.try_reserve(SNAPSHOT_HEADER_LEN + 48 + kernel.encoded_len_hint() as usize);
+    let result = write(seq, chain, kernel, &mut |b: &[u8]| {
+        out.extend_from_slice(b);
+        Ok(())
+    });
+    debug_assert!(result.is_ok(), "writing to memory cannot fail");
+    out
+}
+
+/// Bytes of encoding gathered before each `put` of [`write`].
+const WRITE_CHUNK: usize = 1 << 20;
+
+/// Streams a snapshot of `kernel` at `seq` / `chain` to `put`, a megabyte at a time, never
+/// holding the whole encoding: one pass computes the state hash (the header needs it), a
+/// second encodes the body into `put` and its section checksum.
+pub fn write(
+    seq: u64,
+    chain: &Chain,
+    kernel: &Kernel<'_>,
+    put: &mut dyn FnMut(&[u8]) -> std::io::Result<()>,
+) -> std::io::Result<()> {
+    let body_len = kernel.encoded_len_hint();
     let mut head = Vec::with_capacity(SNAPSHOT_HEADER_LEN + 16);
     head.extend_from_slice(&SNAPSHOT_MAGIC);
     head.extend_from_slice(&SNAPSHOT_VERSION.to_le_bytes());
     head.extend_from_slice(&1u32.to_le_bytes());
     head.extend_from_slice(&seq.to_le_bytes());
     head.extend_from_slice(chain);
-    head.extend_from_slice(&state_hash);
+    head.extend_from_slice(&kernel.state_hash());
     let check = blake3::hash(&head);
     head.extend_from_slice(check.as_bytes());
-    head.extend_from_slice(&SECTION_KERNEL.to_le_bytes());
-    head.extend_from_slice(&0u32.to_le_bytes());
-    head.extend_from_slice(&body_len.to_le_bytes());
-    if let Some(dst) = out.get_mut(..body_at) {
-        dst.copy_from_slice(&head);
+    let section = [
+        &SECTION_KERNEL.to_le_bytes()[..],
+        &0u32.to_le_bytes(),
+        &body_len.to_le_bytes(),
+    ]
+    .concat();
+    head.extend_from_slice(&section);
+    put(&head)?;
+
+    struct Body<'a> {
+        buf: Vec<u8>,
+        check: blake3::Hasher,
+        put: &'a mut dyn FnMut(&[u8]) -> std::io::Result<()>,
+        written: u64,
+        error: Option<std::io::Error>,
     }
-    out.extend_from_slice(check_body.as_bytes());
-    out
+    impl Body<'_> {
+        fn flush(&mut self) {
+            if self.error.is_none() && !self.buf.is_empty() {
+                self.check.update(&self.buf);
+                self.written += self.buf.len() as u64;
+                if let Err(e) = (self.put)(&self.buf) {
+                    self.error = Some(e);
+                }
+            }
+            self.buf.clear();
+        }
+    }
+    impl valori_kernel::Sink for Body<'_> {
+        fn put(&mut self, bytes: &[u8]) {
+            self.buf.extend_from_slice(bytes);
+            if self.buf.len() >= WRITE_CHUNK {
+                self.flush();
+            }
+        }
+    }
+    let mut check = blake3::Hasher::new();
+    check.update(&section);
+    let mut body = Body {
+        buf: Vec::with_capacity(WRITE_CHUNK + (64 << 10)),
+        check,
+        put,
+        written: 0,
+        error: None,
+    };
+    kernel.encode_into(&mut body);
+    body.flush();
+    if let Some(e) = body.error {
+        return Err(e);
+    }
+    if body.written != body_len {
+        return Err(std::io::Error::other(format!(
+            "the state encoded to {} bytes, not the {body_len} announced",
+            body.written
+        )));
+    }
+    let check = body.check.finalize();
+    (body.put)(check.as_bytes())
 }
 
 /// Decodes and verifies a snapshot: header and section checksums, the kernel encoding, and the

@@ -590,7 +590,7 @@ impl<'m> Kernel<'m> {
     /// Errors before writing anything: `Dimension` for a wrong-length query, `InvalidInput`
     /// for `k = 0` (or an all-zero query under cosine), `InsufficientSize` (with the count
     /// needed) when `out` is shorter than the result. Without feature `alloc` it uses no
-    /// memory beyond `out` and a 512-byte stack buffer; with it, also a narrow copy of the
+    /// memory beyond `out` and 1 KiB of stack buffers; with it, also an `i16` copy of the
     /// query (`2 * dim` bytes).
     pub fn search<S: HitSlot>(
         &self,
