@@ -69,6 +69,8 @@ struct Scorer<'q> {
     group: usize,
     /// The query's scaled norm (cosine).
     r: u128,
+    /// `max|x| + max|q| < fxp::SMALL_LIMIT`: 64-bit sums are exact.
+    small: bool,
     /// Mid-width store under L2: the query's top halves (`q >> 8`) and the kernel over the
     /// stored top halves (the lower-bound filter), if usable.
     top: Option<(&'q [i16], RowKernel)>,
@@ -171,6 +173,7 @@ impl<'q> Scorer<'q> {
             q_lanes,
             group,
             r,
+            small: sum < u64::from(fxp::SMALL_LIMIT),
             top,
         })
     }
@@ -464,7 +467,16 @@ impl<'q> Scorer<'q> {
     /// Narrow row, query used as it is.
     fn mixed(&self, x: &[i16]) -> i128 {
         let q = self.query;
-        if self.metric == Metric::L2 {
+        if self.metric == Metric::L2 && self.small {
+            // |a - b| < 2^23: squares below 2^46, 2^16 of them below 2^62.
+            x.iter()
+                .zip(q)
+                .map(|(&a, b)| {
+                    let d = (i64::from(a) - i64::from(b.0)).unsigned_abs();
+                    d * d
+                })
+                .sum::<u64>() as i128
+        } else if self.metric == Metric::L2 {
             x.iter()
                 .zip(q)
                 .map(|(&a, b)| {
