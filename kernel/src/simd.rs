@@ -510,9 +510,11 @@ mod avx2 {
         _mm_cvtsi128_si64(s).wrapping_add(_mm_extract_epi64::<1>(s))
     }
 
+    /// `x . q` (or, with `L2`, `(x - q) . (x - q)`) with 32-bit lanes widened every `group`
+    /// multiply-adds.
     #[inline]
     #[target_feature(enable = "avx2")]
-    pub(super) fn dot_i16(x: &[i16], q: &[i16], group: usize) -> i64 {
+    fn grouped<const L2: bool>(x: &[i16], q: &[i16], group: usize) -> i64 {
         let n = x.len().min(q.len());
         let (x, q) = (x.get(..n).unwrap_or(&[]), q.get(..n).unwrap_or(&[]));
         let mut xs = x.chunks_exact(16);
@@ -522,7 +524,14 @@ mod avx2 {
             let mut lane = _mm256_setzero_si256();
             let mut took = 0;
             for (a, b) in (&mut xs).zip(&mut qs).take(group) {
-                lane = _mm256_add_epi32(lane, _mm256_madd_epi16(load16(a), load16(b)));
+                let (a, b) = (load16(a), load16(b));
+                let term = if L2 {
+                    let d = _mm256_sub_epi16(a, b);
+                    _mm256_madd_epi16(d, d)
+                } else {
+                    _mm256_madd_epi16(a, b)
+                };
+                lane = _mm256_add_epi32(lane, term);
                 took += 1;
             }
             acc = widen_add(acc, lane);
@@ -530,7 +539,19 @@ mod avx2 {
                 break;
             }
         }
-        hsum64(acc).wrapping_add(scalar::dot_i16(xs.remainder(), qs.remainder()))
+        let (xt, qt) = (xs.remainder(), qs.remainder());
+        let tail = if L2 {
+            scalar::l2_i16(xt, qt)
+        } else {
+            scalar::dot_i16(xt, qt)
+        };
+        hsum64(acc).wrapping_add(tail)
+    }
+
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    pub(super) fn dot_i16(x: &[i16], q: &[i16], group: usize) -> i64 {
+        grouped::<false>(x, q, group)
     }
 
     #[inline]
@@ -579,25 +600,7 @@ mod avx2 {
     #[inline]
     #[target_feature(enable = "avx2")]
     pub(super) fn l2_i16(x: &[i16], q: &[i16], group: usize) -> i64 {
-        let n = x.len().min(q.len());
-        let (x, q) = (x.get(..n).unwrap_or(&[]), q.get(..n).unwrap_or(&[]));
-        let mut xs = x.chunks_exact(16);
-        let mut qs = q.chunks_exact(16);
-        let mut acc = _mm256_setzero_si256();
-        loop {
-            let mut lane = _mm256_setzero_si256();
-            let mut took = 0;
-            for (a, b) in (&mut xs).zip(&mut qs).take(group) {
-                let d = _mm256_sub_epi16(load16(a), load16(b));
-                lane = _mm256_add_epi32(lane, _mm256_madd_epi16(d, d));
-                took += 1;
-            }
-            acc = widen_add(acc, lane);
-            if took < group {
-                break;
-            }
-        }
-        hsum64(acc).wrapping_add(scalar::l2_i16(xs.remainder(), qs.remainder()))
+        grouped::<true>(x, q, group)
     }
 
     #[inline]

@@ -63,9 +63,12 @@ struct Scorer<'q> {
     /// The query as `i16` (plan `Rows16`).
     narrow: &'q [i16],
     /// `q . q` and the AVX2 lane bound of the narrow query (batch scan).
+    #[cfg_attr(not(feature = "alloc"), allow(dead_code))]
     qq: i64,
+    #[cfg_attr(not(feature = "alloc"), allow(dead_code))]
     q_lanes: u64,
-    /// `vpmaddwd` group for `x . q` (global bound).
+    /// `vpmaddwd` group for `x . q` (global bound; batch scan).
+    #[cfg_attr(not(feature = "alloc"), allow(dead_code))]
     group: usize,
     /// The query's scaled norm (cosine).
     r: u128,

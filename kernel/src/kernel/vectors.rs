@@ -280,6 +280,17 @@ impl<'m> Vectors<'m> {
         Err(NoRoom)
     }
 
+    /// Appends a zeroed row (room reserved) and returns its words.
+    fn new_row(&mut self) -> Result<&mut [Fxp], NoRoom> {
+        let start = self.words.len();
+        self.words.extend_default(self.stride_words())?;
+        Ok(self
+            .words
+            .as_mut_slice()
+            .get_mut(start..)
+            .unwrap_or(&mut []))
+    }
+
     /// Appends a row of `dim` values (room made by [`Vectors::reserve`] with their maximum).
     /// A value that does not fit the store's width fails with nothing appended.
     pub(crate) fn push(&mut self, values: impl Iterator<Item = Fxp>) -> Result<(), NoRoom> {
@@ -287,35 +298,27 @@ impl<'m> Vectors<'m> {
         let mut max = 0u32;
         match self.width {
             Width::Narrow => {
-                self.words.extend_default(self.stride_words())?;
-                let tail = self
-                    .words
-                    .as_mut_slice()
-                    .get_mut(start..)
-                    .unwrap_or(&mut []);
-                let halves: &mut [i16] = bytemuck::cast_slice_mut(tail);
-                for (h, v) in halves.iter_mut().zip(values.take(self.dim)) {
+                let dim = self.dim;
+                let halves: &mut [i16] = bytemuck::cast_slice_mut(self.new_row()?);
+                for (h, v) in halves.iter_mut().zip(values.take(dim)) {
                     max = max.max(v.0.unsigned_abs());
                     *h = v.0 as i16;
                 }
-                if max <= NARROW_MAX {
-                    let row = halves.get(..self.dim).unwrap_or(halves);
-                    let backend = crate::simd::Backend::detect();
-                    self.lanes = self.lanes.max(crate::simd::norms_i16(backend, row).1);
-                }
+                let lanes = if max <= NARROW_MAX {
+                    let row = halves.get(..dim).unwrap_or(halves);
+                    crate::simd::norms_i16(crate::simd::Backend::detect(), row).1
+                } else {
+                    0
+                };
+                self.lanes = self.lanes.max(lanes);
             }
             Width::Mid => {
-                self.words.extend_default(self.stride_words())?;
-                let tail = self
-                    .words
-                    .as_mut_slice()
-                    .get_mut(start..)
-                    .unwrap_or(&mut []);
-                let bytes: &mut [u8] = bytemuck::cast_slice_mut(tail);
-                for (j, v) in values.take(self.dim).enumerate() {
+                let dim = self.dim;
+                let bytes: &mut [u8] = bytemuck::cast_slice_mut(self.new_row()?);
+                for (j, v) in values.take(dim).enumerate() {
                     max = max.max(v.0.unsigned_abs());
                     if v.0.unsigned_abs() <= MID_MAX {
-                        Width::Mid.write(bytes, 0, j, self.dim, v.0);
+                        Width::Mid.write(bytes, 0, j, dim, v.0);
                     }
                 }
             }
