@@ -77,7 +77,7 @@ proptest! {
         let qs: Vec<Vec<i16>> = (0..4u64)
             .map(|j| (0..n).map(|i| {
                 let h = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15).wrapping_add(j * 7919 + i as u64);
-                if j == 0 { q0[i] } else { ((h >> 17) % (2 * N as u64 + 1)) as i32 as i16 - N as i16 }
+                if j == 0 { q0[i] } else { (((h >> 17) % (2 * N as u64 + 1)) as i32 - N) as i16 }
             }).collect())
             .collect();
         let g = qs.iter().map(|q| simd::narrow_group(max16(&x), max16(q))).min().unwrap();
