@@ -517,8 +517,9 @@ fn coarse_threshold(tau: i128, dim: usize) -> i64 {
     i64::try_from(c.saturating_mul(c)).unwrap_or(i64::MAX)
 }
 
-/// Rows scored per kernel call in a single-query scan (a small stack buffer: 512 bytes).
-const SCAN_BLOCK: usize = 64;
+/// Rows scored per kernel call in a single-query scan: a stack buffer of 512 bytes on hosts,
+/// 128 bytes without an allocator (firmware stacks are small). At most 64 (the row masks).
+const SCAN_BLOCK: usize = if cfg!(feature = "alloc") { 64 } else { 16 };
 
 /// The running top-k of one query: a max-heap on `(distance, id)` in the caller's slots,
 /// with the current worst kept aside so most rows are rejected with one comparison.
