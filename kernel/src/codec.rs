@@ -182,20 +182,14 @@ impl<'m> Kernel<'m> {
         Ok(s.pos)
     }
 
-    /// The canonical encoding as a new vector (the snapshot body).
+    /// The canonical encoding as a new vector (room reserved up front).
     #[cfg(feature = "alloc")]
     pub fn to_bytes(&self) -> alloc::vec::Vec<u8> {
         let mut v = alloc::vec::Vec::new();
-        self.encode_append(&mut v);
-        v
-    }
-
-    /// Appends the canonical encoding to `out` (room reserved up front).
-    #[cfg(feature = "alloc")]
-    pub fn encode_append(&self, out: &mut alloc::vec::Vec<u8>) {
         // Only a hint: if it cannot be reserved, the vector grows as it is written.
-        let _ = out.try_reserve(self.encoded_len_hint() as usize);
-        self.encode_into(out);
+        let _ = v.try_reserve(self.encoded_len_hint() as usize);
+        self.encode_into(&mut v);
+        v
     }
 
     /// The length of the canonical encoding, computed from the table sizes without encoding
@@ -211,15 +205,6 @@ impl<'m> Kernel<'m> {
             + self.labels.len() as u64
             + 8
             + (self.edge_count() * EDGE_LEN) as u64
-    }
-
-    /// The state hash of a canonical encoding already in memory (equal to
-    /// [`Kernel::state_hash`] of the kernel that encoded it), without encoding again.
-    pub fn state_hash_of_encoding(encoding: &[u8]) -> [u8; 32] {
-        let mut h = blake3::Hasher::new();
-        h.update(&STATE_HASH_DOMAIN);
-        h.update(encoding);
-        *h.finalize().as_bytes()
     }
 
     /// `BLAKE3(STATE_HASH_DOMAIN || canonical encoding)`. Streams; allocates nothing.

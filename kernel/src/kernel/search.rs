@@ -425,12 +425,7 @@ impl<'q> Scorer<'q> {
             let i = mask.trailing_zeros() as usize;
             mask &= mask - 1;
             if let Some(&r) = raw.get(i) {
-                let distance = if self.metric == Metric::L2 {
-                    i128::from(r)
-                } else {
-                    self.ip_distance(i128::from(r))
-                };
-                offer(top, start + i, distance);
+                offer(top, start + i, self.finish(r));
             }
         }
     }
