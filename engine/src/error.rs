@@ -38,7 +38,12 @@ pub enum Error {
     Poisoned,
     /// The handle was opened read-only (salvage) and refuses writes.
     ReadOnly,
-    /// The options do not match the existing database.
+    /// The directory holds no database, and the options do not create one.
+    NoDatabase {
+        /// The directory.
+        path: PathBuf,
+    },
+    /// The options do not match the existing database, or cannot create one.
     Mismatch(String),
     /// A bug in valori: an invariant did not hold.
     Internal(String),
@@ -54,6 +59,7 @@ impl Error {
             Error::Busy { .. } => ErrorCode::Busy,
             Error::Poisoned => ErrorCode::Poisoned,
             Error::ReadOnly => ErrorCode::Misuse,
+            Error::NoDatabase { .. } => ErrorCode::NotFound,
             Error::Mismatch(_) => ErrorCode::InvalidInput,
             Error::Internal(_) => ErrorCode::Internal,
         }
@@ -107,6 +113,11 @@ impl fmt::Display for Error {
                 "an earlier write or fsync failed, so this handle stopped; close and re-open the database",
             ),
             Error::ReadOnly => f.write_str("this handle is read-only (opened for salvage)"),
+            Error::NoDatabase { path } => write!(
+                f,
+                "no database in {}; open it with creation enabled and a dimension to create one",
+                path.display()
+            ),
             Error::Mismatch(what) => write!(f, "options do not match the database: {what}"),
             Error::Internal(what) => write!(f, "internal error (please report): {what}"),
         }

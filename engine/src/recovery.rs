@@ -426,12 +426,14 @@ fn create(
             "WAL segment without any snapshot",
         ));
     }
-    if !options.create || options.salvage {
-        return Err(Error::Mismatch(format!("no database in {}", dir.display())));
-    }
-    let dim = options
-        .dim
-        .ok_or_else(|| Error::Mismatch("creating a database needs a dimension".into()))?;
+    let dim = match options.dim {
+        Some(dim) if options.create && !options.salvage => dim,
+        _ => {
+            return Err(Error::NoDatabase {
+                path: dir.to_path_buf(),
+            })
+        }
+    };
     let kernel = Kernel::new(Config::new(dim, options.metric.unwrap_or(Metric::L2))?)?;
     let chain = genesis_chain();
     let file = install_checkpoint(&*storage, dir, 0, &chain, &kernel)?;

@@ -6,72 +6,81 @@
 
 use core::fmt;
 
-/// A stable error class. The numeric values are part of the C ABI and never change.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-#[non_exhaustive]
-#[repr(u32)]
-pub enum ErrorCode {
+/// Defines [`ErrorCode`] and everything derived from it from one table: each row is the
+/// code's documentation, its variant, its C value and its `valori_errstr` description. Every
+/// binding derives its view from [`ErrorCode::ALL`] (C constants are checked against it at
+/// compile time, Python's exception classes at import and in a test), so a new row that a
+/// binding lacks fails that binding's build or tests.
+macro_rules! error_table {
+    ($( $(#[doc = $doc:literal])* $variant:ident = $value:literal, $description:literal; )*) => {
+        /// A stable error class. The numeric values are part of the C ABI and never change.
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+        #[non_exhaustive]
+        #[repr(u32)]
+        pub enum ErrorCode {
+            $( $(#[doc = $doc])* $variant = $value, )*
+        }
+
+        impl ErrorCode {
+            /// Every code, in numeric order.
+            pub const ALL: &'static [ErrorCode] = &[$(ErrorCode::$variant),*];
+
+            /// The stable name of the code, e.g. `"InvalidInput"` (the Python exception is
+            /// named after it, the HTTP `code` field carries it).
+            pub const fn name(self) -> &'static str {
+                match self {
+                    $( ErrorCode::$variant => stringify!($variant), )*
+                }
+            }
+
+            /// A short static English description (what C's `valori_errstr` returns).
+            pub const fn description(self) -> &'static str {
+                match self {
+                    $( ErrorCode::$variant => $description, )*
+                }
+            }
+
+            /// The code with this numeric value, if there is one.
+            pub const fn from_value(value: u32) -> Option<ErrorCode> {
+                match value {
+                    $( $value => Some(ErrorCode::$variant), )*
+                    _ => None,
+                }
+            }
+        }
+    };
+}
+
+error_table! {
     /// An internal error (a bug in valori).
-    Internal = 1,
-    /// An API was used in a way its contract forbids (NULL pointer, closed handle).
-    Misuse = 2,
-    /// A value was not acceptable (NaN, out of range, k = 0, oversize metadata).
-    InvalidInput = 3,
+    Internal = 1, "internal error";
+    /// An API was used in a way its contract forbids (NULL pointer, closed handle, a write
+    /// on a read-only handle).
+    Misuse = 2, "API misuse (NULL pointer, closed or read-only handle)";
+    /// A value was not acceptable (NaN, out of range, k = 0, oversize metadata, options that
+    /// do not match the database).
+    InvalidInput = 3, "invalid input";
     /// A vector's length differs from the store's dimension.
-    Dimension = 4,
+    Dimension = 4, "wrong vector dimension";
     /// A fixed capacity (records, nodes, edges, bytes, id space) is exhausted.
-    Full = 5,
-    /// The referenced record, node or edge does not exist.
-    NotFound = 6,
+    Full = 5, "capacity exhausted";
+    /// The referenced record, node, edge or database does not exist.
+    NotFound = 6, "not found";
     /// An id supplied by the caller is already in use.
-    Exists = 7,
+    Exists = 7, "id already exists";
     /// An output buffer is too small; the needed size is reported.
-    InsufficientSize = 8,
+    InsufficientSize = 8, "output buffer too small";
     /// Stored or received bytes are damaged or not a valori encoding.
-    Corrupt = 9,
+    Corrupt = 9, "damaged data";
     /// The database is held by another handle or process.
-    Busy = 10,
+    Busy = 10, "database in use by another handle or process";
     /// An operating-system I/O error.
-    Io = 11,
+    Io = 11, "I/O error";
     /// The handle refuses writes after an earlier write or fsync failed.
-    Poisoned = 12,
+    Poisoned = 12, "handle stopped after a failed write; reopen the database";
 }
 
 impl ErrorCode {
-    /// Every code, in numeric order.
-    pub const ALL: [ErrorCode; 12] = [
-        ErrorCode::Internal,
-        ErrorCode::Misuse,
-        ErrorCode::InvalidInput,
-        ErrorCode::Dimension,
-        ErrorCode::Full,
-        ErrorCode::NotFound,
-        ErrorCode::Exists,
-        ErrorCode::InsufficientSize,
-        ErrorCode::Corrupt,
-        ErrorCode::Busy,
-        ErrorCode::Io,
-        ErrorCode::Poisoned,
-    ];
-
-    /// The stable name of the code, e.g. `"InvalidInput"`.
-    pub const fn name(self) -> &'static str {
-        match self {
-            ErrorCode::Internal => "Internal",
-            ErrorCode::Misuse => "Misuse",
-            ErrorCode::InvalidInput => "InvalidInput",
-            ErrorCode::Dimension => "Dimension",
-            ErrorCode::Full => "Full",
-            ErrorCode::NotFound => "NotFound",
-            ErrorCode::Exists => "Exists",
-            ErrorCode::InsufficientSize => "InsufficientSize",
-            ErrorCode::Corrupt => "Corrupt",
-            ErrorCode::Busy => "Busy",
-            ErrorCode::Io => "Io",
-            ErrorCode::Poisoned => "Poisoned",
-        }
-    }
-
     /// The numeric value (the C `VALORI_*` code).
     pub const fn value(self) -> u32 {
         self as u32
@@ -309,3 +318,20 @@ impl std::error::Error for Error {}
 
 /// Shorthand for kernel results.
 pub type Result<T, E = Error> = core::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::ErrorCode;
+
+    #[test]
+    fn the_table_is_numbered_densely_and_round_trips() {
+        for (i, code) in ErrorCode::ALL.iter().enumerate() {
+            assert_eq!(code.value(), i as u32 + 1, "{code:?}");
+            assert_eq!(ErrorCode::from_value(code.value()), Some(*code));
+            assert!(!code.description().is_empty());
+            assert_eq!(code.name(), format!("{code:?}"));
+        }
+        assert_eq!(ErrorCode::from_value(0), None);
+        assert_eq!(ErrorCode::from_value(ErrorCode::ALL.len() as u32 + 1), None);
+    }
+}

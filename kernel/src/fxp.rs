@@ -142,6 +142,48 @@ pub fn convert_f32(input: &[f32], out: &mut [Fxp]) -> Result<()> {
     Ok(())
 }
 
+/// Converts a slice of `f64` into `out` (same length) with per-component errors. Rounds the
+/// `f64` value directly (never through `f32`).
+pub fn convert_f64(input: &[f64], out: &mut [Fxp]) -> Result<()> {
+    if input.len() != out.len() {
+        return Err(Error::Dimension {
+            expected: u32::try_from(out.len()).unwrap_or(u32::MAX),
+            got: input.len() as u64,
+        });
+    }
+    for (i, (x, o)) in input.iter().zip(out.iter_mut()).enumerate() {
+        *o = Fxp::from_f64(*x, u32::try_from(i).unwrap_or(u32::MAX))?;
+    }
+    Ok(())
+}
+
+/// The floats every binding hands in, converted once, here: `f32` or `f64` components.
+pub trait Float: Copy {
+    /// Converts `input` into `out` (same length), naming the first bad component.
+    fn convert(input: &[Self], out: &mut [Fxp]) -> Result<()>;
+}
+
+impl Float for f32 {
+    fn convert(input: &[f32], out: &mut [Fxp]) -> Result<()> {
+        convert_f32(input, out)
+    }
+}
+
+impl Float for f64 {
+    fn convert(input: &[f64], out: &mut [Fxp]) -> Result<()> {
+        convert_f64(input, out)
+    }
+}
+
+/// Converts floats to a new vector of Q16.16 values (the allocating form of [`convert_f32`]
+/// and [`convert_f64`]).
+#[cfg(feature = "alloc")]
+pub fn to_vec<F: Float>(input: &[F]) -> Result<alloc::vec::Vec<Fxp>> {
+    let mut out = alloc::vec![Fxp::ZERO; input.len()];
+    F::convert(input, &mut out)?;
+    Ok(out)
+}
+
 /// Bound for the narrow paths. If `max_abs(a) + max_abs(b) < 2^23` (values within ±64.0 on both
 /// sides, roughly), every difference is below 2^23, its square below 2^46, and a sum of at most
 /// 65,536 (`MAX_DIM`) squares below 2^62; every product is below 2^44 (AM-GM), a sum of them

@@ -317,7 +317,14 @@ static int test_handles(void) {
     CHECK(strstr(valori_errmsg(NULL), "2-dimensional") != NULL);
     /* no database and no dimension */
     dir_for(path, sizeof path, "never-created");
-    CHECK_RC(valori_open(path, NULL, &db), VALORI_INVALID_INPUT);
+    CHECK_RC(valori_open(path, NULL, &db), VALORI_NOT_FOUND);
+    CHECK(db == NULL);
+    CHECK(strstr(valori_errmsg(NULL), "no database in") != NULL);
+    /* a dimension, but creation disabled */
+    CHECK_RC(valori_options_init(&opts), VALORI_OK);
+    opts.dim = 2;
+    opts.create = 0;
+    CHECK_RC(valori_open(path, &opts, &db), VALORI_NOT_FOUND);
     CHECK(db == NULL);
     return 0;
 }
