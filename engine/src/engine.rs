@@ -1,41 +1,31 @@
 //! The engine handle: the write path (apply, log, durability), reads, checkpoints, export.
 
+use crate::directory;
 use crate::error::{Error, Result};
+use crate::export::Export;
 use crate::options::{Durability, Options};
-use crate::recovery::{self, SalvageReport};
-use crate::snapshot;
-use crate::storage::{FsStorage, LockGuard, Storage, StorageFile};
-use crate::wal::{self, Chain};
+use crate::recovery::{self, Recovered, SalvageReport};
+use crate::storage::{FsStorage, LockGuard, Storage};
+use crate::wal::{self, Chain, FlushError, Writer};
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
-use valori_kernel::{Applied, Command, Config, Direction, Edge, Fxp, Hit, Hop, Kernel, Words};
+use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use valori_kernel::{fxp, Applied, Command, Config, Direction, Edge, Fxp, Hit, Hop, Kernel, Words};
 
 /// In-memory state guarded by the state lock.
-pub(crate) struct State {
-    pub(crate) kernel: Kernel<'static>,
+struct State {
+    kernel: Kernel<'static>,
     /// Last sequence number applied and handed to the log.
-    pub(crate) seq: u64,
+    seq: u64,
     /// Chain value after record `seq`.
-    pub(crate) chain: Chain,
+    chain: Chain,
     /// Sequence number of the newest snapshot.
-    pub(crate) snapshot_seq: u64,
-    /// Bytes in the current WAL segment (written or pending).
-    pub(crate) segment_bytes: u64,
+    snapshot_seq: u64,
+    /// Bytes in the current WAL segment (written or staged).
+    segment_bytes: u64,
     /// Size of the state's encoding at the last checkpoint (or at open).
-    pub(crate) snapshot_bytes: u64,
-}
-
-/// The log writer, guarded by the log lock. Records wait in `pending` until a flusher (the
-/// committing thread, or the group-commit leader) writes and syncs them.
-pub(crate) struct Log {
-    pub(crate) file: Option<Box<dyn StorageFile>>,
-    pub(crate) pending: Vec<u8>,
-    pub(crate) pending_seq: u64,
-    pub(crate) written_seq: u64,
-    pub(crate) synced_seq: u64,
-    pub(crate) flushing: bool,
+    snapshot_bytes: u64,
 }
 
 /// A record read from the database (owned).
@@ -51,34 +41,19 @@ pub struct Record {
     pub vector: Vec<Fxp>,
 }
 
-/// Everything another machine needs to rebuild this database's state and compare hashes:
-/// the newest snapshot's kernel encoding and the commands logged after it.
-#[derive(Clone, Debug)]
-pub struct Export {
-    /// Kernel state encoding (`docs/FORMAT.md` §3) at `base_seq`.
-    pub base_state: Vec<u8>,
-    /// Sequence number the base state includes.
-    pub base_seq: u64,
-    /// Encoded commands `base_seq + 1 ..= seq`, in order.
-    pub commands: Vec<Vec<u8>>,
-    /// The current state hash, which replay must reproduce.
-    pub state_hash: [u8; 32],
-}
-
 /// A durable Valori database: a directory holding a lock file, WAL segments and snapshots.
 ///
 /// `Engine` is `Send + Sync`: share it (e.g. in an `Arc`); searches run concurrently, writes
 /// are serialised, and with [`Durability::GroupCommit`] concurrent writers share fsyncs.
 pub struct Engine {
-    pub(crate) dir: PathBuf,
-    pub(crate) storage: Arc<dyn Storage>,
-    pub(crate) options: Options,
-    pub(crate) state: RwLock<State>,
-    pub(crate) log: Mutex<Log>,
-    pub(crate) log_cv: Condvar,
-    pub(crate) poisoned: AtomicBool,
-    pub(crate) salvage: Option<SalvageReport>,
-    pub(crate) _lock: LockGuard,
+    dir: PathBuf,
+    storage: Arc<dyn Storage>,
+    options: Options,
+    state: RwLock<State>,
+    log: Writer,
+    poisoned: AtomicBool,
+    salvage: Option<SalvageReport>,
+    _lock: LockGuard,
 }
 
 impl std::fmt::Debug for Engine {
@@ -104,7 +79,38 @@ impl Engine {
         options: Options,
         storage: Arc<dyn Storage>,
     ) -> Result<Engine> {
-        recovery::open(path.as_ref(), options, storage)
+        let dir = path.as_ref();
+        let lock = directory::lock(&*storage, dir, !options.salvage)?;
+        let recovered = recovery::recover(&*storage, dir, &options)?;
+        Ok(Engine::from_recovered(
+            dir, storage, options, lock, recovered,
+        ))
+    }
+
+    fn from_recovered(
+        dir: &Path,
+        storage: Arc<dyn Storage>,
+        options: Options,
+        lock: LockGuard,
+        r: Recovered,
+    ) -> Engine {
+        Engine {
+            dir: dir.to_path_buf(),
+            storage,
+            options,
+            log: Writer::new(r.segment, r.seq),
+            state: RwLock::new(State {
+                snapshot_bytes: r.kernel.encoded_len_hint(),
+                kernel: r.kernel,
+                seq: r.seq,
+                chain: r.chain,
+                snapshot_seq: r.snapshot_seq,
+                segment_bytes: r.segment_bytes,
+            }),
+            poisoned: AtomicBool::new(false),
+            salvage: r.salvage,
+            _lock: lock,
+        }
     }
 
     /// The database directory.
@@ -128,7 +134,12 @@ impl Engine {
 
     fn poison(&self) {
         self.poisoned.store(true, Ordering::SeqCst);
-        self.log_cv.notify_all();
+        self.log.stop();
+    }
+
+    /// True for a salvage open: it refuses writes and never touches the files.
+    fn read_only(&self) -> bool {
+        self.options.salvage
     }
 
     fn read_state(&self) -> Result<RwLockReadGuard<'_, State>> {
@@ -137,19 +148,13 @@ impl Engine {
     }
 
     fn write_state(&self) -> Result<RwLockWriteGuard<'_, State>> {
-        if self.salvage.is_some() || self.options.salvage {
+        if self.read_only() {
             return Err(Error::ReadOnly);
         }
         self.check_usable()?;
         let st = self.state.write().map_err(|_| Error::Poisoned)?;
         self.check_usable()?;
         Ok(st)
-    }
-
-    fn log_lock(&self) -> MutexGuard<'_, Log> {
-        // The log lock is never held across code that can panic; if it were poisoned the
-        // handle is poisoned too and every caller checks that first.
-        self.log.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Applies a command and makes it durable as the [`Durability`] mode says; returns only
@@ -159,13 +164,9 @@ impl Engine {
         let applied = st.kernel.apply(cmd)?;
         let payload = cmd.to_vec();
         let seq = st.seq + 1;
-        {
-            let mut log = self.log_lock();
-            let before = log.pending.len();
-            st.chain = wal::encode_record(seq, &st.chain, &payload, &mut log.pending);
-            log.pending_seq = seq;
-            st.segment_bytes += (log.pending.len() - before) as u64;
-        }
+        let (chain, bytes) = self.log.stage(seq, &st.chain, &payload);
+        st.chain = chain;
+        st.segment_bytes += bytes;
         st.seq = seq;
         // Once the command is durable it is acknowledged: a failed automatic checkpoint from
         // here on poisons the handle (the next call reports it) but never un-acknowledges it.
@@ -206,61 +207,24 @@ impl Engine {
         }
     }
 
-    /// Writes (and with `fsync`, syncs) the log through record `seq`. One caller at a time
-    /// flushes everything pending; the others wait for it and find their records done.
+    /// Writes (and with `fsync`, syncs) the log through record `seq`; a failure poisons the
+    /// handle.
     fn sync_through(&self, seq: u64, fsync: bool) -> Result<()> {
-        let mut log = self.log_lock();
-        loop {
-            self.check_usable()?;
-            let done = if fsync {
-                log.synced_seq >= seq
-            } else {
-                log.written_seq >= seq
-            };
-            if done {
-                return Ok(());
-            }
-            if log.flushing {
-                log = self.log_cv.wait(log).unwrap_or_else(|p| p.into_inner());
-                continue;
-            }
-            log.flushing = true;
-            let buf = std::mem::take(&mut log.pending);
-            let upto = log.pending_seq;
-            let mut file = log.file.take();
-            drop(log);
-            let result = match file.as_mut() {
-                Some(f) => (if buf.is_empty() {
-                    Ok(())
-                } else {
-                    f.append(&buf)
+        self.check_usable()?;
+        match self.log.flush_through(seq, fsync) {
+            Ok(()) => Ok(()),
+            Err(FlushError::Stopped) => Err(Error::Poisoned),
+            Err(FlushError::Io(source)) => {
+                self.poison();
+                Err(Error::Io {
+                    op: if fsync {
+                        "writing and syncing the WAL in"
+                    } else {
+                        "writing the WAL in"
+                    },
+                    path: self.dir.clone(),
+                    source,
                 })
-                .and_then(|()| if fsync { f.sync() } else { Ok(()) }),
-                None => Err(std::io::Error::other("no open WAL segment")),
-            };
-            log = self.log_lock();
-            log.file = file;
-            log.flushing = false;
-            match result {
-                Ok(()) => {
-                    log.written_seq = log.written_seq.max(upto);
-                    if fsync {
-                        log.synced_seq = log.synced_seq.max(upto);
-                    }
-                    self.log_cv.notify_all();
-                }
-                Err(e) => {
-                    self.poison();
-                    return Err(Error::Io {
-                        op: if fsync {
-                            "writing and syncing the WAL in"
-                        } else {
-                            "writing the WAL in"
-                        },
-                        path: self.dir.clone(),
-                        source: e,
-                    });
-                }
             }
         }
     }
@@ -277,11 +241,10 @@ impl Engine {
         }
         self.sync_through(st.seq, true)?;
         let result =
-            recovery::install_checkpoint(&*self.storage, &self.dir, st.seq, &st.chain, &st.kernel);
+            directory::install_checkpoint(&*self.storage, &self.dir, st.seq, &st.chain, &st.kernel);
         match result {
             Ok(file) => {
-                let mut log = self.log_lock();
-                log.file = Some(file);
+                self.log.switch_segment(file);
                 st.snapshot_seq = st.seq;
                 st.segment_bytes = wal::SEGMENT_HEADER_LEN as u64;
                 st.snapshot_bytes = st.kernel.encoded_len_hint();
@@ -302,22 +265,15 @@ impl Engine {
     /// Makes everything applied so far durable (useful with [`Durability::None`]).
     pub fn flush(&self) -> Result<()> {
         let seq = self.read_state()?.seq;
-        if self.salvage.is_some() || self.options.salvage {
+        if self.read_only() {
             return Ok(());
         }
         self.sync_through(seq, true)
     }
 
-    /// Converts floats to Q16.16, naming the component in errors.
-    fn convert(values: &[f32]) -> Result<Vec<Fxp>> {
-        let mut out = vec![Fxp::ZERO; values.len()];
-        valori_kernel::fxp::convert_f32(values, &mut out)?;
-        Ok(out)
-    }
-
     /// Inserts a vector with an optional tag and metadata; returns its id.
     pub fn insert(&self, vector: &[f32], tag: Option<u64>, meta: &[u8]) -> Result<u64> {
-        let v = Engine::convert(vector)?;
+        let v = fxp::to_vec(vector)?;
         created(self.apply(&Command::Insert {
             id: None,
             tag,
@@ -329,7 +285,7 @@ impl Engine {
     /// Inserts `n` vectors (`vectors.len() == n * dim`, row-major) atomically as one WAL
     /// record, with no tags or one per vector; returns their (consecutive) ids.
     pub fn insert_batch(&self, vectors: &[f32], tags: &[u64]) -> Result<Range<u64>> {
-        let v = Engine::convert(vectors)?;
+        let v = fxp::to_vec(vectors)?;
         let cmd = Command::InsertBatch {
             ids: Words::EMPTY,
             tags: Words::Native(tags),
@@ -390,7 +346,7 @@ impl Engine {
 
     /// Exact k nearest records to `query`, optionally only those tagged `tag`.
     pub fn search(&self, query: &[f32], k: u32, tag: Option<u64>) -> Result<Vec<Hit>> {
-        let q = Engine::convert(query)?;
+        let q = fxp::to_vec(query)?;
         Ok(self.read_state()?.kernel.search_vec(&q, k, tag)?)
     }
 
@@ -464,11 +420,11 @@ impl Engine {
     /// The newest snapshot's state and the commands logged after it, read back from disk.
     pub fn export(&self) -> Result<Export> {
         let st = self.read_state()?;
-        if self.salvage.is_none() && !self.options.salvage {
+        if !self.read_only() {
             self.sync_through(st.seq, false)?;
         }
         let (base_state, commands) =
-            recovery::read_log(&*self.storage, &self.dir, st.snapshot_seq, st.seq)?;
+            directory::read_back(&*self.storage, &self.dir, st.snapshot_seq, st.seq)?;
         Ok(Export {
             base_state,
             base_seq: st.snapshot_seq,
@@ -490,37 +446,4 @@ fn created(a: Applied) -> Result<u64> {
         Applied::Created(id) => Ok(id),
         other => Err(Error::Internal(format!("create answered {other:?}"))),
     }
-}
-
-/// Replays encoded commands (as exported) into `kernel`; returns how many were applied. A
-/// command that does not decode or apply is `Corrupt` naming its index.
-pub fn replay_into<'a>(
-    kernel: &mut Kernel<'_>,
-    commands: impl IntoIterator<Item = &'a [u8]>,
-) -> Result<u64> {
-    let mut n = 0u64;
-    for bytes in commands {
-        let cmd = Command::decode(bytes).map_err(|e| {
-            Error::corrupt("<commands>", n, format!("command {n} does not decode: {e}"))
-        })?;
-        kernel.apply(&cmd).map_err(|e| {
-            Error::corrupt("<commands>", n, format!("command {n} does not apply: {e}"))
-        })?;
-        n += 1;
-    }
-    Ok(n)
-}
-
-/// Rebuilds a kernel from an [`Export`]: decode the base state, replay the commands.
-pub fn replay_export(export: &Export) -> Result<Kernel<'static>> {
-    let mut k = Kernel::from_bytes(&export.base_state)?;
-    replay_into(&mut k, export.commands.iter().map(Vec::as_slice))?;
-    Ok(k)
-}
-
-/// Decodes a snapshot file's bytes (for tools): the kernel and the recorded sequence number.
-pub fn decode_snapshot(bytes: &[u8]) -> Result<(u64, Kernel<'static>)> {
-    snapshot::decode(bytes)
-        .map(|s| (s.seq, s.kernel))
-        .map_err(|(offset, reason)| Error::corrupt("<snapshot>", offset, reason))
 }

@@ -28,8 +28,10 @@
 //! Files, formats, the recovery algorithm and what each durability mode survives:
 //! `docs/FORMAT.md` §7–11.
 
+mod directory;
 mod engine;
 mod error;
+mod export;
 mod options;
 mod recovery;
 pub mod sim;
@@ -37,10 +39,13 @@ pub mod snapshot;
 mod storage;
 pub mod wal;
 
-pub use engine::{decode_snapshot, replay_export, replay_into, Engine, Export, Record};
+pub use directory::LOCK_NAME;
+pub use engine::{Engine, Record};
 pub use error::{Error, Result};
+pub use export::{replay_export, replay_into, Export, EXPORT_MAGIC, EXPORT_VERSION};
 pub use options::{Durability, Options};
-pub use recovery::{SalvageReport, LOCK_NAME};
+pub use recovery::SalvageReport;
+pub use snapshot::decode_file as decode_snapshot;
 pub use storage::{FsStorage, LockGuard, Storage, StorageFile};
 pub use valori_kernel;
 

@@ -1,25 +1,37 @@
-//! Opening a database: lock, create or recover (newest snapshot + the WAL after it), and the
-//! checkpoint installation shared with `Engine::checkpoint`.
+//! Recovering a database's state from its directory: the newest snapshot plus the WAL after
+//! it, or a new empty database. Returns a plain [`Recovered`] value; it knows nothing of the
+//! engine handle that is built from it.
 //!
 //! Recovery is strict: a torn record at the very end of the log (an append interrupted by a
 //! crash, never acknowledged) is cut off; any other damage is `Corrupt` with file and offset.
-//! A salvage open instead stops at the first damage and opens read-only.
+//! A salvage open instead stops at the first damage and changes no file.
 
-use crate::engine::{Engine, Log, State};
+use crate::directory::{self, Listing};
 use crate::error::{Error, Result};
 use crate::options::Options;
-use crate::snapshot::{self, parse_snapshot_name, snapshot_name};
+use crate::snapshot;
 use crate::storage::{Storage, StorageFile};
-use crate::wal::{
-    self, genesis_chain, parse_segment, parse_segment_name, segment_name, Chain, Segment, Tail,
-};
+use crate::wal::{self, genesis_chain, parse_segment, parse_segment_name, Chain, Segment, Tail};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::AtomicBool;
-use std::sync::{Arc, Condvar, Mutex, RwLock};
 use valori_kernel::{Command, Config, Kernel, Metric};
 
-/// Name of the lock file in a database directory.
-pub const LOCK_NAME: &str = "LOCK";
+/// The state recovery found, and where the log continues.
+pub(crate) struct Recovered {
+    /// The state after the last intact record.
+    pub(crate) kernel: Kernel<'static>,
+    /// The last sequence number applied.
+    pub(crate) seq: u64,
+    /// The chain value after it.
+    pub(crate) chain: Chain,
+    /// Sequence number of the snapshot recovery started from.
+    pub(crate) snapshot_seq: u64,
+    /// The segment where appends continue (none for a salvage open).
+    pub(crate) segment: Option<Box<dyn StorageFile>>,
+    /// Bytes in that segment.
+    pub(crate) segment_bytes: u64,
+    /// What a salvage open found damaged.
+    pub(crate) salvage: Option<SalvageReport>,
+}
 
 /// What a salvage open found: the first damage, and how far the recovered state reaches.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -32,94 +44,6 @@ pub struct SalvageReport {
     pub reason: String,
     /// Last sequence number recovered intact.
     pub recovered_seq: u64,
-}
-
-struct Listing {
-    snapshots: Vec<(u64, String)>,
-    segments: Vec<(u64, String)>,
-    temps: Vec<String>,
-}
-
-fn list(storage: &dyn Storage, dir: &Path) -> Result<Listing> {
-    let mut l = Listing {
-        snapshots: Vec::new(),
-        segments: Vec::new(),
-        temps: Vec::new(),
-    };
-    for name in storage.list(dir).map_err(Error::io("listing", dir))? {
-        if let Some(seq) = parse_snapshot_name(&name) {
-            l.snapshots.push((seq, name));
-        } else if let Some(seq) = parse_segment_name(&name) {
-            l.segments.push((seq, name));
-        } else if name.ends_with(".tmp") {
-            l.temps.push(name);
-        }
-    }
-    l.snapshots.sort();
-    l.segments.sort();
-    Ok(l)
-}
-
-/// Writes the snapshot of `kernel` at `seq` atomically (temp file, fsync, rename, directory
-/// fsync), starts the next WAL segment (fsynced, directory fsynced), then removes the
-/// segments and snapshots it supersedes. Returns the new segment, open for appending.
-pub(crate) fn install_checkpoint(
-    storage: &dyn Storage,
-    dir: &Path,
-    seq: u64,
-    chain: &Chain,
-    kernel: &Kernel<'_>,
-) -> Result<Box<dyn StorageFile>> {
-    let name = snapshot_name(seq);
-    let path = dir.join(&name);
-    let tmp = dir.join(format!("{name}.tmp"));
-    let mut f = storage.create(&tmp).map_err(Error::io("creating", &tmp))?;
-    snapshot::write(seq, chain, kernel, &mut |b: &[u8]| f.append(b))
-        .map_err(Error::io("writing", &tmp))?;
-    f.sync().map_err(Error::io("syncing", &tmp))?;
-    drop(f);
-    storage
-        .rename(&tmp, &path)
-        .map_err(Error::io("renaming to", &path))?;
-    storage
-        .sync_dir(dir)
-        .map_err(Error::io("syncing directory", dir))?;
-    let file = new_segment(storage, dir, seq + 1, chain)?;
-    for (old, name) in list(storage, dir)?.segments {
-        if old <= seq {
-            let p = dir.join(name);
-            storage.remove(&p).map_err(Error::io("removing", &p))?;
-        }
-    }
-    for (old, name) in list(storage, dir)?.snapshots {
-        if old < seq {
-            let p = dir.join(name);
-            storage.remove(&p).map_err(Error::io("removing", &p))?;
-        }
-    }
-    storage
-        .sync_dir(dir)
-        .map_err(Error::io("syncing directory", dir))?;
-    Ok(file)
-}
-
-fn new_segment(
-    storage: &dyn Storage,
-    dir: &Path,
-    first: u64,
-    chain: &Chain,
-) -> Result<Box<dyn StorageFile>> {
-    let path = dir.join(segment_name(first));
-    let mut f = storage
-        .create(&path)
-        .map_err(Error::io("creating", &path))?;
-    f.append(&wal::segment_header(first, chain))
-        .map_err(Error::io("writing", &path))?;
-    f.sync().map_err(Error::io("syncing", &path))?;
-    storage
-        .sync_dir(dir)
-        .map_err(Error::io("syncing directory", dir))?;
-    Ok(f)
 }
 
 /// The last segment found, as recovery left it.
@@ -179,29 +103,15 @@ impl Replay {
     }
 }
 
-pub(crate) fn open(dir: &Path, options: Options, storage: Arc<dyn Storage>) -> Result<Engine> {
+/// Recovers the database in `dir` (whose lock the caller holds), or creates it as `options`
+/// allow.
+pub(crate) fn recover(storage: &dyn Storage, dir: &Path, options: &Options) -> Result<Recovered> {
+    let listing = directory::list(storage, dir)?;
     if !options.salvage {
-        storage
-            .create_dir_all(dir)
-            .map_err(Error::io("creating", dir))?;
+        directory::remove_temps(storage, dir, &listing)?;
     }
-    let lock_path = dir.join(LOCK_NAME);
-    let lock = storage
-        .try_lock(&lock_path)
-        .map_err(Error::io("locking", &lock_path))?
-        .ok_or_else(|| Error::Busy {
-            path: dir.to_path_buf(),
-        })?;
-    let listing = list(&*storage, dir)?;
-    if !options.salvage {
-        for t in &listing.temps {
-            let p = dir.join(t);
-            storage.remove(&p).map_err(Error::io("removing", &p))?;
-        }
-    }
-
     let Some((snap_seq, snap_name)) = listing.snapshots.last().cloned() else {
-        return create(dir, options, storage, lock, &listing);
+        return create(storage, dir, options, &listing);
     };
     let snap_path = dir.join(&snap_name);
     let bytes = storage
@@ -216,7 +126,7 @@ pub(crate) fn open(dir: &Path, options: Options, storage: Arc<dyn Storage>) -> R
             "sequence number differs from the file name",
         ));
     }
-    check_config(snap.kernel.config(), &options)?;
+    check_config(snap.kernel.config(), options)?;
     let mut replay = Replay {
         kernel: snap.kernel,
         seq: snap.seq,
@@ -259,7 +169,7 @@ pub(crate) fn open(dir: &Path, options: Options, storage: Arc<dyn Storage>) -> R
             Ok(seg) => {
                 replay
                     .apply(&seg, &bytes, &path)
-                    .or_else(|e| salvage_or(&options, e, &mut report, replay.seq))?;
+                    .or_else(|e| salvage_or(options, e, &mut report, replay.seq))?;
                 if report.is_some() {
                     break;
                 }
@@ -279,9 +189,9 @@ pub(crate) fn open(dir: &Path, options: Options, storage: Arc<dyn Storage>) -> R
                 // Salvage: keep the intact records before the damage.
                 replay
                     .apply(&seg, &bytes, &path)
-                    .or_else(|e2| salvage_or(&options, e2, &mut report, replay.seq))?;
+                    .or_else(|e2| salvage_or(options, e2, &mut report, replay.seq))?;
                 if report.is_none() {
-                    salvage_or(&options, e, &mut report, replay.seq)?;
+                    salvage_or(options, e, &mut report, replay.seq)?;
                 }
                 break;
             }
@@ -326,7 +236,7 @@ pub(crate) fn open(dir: &Path, options: Options, storage: Arc<dyn Storage>) -> R
                 storage
                     .remove(&t.path)
                     .map_err(Error::io("removing", &t.path))?;
-                new_segment(&*storage, dir, replay.seq + 1, &replay.chain)?
+                directory::new_segment(storage, dir, replay.seq + 1, &replay.chain)?
             }
             Some(t) if t.end_seq > replay.seq => {
                 return Err(Error::corrupt(
@@ -337,34 +247,17 @@ pub(crate) fn open(dir: &Path, options: Options, storage: Arc<dyn Storage>) -> R
             }
             // No segment, or only segments the snapshot already covers (checkpoint interrupted
             // before it started the next segment).
-            _ => new_segment(&*storage, dir, replay.seq + 1, &replay.chain)?,
+            _ => directory::new_segment(storage, dir, replay.seq + 1, &replay.chain)?,
         })
     };
-    let seq = replay.seq;
-    Ok(Engine {
-        dir: dir.to_path_buf(),
-        storage,
-        options,
-        state: RwLock::new(State {
-            snapshot_bytes: replay.kernel.encoded_len_hint(),
-            kernel: replay.kernel,
-            seq,
-            chain: replay.chain,
-            snapshot_seq: snap_seq,
-            segment_bytes,
-        }),
-        log: Mutex::new(Log {
-            file,
-            pending: Vec::new(),
-            pending_seq: seq,
-            written_seq: seq,
-            synced_seq: seq,
-            flushing: false,
-        }),
-        log_cv: Condvar::new(),
-        poisoned: AtomicBool::new(false),
+    Ok(Recovered {
+        kernel: replay.kernel,
+        seq: replay.seq,
+        chain: replay.chain,
+        snapshot_seq: snap_seq,
+        segment: file,
+        segment_bytes,
         salvage: report,
-        _lock: lock,
     })
 }
 
@@ -396,29 +289,27 @@ fn salvage_or(
 }
 
 fn check_config(found: Config, options: &Options) -> Result<()> {
-    if options.dim.is_some_and(|d| d != found.dim) {
+    if let Some(dim) = options.dim.filter(|&d| d != found.dim) {
         return Err(Error::Mismatch(format!(
-            "the database holds {}-dimensional vectors, the options say {}",
-            found.dim,
-            options.dim.unwrap_or(0)
+            "the database holds {}-dimensional vectors, the options say {dim}",
+            found.dim
         )));
     }
-    if options.metric.is_some_and(|m| m != found.metric) {
+    if let Some(metric) = options.metric.filter(|&m| m != found.metric) {
         return Err(Error::Mismatch(format!(
-            "the database uses the {:?} metric, the options say {:?}",
-            found.metric, options.metric
+            "the database uses the {:?} metric, the options say {metric:?}",
+            found.metric
         )));
     }
     Ok(())
 }
 
 fn create(
+    storage: &dyn Storage,
     dir: &Path,
-    options: Options,
-    storage: Arc<dyn Storage>,
-    lock: crate::storage::LockGuard,
+    options: &Options,
     listing: &Listing,
-) -> Result<Engine> {
+) -> Result<Recovered> {
     if let Some((_, name)) = listing.segments.first() {
         return Err(Error::corrupt(
             dir.join(name),
@@ -436,57 +327,14 @@ fn create(
     };
     let kernel = Kernel::new(Config::new(dim, options.metric.unwrap_or(Metric::L2))?)?;
     let chain = genesis_chain();
-    let file = install_checkpoint(&*storage, dir, 0, &chain, &kernel)?;
-    Ok(Engine {
-        dir: dir.to_path_buf(),
-        storage,
-        options,
-        state: RwLock::new(State {
-            snapshot_bytes: kernel.encoded_len_hint(),
-            kernel,
-            seq: 0,
-            chain,
-            snapshot_seq: 0,
-            segment_bytes: wal::SEGMENT_HEADER_LEN as u64,
-        }),
-        log: Mutex::new(Log {
-            file: Some(file),
-            pending: Vec::new(),
-            pending_seq: 0,
-            written_seq: 0,
-            synced_seq: 0,
-            flushing: false,
-        }),
-        log_cv: Condvar::new(),
-        poisoned: AtomicBool::new(false),
+    let segment = directory::install_checkpoint(storage, dir, 0, &chain, &kernel)?;
+    Ok(Recovered {
+        kernel,
+        seq: 0,
+        chain,
+        snapshot_seq: 0,
+        segment: Some(segment),
+        segment_bytes: wal::SEGMENT_HEADER_LEN as u64,
         salvage: None,
-        _lock: lock,
     })
-}
-
-/// Reads back the snapshot at `snapshot_seq` and the logged commands after it through `seq`.
-pub(crate) fn read_log(
-    storage: &dyn Storage,
-    dir: &Path,
-    snapshot_seq: u64,
-    seq: u64,
-) -> Result<(Vec<u8>, Vec<Vec<u8>>)> {
-    let snap_path = dir.join(snapshot_name(snapshot_seq));
-    let bytes = storage
-        .read(&snap_path)
-        .map_err(Error::io("reading", &snap_path))?;
-    let snap = snapshot::decode(&bytes).map_err(|(o, r)| Error::corrupt(&snap_path, o, r))?;
-    let mut commands = Vec::new();
-    for (_, name) in list(storage, dir)?.segments {
-        let path = dir.join(name);
-        let bytes = storage.read(&path).map_err(Error::io("reading", &path))?;
-        let seg =
-            parse_segment(&bytes).map_err(|(d, _)| Error::corrupt(&path, d.offset, d.reason))?;
-        for rec in seg.records {
-            if rec.seq > snapshot_seq && rec.seq <= seq {
-                commands.push(bytes.get(rec.payload).unwrap_or_default().to_vec());
-            }
-        }
-    }
-    Ok((snap.kernel.to_bytes(), commands))
 }

@@ -23,6 +23,10 @@ enum DirOp {
 }
 
 /// A deliberately broken disk, to prove the crash tests can fail.
+///
+/// Hidden from the docs: it exists for the engine's own planted-bug controls
+/// (`tests/crash_sim.rs`), which live outside the crate and so need it public.
+#[doc(hidden)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum PlantedBug {
     /// `sync_dir` does nothing: new and renamed files may vanish at a crash.
@@ -184,6 +188,7 @@ impl SimStorage {
     }
 
     /// A disk whose syncs are broken as `bug` says.
+    #[doc(hidden)]
     pub fn with_bug(bug: PlantedBug) -> SimStorage {
         let s = SimStorage::new();
         s.lock().bug = Some(bug);

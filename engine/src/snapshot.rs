@@ -9,6 +9,7 @@
 //! Section kind 1 is the kernel state encoding (`docs/FORMAT.md` §3). Identical states at the
 //! same sequence number give identical files.
 
+use crate::error::{Error, Result};
 use crate::wal::Chain;
 use valori_kernel::Kernel;
 
@@ -235,4 +236,11 @@ pub fn decode(bytes: &[u8]) -> Result<Snapshot, (u64, String)> {
         state_hash,
         kernel,
     })
+}
+
+/// Decodes a snapshot file's bytes (for tools): the recorded sequence number and the kernel.
+pub fn decode_file(bytes: &[u8]) -> Result<(u64, Kernel<'static>)> {
+    decode(bytes)
+        .map(|s| (s.seq, s.kernel))
+        .map_err(|(offset, reason)| Error::corrupt("<snapshot>", offset, reason))
 }

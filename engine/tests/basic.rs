@@ -142,11 +142,20 @@ fn options_must_match_an_existing_database() {
     let db = Engine::open(&dir, Options::default()).unwrap();
     assert_eq!(db.config().unwrap().dim, 4);
     drop(db);
+    // No database, and nothing to create one with: NotFound, whatever stops the creation.
     let fresh = tempdir("nodim");
-    assert!(matches!(
-        Engine::open(&fresh, Options::default()),
-        Err(Error::Mismatch(_))
-    ));
+    for options in [
+        Options::default(),
+        Options {
+            create: false,
+            ..Options::new(4, Metric::L2)
+        },
+    ] {
+        let e = Engine::open(&fresh, options).unwrap_err();
+        assert!(matches!(e, Error::NoDatabase { .. }), "{e}");
+        assert_eq!(e.code(), ErrorCode::NotFound);
+        assert!(e.to_string().contains("no database in"), "{e}");
+    }
     std::fs::remove_dir_all(&dir).unwrap();
     let _ = std::fs::remove_dir_all(&fresh);
 }

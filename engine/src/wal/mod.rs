@@ -11,8 +11,11 @@
 //! change, removal or reordering of records is detected.
 
 mod reader;
+mod writer;
 
 pub(crate) use reader::{parse_segment, Segment, Tail};
+pub(crate) use writer::{chain_value, FlushError, Writer};
+pub use writer::{encode_record, segment_header};
 
 /// Segment file magic.
 pub const SEGMENT_MAGIC: [u8; 4] = *b"VLRW";
@@ -48,39 +51,4 @@ pub fn parse_segment_name(name: &str) -> Option<u64> {
         return None;
     }
     digits.parse().ok()
-}
-
-/// The 64-byte header of a segment.
-pub fn segment_header(first_seq: u64, chain_in: &Chain) -> [u8; SEGMENT_HEADER_LEN] {
-    let mut h = [0u8; SEGMENT_HEADER_LEN];
-    h[0..4].copy_from_slice(&SEGMENT_MAGIC);
-    h[4..8].copy_from_slice(&WAL_VERSION.to_le_bytes());
-    h[8..16].copy_from_slice(&first_seq.to_le_bytes());
-    h[16..48].copy_from_slice(chain_in);
-    let check = blake3::hash(&h[0..48]);
-    h[48..64].copy_from_slice(&check.as_bytes()[..16]);
-    h
-}
-
-/// Appends one record to `out`; returns the new chain value.
-pub fn encode_record(seq: u64, prev: &Chain, payload: &[u8], out: &mut Vec<u8>) -> Chain {
-    let mut head = [0u8; RECORD_HEADER_LEN];
-    head[0..4].copy_from_slice(&RECORD_MAGIC);
-    head[4..8].copy_from_slice(&(payload.len() as u32).to_le_bytes());
-    head[8..16].copy_from_slice(&seq.to_le_bytes());
-    let check = blake3::hash(&head[0..16]);
-    head[16..24].copy_from_slice(&check.as_bytes()[..8]);
-    let chain = chain_value(prev, &head[0..16], payload);
-    out.extend_from_slice(&head);
-    out.extend_from_slice(payload);
-    out.extend_from_slice(&chain);
-    chain
-}
-
-pub(crate) fn chain_value(prev: &Chain, head16: &[u8], payload: &[u8]) -> Chain {
-    let mut h = blake3::Hasher::new();
-    h.update(prev);
-    h.update(head16);
-    h.update(payload);
-    *h.finalize().as_bytes()
 }

@@ -1,0 +1,175 @@
+//! The WAL writer: encodes records, stages them in memory, and writes and syncs them to the
+//! open segment. One caller at a time flushes everything staged; the others wait for it and
+//! find their records done (group commit falls out of this: whoever flushes takes every
+//! record staged so far).
+
+use super::{
+    Chain, RECORD_HEADER_LEN, RECORD_MAGIC, SEGMENT_HEADER_LEN, SEGMENT_MAGIC, WAL_VERSION,
+};
+use crate::storage::StorageFile;
+use std::io;
+use std::sync::{Condvar, Mutex, MutexGuard};
+
+/// The 64-byte header of a segment.
+pub fn segment_header(first_seq: u64, chain_in: &Chain) -> [u8; SEGMENT_HEADER_LEN] {
+    let mut h = [0u8; SEGMENT_HEADER_LEN];
+    h[0..4].copy_from_slice(&SEGMENT_MAGIC);
+    h[4..8].copy_from_slice(&WAL_VERSION.to_le_bytes());
+    h[8..16].copy_from_slice(&first_seq.to_le_bytes());
+    h[16..48].copy_from_slice(chain_in);
+    let check = blake3::hash(&h[0..48]);
+    h[48..64].copy_from_slice(&check.as_bytes()[..16]);
+    h
+}
+
+/// Appends one record to `out`; returns the new chain value.
+pub fn encode_record(seq: u64, prev: &Chain, payload: &[u8], out: &mut Vec<u8>) -> Chain {
+    let mut head = [0u8; RECORD_HEADER_LEN];
+    head[0..4].copy_from_slice(&RECORD_MAGIC);
+    head[4..8].copy_from_slice(&(payload.len() as u32).to_le_bytes());
+    head[8..16].copy_from_slice(&seq.to_le_bytes());
+    let check = blake3::hash(&head[0..16]);
+    head[16..24].copy_from_slice(&check.as_bytes()[..8]);
+    let chain = chain_value(prev, &head[0..16], payload);
+    out.extend_from_slice(&head);
+    out.extend_from_slice(payload);
+    out.extend_from_slice(&chain);
+    chain
+}
+
+pub(crate) fn chain_value(prev: &Chain, head16: &[u8], payload: &[u8]) -> Chain {
+    let mut h = blake3::Hasher::new();
+    h.update(prev);
+    h.update(head16);
+    h.update(payload);
+    *h.finalize().as_bytes()
+}
+
+/// Why a flush did not happen.
+#[derive(Debug)]
+pub(crate) enum FlushError {
+    /// The writer was stopped (an earlier failure); nothing was written.
+    Stopped,
+    /// The write or fsync failed; the writer is stopped from now on.
+    Io(io::Error),
+}
+
+struct Staged {
+    file: Option<Box<dyn StorageFile>>,
+    /// Encoded records not yet handed to the file.
+    buf: Vec<u8>,
+    /// Last sequence number staged.
+    staged_seq: u64,
+    /// Last sequence number written to the file (not necessarily durable).
+    written_seq: u64,
+    /// Last sequence number made durable by an fsync.
+    synced_seq: u64,
+    /// A flush is under way (its flusher has released the lock while doing I/O).
+    flushing: bool,
+    stopped: bool,
+}
+
+/// The appending end of the log.
+pub(crate) struct Writer {
+    staged: Mutex<Staged>,
+    flushed: Condvar,
+}
+
+impl Writer {
+    /// A writer appending to `file` (none: read-only) whose records through `seq` are already
+    /// in the file.
+    pub(crate) fn new(file: Option<Box<dyn StorageFile>>, seq: u64) -> Writer {
+        Writer {
+            staged: Mutex::new(Staged {
+                file,
+                buf: Vec::new(),
+                staged_seq: seq,
+                written_seq: seq,
+                synced_seq: seq,
+                flushing: false,
+                stopped: false,
+            }),
+            flushed: Condvar::new(),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Staged> {
+        // Nothing that can panic runs under this lock; a poisoned lock still holds consistent
+        // data, and `stopped` tells callers whether the log is usable.
+        self.staged.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Encodes record `seq` after chain value `prev` and stages it; returns the new chain
+    /// value and the bytes the record adds to the segment.
+    pub(crate) fn stage(&self, seq: u64, prev: &Chain, payload: &[u8]) -> (Chain, u64) {
+        let mut s = self.lock();
+        let before = s.buf.len();
+        let chain = encode_record(seq, prev, payload, &mut s.buf);
+        s.staged_seq = seq;
+        (chain, (s.buf.len() - before) as u64)
+    }
+
+    /// Writes (and with `fsync`, syncs) the log through record `seq`.
+    pub(crate) fn flush_through(&self, seq: u64, fsync: bool) -> Result<(), FlushError> {
+        let mut s = self.lock();
+        loop {
+            if s.stopped {
+                return Err(FlushError::Stopped);
+            }
+            let done = if fsync {
+                s.synced_seq >= seq
+            } else {
+                s.written_seq >= seq
+            };
+            if done {
+                return Ok(());
+            }
+            if s.flushing {
+                s = self.flushed.wait(s).unwrap_or_else(|p| p.into_inner());
+                continue;
+            }
+            s.flushing = true;
+            let buf = std::mem::take(&mut s.buf);
+            let upto = s.staged_seq;
+            let mut file = s.file.take();
+            drop(s);
+            let result = match file.as_mut() {
+                Some(f) => (if buf.is_empty() {
+                    Ok(())
+                } else {
+                    f.append(&buf)
+                })
+                .and_then(|()| if fsync { f.sync() } else { Ok(()) }),
+                None => Err(io::Error::other("no open WAL segment")),
+            };
+            s = self.lock();
+            s.file = file;
+            s.flushing = false;
+            match result {
+                Ok(()) => {
+                    s.written_seq = s.written_seq.max(upto);
+                    if fsync {
+                        s.synced_seq = s.synced_seq.max(upto);
+                    }
+                    self.flushed.notify_all();
+                }
+                Err(e) => {
+                    s.stopped = true;
+                    self.flushed.notify_all();
+                    return Err(FlushError::Io(e));
+                }
+            }
+        }
+    }
+
+    /// Continues in a new segment (after a checkpoint synced everything staged).
+    pub(crate) fn switch_segment(&self, file: Box<dyn StorageFile>) {
+        self.lock().file = Some(file);
+    }
+
+    /// Refuses every later flush and wakes the waiting writers (the handle is poisoned).
+    pub(crate) fn stop(&self) {
+        self.lock().stopped = true;
+        self.flushed.notify_all();
+    }
+}
