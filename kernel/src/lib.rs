@@ -45,6 +45,8 @@ mod command;
 mod error;
 pub mod fxp;
 mod kernel;
+// Public only for kernel/tests/simd.rs and the benches (SIMD == scalar, kernel timings): not API.
+#[doc(hidden)]
 pub mod simd;
 mod slab;
 
