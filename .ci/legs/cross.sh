@@ -1,0 +1,64 @@
+# shellcheck shell=bash
+# Leg "cross": the kernel suites on the other architectures, the golden-hash table on every
+# architecture and the Cortex-M firmware under QEMU, then the table's negative control.
+# Leg "cross-negative": the negative control alone.
+
+cross_setup() {
+  setup_apt cross
+  setup_node
+  # shellcheck disable=SC2154 # all_targets: .ci/setup.sh
+  setup_targets "${all_targets[@]}"
+}
+
+cross_kernel_suites() {
+  step "kernel suites (with the SIMD == scalar tests: NEON on aarch64) on aarch64 and s390x (qemu-user) and wasm32-wasip1 (Node WASI)"
+  local t
+  for t in aarch64-unknown-linux-gnu s390x-unknown-linux-gnu wasm32-wasip1; do
+    echo "-- $t"
+    cargo test -q -p valori-kernel --target "$t"
+  done
+}
+
+cross_hashes() {
+  step "golden hashes on every architecture, Cortex-M4F and Cortex-M3 firmware under QEMU"
+  bash scripts/cross-hashes.sh
+  grep -E "^(FOOTPRINT|STACK|KERNEL_MEM)" target/cross-hashes/firmware-m4.log target/cross-hashes/firmware-m3.log
+}
+
+# The table must be able to fail: with the kernel feature negative-control-native-endian (the
+# dimension encoded in native byte order) the s390x column, and only it, must differ, because
+# its golden test fails on a hash mismatch; x86_64 with the same feature must still pass.
+cross_negative_control() {
+  step "negative control: a planted native-endian field must make s390x, and only s390x, fail"
+  local out=target/cross-hashes-negative.out work=target/cross-hashes-negative
+  mkdir -p target
+  if bash scripts/cross-hashes.sh --negative-control >"$out" 2>&1; then
+    cat "$out"
+    die "negative control: the table passed with a native-endian field planted; it cannot fail"
+  fi
+  cat "$out"
+  grep -q "^test result: ok" "$work/x86_64-unknown-linux-gnu.log" \
+    || die "negative control: the x86_64 golden test must pass with the feature (see $work/x86_64-unknown-linux-gnu.log)"
+  # shellcheck disable=SC2016 # the backquotes are Rust's assert_eq! message, not a command
+  grep -q 'assertion `left == right` failed: .*tests/vectors/[^ ]*\.json$' "$work/s390x-unknown-linux-gnu.log" \
+    || die "negative control: the s390x golden test did not fail on a hash mismatch (see $work/s390x-unknown-linux-gnu.log)"
+  local bad
+  bad=$(sed -n '/^DIFFERENT OR MISSING:/,$p' "$out" | tail -n +2 | sed 's/^ *//' | grep -v '^$' || true)
+  [ -n "$bad" ] || die "negative control: the table listed no differing cell"
+  if grep -v ' on s390x: ' <<<"$bad"; then
+    die "negative control: cells other than s390x differ (above); only the big-endian leg may"
+  fi
+  echo "negative control: s390x failed as it must ($(wc -l <<<"$bad") cells), every other leg agreed"
+}
+
+leg_cross() {
+  cross_setup
+  cross_kernel_suites
+  cross_hashes
+  cross_negative_control
+}
+
+leg_cross_negative() {
+  cross_setup
+  cross_negative_control
+}

@@ -1,0 +1,22 @@
+# shellcheck shell=bash
+# Leg "quickstart": the README's first command, the Rust quickstart and the kernel example
+# must print the same state hash.
+
+leg_quickstart() {
+  setup_apt host
+  setup_rust
+  step "quickstart (the README's first command), the Rust quickstart and the kernel example agree"
+  local data_dir hashes
+  data_dir=$(mktemp -d)
+  bash scripts/quickstart.sh "$data_dir/c-db" | tee "$data_dir/c.txt"
+  VALORI_DATA_DIR="$data_dir" cargo run --release -p valori-engine --example quickstart | tee "$data_dir/first.txt"
+  VALORI_DATA_DIR="$data_dir" cargo run --release -p valori-engine --example quickstart | tee "$data_dir/second.txt"
+  grep -q "^reopened" "$data_dir/second.txt"
+  cargo run --release -p valori-kernel --example snapshot -- "$data_dir" | tee "$data_dir/kernel.txt"
+  hashes=$(grep -h "^state hash:" "$data_dir/c.txt" "$data_dir/first.txt" "$data_dir/second.txt" \
+    "$data_dir/kernel.txt" | sort -u | wc -l)
+  if [ "$hashes" != 1 ]; then
+    die "state hashes differ between the engine quickstart runs and the kernel example"
+  fi
+  rm -rf "$data_dir"
+}
