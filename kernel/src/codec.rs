@@ -8,9 +8,10 @@
 use crate::command::Word;
 use crate::error::{Error, Resource, Result};
 use crate::fxp::Fxp;
-use crate::kernel::{arena_push, full, MAX_DIM};
-use crate::kernel::{
-    Adj, Capacity, Config, EdgeSlot, IndexEntry, Kernel, Metric, NodeSlot, Row, EDGE_HAS_WEIGHT,
+use crate::memory::Capacity;
+use crate::state::{arena_push, full, MAX_DIM};
+use crate::state::{
+    Adj, Config, EdgeSlot, IndexEntry, Kernel, Metric, NodeSlot, Row, EDGE_HAS_WEIGHT,
     MAX_LABEL_LEN, MAX_META_LEN,
 };
 

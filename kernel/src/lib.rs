@@ -44,17 +44,24 @@ mod codec;
 mod command;
 mod error;
 pub mod fxp;
-mod kernel;
+mod graph;
+mod memory;
+mod records;
+mod search;
 // Public only for kernel/tests/simd.rs and the benches (SIMD == scalar, kernel timings): not API.
 #[doc(hidden)]
 pub mod simd;
 mod slab;
+mod state;
+mod vectors;
 
 pub use codec::{Sink, FORMAT_VERSION, MAGIC, STATE_HASH_DOMAIN};
 pub use command::{Command, Ids, LeBytes, Vector, Word, Words, WordsIter};
 pub use error::{Error, ErrorCode, Invalid, Object, Resource, Result};
 pub use fxp::Fxp;
-pub use kernel::{
-    Applied, Capacity, Config, Direction, Edge, Hit, HitSlot, Hop, HopSlot, Kernel, Metric,
-    NodeRef, RecordRef, VectorIter, VectorRef, MAX_DIM, MAX_LABEL_LEN, MAX_META_LEN,
-};
+pub use graph::{Direction, Edge, Hop, HopSlot, NodeRef};
+pub use memory::Capacity;
+pub use records::RecordRef;
+pub use search::{Hit, HitSlot};
+pub use state::{Applied, Config, Kernel, Metric, MAX_DIM, MAX_LABEL_LEN, MAX_META_LEN};
+pub use vectors::{VectorIter, VectorRef};

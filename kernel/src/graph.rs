@@ -3,12 +3,12 @@
 //! Cascades: deleting a node deletes every edge into or out of it; deleting a record deletes
 //! the nodes linked to it (and so their edges). No command leaves a dangling reference.
 
-use super::{
+use crate::error::{Error, Invalid, Object, Resource, Result};
+use crate::fxp::Fxp;
+use crate::state::{
     arena_push, arena_remove, full, resolve_id, Adj, EdgeSlot, Kernel, NodeSlot, EDGE_HAS_WEIGHT,
     MAX_LABEL_LEN, NODE_HAS_RECORD,
 };
-use crate::error::{Error, Invalid, Object, Resource, Result};
-use crate::fxp::Fxp;
 
 /// A node as stored.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -160,7 +160,7 @@ impl<'m> Kernel<'m> {
             .map(|n| n.id)
     }
 
-    pub(super) fn create_node(
+    pub(crate) fn create_node(
         &mut self,
         id: Option<u64>,
         kind: u32,
@@ -196,7 +196,7 @@ impl<'m> Kernel<'m> {
         Ok(id)
     }
 
-    pub(super) fn delete_node(&mut self, id: u64) -> Result<()> {
+    pub(crate) fn delete_node(&mut self, id: u64) -> Result<()> {
         if self.node_pos(id).is_err() {
             return Err(Error::NotFound(Object::Node, id));
         }
@@ -221,7 +221,7 @@ impl<'m> Kernel<'m> {
         Ok(())
     }
 
-    pub(super) fn create_edge(
+    pub(crate) fn create_edge(
         &mut self,
         id: Option<u64>,
         kind: u32,
@@ -267,7 +267,7 @@ impl<'m> Kernel<'m> {
         Ok(id)
     }
 
-    pub(super) fn delete_edge(&mut self, id: u64) -> Result<()> {
+    pub(crate) fn delete_edge(&mut self, id: u64) -> Result<()> {
         let pos = self
             .edge_pos(id)
             .map_err(|_| Error::NotFound(Object::Edge, id))?;

@@ -1,9 +1,9 @@
 //! Carving a kernel's tables out of one caller-provided byte buffer (the embedded path).
 
-use super::{Adj, Config, EdgeSlot, IndexEntry, Kernel, NodeSlot, Row};
 use crate::error::{Error, Result};
 use crate::fxp::Fxp;
 use crate::slab::Slab;
+use crate::state::{Adj, Config, EdgeSlot, IndexEntry, Kernel, NodeSlot, Row};
 use bytemuck::Pod;
 use core::mem::{align_of, size_of};
 
@@ -28,7 +28,7 @@ fn section<T>(n: u64) -> Option<u64> {
         .checked_add(align_of::<T>() as u64 - 1)
 }
 
-pub(super) fn mem_size(config: Config, cap: Capacity) -> Option<usize> {
+pub(crate) fn mem_size(config: Config, cap: Capacity) -> Option<usize> {
     let config = Config::new(config.dim, config.metric).ok()?;
     let r = u64::from(cap.records);
     let e = u64::from(cap.edges);
@@ -65,7 +65,7 @@ fn take<'m, T: Pod>(buf: &mut &'m mut [u8], n: u64) -> Option<&'m mut [T]> {
     bytemuck::try_cast_slice_mut(mine).ok()
 }
 
-pub(super) fn carve(config: Config, cap: Capacity, mem: &mut [u8]) -> Result<Kernel<'_>> {
+pub(crate) fn carve(config: Config, cap: Capacity, mem: &mut [u8]) -> Result<Kernel<'_>> {
     let needed = mem_size(config, cap).ok_or(Error::InsufficientSize { needed: u64::MAX })?;
     if mem.len() < needed {
         return Err(Error::InsufficientSize {
@@ -94,7 +94,7 @@ pub(super) fn carve(config: Config, cap: Capacity, mem: &mut [u8]) -> Result<Ker
         next_edge: 0,
         index: Slab::fixed(index),
         rows: Slab::fixed(rows),
-        vectors: super::vectors::Vectors::new(Slab::fixed(vectors), config.dim as usize),
+        vectors: crate::vectors::Vectors::new(Slab::fixed(vectors), config.dim as usize),
         meta: Slab::fixed(meta),
         nodes: Slab::fixed(nodes),
         labels: Slab::fixed(labels),

@@ -1,10 +1,10 @@
 //! Exact k-nearest-neighbour search.
 
-use super::vectors::Layout;
-use super::{Kernel, Metric, Row, ROW_HAS_TAG};
 use crate::error::{Error, Invalid, Result};
 use crate::fxp::{self, Fxp};
 use crate::simd::{self, Backend, RowKernel};
+use crate::state::{Kernel, Metric, Row, ROW_HAS_TAG};
+use crate::vectors::Layout;
 
 /// One search result. Results are ordered by `(distance, id)`.
 ///

@@ -1,13 +1,13 @@
 //! Records: vectors with an optional tag and metadata.
 
-use super::VectorRef;
-use super::{
-    arena_push, arena_remove, full, resolve_id, Applied, IndexEntry, Kernel, Metric, Row,
-    MAX_META_LEN, ROW_HAS_TAG,
-};
 use crate::command::{Ids, Vector};
 use crate::error::{Error, Invalid, Object, Resource, Result};
 use crate::fxp;
+use crate::state::{
+    arena_push, arena_remove, full, resolve_id, Applied, IndexEntry, Kernel, Metric, Row,
+    MAX_META_LEN, ROW_HAS_TAG,
+};
+use crate::vectors::VectorRef;
 
 /// A record as stored.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -131,7 +131,7 @@ impl<'m> Kernel<'m> {
         Ok(())
     }
 
-    pub(super) fn insert(
+    pub(crate) fn insert(
         &mut self,
         id: Option<u64>,
         tag: Option<u64>,
@@ -163,7 +163,7 @@ impl<'m> Kernel<'m> {
             .map_err(full(Resource::Records))
     }
 
-    pub(super) fn insert_batch(
+    pub(crate) fn insert_batch(
         &mut self,
         ids: Ids<'_>,
         tags: Ids<'_>,
@@ -237,7 +237,7 @@ impl<'m> Kernel<'m> {
         }
     }
 
-    pub(super) fn delete(&mut self, id: u64) -> Result<()> {
+    pub(crate) fn delete(&mut self, id: u64) -> Result<()> {
         let pos = self
             .index_pos(id)
             .map_err(|_| Error::NotFound(Object::Record, id))?;
@@ -273,7 +273,7 @@ impl<'m> Kernel<'m> {
         Ok(())
     }
 
-    pub(super) fn set_meta(&mut self, id: u64, meta: &[u8]) -> Result<()> {
+    pub(crate) fn set_meta(&mut self, id: u64, meta: &[u8]) -> Result<()> {
         if meta.len() > MAX_META_LEN {
             return Err(Error::InvalidInput(Invalid::MetadataTooLong {
                 len: meta.len() as u64,
@@ -303,7 +303,7 @@ impl<'m> Kernel<'m> {
         Ok(())
     }
 
-    pub(super) fn set_tag(&mut self, id: u64, tag: Option<u64>) -> Result<()> {
+    pub(crate) fn set_tag(&mut self, id: u64, tag: Option<u64>) -> Result<()> {
         let row = self.row_of(id)?;
         if let Some(r) = self.rows.as_mut_slice().get_mut(row) {
             r.tag = tag.unwrap_or(0);

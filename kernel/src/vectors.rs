@@ -14,7 +14,7 @@
 //! same either way. A store starts narrow and widens, in place and for good, when a component
 //! that does not fit arrives (it never narrows again: deletes do not lower the bound). Every
 //! width lives in the same `Fxp` table, so caller memory sized for the wide form
-//! ([`super::Kernel::mem_size`]) holds any of them. A store in caller memory widens in place
+//! ([`crate::Kernel::mem_size`]) holds any of them. A store in caller memory widens in place
 //! (narrow to wide, no extra memory; it skips mid); a growable store copies into a new table.
 
 use crate::fxp::Fxp;

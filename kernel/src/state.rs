@@ -8,21 +8,11 @@
 //! - `meta`, `labels`: byte arenas, compacted on removal;
 //! - `nodes`, `edges`: sorted by id; `out_adj`/`in_adj`: `(node, edge)` sorted, for adjacency.
 
-mod graph;
-mod memory;
-mod records;
-mod search;
-mod vectors;
-
-pub use graph::{Direction, Edge, Hop, HopSlot, NodeRef};
-pub use memory::Capacity;
-pub use records::RecordRef;
-pub use search::{Hit, HitSlot};
-pub use vectors::{VectorIter, VectorRef};
-
 use crate::command::Command;
 use crate::error::{Error, Invalid, Resource, Result};
+use crate::memory::{self, Capacity};
 use crate::slab::{NoRoom, Slab};
+use crate::vectors;
 use bytemuck::{Pod, Zeroable};
 
 /// Largest supported dimension.
