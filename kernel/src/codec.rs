@@ -6,14 +6,12 @@
 //! identical bytes.
 
 use crate::command::Word;
+use crate::config::{Config, Metric, MAX_DIM, MAX_LABEL_LEN, MAX_META_LEN};
 use crate::error::{Error, Resource, Result};
 use crate::fxp::Fxp;
 use crate::memory::Capacity;
-use crate::state::{arena_push, full, MAX_DIM};
-use crate::state::{
-    Adj, Config, EdgeSlot, IndexEntry, Kernel, Metric, NodeSlot, Row, EDGE_HAS_WEIGHT,
-    MAX_LABEL_LEN, MAX_META_LEN,
-};
+use crate::state::Kernel;
+use crate::tables::{arena_push, full, Adj, EdgeSlot, IndexEntry, NodeSlot, Row, EDGE_HAS_WEIGHT};
 
 /// First bytes of every encoding.
 pub const MAGIC: [u8; 4] = *b"VLRK";

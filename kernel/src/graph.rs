@@ -3,11 +3,12 @@
 //! Cascades: deleting a node deletes every edge into or out of it; deleting a record deletes
 //! the nodes linked to it (and so their edges). No command leaves a dangling reference.
 
+use crate::config::MAX_LABEL_LEN;
 use crate::error::{Error, Invalid, Object, Resource, Result};
 use crate::fxp::Fxp;
-use crate::state::{
-    arena_push, arena_remove, full, resolve_id, Adj, EdgeSlot, Kernel, NodeSlot, EDGE_HAS_WEIGHT,
-    MAX_LABEL_LEN, NODE_HAS_RECORD,
+use crate::state::{resolve_id, Kernel};
+use crate::tables::{
+    arena_push, arena_remove, full, Adj, EdgeSlot, NodeSlot, EDGE_HAS_WEIGHT, NODE_HAS_RECORD,
 };
 
 /// A node as stored.

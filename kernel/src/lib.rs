@@ -42,6 +42,7 @@ extern crate alloc;
 
 mod codec;
 mod command;
+mod config;
 mod error;
 pub mod fxp;
 mod graph;
@@ -53,15 +54,17 @@ mod search;
 pub mod simd;
 mod slab;
 mod state;
+mod tables;
 mod vectors;
 
 pub use codec::{Sink, FORMAT_VERSION, MAGIC, STATE_HASH_DOMAIN};
 pub use command::{Command, Ids, LeBytes, Vector, Word, Words, WordsIter};
+pub use config::{Config, Metric, MAX_DIM, MAX_LABEL_LEN, MAX_META_LEN};
 pub use error::{Error, ErrorCode, Invalid, Object, Resource, Result};
 pub use fxp::Fxp;
 pub use graph::{Direction, Edge, Hop, HopSlot, NodeRef};
 pub use memory::Capacity;
 pub use records::RecordRef;
 pub use search::{Hit, HitSlot};
-pub use state::{Applied, Config, Kernel, Metric, MAX_DIM, MAX_LABEL_LEN, MAX_META_LEN};
+pub use state::{Applied, Kernel};
 pub use vectors::{VectorIter, VectorRef};

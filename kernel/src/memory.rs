@@ -1,9 +1,11 @@
 //! Carving a kernel's tables out of one caller-provided byte buffer (the embedded path).
 
+use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::fxp::Fxp;
 use crate::slab::Slab;
-use crate::state::{Adj, Config, EdgeSlot, IndexEntry, Kernel, NodeSlot, Row};
+use crate::state::Kernel;
+use crate::tables::{Adj, EdgeSlot, IndexEntry, NodeSlot, Row};
 use bytemuck::Pod;
 use core::mem::{align_of, size_of};
 

@@ -1,12 +1,11 @@
 //! Records: vectors with an optional tag and metadata.
 
 use crate::command::{Ids, Vector};
+use crate::config::{Metric, MAX_META_LEN};
 use crate::error::{Error, Invalid, Object, Resource, Result};
 use crate::fxp;
-use crate::state::{
-    arena_push, arena_remove, full, resolve_id, Applied, IndexEntry, Kernel, Metric, Row,
-    MAX_META_LEN, ROW_HAS_TAG,
-};
+use crate::state::{resolve_id, Applied, Kernel};
+use crate::tables::{arena_push, arena_remove, full, IndexEntry, Row, ROW_HAS_TAG};
 use crate::vectors::VectorRef;
 
 /// A record as stored.

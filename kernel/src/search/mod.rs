@@ -1,9 +1,11 @@
 //! Exact k-nearest-neighbour search.
 
+use crate::config::Metric;
 use crate::error::{Error, Invalid, Result};
 use crate::fxp::{self, Fxp};
 use crate::simd::{self, Backend, RowKernel};
-use crate::state::{Kernel, Metric, Row, ROW_HAS_TAG};
+use crate::state::Kernel;
+use crate::tables::{Row, ROW_HAS_TAG};
 use crate::vectors::Layout;
 
 /// One search result. Results are ordered by `(distance, id)`.

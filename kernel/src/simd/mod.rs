@@ -13,7 +13,7 @@
 //!
 //! Two element types:
 //! - `i16`: vectors of a store whose every component fits in `[-32767, 32767]` (see
-//!   `kernel::vectors`). AVX2 multiplies pairs with `vpmaddwd` (16 products per instruction)
+//!   `crate::vectors`). AVX2 multiplies pairs with `vpmaddwd` (16 products per instruction)
 //!   into 32-bit lanes, which are widened to 64 bits before they can overflow (`group`).
 //! - [`Fxp`] (`i32`) under `fxp::SMALL_LIMIT`: products and squares are exact in 64 bits.
 //!
