@@ -2,8 +2,9 @@
  * valori.h: the C API of Valori, a deterministic memory engine (vectors + knowledge graph).
  *
  * ERRORS. Every fallible function returns an int result code: VALORI_OK (0) or a VALORI_*
- * code. Extended codes keep the primary code in the low byte (rc & 0xff). valori_errstr(rc)
- * describes any code; valori_errmsg(db) says what went wrong in this thread's last failed
+ * code. Functions return extended codes where they have a detail (VALORI_NOT_FOUND_RECORD,
+ * not VALORI_NOT_FOUND); extended codes keep the primary code in the low byte, so compare a
+ * class with VALORI_PRIMARY(rc) == VALORI_NOT_FOUND. valori_errstr(rc) describes any code; valori_errmsg(db) says what went wrong in this thread's last failed
  * call on a database handle (valori_errmsg(NULL): this thread's last failed valori_open). Invalid input
  * changes nothing. A NULL pointer where one is required returns VALORI_MISUSE; parameters
  * documented [nullable] accept NULL. A buffer is a (pointer, length) pair and (NULL, 0) is a
@@ -42,6 +43,9 @@
 #include <stddef.h>
 #include <stdint.h>
 #define VALORI_VERSION "0.1.0"
+
+/* The primary code of a result code: VALORI_PRIMARY(VALORI_NOT_FOUND_RECORD) == VALORI_NOT_FOUND. */
+#define VALORI_PRIMARY(rc) ((rc) & 0xff)
 
 #if !defined(VALORI_EMBEDDED_ONLY)
 #define VALORI_HOSTED 1

@@ -56,7 +56,7 @@ class Error
     Error() = default;
     Error(int rc, std::string message) : rc_(rc), message_(std::move(message)) {}
     /// The primary code.
-    Errc code() const noexcept { return static_cast<Errc>(rc_ & 0xff); }
+    Errc code() const noexcept { return static_cast<Errc>(VALORI_PRIMARY(rc_)); }
     /// The full (possibly extended) valori.h code.
     int raw_code() const noexcept { return rc_; }
     const std::string &message() const noexcept { return message_; }

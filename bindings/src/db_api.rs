@@ -1,15 +1,12 @@
 //! The hosted API: the durable database (`valori_open` ... `valori_close`).
 
+use crate::entry::{self, Op, Read, Target};
 use crate::ffi::{self, check, valori_edge, valori_hit, valori_hop};
-use crate::kernel_api::{get_meta, get_tag, get_vector, neighbors, search, traverse};
-use crate::{
-    boundary, kernel_code, primary, VALORI_CORRUPT, VALORI_INSUFFICIENT_SIZE, VALORI_MISUSE,
-    VALORI_OK,
-};
+use crate::{boundary, kernel_code, primary, VALORI_MISUSE, VALORI_OK};
 use std::cell::RefCell;
 use std::ffi::{c_char, c_int, CStr, CString};
 use valori_engine::{Durability, Engine, Export, Options};
-use vk::{Applied, Command, Fxp, Words};
+use vk::{fxp, Fxp, Kernel};
 
 /// Durability: every commit fsynced before it returns (default).
 pub const VALORI_DURABILITY_FSYNC: u32 = 0;
@@ -94,47 +91,71 @@ unsafe fn db_ref<'a>(db: *const valori_db) -> Result<&'a valori_db, c_int> {
 }
 
 impl valori_db {
-    fn fail(&self, code: c_int, msg: String) -> c_int {
-        set_db_error(self, cstring(msg));
-        code
+    /// Records a failure's message for this thread and returns its code.
+    fn fail(&self, e: &valori_engine::Error) -> c_int {
+        set_db_error(self, cstring(e.to_string()));
+        engine_code(e)
     }
 
-    /// Finishes a call: records the message of a failure.
-    fn finish(&self, r: Result<c_int, valori_engine::Error>) -> c_int {
-        match r {
-            Ok(code) if code == VALORI_OK || code == VALORI_INSUFFICIENT_SIZE => code,
-            Ok(code) => {
-                // SAFETY: valori_errstr returns a static NUL-terminated string.
-                let s = unsafe { CStr::from_ptr(crate::valori_errstr(code)) };
-                self.fail(code, s.to_string_lossy().into_owned())
-            }
-            Err(e) => self.fail(engine_code(&e), e.to_string()),
-        }
-    }
-
-    /// Applies a command; with `out_id`, stores the created id.
-    fn apply(&self, cmd: &Command<'_>, out_id: Option<&mut u64>) -> c_int {
-        let r = self.engine.apply(cmd).map(|a| {
-            if let (Some(out), Applied::Created(id) | Applied::Batch { first_id: id, .. }) =
-                (out_id, a)
-            {
-                *out = id;
-            }
-            VALORI_OK
-        });
-        self.finish(r)
-    }
-
-    fn read(&self, f: impl FnOnce(&vk::Kernel<'static>) -> c_int) -> c_int {
-        let r = self.engine.with_kernel(f);
-        self.finish(r)
+    fn fail_kernel(&self, e: vk::Error) -> c_int {
+        self.fail(&valori_engine::Error::Kernel(e))
     }
 }
 
-fn convert(v: &[f32]) -> Result<Vec<Fxp>, vk::Error> {
-    let mut out = vec![Fxp::ZERO; v.len()];
-    vk::fxp::convert_f32(v, &mut out)?;
-    Ok(out)
+impl Target for valori_db {
+    unsafe fn read(p: *const Self, f: impl FnOnce(&Kernel<'_>) -> Read) -> c_int {
+        let h = check!(db_ref(p));
+        match h.engine.with_kernel(f) {
+            Ok(Ok(code)) => code,
+            Ok(Err(e)) => h.fail_kernel(e),
+            Err(e) => h.fail(&e),
+        }
+    }
+
+    unsafe fn read_query(
+        p: *const Self,
+        query: &[f32],
+        f: impl FnOnce(&Kernel<'_>, &[Fxp]) -> Read,
+    ) -> c_int {
+        let h = check!(db_ref(p));
+        match fxp::to_vec(query) {
+            Ok(q) => Self::read(p, |k| f(k, &q)),
+            Err(e) => h.fail_kernel(e),
+        }
+    }
+
+    unsafe fn write(p: *mut Self, op: Op<'_>, out_id: Option<&mut u64>) -> c_int {
+        let h = check!(db_ref(p));
+        let e = &h.engine;
+        let created = match op {
+            Op::Insert { vector, tag, meta } => e.insert(vector, tag, meta).map(Some),
+            Op::Delete(id) => e.delete(id).map(|()| None),
+            Op::SetMeta { id, meta } => e.set_meta(id, meta).map(|()| None),
+            Op::SetTag { id, tag } => e.set_tag(id, tag).map(|()| None),
+            Op::CreateNode {
+                kind,
+                record,
+                label,
+            } => e.create_node(kind, record, label).map(Some),
+            Op::DeleteNode(id) => e.delete_node(id).map(|()| None),
+            Op::CreateEdge {
+                kind,
+                from,
+                to,
+                weight,
+            } => e.create_edge(kind, from, to, weight).map(Some),
+            Op::DeleteEdge(id) => e.delete_edge(id).map(|()| None),
+        };
+        match created {
+            Ok(id) => {
+                if let (Some(out), Some(id)) = (out_id, id) {
+                    *out = id;
+                }
+                VALORI_OK
+            }
+            Err(e) => h.fail(&e),
+        }
+    }
 }
 
 /// Fills `opts` with the defaults (and `struct_size`).
@@ -308,31 +329,7 @@ pub extern "C" fn valori_insert(
     meta_len: usize,
     out_id: *mut u64,
 ) -> c_int {
-    boundary(|| {
-        // SAFETY: pointers checked; buffers valid for their lengths by contract.
-        let (h, v, tag, meta, out) = unsafe {
-            (
-                check!(db_ref(db)),
-                check!(ffi::slice(vector, dim)),
-                check!(ffi::opt(tag)).copied(),
-                check!(ffi::slice(meta, meta_len)),
-                check!(ffi::out(out_id)),
-            )
-        };
-        let v = match convert(v) {
-            Ok(v) => v,
-            Err(e) => return h.finish(Err(e.into())),
-        };
-        h.apply(
-            &Command::Insert {
-                id: None,
-                tag,
-                vector: v[..].into(),
-                meta,
-            },
-            Some(out),
-        )
-    })
+    entry::insert(db, vector, dim, tag, meta, meta_len, out_id)
 }
 
 /// Inserts `n` vectors (`n * dim` floats, row-major) atomically as one WAL record. Ids are
@@ -368,25 +365,24 @@ pub extern "C" fn valori_insert_batch(
                 check!(ffi::out(out_first_id)),
             )
         };
-        if h.engine.config().is_ok_and(|c| c.dim as usize != dim) {
-            let e = vk::Error::Dimension {
-                expected: h.engine.config().map_or(0, |c| c.dim),
-                got: dim as u64,
-            };
-            return h.finish(Err(e.into()));
-        }
-        let v = match convert(v) {
-            Ok(v) => v,
-            Err(e) => return h.finish(Err(e.into())),
+        // The engine sees a flat array: the row length the caller meant is checked here.
+        let expected = match h.engine.config() {
+            Ok(c) => c.dim,
+            Err(e) => return h.fail(&e),
         };
-        h.apply(
-            &Command::InsertBatch {
-                ids: Words::EMPTY,
-                tags: Words::Native(tags),
-                vectors: v[..].into(),
-            },
-            Some(out),
-        )
+        if expected as usize != dim {
+            return h.fail_kernel(vk::Error::Dimension {
+                expected,
+                got: dim as u64,
+            });
+        }
+        match h.engine.insert_batch(v, tags) {
+            Ok(ids) => {
+                *out = ids.start;
+                VALORI_OK
+            }
+            Err(e) => h.fail(&e),
+        }
     })
 }
 
@@ -395,11 +391,7 @@ pub extern "C" fn valori_insert_batch(
 /// - `db`: [in] the database.
 #[no_mangle]
 pub extern "C" fn valori_delete(db: *mut valori_db, id: u64) -> c_int {
-    boundary(|| {
-        // SAFETY: handle checked.
-        let h = unsafe { check!(db_ref(db)) };
-        h.apply(&Command::Delete { id }, None)
-    })
+    entry::delete(db, Op::Delete(id))
 }
 
 /// Replaces a record's metadata.
@@ -413,11 +405,7 @@ pub extern "C" fn valori_set_meta(
     meta: *const u8,
     meta_len: usize,
 ) -> c_int {
-    boundary(|| {
-        // SAFETY: pointers checked.
-        let (h, meta) = unsafe { (check!(db_ref(db)), check!(ffi::slice(meta, meta_len))) };
-        h.apply(&Command::SetMeta { id, meta }, None)
-    })
+    entry::set_meta(db, id, meta, meta_len)
 }
 
 /// Replaces a record's tag.
@@ -426,11 +414,7 @@ pub extern "C" fn valori_set_meta(
 /// - `tag`: [in, nullable] the new tag, or NULL to remove it.
 #[no_mangle]
 pub extern "C" fn valori_set_tag(db: *mut valori_db, id: u64, tag: *const u64) -> c_int {
-    boundary(|| {
-        // SAFETY: pointers checked.
-        let (h, tag) = unsafe { (check!(db_ref(db)), check!(ffi::opt(tag)).copied()) };
-        h.apply(&Command::SetTag { id, tag }, None)
-    })
+    entry::set_tag(db, id, tag)
 }
 
 /// Creates a graph node.
@@ -448,26 +432,7 @@ pub extern "C" fn valori_create_node(
     label_len: usize,
     out_id: *mut u64,
 ) -> c_int {
-    boundary(|| {
-        // SAFETY: pointers checked.
-        let (h, record, label, out) = unsafe {
-            (
-                check!(db_ref(db)),
-                check!(ffi::opt(record)).copied(),
-                check!(ffi::slice(label, label_len)),
-                check!(ffi::out(out_id)),
-            )
-        };
-        h.apply(
-            &Command::CreateNode {
-                id: None,
-                kind,
-                record,
-                label,
-            },
-            Some(out),
-        )
-    })
+    entry::create_node(db, kind, record, label, label_len, out_id)
 }
 
 /// Deletes a node and its edges.
@@ -475,11 +440,7 @@ pub extern "C" fn valori_create_node(
 /// - `db`: [in] the database.
 #[no_mangle]
 pub extern "C" fn valori_delete_node(db: *mut valori_db, id: u64) -> c_int {
-    boundary(|| {
-        // SAFETY: handle checked.
-        let h = unsafe { check!(db_ref(db)) };
-        h.apply(&Command::DeleteNode { id }, None)
-    })
+    entry::delete(db, Op::DeleteNode(id))
 }
 
 /// Creates a directed edge between existing nodes.
@@ -496,30 +457,7 @@ pub extern "C" fn valori_create_edge(
     weight: *const f32,
     out_id: *mut u64,
 ) -> c_int {
-    boundary(|| {
-        // SAFETY: pointers checked.
-        let (h, weight, out) = unsafe {
-            (
-                check!(db_ref(db)),
-                check!(ffi::opt(weight)).copied(),
-                check!(ffi::out(out_id)),
-            )
-        };
-        let weight = match weight.map(|w| Fxp::from_f32(w, 0)).transpose() {
-            Ok(w) => w,
-            Err(e) => return h.finish(Err(e.into())),
-        };
-        h.apply(
-            &Command::CreateEdge {
-                id: None,
-                kind,
-                from,
-                to,
-                weight,
-            },
-            Some(out),
-        )
-    })
+    entry::create_edge(db, kind, from, to, weight, out_id)
 }
 
 /// Deletes an edge.
@@ -527,11 +465,7 @@ pub extern "C" fn valori_create_edge(
 /// - `db`: [in] the database.
 #[no_mangle]
 pub extern "C" fn valori_delete_edge(db: *mut valori_db, id: u64) -> c_int {
-    boundary(|| {
-        // SAFETY: handle checked.
-        let h = unsafe { check!(db_ref(db)) };
-        h.apply(&Command::DeleteEdge { id }, None)
-    })
+    entry::delete(db, Op::DeleteEdge(id))
 }
 
 /// Exact k nearest records, ordered by (distance, id).
@@ -552,23 +486,7 @@ pub extern "C" fn valori_search(
     cap: usize,
     out_len: *mut usize,
 ) -> c_int {
-    boundary(|| {
-        // SAFETY: pointers checked; buffers valid for their lengths by contract.
-        let (h, q, tag, out, out_len) = unsafe {
-            (
-                check!(db_ref(db)),
-                check!(ffi::slice(query, dim)),
-                check!(ffi::opt(tag)).copied(),
-                check!(ffi::slice_mut(out_hits, cap)),
-                check!(ffi::out(out_len)),
-            )
-        };
-        let q = match convert(q) {
-            Ok(q) => q,
-            Err(e) => return h.finish(Err(e.into())),
-        };
-        h.read(|kern| search(kern, &q, k, tag, out, out_len))
-    })
+    entry::search(db, query, dim, k, tag, out_hits, cap, out_len)
 }
 
 /// Edges at a node.
@@ -586,18 +504,7 @@ pub extern "C" fn valori_neighbors(
     cap: usize,
     out_len: *mut usize,
 ) -> c_int {
-    boundary(|| {
-        // SAFETY: pointers checked.
-        let (h, out, out_len) = unsafe {
-            (
-                check!(db_ref(db)),
-                check!(ffi::slice_mut(out_edges, cap)),
-                check!(ffi::out(out_len)),
-            )
-        };
-        let d = check!(ffi::direction(direction));
-        h.read(|kern| neighbors(kern, node, d, out, out_len))
-    })
+    entry::neighbors(db, node, direction, out_edges, cap, out_len)
 }
 
 /// Nodes within `hops` edges of `start`, ordered by (depth, node id).
@@ -618,19 +525,7 @@ pub extern "C" fn valori_traverse(
     cap: usize,
     out_len: *mut usize,
 ) -> c_int {
-    boundary(|| {
-        // SAFETY: pointers checked.
-        let (h, kind, out, out_len) = unsafe {
-            (
-                check!(db_ref(db)),
-                check!(ffi::opt(kind)).copied(),
-                check!(ffi::slice_mut(out_hops, cap)),
-                check!(ffi::out(out_len)),
-            )
-        };
-        let d = check!(ffi::direction(direction));
-        h.read(|kern| traverse(kern, start, hops, d, kind, out, out_len))
-    })
+    entry::traverse(db, start, hops, direction, kind, out_hops, cap, out_len)
 }
 
 /// Number of records.
@@ -639,14 +534,7 @@ pub extern "C" fn valori_traverse(
 /// - `out_count`: [out] the count.
 #[no_mangle]
 pub extern "C" fn valori_count(db: *const valori_db, out_count: *mut u64) -> c_int {
-    boundary(|| {
-        // SAFETY: pointers checked.
-        let (h, out) = unsafe { (check!(db_ref(db)), check!(ffi::out(out_count))) };
-        h.read(|kern| {
-            *out = kern.len() as u64;
-            VALORI_OK
-        })
-    })
+    entry::count(db, out_count)
 }
 
 /// A record's vector as floats (exact below 256 in magnitude).
@@ -662,17 +550,7 @@ pub extern "C" fn valori_get_vector(
     cap: usize,
     out_len: *mut usize,
 ) -> c_int {
-    boundary(|| {
-        // SAFETY: pointers checked.
-        let (h, out, out_len) = unsafe {
-            (
-                check!(db_ref(db)),
-                check!(ffi::slice_mut(out_vector, cap)),
-                check!(ffi::out(out_len)),
-            )
-        };
-        h.read(|kern| get_vector(kern, id, out, out_len))
-    })
+    entry::get_vector(db, id, out_vector, cap, out_len)
 }
 
 /// A record's metadata.
@@ -688,17 +566,7 @@ pub extern "C" fn valori_get_meta(
     cap: usize,
     out_len: *mut usize,
 ) -> c_int {
-    boundary(|| {
-        // SAFETY: pointers checked.
-        let (h, out, out_len) = unsafe {
-            (
-                check!(db_ref(db)),
-                check!(ffi::slice_mut(out_meta, cap)),
-                check!(ffi::out(out_len)),
-            )
-        };
-        h.read(|kern| get_meta(kern, id, out, out_len))
-    })
+    entry::get_meta(db, id, out_meta, cap, out_len)
 }
 
 /// A record's tag.
@@ -713,17 +581,7 @@ pub extern "C" fn valori_get_tag(
     out_tag: *mut u64,
     out_has_tag: *mut c_int,
 ) -> c_int {
-    boundary(|| {
-        // SAFETY: pointers checked.
-        let (h, tag, has) = unsafe {
-            (
-                check!(db_ref(db)),
-                check!(ffi::out(out_tag)),
-                check!(ffi::out(out_has_tag)),
-            )
-        };
-        h.read(|kern| get_tag(kern, id, tag, has))
-    })
+    entry::get_tag(db, id, out_tag, out_has_tag)
 }
 
 /// The state hash: identical on every platform for the same commands.
@@ -732,14 +590,7 @@ pub extern "C" fn valori_get_tag(
 /// - `out_hash`: [out] 32 bytes.
 #[no_mangle]
 pub extern "C" fn valori_state_hash(db: *const valori_db, out_hash: *mut u8) -> c_int {
-    boundary(|| {
-        // SAFETY: pointers checked; 32 bytes by contract.
-        let (h, out) = unsafe { (check!(db_ref(db)), check!(ffi::array_mut::<32>(out_hash))) };
-        h.read(|kern| {
-            *out = kern.state_hash();
-            VALORI_OK
-        })
-    })
+    entry::state_hash(db, out_hash)
 }
 
 /// Writes a snapshot and retires the WAL it covers.
@@ -750,55 +601,10 @@ pub extern "C" fn valori_checkpoint(db: *mut valori_db) -> c_int {
     boundary(|| {
         // SAFETY: handle checked.
         let h = unsafe { check!(db_ref(db)) };
-        h.finish(h.engine.checkpoint().map(|()| VALORI_OK))
-    })
-}
-
-const EXPORT_MAGIC: &[u8; 4] = b"VLRX";
-
-fn encode_export(ex: &Export) -> Vec<u8> {
-    let mut out = Vec::new();
-    out.extend_from_slice(EXPORT_MAGIC);
-    out.extend_from_slice(&1u32.to_le_bytes());
-    out.extend_from_slice(&ex.base_seq.to_le_bytes());
-    out.extend_from_slice(&(ex.base_state.len() as u64).to_le_bytes());
-    out.extend_from_slice(&ex.base_state);
-    out.extend_from_slice(&(ex.commands.len() as u64).to_le_bytes());
-    for c in &ex.commands {
-        out.extend_from_slice(&(c.len() as u32).to_le_bytes());
-        out.extend_from_slice(c);
-    }
-    out.extend_from_slice(&ex.state_hash);
-    out
-}
-
-fn decode_export(b: &[u8]) -> Option<Export> {
-    let mut pos = 0usize;
-    let mut take = |n: usize| -> Option<&[u8]> {
-        let s = b.get(pos..pos.checked_add(n)?)?;
-        pos += n;
-        Some(s)
-    };
-    if take(4)? != EXPORT_MAGIC || take(4)? != 1u32.to_le_bytes() {
-        return None;
-    }
-    let u64_of = |s: &[u8]| s.try_into().ok().map(u64::from_le_bytes);
-    let base_seq = u64_of(take(8)?)?;
-    let base_len = usize::try_from(u64_of(take(8)?)?).ok()?;
-    let base_state = take(base_len)?.to_vec();
-    let count = u64_of(take(8)?)?;
-    let mut commands = Vec::new();
-    for _ in 0..count {
-        let len = u32::from_le_bytes(take(4)?.try_into().ok()?) as usize;
-        commands.push(take(len)?.to_vec());
-    }
-    let mut state_hash = [0u8; 32];
-    state_hash.copy_from_slice(take(32)?);
-    (pos == b.len()).then_some(Export {
-        base_state,
-        base_seq,
-        commands,
-        state_hash,
+        match h.engine.checkpoint() {
+            Ok(()) => VALORI_OK,
+            Err(e) => h.fail(&e),
+        }
     })
 }
 
@@ -824,11 +630,10 @@ pub extern "C" fn valori_export(
                 check!(ffi::out(out_len)),
             )
         };
-        let ex = match h.engine.export() {
-            Ok(ex) => ex,
-            Err(e) => return h.finish(Err(e)),
+        let bytes = match h.engine.export() {
+            Ok(ex) => ex.encode(),
+            Err(e) => return h.fail(&e),
         };
-        let bytes = encode_export(&ex);
         ffi::write_all(bytes.iter(), |b| **b, buf, out_len)
     })
 }
@@ -849,15 +654,11 @@ pub extern "C" fn valori_replay(export: *const u8, len: usize, out_hash: *mut u8
                 check!(ffi::array_mut::<32>(out_hash)),
             )
         };
-        let Some(ex) = decode_export(bytes) else {
-            return VALORI_CORRUPT;
-        };
-        match valori_engine::replay_export(&ex) {
-            Ok(k) if k.state_hash() == ex.state_hash => {
-                *out = ex.state_hash;
+        match Export::decode(bytes).and_then(|ex| ex.replay()) {
+            Ok(k) => {
+                *out = k.state_hash();
                 VALORI_OK
             }
-            Ok(_) => VALORI_CORRUPT,
             Err(e) => engine_code(&e),
         }
     })

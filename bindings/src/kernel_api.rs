@@ -1,11 +1,12 @@
 //! The embedded API: the kernel alone, in memory the caller provides (no allocator, no
 //! files). Builds for bare-metal targets.
 
+use crate::entry::{self, Op, Read, Target};
 use crate::ffi::{self, check, valori_edge, valori_hit, valori_hop};
 use crate::{boundary, kernel_code, VALORI_INSUFFICIENT_SIZE, VALORI_MISUSE, VALORI_OK};
 use core::ffi::{c_int, c_void};
 use core::mem::{align_of, size_of};
-use vk::{Capacity, Command, Config, Fxp, HitSlot, Kernel};
+use vk::{Applied, Capacity, Command, Config, Fxp, Invalid, Kernel};
 
 /// What an embedded kernel holds and how much room it has.
 #[repr(C)]
@@ -115,24 +116,83 @@ unsafe fn handle_mut<'a>(k: *mut valori_kernel) -> Result<&'a mut valori_kernel,
     Ok(h)
 }
 
-impl valori_kernel {
-    fn apply(&mut self, cmd: &Command<'_>) -> Result<vk::Applied, c_int> {
-        self.kernel.apply(cmd).map_err(|e| kernel_code(&e))
-    }
-}
-
 /// Converts a float vector into the handle's scratch space.
 fn convert<'s>(scratch: &'s mut [Fxp], v: &[f32]) -> Result<&'s [Fxp], c_int> {
     vk::fxp::convert_f32(v, scratch).map_err(|e| kernel_code(&e))?;
     Ok(scratch)
 }
 
-/// Writes the id a create command produced.
-fn created(a: vk::Applied, out_id: &mut u64) -> c_int {
-    if let vk::Applied::Created(id) = a {
-        *out_id = id;
+fn code(r: Read) -> c_int {
+    r.unwrap_or_else(|e| kernel_code(&e))
+}
+
+impl Target for valori_kernel {
+    unsafe fn read(p: *const Self, f: impl FnOnce(&Kernel<'_>) -> Read) -> c_int {
+        let h = check!(handle(p));
+        code(f(&h.kernel))
     }
-    VALORI_OK
+
+    unsafe fn read_query(
+        p: *const Self,
+        query: &[f32],
+        f: impl FnOnce(&Kernel<'_>, &[Fxp]) -> Read,
+    ) -> c_int {
+        // The only caller is `valori_kernel_search`, whose `valori_kernel *` is exclusive.
+        let h = check!(handle_mut(p.cast_mut()));
+        let q = check!(convert(h.scratch, query));
+        code(f(&h.kernel, q))
+    }
+
+    unsafe fn write(p: *mut Self, op: Op<'_>, out_id: Option<&mut u64>) -> c_int {
+        let h = check!(handle_mut(p));
+        let cmd = match op {
+            Op::Insert { vector, tag, meta } => Command::Insert {
+                id: None,
+                tag,
+                vector: check!(convert(h.scratch, vector)).into(),
+                meta,
+            },
+            Op::Delete(id) => Command::Delete { id },
+            Op::SetMeta { id, meta } => Command::SetMeta { id, meta },
+            Op::SetTag { id, tag } => Command::SetTag { id, tag },
+            Op::CreateNode {
+                kind,
+                record,
+                label,
+            } => Command::CreateNode {
+                id: None,
+                kind,
+                record,
+                label,
+            },
+            Op::DeleteNode(id) => Command::DeleteNode { id },
+            Op::CreateEdge {
+                kind,
+                from,
+                to,
+                weight,
+            } => Command::CreateEdge {
+                id: None,
+                kind,
+                from,
+                to,
+                weight: check!(weight
+                    .map(|w| Fxp::from_f32(w, 0))
+                    .transpose()
+                    .map_err(|e| kernel_code(&e))),
+            },
+            Op::DeleteEdge(id) => Command::DeleteEdge { id },
+        };
+        match h.kernel.apply(&cmd) {
+            Ok(applied) => {
+                if let (Some(out), Applied::Created(id)) = (out_id, applied) {
+                    *out = id;
+                }
+                VALORI_OK
+            }
+            Err(e) => kernel_code(&e),
+        }
+    }
 }
 
 /// Bytes of memory a kernel with this configuration needs.
@@ -216,11 +276,18 @@ pub extern "C" fn valori_kernel_restore(
             let (config, cap) = check!(parse_config(cfg));
             let h = check!(place(config, cap, mem, mem_len, |t| {
                 let k = Kernel::from_bytes_in(bytes, cap, t)?;
-                if k.config() != config {
+                let stored = k.config();
+                if stored.dim != config.dim {
                     return Err(vk::Error::Dimension {
                         expected: config.dim,
-                        got: u64::from(k.config().dim),
+                        got: u64::from(stored.dim),
                     });
+                }
+                if stored.metric != config.metric {
+                    return Err(vk::Error::InvalidInput(Invalid::MetricMismatch {
+                        stored: stored.metric,
+                        given: config.metric,
+                    }));
                 }
                 Ok(k)
             }));
@@ -247,28 +314,7 @@ pub extern "C" fn valori_kernel_insert(
     meta_len: usize,
     out_id: *mut u64,
 ) -> c_int {
-    boundary(|| {
-        // SAFETY: pointers checked; buffers valid for their lengths by contract.
-        let (k, v, tag, meta, out_id) = unsafe {
-            (
-                check!(handle_mut(kernel)),
-                check!(ffi::slice(vector, dim)),
-                check!(ffi::opt(tag)).copied(),
-                check!(ffi::slice(meta, meta_len)),
-                check!(ffi::out(out_id)),
-            )
-        };
-        let v = check!(convert(k.scratch, v));
-        // `v` borrows the handle's scratch, so apply through the kernel field directly.
-        let cmd = Command::Insert {
-            id: None,
-            tag,
-            vector: v.into(),
-            meta,
-        };
-        let applied = check!(k.kernel.apply(&cmd).map_err(|e| kernel_code(&e)));
-        created(applied, out_id)
-    })
+    entry::insert(kernel, vector, dim, tag, meta, meta_len, out_id)
 }
 
 /// Applies one encoded command (as carried by the WAL and `valori_export`).
@@ -285,7 +331,7 @@ pub extern "C" fn valori_kernel_apply(
         // SAFETY: pointers checked; buffer valid for `len` by contract.
         let (k, bytes) = unsafe { (check!(handle_mut(kernel)), check!(ffi::slice(command, len))) };
         let cmd = check!(Command::decode(bytes).map_err(|e| kernel_code(&e)));
-        check!(k.apply(&cmd));
+        check!(k.kernel.apply(&cmd).map_err(|e| kernel_code(&e)));
         VALORI_OK
     })
 }
@@ -295,12 +341,7 @@ pub extern "C" fn valori_kernel_apply(
 /// - `kernel`: [in] the kernel.
 #[no_mangle]
 pub extern "C" fn valori_kernel_delete(kernel: *mut valori_kernel, id: u64) -> c_int {
-    boundary(|| {
-        // SAFETY: handle checked.
-        let k = unsafe { check!(handle_mut(kernel)) };
-        check!(k.apply(&Command::Delete { id }));
-        VALORI_OK
-    })
+    entry::delete(kernel, Op::Delete(id))
 }
 
 /// Replaces a record's metadata.
@@ -314,17 +355,7 @@ pub extern "C" fn valori_kernel_set_meta(
     meta: *const u8,
     meta_len: usize,
 ) -> c_int {
-    boundary(|| {
-        // SAFETY: pointers checked.
-        let (k, meta) = unsafe {
-            (
-                check!(handle_mut(kernel)),
-                check!(ffi::slice(meta, meta_len)),
-            )
-        };
-        check!(k.apply(&Command::SetMeta { id, meta }));
-        VALORI_OK
-    })
+    entry::set_meta(kernel, id, meta, meta_len)
 }
 
 /// Replaces a record's tag.
@@ -337,12 +368,7 @@ pub extern "C" fn valori_kernel_set_tag(
     id: u64,
     tag: *const u64,
 ) -> c_int {
-    boundary(|| {
-        // SAFETY: pointers checked.
-        let (k, tag) = unsafe { (check!(handle_mut(kernel)), check!(ffi::opt(tag)).copied()) };
-        check!(k.apply(&Command::SetTag { id, tag }));
-        VALORI_OK
-    })
+    entry::set_tag(kernel, id, tag)
 }
 
 /// Creates a graph node.
@@ -360,24 +386,7 @@ pub extern "C" fn valori_kernel_create_node(
     label_len: usize,
     out_id: *mut u64,
 ) -> c_int {
-    boundary(|| {
-        // SAFETY: pointers checked.
-        let (k, record, label, out_id) = unsafe {
-            (
-                check!(handle_mut(kernel)),
-                check!(ffi::opt(record)).copied(),
-                check!(ffi::slice(label, label_len)),
-                check!(ffi::out(out_id)),
-            )
-        };
-        let a = check!(k.apply(&Command::CreateNode {
-            id: None,
-            kind,
-            record,
-            label
-        }));
-        created(a, out_id)
-    })
+    entry::create_node(kernel, kind, record, label, label_len, out_id)
 }
 
 /// Deletes a node and its edges.
@@ -385,12 +394,7 @@ pub extern "C" fn valori_kernel_create_node(
 /// - `kernel`: [in] the kernel.
 #[no_mangle]
 pub extern "C" fn valori_kernel_delete_node(kernel: *mut valori_kernel, id: u64) -> c_int {
-    boundary(|| {
-        // SAFETY: handle checked.
-        let k = unsafe { check!(handle_mut(kernel)) };
-        check!(k.apply(&Command::DeleteNode { id }));
-        VALORI_OK
-    })
+    entry::delete(kernel, Op::DeleteNode(id))
 }
 
 /// Creates a directed edge between existing nodes.
@@ -407,28 +411,7 @@ pub extern "C" fn valori_kernel_create_edge(
     weight: *const f32,
     out_id: *mut u64,
 ) -> c_int {
-    boundary(|| {
-        // SAFETY: pointers checked.
-        let (k, weight, out_id) = unsafe {
-            (
-                check!(handle_mut(kernel)),
-                check!(ffi::opt(weight)).copied(),
-                check!(ffi::out(out_id)),
-            )
-        };
-        let weight = match weight.map(|w| Fxp::from_f32(w, 0)).transpose() {
-            Ok(w) => w,
-            Err(e) => return kernel_code(&e),
-        };
-        let a = check!(k.apply(&Command::CreateEdge {
-            id: None,
-            kind,
-            from,
-            to,
-            weight
-        }));
-        created(a, out_id)
-    })
+    entry::create_edge(kernel, kind, from, to, weight, out_id)
 }
 
 /// Deletes an edge.
@@ -436,12 +419,7 @@ pub extern "C" fn valori_kernel_create_edge(
 /// - `kernel`: [in] the kernel.
 #[no_mangle]
 pub extern "C" fn valori_kernel_delete_edge(kernel: *mut valori_kernel, id: u64) -> c_int {
-    boundary(|| {
-        // SAFETY: handle checked.
-        let k = unsafe { check!(handle_mut(kernel)) };
-        check!(k.apply(&Command::DeleteEdge { id }));
-        VALORI_OK
-    })
+    entry::delete(kernel, Op::DeleteEdge(id))
 }
 
 /// Exact k nearest records, ordered by (distance, id). Uses the handle's scratch space for
@@ -463,20 +441,16 @@ pub extern "C" fn valori_kernel_search(
     cap: usize,
     out_len: *mut usize,
 ) -> c_int {
-    boundary(|| {
-        // SAFETY: pointers checked; buffers valid for their lengths by contract.
-        let (h, q, tag, out, out_len) = unsafe {
-            (
-                check!(handle_mut(kernel)),
-                check!(ffi::slice(query, dim)),
-                check!(ffi::opt(tag)).copied(),
-                check!(ffi::slice_mut(out_hits, cap)),
-                check!(ffi::out(out_len)),
-            )
-        };
-        let q = check!(convert(h.scratch, q));
-        search(&h.kernel, q, k, tag, out, out_len)
-    })
+    entry::search(
+        kernel.cast_const(),
+        query,
+        dim,
+        k,
+        tag,
+        out_hits,
+        cap,
+        out_len,
+    )
 }
 
 /// Exact k nearest records to a query given in raw Q16.16 (`value * 65536` as `int32_t`),
@@ -499,46 +473,7 @@ pub extern "C" fn valori_kernel_search_raw(
     cap: usize,
     out_len: *mut usize,
 ) -> c_int {
-    boundary(|| {
-        // SAFETY: pointers checked; buffers valid for their lengths by contract.
-        let (h, q, tag, out, out_len) = unsafe {
-            (
-                check!(handle(kernel)),
-                check!(ffi::slice(query.cast::<Fxp>(), dim)),
-                check!(ffi::opt(tag)).copied(),
-                check!(ffi::slice_mut(out_hits, cap)),
-                check!(ffi::out(out_len)),
-            )
-        };
-        search(&h.kernel, q, k, tag, out, out_len)
-    })
-}
-
-/// Searches straight into the caller's hits (see `HitSlot`), then fills in the real-valued
-/// distances.
-pub(crate) fn search(
-    kern: &Kernel<'_>,
-    q: &[Fxp],
-    k: u32,
-    tag: Option<u64>,
-    out: &mut [valori_hit],
-    out_len: &mut usize,
-) -> c_int {
-    match kern.search(q, k, tag, out) {
-        Ok(n) => {
-            let metric = kern.config().metric;
-            for h in out.iter_mut().take(n) {
-                h.distance = metric.distance_to_f64(h.hit().distance);
-            }
-            *out_len = n;
-            VALORI_OK
-        }
-        Err(vk::Error::InsufficientSize { needed }) => {
-            *out_len = needed as usize;
-            VALORI_INSUFFICIENT_SIZE
-        }
-        Err(e) => kernel_code(&e),
-    }
+    entry::search_raw(kernel, query, dim, k, tag, out_hits, cap, out_len)
 }
 
 /// Edges at a node.
@@ -556,62 +491,8 @@ pub extern "C" fn valori_kernel_neighbors(
     cap: usize,
     out_len: *mut usize,
 ) -> c_int {
-    boundary(|| {
-        // SAFETY: pointers checked.
-        let (h, out, out_len) = unsafe {
-            (
-                check!(handle(kernel)),
-                check!(ffi::slice_mut(out_edges, cap)),
-                check!(ffi::out(out_len)),
-            )
-        };
-        neighbors(
-            &h.kernel,
-            node,
-            check!(ffi::direction(direction)),
-            out,
-            out_len,
-        )
-    })
+    entry::neighbors(kernel, node, direction, out_edges, cap, out_len)
 }
-
-pub(crate) fn neighbors(
-    k: &Kernel<'_>,
-    node: u64,
-    d: vk::Direction,
-    out: &mut [valori_edge],
-    out_len: &mut usize,
-) -> c_int {
-    use vk::Direction::{Both, Incoming, Outgoing};
-    if k.node(node).is_none() {
-        return kernel_code(&vk::Error::NotFound(vk::Object::Node, node));
-    }
-    let want_out = matches!(d, Outgoing | Both);
-    let want_in = matches!(d, Incoming | Both);
-    let edges = || {
-        let outs = want_out.then(|| k.outgoing(node)).into_iter().flatten();
-        let ins = want_in.then(|| k.incoming(node)).into_iter().flatten();
-        outs.chain(ins)
-    };
-    ffi::write_all(ExactLen(edges(), edges().count()), ffi::edge, out, out_len)
-}
-
-/// An iterator with a known length.
-pub(crate) struct ExactLen<I>(pub(crate) I, pub(crate) usize);
-
-impl<I: Iterator> Iterator for ExactLen<I> {
-    type Item = I::Item;
-    fn next(&mut self) -> Option<I::Item> {
-        let x = self.0.next()?;
-        self.1 = self.1.saturating_sub(1);
-        Some(x)
-    }
-    fn size_hint(&self) -> (usize, Option<usize>) {
-        (self.1, Some(self.1))
-    }
-}
-
-impl<I: Iterator> ExactSizeIterator for ExactLen<I> {}
 
 /// Nodes within `hops` edges of `start`, ordered by (depth, node id).
 ///
@@ -631,48 +512,7 @@ pub extern "C" fn valori_kernel_traverse(
     cap: usize,
     out_len: *mut usize,
 ) -> c_int {
-    boundary(|| {
-        // SAFETY: pointers checked.
-        let (h, kind, out, out_len) = unsafe {
-            (
-                check!(handle(kernel)),
-                check!(ffi::opt(kind)).copied(),
-                check!(ffi::slice_mut(out_hops, cap)),
-                check!(ffi::out(out_len)),
-            )
-        };
-        traverse(
-            &h.kernel,
-            start,
-            hops,
-            check!(ffi::direction(direction)),
-            kind,
-            out,
-            out_len,
-        )
-    })
-}
-
-pub(crate) fn traverse(
-    k: &Kernel<'_>,
-    start: u64,
-    hops: u32,
-    d: vk::Direction,
-    kind: Option<u32>,
-    out: &mut [valori_hop],
-    out_len: &mut usize,
-) -> c_int {
-    match k.traverse(start, hops, d, kind, out) {
-        Ok(n) => {
-            *out_len = n;
-            VALORI_OK
-        }
-        Err(vk::Error::InsufficientSize { needed }) => {
-            *out_len = needed as usize;
-            VALORI_INSUFFICIENT_SIZE
-        }
-        Err(e) => kernel_code(&e),
-    }
+    entry::traverse(kernel, start, hops, direction, kind, out_hops, cap, out_len)
 }
 
 /// Number of records.
@@ -681,12 +521,7 @@ pub(crate) fn traverse(
 /// - `out_count`: [out] the count.
 #[no_mangle]
 pub extern "C" fn valori_kernel_count(kernel: *const valori_kernel, out_count: *mut u64) -> c_int {
-    boundary(|| {
-        // SAFETY: pointers checked.
-        let (h, out) = unsafe { (check!(handle(kernel)), check!(ffi::out(out_count))) };
-        *out = h.kernel.len() as u64;
-        VALORI_OK
-    })
+    entry::count(kernel, out_count)
 }
 
 /// The state hash: identical on every platform for the same commands.
@@ -698,17 +533,7 @@ pub extern "C" fn valori_kernel_state_hash(
     kernel: *const valori_kernel,
     out_hash: *mut u8,
 ) -> c_int {
-    boundary(|| {
-        // SAFETY: pointers checked; `out_hash` has 32 bytes by contract.
-        let (h, out) = unsafe {
-            (
-                check!(handle(kernel)),
-                check!(ffi::array_mut::<32>(out_hash)),
-            )
-        };
-        *out = h.kernel.state_hash();
-        VALORI_OK
-    })
+    entry::state_hash(kernel, out_hash)
 }
 
 /// Writes the canonical state encoding (a snapshot for `valori_kernel_restore`).
@@ -746,39 +571,6 @@ pub extern "C" fn valori_kernel_snapshot(
     })
 }
 
-/// Copies a record's vector (as floats: exact below 256 in magnitude) to the caller.
-pub(crate) fn get_vector(k: &Kernel<'_>, id: u64, out: &mut [f32], out_len: &mut usize) -> c_int {
-    match k.get(id) {
-        Some(r) => ffi::write_all(r.vector.iter(), ffi::to_f32, out, out_len),
-        None => kernel_code(&vk::Error::NotFound(vk::Object::Record, id)),
-    }
-}
-
-/// Copies a record's metadata to the caller.
-pub(crate) fn get_meta(k: &Kernel<'_>, id: u64, out: &mut [u8], out_len: &mut usize) -> c_int {
-    match k.get(id) {
-        Some(r) => ffi::write_all(r.meta.iter(), |b| **b, out, out_len),
-        None => kernel_code(&vk::Error::NotFound(vk::Object::Record, id)),
-    }
-}
-
-/// A record's tag: `*out_has_tag` is 1 and `*out_tag` the tag, or `*out_has_tag` is 0.
-pub(crate) fn get_tag(
-    k: &Kernel<'_>,
-    id: u64,
-    out_tag: &mut u64,
-    out_has_tag: &mut c_int,
-) -> c_int {
-    match k.get(id) {
-        Some(r) => {
-            *out_tag = r.tag.unwrap_or(0);
-            *out_has_tag = c_int::from(r.tag.is_some());
-            VALORI_OK
-        }
-        None => kernel_code(&vk::Error::NotFound(vk::Object::Record, id)),
-    }
-}
-
 /// A record's vector as floats.
 ///
 /// - `kernel`: [in] the kernel.
@@ -792,17 +584,7 @@ pub extern "C" fn valori_kernel_get_vector(
     cap: usize,
     out_len: *mut usize,
 ) -> c_int {
-    boundary(|| {
-        // SAFETY: pointers checked.
-        let (h, out, out_len) = unsafe {
-            (
-                check!(handle(kernel)),
-                check!(ffi::slice_mut(out_vector, cap)),
-                check!(ffi::out(out_len)),
-            )
-        };
-        get_vector(&h.kernel, id, out, out_len)
-    })
+    entry::get_vector(kernel, id, out_vector, cap, out_len)
 }
 
 /// A record's metadata.
@@ -818,17 +600,7 @@ pub extern "C" fn valori_kernel_get_meta(
     cap: usize,
     out_len: *mut usize,
 ) -> c_int {
-    boundary(|| {
-        // SAFETY: pointers checked.
-        let (h, out, out_len) = unsafe {
-            (
-                check!(handle(kernel)),
-                check!(ffi::slice_mut(out_meta, cap)),
-                check!(ffi::out(out_len)),
-            )
-        };
-        get_meta(&h.kernel, id, out, out_len)
-    })
+    entry::get_meta(kernel, id, out_meta, cap, out_len)
 }
 
 /// A record's tag.
@@ -843,15 +615,5 @@ pub extern "C" fn valori_kernel_get_tag(
     out_tag: *mut u64,
     out_has_tag: *mut c_int,
 ) -> c_int {
-    boundary(|| {
-        // SAFETY: pointers checked.
-        let (h, tag, has) = unsafe {
-            (
-                check!(handle(kernel)),
-                check!(ffi::out(out_tag)),
-                check!(ffi::out(out_has_tag)),
-            )
-        };
-        get_tag(&h.kernel, id, tag, has)
-    })
+    entry::get_tag(kernel, id, out_tag, out_has_tag)
 }

@@ -15,6 +15,7 @@
 
 #[cfg(feature = "hosted")]
 mod db_api;
+mod entry;
 mod ffi;
 mod kernel_api;
 
@@ -22,7 +23,7 @@ mod kernel_api;
 pub use db_api::*;
 pub use kernel_api::*;
 
-use core::ffi::{c_char, c_int};
+use core::ffi::{c_char, c_int, CStr};
 use vk::{Error, ErrorCode, Invalid, Object, Resource};
 
 /// Major version (header and run time agree; a test holds them equal to Cargo.toml).
@@ -116,24 +117,46 @@ pub extern "C" fn valori_libversion_number() -> u32 {
 /// A static English description of a result code (primary or extended); never NULL.
 #[no_mangle]
 pub extern "C" fn valori_errstr(rc: c_int) -> *const c_char {
-    let s: &[u8] = match rc & 0xff {
-        VALORI_OK => b"not an error\0",
-        VALORI_INTERNAL => b"internal error\0",
-        VALORI_MISUSE => b"API misuse (NULL pointer or closed handle)\0",
-        VALORI_INVALID_INPUT => b"invalid input\0",
-        VALORI_DIMENSION => b"wrong vector dimension\0",
-        VALORI_FULL => b"capacity exhausted\0",
-        VALORI_NOT_FOUND => b"not found\0",
-        VALORI_EXISTS => b"id already exists\0",
-        VALORI_INSUFFICIENT_SIZE => b"output buffer too small\0",
-        VALORI_CORRUPT => b"damaged data\0",
-        VALORI_BUSY => b"database in use by another handle or process\0",
-        VALORI_IO => b"I/O error\0",
-        VALORI_POISONED => b"handle stopped after a failed write; reopen the database\0",
-        _ => b"unknown result code\0",
+    let s: &CStr = match rc & 0xff {
+        VALORI_OK => c"not an error",
+        primary => u32::try_from(primary)
+            .ok()
+            .and_then(ErrorCode::from_value)
+            .map_or(c"unknown result code", ErrorCode::description_c),
     };
-    s.as_ptr().cast()
+    s.as_ptr()
 }
+
+/// Every primary constant beside the row of the shared table it stands for. The assertion
+/// below fails the build if the table gains a code this list (and so the header) lacks, or
+/// if a constant's value differs from its row.
+const PRIMARY_CODES: [(c_int, ErrorCode); 12] = [
+    (VALORI_INTERNAL, ErrorCode::Internal),
+    (VALORI_MISUSE, ErrorCode::Misuse),
+    (VALORI_INVALID_INPUT, ErrorCode::InvalidInput),
+    (VALORI_DIMENSION, ErrorCode::Dimension),
+    (VALORI_FULL, ErrorCode::Full),
+    (VALORI_NOT_FOUND, ErrorCode::NotFound),
+    (VALORI_EXISTS, ErrorCode::Exists),
+    (VALORI_INSUFFICIENT_SIZE, ErrorCode::InsufficientSize),
+    (VALORI_CORRUPT, ErrorCode::Corrupt),
+    (VALORI_BUSY, ErrorCode::Busy),
+    (VALORI_IO, ErrorCode::Io),
+    (VALORI_POISONED, ErrorCode::Poisoned),
+];
+
+// Indexing in a const block: an out-of-range index is a compile error, never a panic.
+#[allow(clippy::indexing_slicing)]
+const _: () = {
+    assert!(PRIMARY_CODES.len() == ErrorCode::ALL.len());
+    let mut i = 0;
+    while i < PRIMARY_CODES.len() {
+        let (value, code) = PRIMARY_CODES[i];
+        assert!(value as u32 == code.value());
+        assert!(code.value() == ErrorCode::ALL[i].value());
+        i += 1;
+    }
+};
 
 /// The result code of a kernel error, extended where a detail is known.
 pub(crate) fn kernel_code(e: &Error) -> c_int {
@@ -202,12 +225,22 @@ mod tests {
     }
 
     #[test]
-    fn codes_match_the_shared_table() {
-        for c in ErrorCode::ALL {
-            assert_eq!(primary(c), c.value() as c_int);
+    fn errstr_comes_from_the_shared_table() {
+        let text = |rc: c_int| {
+            // SAFETY: valori_errstr returns a static NUL-terminated string.
+            unsafe { CStr::from_ptr(valori_errstr(rc)) }
+        };
+        for (rc, code) in PRIMARY_CODES {
+            assert_eq!(primary(code), rc);
+            assert_eq!(text(rc), code.description_c());
+            assert_eq!(text(rc | (7 << 8)), code.description_c());
         }
-        assert_eq!(primary(ErrorCode::Busy), VALORI_BUSY);
-        assert_eq!(primary(ErrorCode::Poisoned), VALORI_POISONED);
+        assert_eq!(text(VALORI_OK), c"not an error");
+        assert_eq!(
+            text(ErrorCode::ALL.len() as c_int + 1),
+            c"unknown result code"
+        );
+        assert_eq!(text(-1), c"unknown result code");
         assert_eq!(VALORI_FULL_EDGES & 0xff, VALORI_FULL);
     }
 }

@@ -40,6 +40,18 @@ macro_rules! error_table {
                 }
             }
 
+            /// [`ErrorCode::description`] as a NUL-terminated string (C's `valori_errstr`).
+            pub const fn description_c(self) -> &'static core::ffi::CStr {
+                let bytes: &'static [u8] = match self {
+                    $( ErrorCode::$variant => concat!($description, "\0").as_bytes(), )*
+                };
+                match core::ffi::CStr::from_bytes_with_nul(bytes) {
+                    Ok(s) => s,
+                    // Unreachable: each description is a literal without NUL bytes.
+                    Err(_) => c"",
+                }
+            }
+
             /// The code with this numeric value, if there is one.
             pub const fn from_value(value: u32) -> Option<ErrorCode> {
                 match value {
@@ -189,6 +201,13 @@ pub enum Invalid {
     },
     /// An encoded vector or id list whose byte length is not a multiple of its word size.
     BadEncoding,
+    /// A state was given for a store of another metric (e.g. restoring a snapshot).
+    MetricMismatch {
+        /// The metric the state was made with.
+        stored: crate::Metric,
+        /// The metric the caller asked for.
+        given: crate::Metric,
+    },
 }
 
 /// The kernel's error type.
@@ -281,6 +300,10 @@ impl fmt::Display for Invalid {
                 "dimension {dim} is not supported; use 1..={}",
                 crate::MAX_DIM
             ),
+            Invalid::MetricMismatch { stored, given } => write!(
+                f,
+                "the state uses the {stored:?} metric, but the {given:?} metric was asked for"
+            ),
             Invalid::BadEncoding => {
                 f.write_str("an encoded vector or id list has a length that is not a whole number of words")
             }
@@ -329,6 +352,10 @@ mod tests {
             assert_eq!(code.value(), i as u32 + 1, "{code:?}");
             assert_eq!(ErrorCode::from_value(code.value()), Some(*code));
             assert!(!code.description().is_empty());
+            assert_eq!(
+                code.description_c().to_bytes(),
+                code.description().as_bytes()
+            );
             assert_eq!(code.name(), format!("{code:?}"));
         }
         assert_eq!(ErrorCode::from_value(0), None);
