@@ -7,7 +7,7 @@
 //! - mid: each component in 3 bytes (|x| <= `MID_MAX`, below 128.0: unit vectors of small
 //!   dimension, most real data): three quarters of the memory. A row holds the top 16 bits of
 //!   every component (`x >> 8`, an `i16`) and then the low bytes, so that a search can scan the
-//!   top halves with the narrow kernels as an exact lower-bound filter (`search.rs`);
+//!   top halves with the narrow kernels as an exact lower-bound filter (`search/scan.rs`);
 //! - wide: each component as its Q16.16 `i32`.
 //!
 //! The width is a representation, not state: the values, the encoding and the hash are the
