@@ -28,6 +28,8 @@
 //! Files, formats, the recovery algorithm and what each durability mode survives:
 //! `docs/FORMAT.md` §7–11.
 
+#![forbid(unsafe_code)]
+
 mod directory;
 mod engine;
 mod error;

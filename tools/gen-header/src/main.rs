@@ -4,6 +4,8 @@
 //!
 //! `cargo run -p valori-gen-header [-- --verify]`
 
+#![forbid(unsafe_code)]
+
 use std::path::Path;
 use std::process::ExitCode;
 
