@@ -66,5 +66,7 @@ pub use graph::{Direction, Edge, Hop, HopSlot, NodeRef};
 pub use memory::Capacity;
 pub use records::RecordRef;
 pub use search::{Hit, HitSlot};
+#[cfg(feature = "alloc")]
+pub use state::Bounds;
 pub use state::{Applied, Kernel};
 pub use vectors::{VectorIter, VectorRef};

@@ -103,5 +103,7 @@ pub(crate) fn carve(config: Config, cap: Capacity, mem: &mut [u8]) -> Result<Ker
         edges: Slab::fixed(edges),
         out_adj: Slab::fixed(out_adj),
         in_adj: Slab::fixed(in_adj),
+        #[cfg(feature = "alloc")]
+        bounds: crate::Bounds::default(),
     })
 }

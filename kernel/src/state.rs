@@ -43,6 +43,24 @@ pub struct Kernel<'m> {
     pub(crate) edges: Slab<'m, EdgeSlot>,
     pub(crate) out_adj: Slab<'m, Adj>,
     pub(crate) in_adj: Slab<'m, Adj>,
+    /// How far a growable kernel may grow (not state: neither encoded nor hashed).
+    #[cfg(feature = "alloc")]
+    pub(crate) bounds: Bounds,
+}
+
+/// Upper bounds for a growable kernel, checked before a command changes anything (a kernel in
+/// caller memory is bounded by its [`Capacity`](crate::Capacity) instead). `None` is
+/// unbounded. Not part of the state: neither encoded nor hashed, and a restored kernel has
+/// none until they are set again.
+#[cfg(feature = "alloc")]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Bounds {
+    /// Most records.
+    pub records: Option<u64>,
+    /// Most graph nodes.
+    pub nodes: Option<u64>,
+    /// Most graph edges.
+    pub edges: Option<u64>,
 }
 
 impl core::fmt::Debug for Kernel<'_> {
@@ -75,7 +93,19 @@ impl Kernel<'static> {
             edges: Slab::growable(),
             out_adj: Slab::growable(),
             in_adj: Slab::growable(),
+            bounds: Bounds::default(),
         })
+    }
+
+    /// Sets how far this kernel may grow: a command that would exceed a bound fails with
+    /// [`Error::Full`](crate::Error::Full) and changes nothing.
+    pub fn set_bounds(&mut self, bounds: Bounds) {
+        self.bounds = bounds;
+    }
+
+    /// The bounds set with [`Kernel::set_bounds`].
+    pub fn bounds(&self) -> Bounds {
+        self.bounds
     }
 }
 
@@ -126,6 +156,8 @@ impl<'m> Kernel<'m> {
 
     /// Applies a command: the only way state changes. On error nothing has changed.
     pub fn apply(&mut self, cmd: &Command<'_>) -> Result<Applied> {
+        #[cfg(feature = "alloc")]
+        self.check_bounds(cmd)?;
         match *cmd {
             Command::Insert {
                 id,
@@ -156,6 +188,31 @@ impl<'m> Kernel<'m> {
                 .create_edge(id, kind, from, to, weight)
                 .map(Applied::Created),
             Command::DeleteEdge { id } => self.delete_edge(id).map(|()| Applied::Done),
+        }
+    }
+
+    /// Refuses a command that would grow the kernel past its [`Bounds`].
+    #[cfg(feature = "alloc")]
+    fn check_bounds(&self, cmd: &Command<'_>) -> Result<()> {
+        let (bound, have, add, what) = match cmd {
+            Command::Insert { .. } => (self.bounds.records, self.len(), 1, Resource::Records),
+            Command::InsertBatch { vectors, .. } => (
+                self.bounds.records,
+                self.len(),
+                vectors.len() / (self.config.dim as usize).max(1),
+                Resource::Records,
+            ),
+            Command::CreateNode { .. } => {
+                (self.bounds.nodes, self.node_count(), 1, Resource::Nodes)
+            }
+            Command::CreateEdge { .. } => {
+                (self.bounds.edges, self.edge_count(), 1, Resource::Edges)
+            }
+            _ => return Ok(()),
+        };
+        match bound {
+            Some(max) if have as u64 + add as u64 > max => Err(Error::Full(what)),
+            _ => Ok(()),
         }
     }
 }
