@@ -152,6 +152,23 @@ impl<I: Iterator> Iterator for ExactLen<I> {
 
 impl<I: Iterator> ExactSizeIterator for ExactLen<I> {}
 
+/// The filter and the hit buffer of a search call.
+///
+/// # Safety
+/// Non-NULL pointers must be valid for their lengths (the C caller's contract).
+unsafe fn hits_out<'a>(
+    tag: *const u64,
+    out_hits: *mut valori_hit,
+    cap: usize,
+    out_len: *mut usize,
+) -> Result<(Option<u64>, &'a mut [valori_hit], &'a mut usize), c_int> {
+    Ok((
+        ffi::opt(tag)?.copied(),
+        ffi::slice_mut(out_hits, cap)?,
+        ffi::out(out_len)?,
+    ))
+}
+
 /// `valori_search` / `valori_kernel_search`.
 pub(crate) fn search<H: Target>(
     h: *const H,
@@ -167,9 +184,7 @@ pub(crate) fn search<H: Target>(
         // SAFETY: pointers checked; buffers valid for their lengths by contract.
         unsafe {
             let q = check!(ffi::slice(query, dim));
-            let tag = check!(ffi::opt(tag)).copied();
-            let out = check!(ffi::slice_mut(out_hits, cap));
-            let out_len = check!(ffi::out(out_len));
+            let (tag, out, out_len) = check!(hits_out(tag, out_hits, cap, out_len));
             H::read_query(h, q, |kern, q| search_into(kern, q, k, tag, out, out_len))
         }
     })
@@ -191,9 +206,7 @@ pub(crate) fn search_raw<H: Target>(
         // transparent `i32`.
         unsafe {
             let q = check!(ffi::slice(query.cast::<Fxp>(), dim));
-            let tag = check!(ffi::opt(tag)).copied();
-            let out = check!(ffi::slice_mut(out_hits, cap));
-            let out_len = check!(ffi::out(out_len));
+            let (tag, out, out_len) = check!(hits_out(tag, out_hits, cap, out_len));
             H::read(h, |kern| search_into(kern, q, k, tag, out, out_len))
         }
     })
@@ -272,6 +285,41 @@ pub(crate) fn state_hash<H: Target>(h: *const H, out_hash: *mut u8) -> c_int {
     })
 }
 
+/// Runs `f` on record `id` of the handle's kernel (`NotFound` if there is none).
+///
+/// # Safety
+/// As [`Target::read`].
+unsafe fn read_record<H: Target>(
+    h: *const H,
+    id: u64,
+    f: impl FnOnce(vk::RecordRef<'_>) -> c_int,
+) -> c_int {
+    H::read(h, |kern| {
+        kern.get(id)
+            .map(f)
+            .ok_or(vk::Error::NotFound(Object::Record, id))
+    })
+}
+
+/// Copies items of record `id` (its vector, its metadata) to the caller's buffer.
+fn record_items<H: Target, T>(
+    h: *const H,
+    id: u64,
+    out_items: *mut T,
+    cap: usize,
+    out_len: *mut usize,
+    copy: impl FnOnce(vk::RecordRef<'_>, &mut [T], &mut usize) -> c_int,
+) -> c_int {
+    boundary(|| {
+        // SAFETY: pointers checked; the buffer is valid for `cap` items by contract.
+        unsafe {
+            let out = check!(ffi::slice_mut(out_items, cap));
+            let out_len = check!(ffi::out(out_len));
+            read_record(h, id, |r| copy(r, out, out_len))
+        }
+    })
+}
+
 /// `valori_get_vector` / `valori_kernel_get_vector`: floats, exact below 256 in magnitude.
 pub(crate) fn get_vector<H: Target>(
     h: *const H,
@@ -280,18 +328,8 @@ pub(crate) fn get_vector<H: Target>(
     cap: usize,
     out_len: *mut usize,
 ) -> c_int {
-    boundary(|| {
-        // SAFETY: pointers checked.
-        unsafe {
-            let out = check!(ffi::slice_mut(out_vector, cap));
-            let out_len = check!(ffi::out(out_len));
-            H::read(h, |kern| {
-                let r = kern
-                    .get(id)
-                    .ok_or(vk::Error::NotFound(Object::Record, id))?;
-                Ok(ffi::write_all(r.vector.iter(), ffi::to_f32, out, out_len))
-            })
-        }
+    record_items(h, id, out_vector, cap, out_len, |r, out, n| {
+        ffi::write_all(r.vector.iter(), ffi::to_f32, out, n)
     })
 }
 
@@ -303,18 +341,8 @@ pub(crate) fn get_meta<H: Target>(
     cap: usize,
     out_len: *mut usize,
 ) -> c_int {
-    boundary(|| {
-        // SAFETY: pointers checked.
-        unsafe {
-            let out = check!(ffi::slice_mut(out_meta, cap));
-            let out_len = check!(ffi::out(out_len));
-            H::read(h, |kern| {
-                let r = kern
-                    .get(id)
-                    .ok_or(vk::Error::NotFound(Object::Record, id))?;
-                Ok(ffi::write_all(r.meta.iter(), |b| **b, out, out_len))
-            })
-        }
+    record_items(h, id, out_meta, cap, out_len, |r, out, n| {
+        ffi::write_all(r.meta.iter(), |b| **b, out, n)
     })
 }
 
@@ -330,13 +358,10 @@ pub(crate) fn get_tag<H: Target>(
         unsafe {
             let tag = check!(ffi::out(out_tag));
             let has = check!(ffi::out(out_has_tag));
-            H::read(h, |kern| {
-                let r = kern
-                    .get(id)
-                    .ok_or(vk::Error::NotFound(Object::Record, id))?;
+            read_record(h, id, |r| {
                 *tag = r.tag.unwrap_or(0);
                 *has = c_int::from(r.tag.is_some());
-                Ok(VALORI_OK)
+                VALORI_OK
             })
         }
     })
