@@ -59,14 +59,14 @@ def test_second_database_on_the_same_path_is_busy(tmp_path):
 
 
 def test_open_errors(tmp_path):
-    with pytest.raises(valori.InvalidInputError):
+    with pytest.raises(valori.NotFoundError):
         Database(tmp_path / "nothing-here")  # no dimension to create it
     Database(tmp_path / "db", dim=4, metric="ip").close()
     with pytest.raises(valori.InvalidInputError):
         Database(tmp_path / "db", dim=5)
     with pytest.raises(valori.ValoriIOError):
         Database("/proc/valori-cannot-create-here", dim=2)
-    with pytest.raises(ValueError):
+    with pytest.raises(valori.InvalidInputError):
         Database(tmp_path / "x", dim=2, durability="sometimes")
     (tmp_path / "db" / "snap-00000000000000000000.vsnap").write_bytes(b"garbage")
     with pytest.raises(valori.CorruptError):

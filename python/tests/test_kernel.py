@@ -197,7 +197,7 @@ def test_error_hierarchy():
     assert {c.code for c in classes} == {"Internal", "Misuse", "InvalidInput", "Dimension", "Full", "NotFound",
                                          "Exists", "Corrupt", "Busy", "Io", "Poisoned"}
     assert issubclass(valori.ValoriIOError, OSError)
-    with pytest.raises(ValueError):
+    with pytest.raises(valori.InvalidInputError):
         EmbeddedKernel(dim=2, metric="manhattan")
     with pytest.raises(valori.InvalidInputError):
         EmbeddedKernel(dim=0)

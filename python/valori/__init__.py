@@ -23,6 +23,7 @@ from .errors import (
     Error,
     ExistsError,
     FullError,
+    InsufficientSizeError,
     InternalError,
     InvalidInputError,
     MisuseError,
@@ -216,7 +217,8 @@ class EmbeddedKernel(_Store):
     def __init__(self, max_records: Optional[int] = None, dim: int = 0, metric: str = "l2",
                  max_nodes: Optional[int] = None, max_edges: Optional[int] = None) -> None:
         """A kernel of dimension ``dim`` and metric ``"l2"``, ``"ip"`` or ``"cosine"``; the
-        ``max_*`` limits make inserts beyond them raise :class:`FullError`."""
+        ``max_*`` limits make inserts beyond them raise :class:`FullError`; an unknown metric
+        raises :class:`InvalidInputError`."""
         self.dim = dim
         self._n = _native.Kernel(dim, metric, max_records, max_nodes, max_edges)
         self._limits = (max_records, max_nodes, max_edges)
@@ -263,7 +265,10 @@ class Database(_Store):
     def __init__(self, path: str, dim: Optional[int] = None, metric: Optional[str] = None,
                  durability: str = "fsync", checkpoint_wal_bytes: int = 256 << 20,
                  create: bool = True, salvage: bool = False) -> None:
-        """Opens (or, with ``dim``, creates) the database; recovers from its WAL and snapshot."""
+        """Opens (or, with ``dim``, creates) the database; recovers from its WAL and snapshot.
+        A directory without a database raises :class:`NotFoundError` unless ``dim`` is given
+        and ``create`` is true; an unknown ``metric`` or ``durability`` raises
+        :class:`InvalidInputError`."""
         self._n = _native.Database(str(path), dim, metric, durability, checkpoint_wal_bytes, create, salvage)
         self.dim = self._n.config()[0]
         self.path = str(path)
@@ -307,5 +312,6 @@ def replay(base_state: bytes, commands: Iterable[bytes]) -> bytes:
 __all__ = [
     "EmbeddedKernel", "Database", "SearchResult", "Record", "Edge", "WalExport", "replay",
     "Error", "InternalError", "MisuseError", "InvalidInputError", "DimensionError", "FullError",
-    "NotFoundError", "ExistsError", "CorruptError", "BusyError", "ValoriIOError", "PoisonedError",
+    "NotFoundError", "ExistsError", "InsufficientSizeError", "CorruptError", "BusyError", "ValoriIOError",
+    "PoisonedError",
 ]

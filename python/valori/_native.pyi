@@ -3,6 +3,9 @@ from typing import Optional
 
 def version() -> str: ...
 def replay(base_state: bytes, commands: list[bytes]) -> bytes: ...
+def error_codes() -> list[tuple[int, str, str]]:
+    """The error table (``valori_kernel::ErrorCode::ALL``): ``(value, name, description)`` rows
+    in numeric order."""
 
 class _Store:
     def insert(self, data: bytes, dtype: str, tag: Optional[int] = ..., meta: bytes = ...) -> int: ...

@@ -1,7 +1,16 @@
 """The exception hierarchy of valori. Every error is a :class:`valori.Error`; the ``code``
-attribute is the name shared with the C API (``VALORI_<CODE>``), Rust and HTTP."""
+attribute is the name of its row in the one error table (Rust's ``valori_kernel::ErrorCode``),
+shared with the C API (``VALORI_<CODE>``) and HTTP.
+
+The native module raises by code name through :func:`error_class`, and importing this module
+checks that every code of the native table has a class here (a new code without one makes
+``import valori`` fail with an :class:`ImportError` naming it)."""
 
 from __future__ import annotations
+
+from typing import Dict, Iterable, Tuple, Type
+
+from . import _native
 
 
 class Error(Exception):
@@ -53,6 +62,13 @@ class ExistsError(Error):
     code = "Exists"
 
 
+class InsufficientSizeError(Error):
+    """An output buffer is too small (a C API code: Python allocates its outputs, so valori
+    does not raise it from Python)."""
+
+    code = "InsufficientSize"
+
+
 class CorruptError(Error):
     """Stored or received bytes are damaged; the message names the file and offset."""
 
@@ -77,7 +93,44 @@ class PoisonedError(Error):
     code = "Poisoned"
 
 
+def _by_code() -> Dict[str, Type[Error]]:
+    """The classes of this module by ``code`` (each code once)."""
+    found: Dict[str, Type[Error]] = {}
+    for value in list(globals().values()):
+        if isinstance(value, type) and issubclass(value, Error) and value is not Error:
+            if value.code in found:
+                raise ImportError(f"valori.errors: {found[value.code].__name__} and {value.__name__} "
+                                  f"both have code {value.code!r}")
+            found[value.code] = value
+    return found
+
+
+_BY_CODE = _by_code()
+
+
+def error_class(code: str) -> Type[Error]:
+    """The exception class of an error code name of the native table (``"InvalidInput"`` ->
+    :class:`InvalidInputError`). The native module raises every error through this."""
+    try:
+        return _BY_CODE[code]
+    except KeyError:
+        raise LookupError(f"valori.errors has no exception class for error code {code!r}") from None
+
+
+def check_table(table: Iterable[Tuple[int, str, str]]) -> None:
+    """Raises :class:`ImportError` naming each code of ``table`` (rows ``(value, name,
+    description)`` as ``valori._native.error_codes()`` returns them) that has no class here."""
+    missing = [f"{name} ({value}: {description})" for value, name, description in table
+               if name not in _BY_CODE]
+    if missing:
+        raise ImportError("valori.errors has no exception class for error code(s) " + ", ".join(missing)
+                          + ": add a valori.Error subclass whose `code` is the name")
+
+
+check_table(_native.error_codes())
+
 __all__ = [
     "Error", "InternalError", "MisuseError", "InvalidInputError", "DimensionError", "FullError",
-    "NotFoundError", "ExistsError", "CorruptError", "BusyError", "ValoriIOError", "PoisonedError",
+    "NotFoundError", "ExistsError", "InsufficientSizeError", "CorruptError", "BusyError",
+    "ValoriIOError", "PoisonedError", "error_class", "check_table",
 ]

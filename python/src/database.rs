@@ -1,0 +1,254 @@
+//! `valori._native.Database`: the durable database behind `valori.Database`. Each operation
+//! the engine has a typed method for goes through that method (the engine decides); the rest
+//! read the kernel or apply a command through the engine.
+
+use crate::buffers::Floats;
+use crate::errors::{guarded, Fail};
+use crate::store::{by_command, parse_metric, store_methods, Hits, RecordTuple, Store};
+use pyo3::prelude::*;
+use pyo3::types::PyBytes;
+use std::sync::RwLock;
+use valori_engine::{Durability, Engine, Export, Options};
+use valori_kernel::{Applied, Command, Config, Direction, Fxp, Kernel as Core};
+
+/// An export for Python: `(base_state, base_seq, commands, state_hash)`.
+type ExportTuple<'py> = (
+    Bound<'py, PyBytes>,
+    u64,
+    Vec<Bound<'py, PyBytes>>,
+    Bound<'py, PyBytes>,
+);
+
+/// The durable database; `None` once closed.
+#[pyclass(module = "valori._native", frozen)]
+pub(crate) struct Database {
+    inner: RwLock<Option<Engine>>,
+}
+
+/// A durability mode from its Python name.
+fn parse_durability(name: &str) -> Result<Durability, Fail> {
+    match name {
+        "fsync" => Ok(Durability::Fsync),
+        "group" | "group_commit" => Ok(Durability::GroupCommit),
+        "none" => Ok(Durability::None),
+        _ => Err(Fail::invalid(format!(
+            "unknown durability '{name}': use 'fsync', 'group' or 'none'"
+        ))),
+    }
+}
+
+impl Database {
+    /// Runs `f` on the open engine; a closed database is `MisuseError`.
+    fn engine<R>(
+        &self,
+        f: impl FnOnce(&Engine) -> Result<R, valori_engine::Error>,
+    ) -> Result<R, Fail> {
+        let g = self
+            .inner
+            .read()
+            .map_err(|_| Fail::internal("lock poisoned"))?;
+        let e = g
+            .as_ref()
+            .ok_or_else(|| Fail::new(valori_kernel::ErrorCode::Misuse, "the database is closed"))?;
+        Ok(f(e)?)
+    }
+}
+
+impl Store for Database {
+    fn apply(&self, cmd: &Command<'_>) -> Result<Applied, Fail> {
+        self.engine(|e| e.apply(cmd))
+    }
+
+    fn read<R>(&self, f: impl FnOnce(&Core<'static>) -> R) -> Result<R, Fail> {
+        self.engine(|e| e.with_kernel(f))
+    }
+
+    // The engine's typed vector methods take float32; float64 input is converted by the
+    // kernel directly (never through float32) and applied as a command.
+    fn insert(&self, v: &Floats, tag: Option<u64>, meta: &[u8]) -> Result<u64, Fail> {
+        match v {
+            Floats::F32(v) => self.engine(|e| e.insert(v, tag, meta)),
+            Floats::F64(_) => by_command::insert(self, v, tag, meta),
+        }
+    }
+
+    fn insert_batch(&self, v: &Floats, tags: &[u64]) -> Result<(u64, u64), Fail> {
+        match v {
+            Floats::F32(v) => self
+                .engine(|e| e.insert_batch(v, tags))
+                .map(|ids| (ids.start, ids.end - ids.start)),
+            Floats::F64(_) => by_command::insert_batch(self, v, tags),
+        }
+    }
+
+    fn search(&self, q: &Floats, k: u32, tag: Option<u64>) -> Result<Hits, Fail> {
+        match q {
+            Floats::F32(q) => self.engine(|e| {
+                let hits = e.search(q, k, tag)?;
+                let m = e.config()?.metric;
+                Ok((
+                    hits.iter().map(|h| h.id).collect(),
+                    hits.iter().map(|h| m.distance_to_f64(h.distance)).collect(),
+                ))
+            }),
+            Floats::F64(_) => by_command::search(self, q, k, tag),
+        }
+    }
+
+    fn delete(&self, id: u64) -> Result<(), Fail> {
+        self.engine(|e| e.delete(id))
+    }
+
+    fn set_meta(&self, id: u64, meta: &[u8]) -> Result<(), Fail> {
+        self.engine(|e| e.set_meta(id, meta))
+    }
+
+    fn set_tag(&self, id: u64, tag: Option<u64>) -> Result<(), Fail> {
+        self.engine(|e| e.set_tag(id, tag))
+    }
+
+    fn create_node(&self, kind: u32, record: Option<u64>, label: &[u8]) -> Result<u64, Fail> {
+        self.engine(|e| e.create_node(kind, record, label))
+    }
+
+    fn delete_node(&self, id: u64) -> Result<(), Fail> {
+        self.engine(|e| e.delete_node(id))
+    }
+
+    // create_edge keeps the provided command: the engine's takes an f32 weight, Python gives
+    // a float64 that is converted directly.
+
+    fn delete_edge(&self, id: u64) -> Result<(), Fail> {
+        self.engine(|e| e.delete_edge(id))
+    }
+
+    fn get(&self, id: u64) -> Result<Option<RecordTuple>, Fail> {
+        self.engine(|e| {
+            Ok(e.get(id)?.map(|r| {
+                (
+                    r.tag,
+                    r.meta,
+                    r.vector.into_iter().map(Fxp::to_f64).collect(),
+                )
+            }))
+        })
+    }
+
+    fn traverse(
+        &self,
+        start: u64,
+        hops: u32,
+        d: Direction,
+        kind: Option<u32>,
+    ) -> Result<Vec<(u32, u64)>, Fail> {
+        self.engine(|e| {
+            Ok(e.traverse(start, hops, d, kind)?
+                .iter()
+                .map(|h| (h.depth, h.node))
+                .collect())
+        })
+    }
+
+    fn state_hash(&self) -> Result<[u8; 32], Fail> {
+        self.engine(Engine::state_hash)
+    }
+
+    fn count(&self) -> Result<usize, Fail> {
+        self.engine(Engine::len)
+    }
+
+    fn config(&self) -> Result<Config, Fail> {
+        self.engine(Engine::config)
+    }
+}
+
+#[pymethods]
+impl Database {
+    #[new]
+    #[pyo3(signature = (path, dim=None, metric=None, durability="fsync", checkpoint_wal_bytes=256 << 20, create=true, salvage=false))]
+    #[allow(
+        clippy::too_many_arguments,
+        reason = "mirrors the keyword arguments of valori.Database"
+    )]
+    fn new(
+        py: Python<'_>,
+        path: &str,
+        dim: Option<u32>,
+        metric: Option<&str>,
+        durability: &str,
+        checkpoint_wal_bytes: u64,
+        create: bool,
+        salvage: bool,
+    ) -> PyResult<Self> {
+        let engine = guarded(py, || {
+            let options = Options {
+                dim,
+                metric: metric.map(parse_metric).transpose()?,
+                durability: parse_durability(durability)?,
+                checkpoint_wal_bytes,
+                create,
+                salvage,
+            };
+            Ok(Engine::open(path, options)?)
+        })?;
+        Ok(Database {
+            inner: RwLock::new(Some(engine)),
+        })
+    }
+
+    fn checkpoint(&self, py: Python<'_>) -> PyResult<()> {
+        guarded(py, || self.engine(Engine::checkpoint))
+    }
+
+    fn flush(&self, py: Python<'_>) -> PyResult<()> {
+        guarded(py, || self.engine(Engine::flush))
+    }
+
+    /// Flushes and closes; later calls raise MisuseError. Closing twice is allowed.
+    fn close(&self, py: Python<'_>) -> PyResult<()> {
+        guarded(py, || {
+            let taken = self
+                .inner
+                .write()
+                .map_err(|_| Fail::internal("lock poisoned"))?
+                .take();
+            match taken {
+                Some(e) => Ok(e.close()?),
+                None => Ok(()),
+            }
+        })
+    }
+
+    fn is_closed(&self) -> bool {
+        self.inner.read().map(|g| g.is_none()).unwrap_or(true)
+    }
+
+    /// `(base_state, base_seq, commands, state_hash)` read back from disk.
+    fn export<'py>(&self, py: Python<'py>) -> PyResult<ExportTuple<'py>> {
+        let ex: Export = guarded(py, || self.engine(Engine::export))?;
+        let commands = ex.commands.iter().map(|c| PyBytes::new(py, c)).collect();
+        Ok((
+            PyBytes::new(py, &ex.base_state),
+            ex.base_seq,
+            commands,
+            PyBytes::new(py, &ex.state_hash),
+        ))
+    }
+}
+
+store_methods!(Database);
+
+/// Rebuilds a state from a base state and commands (a database export); returns its hash.
+#[pyfunction]
+pub(crate) fn replay<'py>(
+    py: Python<'py>,
+    base_state: &[u8],
+    commands: Vec<Vec<u8>>,
+) -> PyResult<Bound<'py, PyBytes>> {
+    let h = guarded(py, || {
+        let mut k = Core::from_bytes(base_state)?;
+        valori_engine::replay_into(&mut k, commands.iter().map(Vec::as_slice))?;
+        Ok(k.state_hash())
+    })?;
+    Ok(PyBytes::new(py, &h))
+}
