@@ -52,3 +52,13 @@ pub fn parse_segment_name(name: &str) -> Option<u64> {
     }
     digits.parse().ok()
 }
+
+/// Checks a whole segment file's bytes the way recovery reads them: the number of intact
+/// records and whether the file ends inside a record, or the first damage as `(offset,
+/// reason)`. For tools and fuzzing; recovery itself uses the full parse.
+pub fn check_segment(bytes: &[u8]) -> Result<(u64, bool), (u64, &'static str)> {
+    match parse_segment(bytes) {
+        Ok(seg) => Ok((seg.records.len() as u64, seg.tail != Tail::Clean)),
+        Err((damage, _)) => Err((damage.offset, damage.reason)),
+    }
+}
