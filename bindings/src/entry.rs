@@ -76,7 +76,7 @@ pub(crate) trait Target: Sized {
 }
 
 /// Writes the needed size for an `InsufficientSize` error; other errors pass through.
-fn sized(r: Result<usize, vk::Error>, out_len: &mut usize) -> Read {
+pub(crate) fn sized(r: Result<usize, vk::Error>, out_len: &mut usize) -> Read {
     match r {
         Ok(n) => {
             *out_len = n;

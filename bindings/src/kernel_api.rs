@@ -247,9 +247,10 @@ pub extern "C" fn valori_kernel_init(
     })
 }
 
-/// Rebuilds a kernel inside `mem` from a snapshot made by `valori_kernel_snapshot` (or the
-/// kernel section of a database snapshot). The configuration's dimension and metric must
-/// match the snapshot's; its capacities must hold it (else `VALORI_FULL`).
+/// Rebuilds a kernel inside `mem` from a snapshot made by `valori_kernel_snapshot`, which
+/// carries its state hash: a damaged snapshot is `VALORI_CORRUPT`. The configuration's
+/// dimension and metric must match the snapshot's (else `VALORI_DIMENSION` or
+/// `VALORI_INVALID_INPUT`); its capacities must hold it (else `VALORI_FULL`).
 ///
 /// - `cfg`: [in] the configuration.
 /// - `snapshot`: [in] `snapshot_len` bytes.
@@ -275,7 +276,7 @@ pub extern "C" fn valori_kernel_restore(
             }
             let (config, cap) = check!(parse_config(cfg));
             let h = check!(place(config, cap, mem, mem_len, |t| {
-                let k = Kernel::from_bytes_in(bytes, cap, t)?;
+                let k = Kernel::from_snapshot_in(bytes, cap, t)?;
                 let stored = k.config();
                 if stored.dim != config.dim {
                     return Err(vk::Error::Dimension {
@@ -536,7 +537,8 @@ pub extern "C" fn valori_kernel_state_hash(
     entry::state_hash(kernel, out_hash)
 }
 
-/// Writes the canonical state encoding (a snapshot for `valori_kernel_restore`).
+/// Writes a snapshot for `valori_kernel_restore`: the canonical state encoding framed with
+/// its state hash (docs/FORMAT.md §13), so that restore detects any damage.
 ///
 /// - `kernel`: [in] the kernel.
 /// - `out`: [out] room for `cap` bytes.
@@ -557,17 +559,7 @@ pub extern "C" fn valori_kernel_snapshot(
                 check!(ffi::out(out_len)),
             )
         };
-        match h.kernel.encode(buf) {
-            Ok(n) => {
-                *out_len = n;
-                VALORI_OK
-            }
-            Err(vk::Error::InsufficientSize { needed }) => {
-                *out_len = needed as usize;
-                VALORI_INSUFFICIENT_SIZE
-            }
-            Err(e) => kernel_code(&e),
-        }
+        code(entry::sized(h.kernel.write_snapshot(buf), out_len))
     })
 }
 

@@ -53,6 +53,7 @@ mod search;
 #[doc(hidden)]
 pub mod simd;
 mod slab;
+mod snapshot;
 mod state;
 mod tables;
 mod vectors;
@@ -66,6 +67,7 @@ pub use graph::{Direction, Edge, Hop, HopSlot, NodeRef};
 pub use memory::Capacity;
 pub use records::RecordRef;
 pub use search::{Hit, HitSlot};
+pub use snapshot::{SNAPSHOT_MAGIC, SNAPSHOT_OVERHEAD, SNAPSHOT_VERSION};
 #[cfg(feature = "alloc")]
 pub use state::Bounds;
 pub use state::{Applied, Kernel};

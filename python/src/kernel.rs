@@ -1,56 +1,29 @@
 //! `valori._native.Kernel`: the in-memory kernel behind `valori.EmbeddedKernel`, with optional
-//! capacity limits.
+//! capacity limits (the kernel's bounds).
 
 use crate::errors::{guarded, Fail};
 use crate::store::{parse_metric, store_methods, Store};
 use pyo3::prelude::*;
 use pyo3::types::PyBytes;
 use std::sync::{Mutex, MutexGuard};
-use valori_kernel::{Applied, Command, Config, Kernel as Core, Resource};
+use valori_engine::Export;
+use valori_kernel::{Applied, Bounds, Command, Config, Kernel as Core};
 
-/// The in-memory kernel.
+/// The in-memory kernel; its capacity limits are the kernel's own [`Bounds`].
 #[pyclass(module = "valori._native", frozen)]
 pub(crate) struct Kernel {
     inner: Mutex<Core<'static>>,
-    limits: CapacityLimits,
-}
-
-/// The `max_records`, `max_nodes` and `max_edges` a kernel was made with.
-struct CapacityLimits {
-    records: Option<u64>,
-    nodes: Option<u64>,
-    edges: Option<u64>,
-}
-
-/// Refuses with `Full` a command that would take `k` past a limit.
-///
-/// capacity limits: to move into the kernel (growable kernel with a Capacity bound).
-fn check_capacity_limits(
-    limits: &CapacityLimits,
-    k: &Core<'static>,
-    cmd: &Command<'_>,
-) -> Result<(), Fail> {
-    let (limit, have, add, what) = match cmd {
-        Command::Insert { .. } => (limits.records, k.len(), 1, Resource::Records),
-        Command::InsertBatch { vectors, .. } => (
-            limits.records,
-            k.len(),
-            vectors.len() / (k.config().dim as usize).max(1),
-            Resource::Records,
-        ),
-        Command::CreateNode { .. } => (limits.nodes, k.node_count(), 1, Resource::Nodes),
-        Command::CreateEdge { .. } => (limits.edges, k.edge_count(), 1, Resource::Edges),
-        _ => return Ok(()),
-    };
-    match limit {
-        Some(max) if have as u64 + add as u64 > max => {
-            Err(Fail::from(valori_kernel::Error::Full(what)))
-        }
-        _ => Ok(()),
-    }
 }
 
 impl Kernel {
+    /// Replaces the state, keeping the bounds.
+    fn replace(&self, mut fresh: Core<'static>) -> Result<(), Fail> {
+        let mut k = self.lock()?;
+        fresh.set_bounds(k.bounds());
+        *k = fresh;
+        Ok(())
+    }
+
     fn lock(&self) -> Result<MutexGuard<'_, Core<'static>>, Fail> {
         self.inner
             .lock()
@@ -60,9 +33,7 @@ impl Kernel {
 
 impl Store for Kernel {
     fn apply(&self, cmd: &Command<'_>) -> Result<Applied, Fail> {
-        let mut k = self.lock()?;
-        check_capacity_limits(&self.limits, &k, cmd)?;
-        Ok(k.apply(cmd)?)
+        Ok(self.lock()?.apply(cmd)?)
     }
 
     fn read<R>(&self, f: impl FnOnce(&Core<'static>) -> R) -> Result<R, Fail> {
@@ -83,30 +54,78 @@ impl Kernel {
         max_edges: Option<u64>,
     ) -> PyResult<Self> {
         let core = guarded(py, || {
-            Ok(Core::new(Config::new(dim, parse_metric(metric)?)?)?)
-        })?;
-        Ok(Kernel {
-            inner: Mutex::new(core),
-            limits: CapacityLimits {
+            let mut core = Core::new(Config::new(dim, parse_metric(metric)?)?)?;
+            core.set_bounds(Bounds {
                 records: max_records,
                 nodes: max_nodes,
                 edges: max_edges,
-            },
+            });
+            Ok(core)
+        })?;
+        Ok(Kernel {
+            inner: Mutex::new(core),
         })
     }
 
-    /// The canonical state encoding.
+    /// The portable snapshot: the state encoding framed with its hash (docs/FORMAT.md §13).
     fn snapshot<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyBytes>> {
-        let b = guarded(py, || self.read(|k| k.to_bytes()))?;
+        let b = guarded(py, || self.read(|k| k.snapshot()))?;
         Ok(PyBytes::new(py, &b))
     }
 
-    /// Replaces the state with a decoded snapshot (all or nothing).
+    /// Replaces the state with a verified snapshot (all or nothing); the bounds stay.
     fn restore(&self, py: Python<'_>, snapshot: &[u8]) -> PyResult<()> {
+        guarded(py, || self.replace(Core::from_snapshot(snapshot)?))
+    }
+
+    /// Replaces the state with the one a database export describes, after checking that the
+    /// replayed state hash is the one the export recorded (all or nothing); the bounds stay.
+    fn restore_export(
+        &self,
+        py: Python<'_>,
+        base_state: Vec<u8>,
+        base_seq: u64,
+        commands: Vec<Vec<u8>>,
+        state_hash: [u8; 32],
+    ) -> PyResult<()> {
         guarded(py, || {
-            let fresh = Core::from_bytes(snapshot)?;
-            *self.lock()? = fresh;
-            Ok(())
+            let export = Export {
+                base_state,
+                base_seq,
+                commands,
+                state_hash,
+            };
+            let fresh = export.replay()?;
+            self.replace(fresh)
+        })
+    }
+
+    /// Applies encoded commands in order to a copy of the state and keeps the copy only if
+    /// every command applies (and, with `expected_hash`, the result hashes to it); returns how
+    /// many were applied.
+    #[pyo3(signature = (commands, expected_hash=None))]
+    fn apply_all(
+        &self,
+        py: Python<'_>,
+        commands: Vec<Vec<u8>>,
+        expected_hash: Option<[u8; 32]>,
+    ) -> PyResult<u64> {
+        guarded(py, || {
+            let mut k = self.lock()?;
+            let mut copy = Core::from_bytes(&k.to_bytes())?;
+            copy.set_bounds(k.bounds());
+            let n = valori_engine::replay_into(&mut copy, commands.iter().map(Vec::as_slice))?;
+            if let Some(want) = expected_hash {
+                if copy.state_hash() != want {
+                    return Err(Fail::from(valori_engine::Error::Corrupt {
+                        file: "<commands>".into(),
+                        offset: n,
+                        reason: "the replayed state hash differs from the expected one".into(),
+                    }));
+                }
+            }
+            *k = copy;
+            Ok(n)
         })
     }
 

@@ -46,9 +46,22 @@ def test_persistence_and_every_method(tmp_path):
         assert ex.base_seq == 10 and len(ex.commands) == 1
         assert valori.replay(ex.base_state, ex.commands) == h == ex.state_hash
         k = valori.EmbeddedKernel(dim=3)
-        k.restore_snapshot(ex.base_state)
-        k.restore_from_wal(ex.commands)
+        assert k.restore_from_wal(ex) == 1
         assert k.get_state_hash() == h
+        # The export's hash is checked: a wrong one is refused and nothing changes.
+        empty = valori.EmbeddedKernel(dim=3).get_state_hash()
+        k2 = valori.EmbeddedKernel(dim=3)
+        with pytest.raises(valori.CorruptError):
+            k2.restore_from_wal(ex._replace(state_hash=bytes(32)))
+        with pytest.raises(valori.CorruptError):
+            k2.restore_from_wal(ex._replace(commands=[]))
+        assert k2.get_state_hash() == empty
+        # Commands alone apply to the current state, checked against an expected hash.
+        k3 = valori.EmbeddedKernel(dim=3)
+        k3.restore_from_wal(ex)
+        with pytest.raises(valori.CorruptError):
+            k3.restore_from_wal(ex.commands, expected_hash=h)  # applying them twice
+        assert k3.get_state_hash() == h, "a refused replay changed the state"
 
 
 def test_second_database_on_the_same_path_is_busy(tmp_path):

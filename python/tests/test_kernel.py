@@ -69,6 +69,42 @@ def test_snapshots_and_wal_replay_give_the_same_hash():
         other.apply(b"\xff\xff")
 
 
+@pytest.mark.parametrize("metric", ["l2", "ip", "cosine"])
+def test_every_single_bit_flip_of_a_snapshot_is_refused(metric):
+    k = EmbeddedKernel(dim=3, metric=metric)
+    for i in range(50):
+        k.insert([float(i) + 1.0, -0.5 * i, 0.25], tag=i % 4, metadata=bytes([i % 256]) * (i % 3))
+    a = k.create_node(kind=1, record=3, label=b"cup")
+    b = k.create_node(kind=1)
+    k.create_edge(2, a, b, weight=0.5)
+    snap = k.save_snapshot()
+    other = EmbeddedKernel(dim=3, metric=metric)
+    before = other.get_state_hash()
+    bad = bytearray(snap)
+    refused = 0
+    for bit in range(len(snap) * 8):
+        bad[bit // 8] ^= 1 << (bit % 8)
+        with pytest.raises(valori.CorruptError):
+            other.restore_snapshot(bytes(bad))
+        bad[bit // 8] ^= 1 << (bit % 8)
+        refused += 1
+    assert refused == len(snap) * 8
+    assert other.get_state_hash() == before, "a refused restore changed the state"
+    other.restore_snapshot(snap)
+    assert other.get_state_hash() == k.get_state_hash()
+
+
+def test_restore_keeps_the_capacity_limits():
+    k = EmbeddedKernel(dim=1, max_records=2)
+    k.insert([1.0])
+    snap = k.save_snapshot()
+    k.insert([2.0])
+    k.restore_snapshot(snap)
+    k.insert([3.0])
+    with pytest.raises(valori.FullError):
+        k.insert([4.0])
+
+
 def test_full_error_changes_nothing():
     k = EmbeddedKernel(max_records=2, dim=2, max_nodes=1, max_edges=0)
     k.insert([1, 1])

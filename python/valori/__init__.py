@@ -229,24 +229,38 @@ class EmbeddedKernel(_Store):
         return self.state_hash()
 
     def save_snapshot(self) -> bytes:
-        """The canonical encoding of the whole state."""
+        """The whole state as bytes to restore later, maybe elsewhere: the canonical encoding
+        framed with its state hash, so :meth:`restore_snapshot` refuses a damaged copy."""
         return self._n.snapshot()
 
     def restore_snapshot(self, snapshot: bytes) -> None:
-        """Replaces the state with a snapshot (all or nothing; :class:`CorruptError` if damaged)."""
+        """Replaces the state with a snapshot from :meth:`save_snapshot` (all or nothing;
+        :class:`CorruptError` if any byte of it is damaged). The ``max_*`` limits stay."""
         self._n.restore(bytes(snapshot))
 
     def apply(self, command: bytes) -> None:
         """Applies one encoded command (as exported from a database's WAL)."""
         self._n.apply(bytes(command))
 
-    def restore_from_wal(self, commands: Iterable[bytes]) -> int:
-        """Applies exported commands in order; returns how many were applied."""
-        n = 0
-        for c in commands:
-            self._n.apply(bytes(c))
-            n += 1
-        return n
+    def restore_from_wal(self, wal, expected_hash: Optional[bytes] = None) -> int:
+        """Rebuilds or advances the state from a database's log, all or nothing.
+
+        Given a :class:`WalExport` (``Database.export_wal()``), replaces the state with the
+        export's base state plus its commands and checks that the result hashes to the
+        export's ``state_hash``. Given encoded commands, applies them in order to the current
+        state; with ``expected_hash``, the result must hash to it. A command that does not
+        apply, or a hash that differs, raises :class:`CorruptError` and changes nothing.
+        Returns how many commands were applied."""
+        if isinstance(wal, WalExport):
+            if expected_hash is not None and bytes(expected_hash) != wal.state_hash:
+                raise InvalidInputError("expected_hash differs from the export's state_hash")
+            self._n.restore_export(bytes(wal.base_state), int(wal.base_seq),
+                                   [bytes(c) for c in wal.commands], bytes(wal.state_hash))
+            return len(wal.commands)
+        h = None if expected_hash is None else bytes(expected_hash)
+        if h is not None and len(h) != 32:
+            raise InvalidInputError(f"expected_hash is {len(h)} bytes; a state hash has 32")
+        return self._n.apply_all([bytes(c) for c in wal], h)
 
     def search_raw(self, query: Sequence[int], k: int, tag: Optional[int] = None) -> list:
         """Exact search with a raw Q16.16 query (``int(value * 65536)``): ``[(id, exact

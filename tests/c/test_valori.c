@@ -536,8 +536,25 @@ static int test_kernel_matches_database(void) {
     CHECK_RC(valori_kernel_state_hash(k, hk), VALORI_OK);
     CHECK_RC(valori_kernel_state_hash(k2, hk2), VALORI_OK);
     CHECK(memcmp(hk, hk2, 32) == 0);
-    snap[snap_len - 1] ^= 1;
-    CHECK_RC(valori_kernel_restore(&cfg, snap, snap_len, mem2, size, &k2), VALORI_CORRUPT);
+    /* every single-bit flip of the snapshot is refused (it carries its state hash) */
+    {
+        size_t bit;
+        for (bit = 0; bit < snap_len * 8; bit++) {
+            snap[bit / 8] ^= (uint8_t)(1u << (bit % 8));
+            CHECK_RC(valori_kernel_restore(&cfg, snap, snap_len, mem2, size, &k2), VALORI_CORRUPT);
+            snap[bit / 8] ^= (uint8_t)(1u << (bit % 8));
+        }
+        CHECK_RC(valori_kernel_restore(&cfg, snap, snap_len - 1, mem2, size, &k2), VALORI_CORRUPT);
+    }
+    /* a configuration of another metric is refused as invalid input, not a dimension error */
+    {
+        valori_kernel_config other = cfg;
+        other.metric = VALORI_METRIC_COSINE;
+        CHECK_RC(valori_kernel_restore(&other, snap, snap_len, mem2, size, &k2), VALORI_INVALID_INPUT);
+        other = cfg;
+        other.dim = cfg.dim - 1; /* needs less memory than `size` */
+        CHECK_RC(valori_kernel_restore(&other, snap, snap_len, mem2, size, &k2), VALORI_DIMENSION);
+    }
     free(snap);
 
     /* replay the database's exported commands into a fresh kernel: same hash */
