@@ -5,9 +5,7 @@
 
 #![allow(clippy::unwrap_used, clippy::indexing_slicing, missing_docs)]
 
-use valori_kernel::{
-    Capacity, Command, Config, ErrorCode, Fxp, Kernel, Metric, SNAPSHOT_OVERHEAD,
-};
+use valori_kernel::{Capacity, Command, Config, ErrorCode, Fxp, Kernel, Metric, SNAPSHOT_OVERHEAD};
 
 fn state(metric: Metric) -> Kernel<'static> {
     let mut k = Kernel::new(Config::new(3, metric).unwrap()).unwrap();
@@ -60,7 +58,10 @@ fn snapshots_round_trip_with_the_same_hash() {
         let mut buf = vec![0u8; snap.len()];
         assert_eq!(k.write_snapshot(&mut buf).unwrap(), snap.len());
         assert_eq!(buf, snap);
-        assert_eq!(Kernel::from_snapshot(&snap).unwrap().state_hash(), k.state_hash());
+        assert_eq!(
+            Kernel::from_snapshot(&snap).unwrap().state_hash(),
+            k.state_hash()
+        );
         let mut mem = vec![0u8; Kernel::mem_size(k.config(), CAP).unwrap()];
         let r = Kernel::from_snapshot_in(&snap, CAP, &mut mem).unwrap();
         assert_eq!(r.state_hash(), k.state_hash());
@@ -120,5 +121,8 @@ fn control_the_bare_encoding_accepts_some_flips() {
         }
         flipped[bit / 8] ^= 1 << (bit % 8);
     }
-    assert!(accepted > 100, "only {accepted} flips accepted by the bare decoder");
+    assert!(
+        accepted > 100,
+        "only {accepted} flips accepted by the bare decoder"
+    );
 }
