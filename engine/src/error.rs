@@ -92,34 +92,69 @@ impl From<valori_kernel::Error> for Error {
     }
 }
 
-impl fmt::Display for Error {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+/// What the caller can do about an error, named in each binding's own terms (Rust's are in
+/// [`Hint::rust`]; C and Python render their own), so a message never names another
+/// language's API.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Hint {
+    /// Open the database in salvage mode (read-only) to read the intact prefix.
+    Salvage,
+    /// Give a dimension, with creation enabled, to create a database.
+    Create,
+}
+
+impl Hint {
+    /// The hint in Rust terms.
+    pub fn rust(self) -> &'static str {
         match self {
-            Error::Kernel(e) => e.fmt(f),
+            Hint::Salvage => "open with `Options::salvage()` to read the intact prefix",
+            Hint::Create => "open with `Options::new(dim, metric)` to create one",
+        }
+    }
+}
+
+impl Error {
+    /// What the caller can do, if the error has a standard remedy.
+    pub fn hint(&self) -> Option<Hint> {
+        match self {
+            Error::Corrupt { .. } => Some(Hint::Salvage),
+            Error::NoDatabase { .. } => Some(Hint::Create),
+            _ => None,
+        }
+    }
+
+    /// The message without the hint (a binding appends the hint in its own terms).
+    pub fn detail(&self) -> String {
+        match self {
+            Error::Kernel(e) => e.to_string(),
             Error::Io { op, path, source } => {
-                write!(f, "I/O error while {op} {}: {source}", path.display())
+                format!("I/O error while {op} {}: {source}", path.display())
             }
-            Error::Corrupt { file, offset, reason } => write!(
-                f,
-                "{} is damaged at byte {offset}: {reason}; open with `Options::salvage` to read the intact prefix",
-                file.display()
-            ),
-            Error::Busy { path } => write!(
-                f,
+            Error::Corrupt {
+                file,
+                offset,
+                reason,
+            } => format!("{} is damaged at byte {offset}: {reason}", file.display()),
+            Error::Busy { path } => format!(
                 "{} is in use by another handle or process; close it first",
                 path.display()
             ),
-            Error::Poisoned => f.write_str(
-                "an earlier write or fsync failed, so this handle stopped; close and re-open the database",
-            ),
-            Error::ReadOnly => f.write_str("this handle is read-only (opened for salvage)"),
-            Error::NoDatabase { path } => write!(
-                f,
-                "no database in {}; open it with creation enabled and a dimension to create one",
-                path.display()
-            ),
-            Error::Mismatch(what) => write!(f, "options do not match the database: {what}"),
-            Error::Internal(what) => write!(f, "internal error (please report): {what}"),
+            Error::Poisoned => "an earlier write or fsync failed, so this handle stopped; close and re-open the database".into(),
+            Error::ReadOnly => "this handle is read-only (opened for salvage)".into(),
+            Error::NoDatabase { path } => format!("no database in {}", path.display()),
+            Error::Mismatch(what) => format!("options do not match the database: {what}"),
+            Error::Internal(what) => format!("internal error (please report): {what}"),
+        }
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.detail())?;
+        match self.hint() {
+            Some(h) => write!(f, "; {}", h.rust()),
+            None => Ok(()),
         }
     }
 }

@@ -43,7 +43,7 @@ pub mod wal;
 
 pub use directory::LOCK_NAME;
 pub use engine::{Engine, Record};
-pub use error::{Error, Result};
+pub use error::{Error, Hint, Result};
 pub use export::{replay_export, replay_into, Export, EXPORT_MAGIC, EXPORT_VERSION};
 pub use options::{Durability, Options};
 pub use recovery::SalvageReport;

@@ -155,6 +155,10 @@ fn options_must_match_an_existing_database() {
         assert!(matches!(e, Error::NoDatabase { .. }), "{e}");
         assert_eq!(e.code(), ErrorCode::NotFound);
         assert!(e.to_string().contains("no database in"), "{e}");
+        // The hint is separate, so each binding can name its own API.
+        assert_eq!(e.hint(), Some(valori_engine::Hint::Create));
+        assert!(e.to_string().contains("Options::new"), "{e}");
+        assert!(!e.detail().contains("Options"), "{}", e.detail());
     }
     std::fs::remove_dir_all(&dir).unwrap();
     let _ = std::fs::remove_dir_all(&fresh);
