@@ -33,9 +33,26 @@ impl Metric {
         }
     }
 
+    /// The metric's stable user-facing name: `"l2"`, `"ip"` or `"cosine"` (the strings the
+    /// Python API accepts). Messages name metrics with it, never with `Debug`.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Metric::L2 => "l2",
+            Metric::InnerProduct => "ip",
+            Metric::Cosine => "cosine",
+        }
+    }
+
     /// A distance of this metric as a real number (for display at the edge only).
     pub fn distance_to_f64(self, distance: i128) -> f64 {
         distance as f64 / 4_294_967_296.0
+    }
+}
+
+/// Writes [`Metric::name`].
+impl core::fmt::Display for Metric {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str(self.name())
     }
 }
 

@@ -302,7 +302,7 @@ impl fmt::Display for Invalid {
             ),
             Invalid::MetricMismatch { stored, given } => write!(
                 f,
-                "the state uses the {stored:?} metric, but the {given:?} metric was asked for"
+                "the state uses the {stored} metric, but the {given} metric was asked for"
             ),
             Invalid::BadEncoding => {
                 f.write_str("an encoded vector or id list has a length that is not a whole number of words")
