@@ -4,7 +4,7 @@ use crate::directory;
 use crate::error::{Error, Result};
 use crate::export::Export;
 use crate::options::{Durability, Options};
-use crate::recovery::{self, Recovered, SalvageReport};
+use crate::recovery::{self, Recovered, RecoveryReport, SalvageReport};
 use crate::storage::{FsStorage, LockGuard, Storage};
 use crate::wal::{self, Chain, FlushError, Writer};
 use std::ops::Range;
@@ -53,6 +53,7 @@ pub struct Engine {
     log: Writer,
     poisoned: AtomicBool,
     salvage: Option<SalvageReport>,
+    report: RecoveryReport,
     _lock: LockGuard,
 }
 
@@ -98,7 +99,7 @@ impl Engine {
             dir: dir.to_path_buf(),
             storage,
             options,
-            log: Writer::new(r.segment, r.seq),
+            log: Writer::new(r.segment, r.seq, r.segment_bytes),
             state: RwLock::new(State {
                 snapshot_bytes: r.kernel.encoded_len_hint(),
                 kernel: r.kernel,
@@ -109,6 +110,7 @@ impl Engine {
             }),
             poisoned: AtomicBool::new(false),
             salvage: r.salvage,
+            report: r.report,
             _lock: lock,
         }
     }
@@ -122,6 +124,12 @@ impl Engine {
     /// with [`Options::salvage`]).
     pub fn salvage_report(&self) -> Option<&SalvageReport> {
         self.salvage.as_ref()
+    }
+
+    /// What open found and did: the snapshot it started from, the records it replayed, and a
+    /// damaged tail of the log it cut off (`docs/FORMAT.md` §10).
+    pub fn recovery_report(&self) -> &RecoveryReport {
+        &self.report
     }
 
     fn check_usable(&self) -> Result<()> {
@@ -160,6 +168,9 @@ impl Engine {
     /// Applies a command and makes it durable as the [`Durability`] mode says; returns only
     /// when it is acknowledged. A command the kernel refuses changes and logs nothing.
     pub fn apply(&self, cmd: &Command<'_>) -> Result<Applied> {
+        // Checked before anything changes: the log's reader refuses a longer record, so an
+        // acknowledged command must never be one.
+        check_record_len(cmd.encoded_len() as u64)?;
         let mut st = self.write_state()?;
         let applied = st.kernel.apply(cmd)?;
         let payload = cmd.to_vec();
@@ -244,7 +255,8 @@ impl Engine {
             directory::install_checkpoint(&*self.storage, &self.dir, st.seq, &st.chain, &st.kernel);
         match result {
             Ok(file) => {
-                self.log.switch_segment(file);
+                self.log
+                    .switch_segment(file, wal::SEGMENT_HEADER_LEN as u64);
                 st.snapshot_seq = st.seq;
                 st.segment_bytes = wal::SEGMENT_HEADER_LEN as u64;
                 st.snapshot_bytes = st.kernel.encoded_len_hint();
@@ -285,6 +297,8 @@ impl Engine {
     /// Inserts `n` vectors (`vectors.len() == n * dim`, row-major) atomically as one WAL
     /// record, with no tags or one per vector; returns their (consecutive) ids.
     pub fn insert_batch(&self, vectors: &[f32], tags: &[u64]) -> Result<Range<u64>> {
+        // Each component encodes to 4 bytes: refuse an oversize batch before converting it.
+        check_record_len(4 * vectors.len() as u64)?;
         let v = fxp::to_vec(vectors)?;
         let cmd = Command::InsertBatch {
             ids: Words::EMPTY,
@@ -439,6 +453,17 @@ impl Drop for Engine {
         // Best effort for `Durability::None`; `close` reports errors.
         let _ = self.flush();
     }
+}
+
+/// Refuses a command whose log record the reader would not accept.
+fn check_record_len(len: u64) -> Result<()> {
+    if len > u64::from(wal::MAX_PAYLOAD) {
+        return Err(Error::TooLarge {
+            bytes: len,
+            limit: u64::from(wal::MAX_PAYLOAD),
+        });
+    }
+    Ok(())
 }
 
 fn created(a: Applied) -> Result<u64> {

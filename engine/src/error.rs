@@ -43,6 +43,13 @@ pub enum Error {
         /// The directory.
         path: PathBuf,
     },
+    /// A command is larger than one log record may be; nothing changed.
+    TooLarge {
+        /// Bytes the command encodes to (at least).
+        bytes: u64,
+        /// The largest record the log accepts.
+        limit: u64,
+    },
     /// The options do not match the existing database, or cannot create one.
     Mismatch(String),
     /// A bug in valori: an invariant did not hold.
@@ -60,6 +67,7 @@ impl Error {
             Error::Poisoned => ErrorCode::Poisoned,
             Error::ReadOnly => ErrorCode::Misuse,
             Error::NoDatabase { .. } => ErrorCode::NotFound,
+            Error::TooLarge { .. } => ErrorCode::InvalidInput,
             Error::Mismatch(_) => ErrorCode::InvalidInput,
             Error::Internal(_) => ErrorCode::Internal,
         }
@@ -143,6 +151,9 @@ impl Error {
             Error::Poisoned => "an earlier write or fsync failed, so this handle stopped; close and re-open the database".into(),
             Error::ReadOnly => "this handle is read-only (opened for salvage)".into(),
             Error::NoDatabase { path } => format!("no database in {}", path.display()),
+            Error::TooLarge { bytes, limit } => format!(
+                "the command is {bytes} bytes, over the limit of {limit} bytes for one log record; nothing was written: insert the batch in smaller parts"
+            ),
             Error::Mismatch(what) => format!("options do not match the database: {what}"),
             Error::Internal(what) => format!("internal error (please report): {what}"),
         }

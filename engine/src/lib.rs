@@ -46,7 +46,7 @@ pub use engine::{Engine, Record};
 pub use error::{Error, Hint, Result};
 pub use export::{replay_export, replay_into, Export, EXPORT_MAGIC, EXPORT_VERSION};
 pub use options::{Durability, Options};
-pub use recovery::SalvageReport;
+pub use recovery::{RecoveryReport, SalvageReport, TornTail};
 pub use snapshot::decode_file as decode_snapshot;
 pub use storage::{FsStorage, LockGuard, Storage, StorageFile};
 pub use valori_kernel;

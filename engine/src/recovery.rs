@@ -31,6 +31,36 @@ pub(crate) struct Recovered {
     pub(crate) segment_bytes: u64,
     /// What a salvage open found damaged.
     pub(crate) salvage: Option<SalvageReport>,
+    /// What recovery found and did.
+    pub(crate) report: RecoveryReport,
+}
+
+/// What open found and did: where recovery started, how much log it replayed, and any damaged
+/// tail it cut off ([`crate::Engine::recovery_report`]).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RecoveryReport {
+    /// Sequence number of the snapshot recovery started from.
+    pub snapshot_seq: u64,
+    /// WAL records replayed after it.
+    pub replayed: u64,
+    /// The last sequence number recovered.
+    pub seq: u64,
+    /// The damaged or incomplete end of the last WAL segment, removed at open: the bytes an
+    /// interrupted append (never acknowledged) or a power cut left there.
+    pub torn_tail: Option<TornTail>,
+}
+
+/// A damaged tail cut off at open.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TornTail {
+    /// The segment file.
+    pub file: PathBuf,
+    /// Where the cut was made (the end of the last intact record).
+    pub offset: u64,
+    /// Bytes removed.
+    pub bytes: u64,
+    /// What was wrong with them.
+    pub reason: String,
 }
 
 /// What a salvage open found: the first damage, and how far the recovered state reaches.
@@ -49,7 +79,11 @@ pub struct SalvageReport {
 /// The last segment found, as recovery left it.
 struct TailSegment {
     path: PathBuf,
+    /// Bytes in the file.
+    file_len: u64,
     valid_len: u64,
+    /// Why the bytes after `valid_len` are not records (a torn or damaged tail).
+    damage: Option<String>,
     header_torn: bool,
     /// One past the last sequence number it holds.
     end_seq: u64,
@@ -132,7 +166,7 @@ pub(crate) fn recover(storage: &dyn Storage, dir: &Path, options: &Options) -> R
         seq: snap.seq,
         chain: snap.chain,
     };
-    let mut report = None;
+    let mut salvage_report = None;
     // The last segment: where appends continue if it ends exactly where replay ended.
     let mut tail: Option<TailSegment> = None;
     let count = listing.segments.len();
@@ -165,17 +199,38 @@ pub(crate) fn recover(storage: &dyn Storage, dir: &Path, options: &Options) -> R
                 Err((seg, damage.offset, damage.reason.to_string()))
             }
         };
-        match outcome {
+        // The tail rule (docs/FORMAT.md §10): damage in the last segment that no valid record
+        // follows is where an interrupted append stopped, never acknowledged; it is cut off
+        // below. Damage that a valid record follows is corruption.
+        let outcome = match outcome {
+            Err((seg, _, reason))
+                if last
+                    && !options.salvage
+                    && wal::valid_record_after(&bytes, seg.valid_len).is_none()
+                    && (seg.valid_len == 0 || seg.first_seq == *first) =>
+            {
+                Ok((seg, Some(reason)))
+            }
             Ok(seg) => {
+                let torn = matches!(seg.tail, Tail::Torn(_))
+                    .then(|| "incomplete record at the end of the log".to_string());
+                Ok((seg, torn))
+            }
+            Err(e) => Err(e),
+        };
+        match outcome {
+            Ok((seg, damage)) => {
                 replay
                     .apply(&seg, &bytes, &path)
-                    .or_else(|e| salvage_or(options, e, &mut report, replay.seq))?;
-                if report.is_some() {
+                    .or_else(|e| salvage_or(options, e, &mut salvage_report, replay.seq))?;
+                if salvage_report.is_some() {
                     break;
                 }
                 tail = Some(TailSegment {
                     path,
+                    file_len: bytes.len() as u64,
                     valid_len: seg.valid_len,
+                    damage,
                     header_torn: seg.valid_len == 0,
                     end_seq: seg.first_seq + seg.records.len() as u64,
                     chain_out: seg.chain_out,
@@ -189,9 +244,9 @@ pub(crate) fn recover(storage: &dyn Storage, dir: &Path, options: &Options) -> R
                 // Salvage: keep the intact records before the damage.
                 replay
                     .apply(&seg, &bytes, &path)
-                    .or_else(|e2| salvage_or(options, e2, &mut report, replay.seq))?;
-                if report.is_none() {
-                    salvage_or(options, e, &mut report, replay.seq)?;
+                    .or_else(|e2| salvage_or(options, e2, &mut salvage_report, replay.seq))?;
+                if salvage_report.is_none() {
+                    salvage_or(options, e, &mut salvage_report, replay.seq)?;
                 }
                 break;
             }
@@ -199,26 +254,30 @@ pub(crate) fn recover(storage: &dyn Storage, dir: &Path, options: &Options) -> R
     }
 
     let mut segment_bytes = wal::SEGMENT_HEADER_LEN as u64;
+    let mut torn_tail = None;
     let file = if options.salvage {
         None
     } else {
-        Some(match tail {
+        let f = match tail {
             Some(t)
                 if !t.header_torn && t.end_seq == replay.seq + 1 && t.chain_out == replay.chain =>
             {
                 let mut f = storage
                     .open_append(&t.path)
                     .map_err(Error::io("opening", &t.path))?;
-                let len = storage
-                    .read(&t.path)
-                    .map_err(Error::io("reading", &t.path))?
-                    .len() as u64;
-                if len != t.valid_len {
-                    // The torn tail of an interrupted append: never acknowledged.
+                if t.file_len != t.valid_len {
                     f.truncate(t.valid_len)
-                        .map_err(Error::io("truncating the torn tail of", &t.path))?;
-                    f.sync().map_err(Error::io("syncing", &t.path))?;
+                        .map_err(Error::io("truncating the damaged tail of", &t.path))?;
+                    torn_tail = Some(TornTail {
+                        offset: t.valid_len,
+                        bytes: t.file_len - t.valid_len,
+                        reason: t.damage.unwrap_or_default(),
+                        file: t.path.clone(),
+                    });
                 }
+                // What was replayed may never have been synced (a crash in `None` mode, or an
+                // append whose fsync never ran): make it durable before reporting it.
+                f.sync().map_err(Error::io("syncing", &t.path))?;
                 segment_bytes = t.valid_len;
                 f
             }
@@ -236,6 +295,16 @@ pub(crate) fn recover(storage: &dyn Storage, dir: &Path, options: &Options) -> R
                 storage
                     .remove(&t.path)
                     .map_err(Error::io("removing", &t.path))?;
+                if t.file_len > 0 {
+                    torn_tail = Some(TornTail {
+                        offset: 0,
+                        bytes: t.file_len,
+                        reason: t
+                            .damage
+                            .unwrap_or_else(|| "segment header is incomplete".into()),
+                        file: t.path.clone(),
+                    });
+                }
                 directory::new_segment(storage, dir, replay.seq + 1, &replay.chain)?
             }
             Some(t) if t.end_seq > replay.seq => {
@@ -248,7 +317,18 @@ pub(crate) fn recover(storage: &dyn Storage, dir: &Path, options: &Options) -> R
             // No segment, or only segments the snapshot already covers (checkpoint interrupted
             // before it started the next segment).
             _ => directory::new_segment(storage, dir, replay.seq + 1, &replay.chain)?,
-        })
+        };
+        // Every file recovery keeps or created is in the directory for good.
+        storage
+            .sync_dir(dir)
+            .map_err(Error::io("syncing directory", dir))?;
+        Some(f)
+    };
+    let report = RecoveryReport {
+        snapshot_seq: snap_seq,
+        replayed: replay.seq - snap_seq,
+        seq: replay.seq,
+        torn_tail,
     };
     Ok(Recovered {
         kernel: replay.kernel,
@@ -257,7 +337,8 @@ pub(crate) fn recover(storage: &dyn Storage, dir: &Path, options: &Options) -> R
         snapshot_seq: snap_seq,
         segment: file,
         segment_bytes,
-        salvage: report,
+        salvage: salvage_report,
+        report,
     })
 }
 
@@ -336,5 +417,6 @@ fn create(
         segment: Some(segment),
         segment_bytes: wal::SEGMENT_HEADER_LEN as u64,
         salvage: None,
+        report: RecoveryReport::default(),
     })
 }

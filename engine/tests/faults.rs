@@ -86,8 +86,9 @@ fn a_failed_fsync_poisons_the_handle() {
     assert!((1..=2).contains(&db.len().unwrap()));
 }
 
-/// Builds a small database (snapshot + WAL) and returns its disk and the state hash.
-fn small_db() -> (SimStorage, PathBuf, [u8; 32]) {
+/// Builds a small database (snapshot at 3 + WAL records 4, 5, 6) and returns its disk, the
+/// state hash, and the hash before the last record.
+fn small_db() -> (SimStorage, PathBuf, [u8; 32], [u8; 32]) {
     let sim = SimStorage::new();
     let dir = PathBuf::from("/db");
     let db = Engine::open_with_storage(
@@ -102,22 +103,35 @@ fn small_db() -> (SimStorage, PathBuf, [u8; 32]) {
     db.checkpoint().unwrap();
     db.insert(&[0.25, 4.0], None, b"").unwrap();
     db.set_tag(0, Some(4)).unwrap();
+    let before_last = db.state_hash().unwrap();
+    db.set_meta(1, b"last").unwrap();
     let hash = db.state_hash().unwrap();
     db.close().unwrap();
-    (sim, dir, hash)
+    (sim, dir, hash, before_last)
+}
+
+/// Offsets of the record headers in a WAL segment (by their magic).
+fn record_offsets(segment: &[u8]) -> Vec<usize> {
+    (64..segment.len().saturating_sub(3))
+        .filter(|&i| &segment[i..i + 4] == b"VLRR")
+        .collect()
 }
 
 /// Every single-bit flip of the snapshot and of the WAL is detected (a `Corrupt` error
-/// naming that file, at an offset inside it) or harmless (the same state); never a wrong
-/// state, never a panic.
+/// naming that file, at an offset inside it), harmless (the same state), or, in the last
+/// record of the log, a damaged tail that open cuts off and reports (the state before that
+/// record); never another state, never a panic.
 #[test]
 fn every_bit_flip_is_detected() {
-    let (sim, dir, hash) = small_db();
+    let (sim, dir, hash, before_last) = small_db();
     let files = sim.state().files();
     assert_eq!(files.len(), 2, "{:?}", files.keys());
-    let mut detected = 0;
-    let mut harmless = 0;
+    let (mut detected, mut harmless, mut torn) = (0, 0, 0);
     for (path, content) in &files {
+        let last_record = record_offsets(content)
+            .last()
+            .copied()
+            .unwrap_or(usize::MAX);
         for bit in 0..content.len() * 8 {
             let disk = sim
                 .state()
@@ -131,36 +145,59 @@ fn every_bit_flip_is_detected() {
                     assert!(offset <= content.len() as u64, "bit {bit}: offset {offset}");
                     detected += 1;
                 }
-                Ok(db) => {
-                    assert_eq!(
-                        db.state_hash().unwrap(),
-                        hash,
-                        "{} bit {bit}: a flip changed the state",
-                        path.display()
-                    );
-                    harmless += 1;
-                }
+                Ok(db) => match db.recovery_report().torn_tail.clone() {
+                    None => {
+                        assert_eq!(
+                            db.state_hash().unwrap(),
+                            hash,
+                            "{} bit {bit}: a flip changed the state",
+                            path.display()
+                        );
+                        harmless += 1;
+                    }
+                    Some(t) => {
+                        assert!(
+                            bit / 8 >= last_record,
+                            "bit {bit}: a tail cut before the last record"
+                        );
+                        assert_eq!(&t.file, path);
+                        assert_eq!(t.offset, last_record as u64, "bit {bit}");
+                        assert_eq!(t.bytes, (content.len() - last_record) as u64);
+                        assert_eq!(db.state_hash().unwrap(), before_last, "bit {bit}");
+                        torn += 1;
+                    }
+                },
                 Err(e) => panic!("{} bit {bit}: unexpected error {e}", path.display()),
             }
         }
     }
-    eprintln!("bit flips: {detected} detected, {harmless} harmless");
+    eprintln!("bit flips: {detected} detected, {harmless} harmless, {torn} torn tails");
     assert!(detected > 4000);
+    // Every bit of the last record's header, payload and chain value is a torn tail.
+    let wal = files
+        .iter()
+        .find(|(p, _)| p.to_string_lossy().ends_with(".log"))
+        .unwrap()
+        .1;
+    let last = *record_offsets(wal).last().unwrap();
+    assert_eq!(torn, (wal.len() - last) * 8);
 }
 
-/// Salvage opens read-only up to the damage and says where it is.
+/// Salvage opens read-only up to the damage and says where it is; a strict open refuses
+/// damage that a valid record follows.
 #[test]
 fn salvage_reads_the_intact_prefix() {
-    let (sim, dir, _) = small_db();
+    let (sim, dir, _, _) = small_db();
     let files = sim.state().files();
     let (wal, content) = files
         .iter()
         .find(|(p, _)| p.to_string_lossy().ends_with(".log"))
         .unwrap();
-    // Damage the last record's payload: the first record after the snapshot stays intact.
+    // Damage the payload of the second record (the SetTag): the first record after the
+    // snapshot stays intact, and a valid record follows the damage.
     let mut bad = content.clone();
-    let last = bad.len() - 40;
-    bad[last] ^= 0x10;
+    let second = record_offsets(content)[1];
+    bad[second + 24] ^= 0x10;
     sim.write_file(wal, bad).unwrap();
     let strict =
         Engine::open_with_storage(&dir, Options::default(), Arc::new(sim.clone())).unwrap_err();

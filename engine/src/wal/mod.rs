@@ -13,7 +13,7 @@
 mod reader;
 mod writer;
 
-pub(crate) use reader::{parse_segment, Segment, Tail};
+pub(crate) use reader::{parse_segment, valid_record_after, Segment, Tail};
 pub(crate) use writer::{chain_value, FlushError, Writer};
 pub use writer::{encode_record, segment_header};
 

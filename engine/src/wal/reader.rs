@@ -170,6 +170,23 @@ pub(crate) fn parse_segment(bytes: &[u8]) -> Result<Segment, (Damage, Option<Seg
     Ok(seg)
 }
 
+/// The offset of the first valid record header (magic and header check) that starts after
+/// `from`, if any: what tells a damaged tail (nothing valid follows) from damage inside the
+/// log (a valid record follows).
+pub(crate) fn valid_record_after(bytes: &[u8], from: u64) -> Option<u64> {
+    let start = usize::try_from(from).ok()?.checked_add(1)?;
+    let rest = bytes.get(start..)?;
+    rest.windows(RECORD_HEADER_LEN)
+        .position(|h| {
+            h.get(0..4) == Some(&RECORD_MAGIC[..])
+                && blake3::hash(h.get(0..16).unwrap_or_default())
+                    .as_bytes()
+                    .get(..8)
+                    == h.get(16..24)
+        })
+        .map(|p| (start + p) as u64)
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::indexing_slicing, clippy::panic)]
 mod tests {

@@ -64,6 +64,8 @@ struct Staged {
     written_seq: u64,
     /// Last sequence number made durable by an fsync.
     synced_seq: u64,
+    /// Bytes in the file (written, not necessarily durable).
+    file_len: u64,
     /// A flush is under way (its flusher has released the lock while doing I/O).
     flushing: bool,
     stopped: bool,
@@ -76,9 +78,9 @@ pub(crate) struct Writer {
 }
 
 impl Writer {
-    /// A writer appending to `file` (none: read-only) whose records through `seq` are already
-    /// in the file.
-    pub(crate) fn new(file: Option<Box<dyn StorageFile>>, seq: u64) -> Writer {
+    /// A writer appending to `file` (none: read-only), `len` bytes long, whose records through
+    /// `seq` are already in it (and durable).
+    pub(crate) fn new(file: Option<Box<dyn StorageFile>>, seq: u64, len: u64) -> Writer {
         Writer {
             staged: Mutex::new(Staged {
                 file,
@@ -86,6 +88,7 @@ impl Writer {
                 staged_seq: seq,
                 written_seq: seq,
                 synced_seq: seq,
+                file_len: len,
                 flushing: false,
                 stopped: false,
             }),
@@ -131,6 +134,7 @@ impl Writer {
             s.flushing = true;
             let buf = std::mem::take(&mut s.buf);
             let upto = s.staged_seq;
+            let before = s.file_len;
             let mut file = s.file.take();
             drop(s);
             let result = match file.as_mut() {
@@ -139,7 +143,16 @@ impl Writer {
                 } else {
                     f.append(&buf)
                 })
-                .and_then(|()| if fsync { f.sync() } else { Ok(()) }),
+                .and_then(|()| if fsync { f.sync() } else { Ok(()) })
+                .inspect_err(|_| {
+                    if !buf.is_empty() {
+                        // These records were never acknowledged. Cut them off, so that the
+                        // page cache cannot hand them to a later recovery as if they were
+                        // durable (a failed fsync may leave them cached and marked clean).
+                        // Best effort: the handle stops either way.
+                        let _ = f.truncate(before).and_then(|()| f.sync());
+                    }
+                }),
                 None => Err(io::Error::other("no open WAL segment")),
             };
             s = self.lock();
@@ -147,6 +160,7 @@ impl Writer {
             s.flushing = false;
             match result {
                 Ok(()) => {
+                    s.file_len = before + buf.len() as u64;
                     s.written_seq = s.written_seq.max(upto);
                     if fsync {
                         s.synced_seq = s.synced_seq.max(upto);
@@ -162,9 +176,12 @@ impl Writer {
         }
     }
 
-    /// Continues in a new segment (after a checkpoint synced everything staged).
-    pub(crate) fn switch_segment(&self, file: Box<dyn StorageFile>) {
-        self.lock().file = Some(file);
+    /// Continues in a new segment, `len` bytes long (after a checkpoint synced everything
+    /// staged).
+    pub(crate) fn switch_segment(&self, file: Box<dyn StorageFile>, len: u64) {
+        let mut s = self.lock();
+        s.file = Some(file);
+        s.file_len = len;
     }
 
     /// Refuses every later flush and wakes the waiting writers (the handle is poisoned).
