@@ -341,6 +341,29 @@ impl Header {
     }
 }
 
+/// False when no input vector can normalise ([`crate::fxp::normalize`]) to `w`, so `w` cannot
+/// be a stored cosine-metric vector.
+///
+/// `normalize` gives `w_i = round(t_i)` with `t_i = v_i * 2^32 / r` and
+/// `r = floor(sqrt(sum v^2) * 2^16) >= 2^16`, so `2^16 <= |t| < 2^16 * (r + 1) / r <= 2^16 + 1`
+/// (in raw Q16.16 units). `t` lies in the box of points that round to `w` (each `|t_i - w_i|
+/// <= 1/2`), so the box must reach inside radius `2^16 + 1` and outside radius `2^16`:
+/// `sum max(|w_i| - 1/2, 0)^2 < (2^16 + 1)^2` and `sum (|w_i| + 1/2)^2 >= 2^32` (computed
+/// doubled, in integers). Every vector the encoder stores passes; an all-zero vector
+/// and any vector not of unit length (up to that rounding) fail. The test is not "`w` is a
+/// fixed point of `normalize`": normalising is not idempotent (a few stored vectors in a
+/// thousand move by one unit when normalised again), so that test would refuse real states.
+fn normalize_can_give(w: impl Iterator<Item = Fxp>) -> bool {
+    let (mut inner, mut outer) = (0u128, 0u128);
+    for x in w {
+        // |x| <= 2^31: each term is below 2^66 and at most 2^16 terms are summed.
+        let twice = u128::from(x.0.unsigned_abs()) * 2;
+        inner += twice.saturating_sub(1).pow(2);
+        outer += (twice + 1).pow(2);
+    }
+    inner < ((1u128 << 17) + 2).pow(2) && outer >= 1u128 << 34
+}
+
 /// Fills an empty kernel from `bytes`. Every length is checked against the bytes that follow
 /// before anything is reserved, so hostile input cannot trigger a large allocation.
 fn decode_body(k: &mut Kernel<'_>, bytes: &[u8]) -> Result<()> {
@@ -362,9 +385,16 @@ fn decode_body(k: &mut Kernel<'_>, bytes: &[u8]) -> Result<()> {
         prev = Some(id);
         let tag = r.optional_u64("record tag")?;
         let meta = r.bytes_max(MAX_META_LEN, "record metadata")?;
+        let at = r.pos;
         let vector = r.take(4 * dim, "record vector")?;
-        let meta_off = arena_push(&mut k.meta, meta, Resource::MetadataBytes)?;
         let values = vector.chunks_exact(4).map(Fxp::from_le);
+        if h.config.metric == Metric::Cosine && !normalize_can_give(values.clone()) {
+            return Err(Error::corrupt(
+                at,
+                "a cosine-metric vector that normalisation cannot produce",
+            ));
+        }
+        let meta_off = arena_push(&mut k.meta, meta, Resource::MetadataBytes)?;
         let max = values
             .clone()
             .map(|x| x.0.unsigned_abs())
