@@ -2,7 +2,8 @@
 //!
 //! `cargo bench -p valori-engine --bench engine` prints a table: durable single-insert latency,
 //! group-commit throughput with 4 writers, batch insert throughput at d = 384, and recovery
-//! time for a WAL of 1M 16-dim inserts. `VALORI_BENCH_QUICK=1` runs a small configuration
+//! time for a WAL of 1M 16-dim inserts, and search latency (p50/p99) while 4 threads insert
+//! durably and checkpoints run, against idle. `VALORI_BENCH_QUICK=1` runs a small configuration
 //! (used by CI so the bench cannot rot). Data goes to `target/valori-bench` (a real disk).
 
 #![allow(
@@ -135,7 +136,84 @@ fn main() {
         n as f64 / secs
     );
     drop(db);
+
+    // 5. Search latency while 4 threads insert durably and checkpoints run, against idle.
+    for mode in [Durability::Fsync, Durability::GroupCommit] {
+        search_under_writes(mode, scale(2000, 200));
+    }
     let _ = std::fs::remove_dir_all(
         PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/valori-bench"),
+    );
+}
+
+/// Times `searches` single searches (k = 10 over 20,000 x 64), idle and then while 4 writer
+/// threads insert batches of 50 durably and a fifth thread checkpoints every 50 ms; prints
+/// the p50 / p99 of both and their ratio.
+fn search_under_writes(mode: Durability, searches: u64) {
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+    let d = dir(&format!("readers-{mode:?}"));
+    let db = Arc::new(Engine::open(&d, Options::new(64, Metric::L2).durability(mode)).unwrap());
+    let rows: Vec<f32> = (0..20_000).flat_map(|i| vector(i, 64)).collect();
+    db.insert_batch(&rows, &[]).unwrap();
+    db.checkpoint().unwrap();
+    let time_searches = |db: &Engine| {
+        let mut lat: Vec<Duration> = (0..searches)
+            .map(|i| {
+                let q = vector(i * 7 + 3, 64);
+                let t = Instant::now();
+                let hits = db.search(&q, 10, None).unwrap();
+                let e = t.elapsed();
+                assert_eq!(hits.len(), 10);
+                e
+            })
+            .collect();
+        lat.sort();
+        (percentile(&lat, 0.5), percentile(&lat, 0.99))
+    };
+    let idle = time_searches(&db);
+    let stop = Arc::new(AtomicBool::new(false));
+    let inserted = Arc::new(AtomicU64::new(0));
+    let checkpoints = Arc::new(AtomicU64::new(0));
+    let mut threads: Vec<_> = (0..4u64)
+        .map(|w| {
+            let (db, stop, inserted) = (db.clone(), stop.clone(), inserted.clone());
+            std::thread::spawn(move || {
+                let batch: Vec<f32> = (0..50).flat_map(|i| vector(w * 1000 + i, 64)).collect();
+                while !stop.load(Ordering::Relaxed) {
+                    db.insert_batch(&batch, &[]).unwrap();
+                    inserted.fetch_add(50, Ordering::Relaxed);
+                }
+            })
+        })
+        .collect();
+    threads.push({
+        let (db, stop, checkpoints) = (db.clone(), stop.clone(), checkpoints.clone());
+        std::thread::spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                std::thread::sleep(Duration::from_millis(50));
+                db.checkpoint().unwrap();
+                checkpoints.fetch_add(1, Ordering::Relaxed);
+            }
+        })
+    });
+    std::thread::sleep(Duration::from_millis(100));
+    let t = Instant::now();
+    let loaded = time_searches(&db);
+    let secs = t.elapsed().as_secs_f64();
+    stop.store(true, Ordering::Relaxed);
+    for h in threads {
+        h.join().unwrap();
+    }
+    let us = |d: Duration| d.as_secs_f64() * 1e6;
+    println!(
+        "| search k=10 over 20k x 64, idle vs 4 writers ({mode:?}, batches of 50) + checkpoints every 50 ms ({} inserts, {} checkpoints in {:.1} s) | idle p50 {:.0} µs p99 {:.0} µs; loaded p50 {:.0} µs p99 {:.0} µs; p99 ratio {:.2} |",
+        inserted.load(Ordering::Relaxed),
+        checkpoints.load(Ordering::Relaxed),
+        secs,
+        us(idle.0),
+        us(idle.1),
+        us(loaded.0),
+        us(loaded.1),
+        loaded.1.as_secs_f64() / idle.1.as_secs_f64()
     );
 }

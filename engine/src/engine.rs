@@ -10,8 +10,11 @@ use crate::wal::{self, Chain, FlushError, Writer};
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard};
 use valori_kernel::{fxp, Applied, Command, Config, Direction, Edge, Fxp, Hit, Hop, Kernel, Words};
+
+/// Proof that the caller holds the writers' turn.
+type WriterTurn<'a> = MutexGuard<'a, ()>;
 
 /// In-memory state guarded by the state lock.
 struct State {
@@ -49,7 +52,11 @@ pub struct Engine {
     dir: PathBuf,
     storage: Arc<dyn Storage>,
     options: Options,
+    /// Readers take it shared; a writer takes it exclusively only while it applies a command
+    /// (never across an fsync or a snapshot write).
     state: RwLock<State>,
+    /// Serialises writers, checkpoints and exports; readers never take it.
+    writer: Mutex<()>,
     log: Writer,
     poisoned: AtomicBool,
     salvage: Option<SalvageReport>,
@@ -100,6 +107,7 @@ impl Engine {
             storage,
             options,
             log: Writer::new(r.segment, r.seq, r.segment_bytes),
+            writer: Mutex::new(()),
             state: RwLock::new(State {
                 snapshot_bytes: r.kernel.encoded_len_hint(),
                 kernel: r.kernel,
@@ -155,46 +163,60 @@ impl Engine {
         self.state.read().map_err(|_| Error::Poisoned)
     }
 
-    fn write_state(&self) -> Result<RwLockWriteGuard<'_, State>> {
+    /// The writers' turn. A panic while another writer held it (a bug, e.g. in a storage
+    /// implementation) poisons the handle rather than wedging later writers.
+    fn writer_turn(&self) -> Result<WriterTurn<'_>> {
         if self.read_only() {
             return Err(Error::ReadOnly);
         }
         self.check_usable()?;
-        let st = self.state.write().map_err(|_| Error::Poisoned)?;
+        let turn = self.writer.lock().map_err(|_| {
+            self.poison();
+            Error::Poisoned
+        })?;
         self.check_usable()?;
-        Ok(st)
+        Ok(turn)
     }
 
     /// Applies a command and makes it durable as the [`Durability`] mode says; returns only
     /// when it is acknowledged. A command the kernel refuses changes and logs nothing.
+    ///
+    /// Readers wait only while the command is applied in memory, never for its fsync or a
+    /// checkpoint: a search running concurrently may see a command whose fsync is still under
+    /// way (if that fsync fails, the handle is poisoned and every later call fails).
     pub fn apply(&self, cmd: &Command<'_>) -> Result<Applied> {
         // Checked before anything changes: the log's reader refuses a longer record, so an
         // acknowledged command must never be one.
         check_record_len(cmd.encoded_len() as u64)?;
-        let mut st = self.write_state()?;
-        let applied = st.kernel.apply(cmd)?;
         let payload = cmd.to_vec();
-        let seq = st.seq + 1;
-        let (chain, bytes) = self.log.stage(seq, &st.chain, &payload);
-        st.chain = chain;
-        st.segment_bytes += bytes;
-        st.seq = seq;
+        let turn = self.writer_turn()?;
+        let (applied, seq) = {
+            let mut st = self.state.write().map_err(|_| Error::Poisoned)?;
+            let applied = st.kernel.apply(cmd)?;
+            let seq = st.seq + 1;
+            let (chain, bytes) = self.log.stage(seq, &st.chain, &payload);
+            st.chain = chain;
+            st.segment_bytes += bytes;
+            st.seq = seq;
+            (applied, seq)
+        };
         // Once the command is durable it is acknowledged: a failed automatic checkpoint from
         // here on poisons the handle (the next call reports it) but never un-acknowledges it.
         match self.options.durability {
             Durability::Fsync | Durability::None => {
+                // Writers take turns across the fsync: one fsync per commit.
                 self.sync_through(seq, self.options.durability == Durability::Fsync)?;
-                self.checkpoint_if_due(&mut st);
+                self.checkpoint_if_due(&turn);
             }
             Durability::GroupCommit => {
-                drop(st);
+                // The next writers stage their records while this one syncs; whoever flushes
+                // takes every record staged so far.
+                drop(turn);
                 self.sync_through(seq, true)?;
-                // Writers share this path: look under the read lock, take the write lock
-                // only when a checkpoint is due.
                 let due = self.state.read().is_ok_and(|st| self.checkpoint_due(&st));
                 if due {
-                    if let Ok(mut st) = self.write_state() {
-                        self.checkpoint_if_due(&mut st);
+                    if let Ok(turn) = self.writer_turn() {
+                        self.checkpoint_if_due(&turn);
                     }
                 }
             }
@@ -212,9 +234,10 @@ impl Engine {
         limit > 0 && st.segment_bytes >= limit.max(st.snapshot_bytes)
     }
 
-    fn checkpoint_if_due(&self, st: &mut State) {
-        if self.checkpoint_due(st) {
-            let _ = self.checkpoint_locked(st);
+    fn checkpoint_if_due(&self, turn: &WriterTurn<'_>) {
+        let due = self.state.read().is_ok_and(|st| self.checkpoint_due(&st));
+        if due {
+            let _ = self.checkpoint_in_turn(turn);
         }
     }
 
@@ -224,7 +247,10 @@ impl Engine {
         self.check_usable()?;
         match self.log.flush_through(seq, fsync) {
             Ok(()) => Ok(()),
-            Err(FlushError::Stopped) => Err(Error::Poisoned),
+            Err(FlushError::Stopped) => {
+                self.poison();
+                Err(Error::Poisoned)
+            }
             Err(FlushError::Io(source)) => {
                 self.poison();
                 Err(Error::Io {
@@ -241,23 +267,33 @@ impl Engine {
     }
 
     /// Writes a snapshot of the current state atomically and retires the WAL it covers.
+    /// Writers wait for it; readers do not.
     pub fn checkpoint(&self) -> Result<()> {
-        let mut st = self.write_state()?;
-        self.checkpoint_locked(&mut st)
+        let turn = self.writer_turn()?;
+        self.checkpoint_in_turn(&turn)
     }
 
-    fn checkpoint_locked(&self, st: &mut State) -> Result<()> {
-        if st.seq == st.snapshot_seq {
-            return Ok(());
-        }
-        self.sync_through(st.seq, true)?;
-        let result =
-            directory::install_checkpoint(&*self.storage, &self.dir, st.seq, &st.chain, &st.kernel);
+    /// A checkpoint, while no writer can change the state (the caller holds the writers'
+    /// turn): the snapshot is written under the shared state lock, so readers go on.
+    fn checkpoint_in_turn(&self, _turn: &WriterTurn<'_>) -> Result<()> {
+        let (seq, chain) = {
+            let st = self.read_state()?;
+            if st.seq == st.snapshot_seq {
+                return Ok(());
+            }
+            (st.seq, st.chain)
+        };
+        self.sync_through(seq, true)?;
+        let result = {
+            let st = self.read_state()?;
+            directory::install_checkpoint(&*self.storage, &self.dir, seq, &chain, &st.kernel)
+        };
         match result {
             Ok(file) => {
                 self.log
                     .switch_segment(file, wal::SEGMENT_HEADER_LEN as u64);
-                st.snapshot_seq = st.seq;
+                let mut st = self.state.write().map_err(|_| Error::Poisoned)?;
+                st.snapshot_seq = seq;
                 st.segment_bytes = wal::SEGMENT_HEADER_LEN as u64;
                 st.snapshot_bytes = st.kernel.encoded_len_hint();
                 Ok(())
@@ -432,18 +468,27 @@ impl Engine {
     }
 
     /// The newest snapshot's state and the commands logged after it, read back from disk.
+    /// Writers wait for it (the files must not change under it); readers do not.
     pub fn export(&self) -> Result<Export> {
-        let st = self.read_state()?;
-        if !self.read_only() {
-            self.sync_through(st.seq, false)?;
+        let turn = if self.read_only() {
+            None
+        } else {
+            Some(self.writer_turn()?)
+        };
+        let (seq, snapshot_seq, state_hash) = {
+            let st = self.read_state()?;
+            (st.seq, st.snapshot_seq, st.kernel.state_hash())
+        };
+        if turn.is_some() {
+            self.sync_through(seq, false)?;
         }
         let (base_state, commands) =
-            directory::read_back(&*self.storage, &self.dir, st.snapshot_seq, st.seq)?;
+            directory::read_back(&*self.storage, &self.dir, snapshot_seq, seq)?;
         Ok(Export {
             base_state,
-            base_seq: st.snapshot_seq,
+            base_seq: snapshot_seq,
             commands,
-            state_hash: st.kernel.state_hash(),
+            state_hash,
         })
     }
 }

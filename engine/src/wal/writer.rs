@@ -71,6 +71,19 @@ struct Staged {
     stopped: bool,
 }
 
+/// Stops the writer if dropped during a flush, i.e. if the storage panicked.
+struct StopOnUnwind<'a>(&'a Writer);
+
+impl Drop for StopOnUnwind<'_> {
+    fn drop(&mut self) {
+        let mut s = self.0.lock();
+        s.flushing = false;
+        s.stopped = true;
+        drop(s);
+        self.0.flushed.notify_all();
+    }
+}
+
 /// The appending end of the log.
 pub(crate) struct Writer {
     staged: Mutex<Staged>,
@@ -137,6 +150,9 @@ impl Writer {
             let before = s.file_len;
             let mut file = s.file.take();
             drop(s);
+            // If the storage panics below, stop the writer and wake the waiters rather than
+            // leave `flushing` set for ever.
+            let unwinding = StopOnUnwind(self);
             let result = match file.as_mut() {
                 Some(f) => (if buf.is_empty() {
                     Ok(())
@@ -155,6 +171,7 @@ impl Writer {
                 }),
                 None => Err(io::Error::other("no open WAL segment")),
             };
+            std::mem::forget(unwinding);
             s = self.lock();
             s.file = file;
             s.flushing = false;
