@@ -44,21 +44,39 @@ pub(crate) fn list(storage: &dyn Storage, dir: &Path) -> Result<Listing> {
     Ok(l)
 }
 
-/// Takes the directory's lock (creating the directory first unless `create` is false);
-/// `Busy` if another handle or process holds it.
+/// Takes the directory's lock; `Busy` if another handle or process holds it. With `create`,
+/// creates the directory first (and syncs its parent, so a new database's directory survives a
+/// power loss). Without it (salvage), creates and writes nothing: a directory without a lock
+/// file (a read-only copy, say) is read unlocked.
 pub(crate) fn lock(storage: &dyn Storage, dir: &Path, create: bool) -> Result<LockGuard> {
-    if create {
+    let lock_path = dir.join(LOCK_NAME);
+    let busy = || Error::Busy {
+        path: dir.to_path_buf(),
+    };
+    if !create {
+        return match storage.try_lock_existing(&lock_path) {
+            Ok(Some(guard)) => Ok(guard),
+            Ok(None) => Err(busy()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Box::new(())),
+            Err(e) => Err(Error::io("locking", &lock_path)(e)),
+        };
+    }
+    if storage.list(dir).is_err() {
         storage
             .create_dir_all(dir)
             .map_err(Error::io("creating", dir))?;
+        let parent = match dir.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p,
+            _ => Path::new("."),
+        };
+        storage
+            .sync_dir(parent)
+            .map_err(Error::io("syncing directory", parent))?;
     }
-    let lock_path = dir.join(LOCK_NAME);
     storage
         .try_lock(&lock_path)
         .map_err(Error::io("locking", &lock_path))?
-        .ok_or_else(|| Error::Busy {
-            path: dir.to_path_buf(),
-        })
+        .ok_or_else(busy)
 }
 
 /// Removes the temporary files of interrupted snapshot writes.

@@ -31,6 +31,11 @@ pub trait Storage: Send + Sync + Debug {
     /// Takes an exclusive lock on `path` (created if missing, mode 0600); `None` if another
     /// holder (any process, or another handle in this one) has it.
     fn try_lock(&self, path: &Path) -> io::Result<Option<LockGuard>>;
+    /// Like [`Storage::try_lock`] but never creates or writes anything (a salvage open of a
+    /// read-only directory): an error of kind `NotFound` if there is no lock file.
+    fn try_lock_existing(&self, path: &Path) -> io::Result<Option<LockGuard>> {
+        self.try_lock(path)
+    }
 }
 
 /// An open file that the engine appends to.
@@ -116,10 +121,17 @@ impl Storage for FsStorage {
             .create(true)
             .truncate(false)
             .open(path)?;
-        match f.try_lock() {
-            Ok(()) => Ok(Some(Box::new(f))),
-            Err(fs::TryLockError::WouldBlock) => Ok(None),
-            Err(fs::TryLockError::Error(e)) => Err(e),
-        }
+        flock(f)
+    }
+    fn try_lock_existing(&self, path: &Path) -> io::Result<Option<LockGuard>> {
+        flock(File::open(path)?)
+    }
+}
+
+fn flock(f: File) -> io::Result<Option<LockGuard>> {
+    match f.try_lock() {
+        Ok(()) => Ok(Some(Box::new(f))),
+        Err(fs::TryLockError::WouldBlock) => Ok(None),
+        Err(fs::TryLockError::Error(e)) => Err(e),
     }
 }
