@@ -378,7 +378,7 @@ fn check_config(found: Config, options: &Options) -> Result<()> {
     }
     if let Some(metric) = options.metric.filter(|&m| m != found.metric) {
         return Err(Error::Mismatch(format!(
-            "the database uses the {:?} metric, the options say {metric:?}",
+            "the database uses the {} metric, the options say {metric}",
             found.metric
         )));
     }

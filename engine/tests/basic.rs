@@ -139,6 +139,11 @@ fn options_must_match_an_existing_database() {
     assert!(matches!(e, Error::Mismatch(_)), "{e}");
     let e = Engine::open(&dir, Options::new(4, Metric::L2)).unwrap_err();
     assert!(matches!(e, Error::Mismatch(_)), "{e}");
+    assert!(
+        e.to_string()
+            .contains("the database uses the cosine metric, the options say l2"),
+        "{e}"
+    );
     let db = Engine::open(&dir, Options::default()).unwrap();
     assert_eq!(db.config().unwrap().dim, 4);
     drop(db);
