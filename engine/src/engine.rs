@@ -321,25 +321,35 @@ impl Engine {
 
     /// Inserts a vector with an optional tag and metadata; returns its id.
     pub fn insert(&self, vector: &[f32], tag: Option<u64>, meta: &[u8]) -> Result<u64> {
-        let v = fxp::to_vec(vector)?;
+        self.insert_fixed(&fxp::to_vec(vector)?, tag, meta)
+    }
+
+    /// [`Engine::insert`] of a vector already in Q16.16 (converted with [`fxp`], from `f32`
+    /// or `f64`).
+    pub fn insert_fixed(&self, vector: &[Fxp], tag: Option<u64>, meta: &[u8]) -> Result<u64> {
         created(self.apply(&Command::Insert {
             id: None,
             tag,
-            vector: v[..].into(),
+            vector: vector.into(),
             meta,
         })?)
     }
 
     /// Inserts `n` vectors (`vectors.len() == n * dim`, row-major) atomically as one WAL
-    /// record, with no tags or one per vector; returns their (consecutive) ids.
+    /// record, with no tags or one per vector; returns their (consecutive) ids. A batch over
+    /// the log's record limit (1 GiB encoded) is refused with [`Error::TooLarge`].
     pub fn insert_batch(&self, vectors: &[f32], tags: &[u64]) -> Result<Range<u64>> {
         // Each component encodes to 4 bytes: refuse an oversize batch before converting it.
         check_record_len(4 * vectors.len() as u64)?;
-        let v = fxp::to_vec(vectors)?;
+        self.insert_batch_fixed(&fxp::to_vec(vectors)?, tags)
+    }
+
+    /// [`Engine::insert_batch`] of vectors already in Q16.16.
+    pub fn insert_batch_fixed(&self, vectors: &[Fxp], tags: &[u64]) -> Result<Range<u64>> {
         let cmd = Command::InsertBatch {
             ids: Words::EMPTY,
             tags: Words::Native(tags),
-            vectors: v[..].into(),
+            vectors: vectors.into(),
         };
         match self.apply(&cmd)? {
             Applied::Batch { first_id, count } => Ok(first_id..first_id + count),
@@ -380,6 +390,17 @@ impl Engine {
     /// Creates a directed edge; returns its id.
     pub fn create_edge(&self, kind: u32, from: u64, to: u64, weight: Option<f32>) -> Result<u64> {
         let weight = weight.map(|w| Fxp::from_f32(w, 0)).transpose()?;
+        self.create_edge_fixed(kind, from, to, weight)
+    }
+
+    /// [`Engine::create_edge`] with a weight already in Q16.16.
+    pub fn create_edge_fixed(
+        &self,
+        kind: u32,
+        from: u64,
+        to: u64,
+        weight: Option<Fxp>,
+    ) -> Result<u64> {
         created(self.apply(&Command::CreateEdge {
             id: None,
             kind,
@@ -396,8 +417,12 @@ impl Engine {
 
     /// Exact k nearest records to `query`, optionally only those tagged `tag`.
     pub fn search(&self, query: &[f32], k: u32, tag: Option<u64>) -> Result<Vec<Hit>> {
-        let q = fxp::to_vec(query)?;
-        Ok(self.read_state()?.kernel.search_vec(&q, k, tag)?)
+        self.search_fixed(&fxp::to_vec(query)?, k, tag)
+    }
+
+    /// [`Engine::search`] with a query already in Q16.16.
+    pub fn search_fixed(&self, query: &[Fxp], k: u32, tag: Option<u64>) -> Result<Vec<Hit>> {
+        Ok(self.read_state()?.kernel.search_vec(query, k, tag)?)
     }
 
     /// The record with this id.
