@@ -627,8 +627,8 @@ int valori_neighbors(const valori_db *db,
  * - `db`: [in] the database.
  * - `kind`: [in, nullable] follow only edges of this kind, or NULL for all.
  * - `out_hops`: [out] room for `cap` nodes.
- * - `out_len`: [out] nodes written; with `VALORI_INSUFFICIENT_SIZE`, at least this many are
- *   needed.
+ * - `out_len`: [out] nodes written; with `VALORI_INSUFFICIENT_SIZE`, exactly the nodes needed
+ *   (and `out_hops` is not written).
  */
 int valori_traverse(const valori_db *db,
                     uint64_t start,
@@ -760,9 +760,10 @@ int valori_kernel_init(const valori_kernel_config *cfg,
                        valori_kernel **out_kernel);
 
 /**
- * Rebuilds a kernel inside `mem` from a snapshot made by `valori_kernel_snapshot` (or the
- * kernel section of a database snapshot). The configuration's dimension and metric must
- * match the snapshot's; its capacities must hold it (else `VALORI_FULL`).
+ * Rebuilds a kernel inside `mem` from a snapshot made by `valori_kernel_snapshot`, which
+ * carries its state hash: a damaged snapshot is `VALORI_CORRUPT`. The configuration's
+ * dimension and metric must match the snapshot's (else `VALORI_DIMENSION` or
+ * `VALORI_INVALID_INPUT`); its capacities must hold it (else `VALORI_FULL`).
  *
  * - `cfg`: [in] the configuration.
  * - `snapshot`: [in] `snapshot_len` bytes.
@@ -925,15 +926,17 @@ int valori_kernel_neighbors(const valori_kernel *kernel,
                             size_t *out_len);
 
 /**
- * Nodes within `hops` edges of `start`, ordered by (depth, node id).
+ * Nodes within `hops` edges of `start`, ordered by (depth, node id). Runs in the handle's
+ * scratch space (room for every node of its capacity), so it needs exclusive access like
+ * `valori_kernel_search`.
  *
  * - `kernel`: [in] the kernel.
  * - `kind`: [in, nullable] follow only edges of this kind, or NULL for all.
  * - `out_hops`: [out] room for `cap` nodes.
- * - `out_len`: [out] nodes written; with `VALORI_INSUFFICIENT_SIZE`, at least this many are
- *   needed.
+ * - `out_len`: [out] nodes written; with `VALORI_INSUFFICIENT_SIZE`, exactly the nodes needed
+ *   (and `out_hops` is not written).
  */
-int valori_kernel_traverse(const valori_kernel *kernel,
+int valori_kernel_traverse(valori_kernel *kernel,
                            uint64_t start,
                            uint32_t hops,
                            uint32_t direction,
@@ -959,7 +962,8 @@ int valori_kernel_count(const valori_kernel *kernel, uint64_t *out_count);
 int valori_kernel_state_hash(const valori_kernel *kernel, uint8_t *out_hash);
 
 /**
- * Writes the canonical state encoding (a snapshot for `valori_kernel_restore`).
+ * Writes a snapshot for `valori_kernel_restore`: the canonical state encoding framed with
+ * its state hash (docs/FORMAT.md §13), so that restore detects any damage.
  *
  * - `kernel`: [in] the kernel.
  * - `out`: [out] room for `cap` bytes.

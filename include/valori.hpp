@@ -205,7 +205,8 @@ inline Result<std::vector<T>> fill(std::size_t guess, F &&call, E &&error) {
     return out;
 }
 
-/// Runs a traversal, doubling the buffer until it fits (its needed size is a lower bound).
+/// Runs a traversal, growing the buffer to the exact size the library reports; repeats only
+/// if another thread added nodes between the calls.
 template <class F, class E>
 inline Result<std::vector<Hop>> traverse(F &&call, E &&error) {
     std::vector<Hop> out(16);
@@ -213,7 +214,7 @@ inline Result<std::vector<Hop>> traverse(F &&call, E &&error) {
         std::size_t n = 0;
         int rc = call(out.data(), out.size(), &n);
         if (rc == VALORI_INSUFFICIENT_SIZE) {
-            out.resize(out.size() * 2 > n ? out.size() * 2 : n);
+            out.resize(n);
             continue;
         }
         if (rc != VALORI_OK) return error(rc);
@@ -545,8 +546,9 @@ class Kernel {
             return valori_kernel_neighbors(k_, node, static_cast<std::uint32_t>(direction), out, cap, n);
         }));
     }
+    /// Nodes within `hops` edges of `start` (not const: runs in the kernel's scratch space).
     detail::ret<std::vector<Hop>> traverse(std::uint64_t start, std::uint32_t hops, Direction direction,
-                                           std::optional<std::uint32_t> kind = std::nullopt) const {
+                                           std::optional<std::uint32_t> kind = std::nullopt) {
         const std::uint32_t *kk = kind ? &*kind : nullptr;
         return detail::finish(detail::traverse(
             [&](Hop *out, std::size_t cap, std::size_t *n) {

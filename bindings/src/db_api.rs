@@ -6,7 +6,7 @@ use crate::{boundary, kernel_code, primary, VALORI_MISUSE, VALORI_OK};
 use std::cell::RefCell;
 use std::ffi::{c_char, c_int, CStr, CString};
 use valori_engine::{Durability, Engine, Export, Options};
-use vk::{fxp, Fxp, Kernel};
+use vk::{fxp, Fxp, Hop, Kernel};
 
 /// Durability: every commit fsynced before it returns (default).
 pub const VALORI_DURABILITY_FSYNC: u32 = 0;
@@ -122,6 +122,13 @@ impl Target for valori_db {
             Ok(q) => Self::read(p, |k| f(k, &q)),
             Err(e) => h.fail_kernel(e),
         }
+    }
+
+    unsafe fn read_scratch(
+        p: *const Self,
+        f: impl FnOnce(&Kernel<'_>, &mut [Hop]) -> Read,
+    ) -> c_int {
+        Self::read(p, |k| f(k, &mut []))
     }
 
     unsafe fn write(p: *mut Self, op: Op<'_>, out_id: Option<&mut u64>) -> c_int {
@@ -512,8 +519,8 @@ pub extern "C" fn valori_neighbors(
 /// - `db`: [in] the database.
 /// - `kind`: [in, nullable] follow only edges of this kind, or NULL for all.
 /// - `out_hops`: [out] room for `cap` nodes.
-/// - `out_len`: [out] nodes written; with `VALORI_INSUFFICIENT_SIZE`, at least this many are
-///   needed.
+/// - `out_len`: [out] nodes written; with `VALORI_INSUFFICIENT_SIZE`, exactly the nodes needed
+///   (and `out_hops` is not written).
 #[no_mangle]
 pub extern "C" fn valori_traverse(
     db: *const valori_db,

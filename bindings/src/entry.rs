@@ -9,7 +9,7 @@
 use crate::ffi::{self, check, valori_edge, valori_hit, valori_hop};
 use crate::{boundary, VALORI_INSUFFICIENT_SIZE, VALORI_OK};
 use core::ffi::c_int;
-use vk::{Direction, Fxp, HitSlot, Kernel, Object};
+use vk::{Direction, Fxp, HitSlot, Hop, Kernel, Object};
 
 /// A write, in the terms of the C API (floats as given; the target converts them).
 pub(crate) enum Op<'a> {
@@ -65,6 +65,18 @@ pub(crate) trait Target: Sized {
         p: *const Self,
         query: &[f32],
         f: impl FnOnce(&Kernel<'_>, &[Fxp]) -> Read,
+    ) -> c_int;
+
+    /// Runs `f` on the kernel and the handle's traversal scratch. The embedded kernel's
+    /// handle holds room for every node of its capacity, so its callers pass a pointer they
+    /// hold exclusively (`valori_kernel_traverse` takes `valori_kernel *`); the database
+    /// passes none (its growable kernel allocates what a traversal needs).
+    ///
+    /// # Safety
+    /// As [`Target::read`].
+    unsafe fn read_scratch(
+        p: *const Self,
+        f: impl FnOnce(&Kernel<'_>, &mut [Hop]) -> Read,
     ) -> c_int;
 
     /// Applies a write; stores the created id in `out_id` where the write creates one.
@@ -250,8 +262,9 @@ pub(crate) fn traverse<H: Target>(
             let out = check!(ffi::slice_mut(out_hops, cap));
             let out_len = check!(ffi::out(out_len));
             let d = check!(ffi::direction(direction));
-            H::read(h, |kern| {
-                sized(kern.traverse(start, hops, d, kind, out), out_len)
+            H::read_scratch(h, |kern, scratch| {
+                let r = kern.traverse_with_scratch(start, hops, d, kind, out, scratch);
+                sized(r, out_len)
             })
         }
     })

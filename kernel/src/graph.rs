@@ -288,9 +288,14 @@ impl<'m> Kernel<'m> {
 
     /// Nodes within `max_hops` edges of `start` (not counting `start`), following edges in
     /// `direction`, optionally only edges of kind `kind`. Written to `out` ordered by
-    /// `(depth, node id)`, each node once at its smallest depth; returns how many. If the
-    /// result does not fit `out`, returns `InsufficientSize` and `out` is unspecified.
-    /// Needs no memory beyond `out`.
+    /// `(depth, node id)`, each node once at its smallest depth; returns how many.
+    ///
+    /// If the result does not fit `out`, returns `InsufficientSize` with exactly the number of
+    /// nodes it holds, and `out` is not written. With room for every other node
+    /// (`node_count() - 1`) the traversal runs in `out` and needs no other memory; with less
+    /// it runs in scratch space: a growable build (feature `alloc`) allocates it, a build
+    /// without an allocator returns `Full(Memory)` (pass the scratch to
+    /// [`Kernel::traverse_with_scratch`]).
     pub fn traverse<S: HopSlot>(
         &self,
         start: u64,
@@ -299,12 +304,89 @@ impl<'m> Kernel<'m> {
         kind: Option<u32>,
         out: &mut [S],
     ) -> Result<usize> {
+        self.traverse_with_scratch(start, max_hops, direction, kind, out, &mut [] as &mut [Hop])
+    }
+
+    /// [`Kernel::traverse`], running in `scratch` when `out` has no room for every other node
+    /// (`node_count() - 1`): give `scratch` that much room (its contents afterwards are
+    /// unspecified). Without room in either, a growable build allocates and a build without
+    /// an allocator returns `Full(Memory)`.
+    pub fn traverse_with_scratch<S: HopSlot, T: HopSlot>(
+        &self,
+        start: u64,
+        max_hops: u32,
+        direction: Direction,
+        kind: Option<u32>,
+        out: &mut [S],
+        scratch: &mut [T],
+    ) -> Result<usize> {
         if self.node_pos(start).is_err() {
             return Err(Error::NotFound(Object::Node, start));
         }
+        let walk = Walk {
+            kernel: self,
+            start,
+            max_hops,
+            direction,
+            kind,
+        };
+        // Every node but `start` may be reached; with room for all of them a walk cannot run
+        // out of room, so `out` is written only when the result is certain to fit.
+        let room = self.node_count().saturating_sub(1);
+        // The `ok_or`s below cannot fire: each walk has room for every node it can reach.
+        let no_room = Error::Full(Resource::Memory);
+        if out.len() >= room {
+            return walk.run(out).ok_or(no_room);
+        }
+        if scratch.len() >= room {
+            let n = walk.run(scratch).ok_or(no_room)?;
+            return copy_hops(scratch.get(..n).unwrap_or(&[]), out);
+        }
+        #[cfg(feature = "alloc")]
+        {
+            let mut buf = alloc::vec::Vec::new();
+            buf.try_reserve_exact(room).map_err(|_| no_room)?;
+            buf.resize(room, Hop::default());
+            let n = walk.run(&mut buf).ok_or(no_room)?;
+            copy_hops(buf.get(..n).unwrap_or(&[]), out)
+        }
+        #[cfg(not(feature = "alloc"))]
+        Err(no_room)
+    }
+}
+
+/// Copies a finished traversal to the caller's buffer, or reports its exact size without
+/// writing anything.
+fn copy_hops<T: HopSlot, S: HopSlot>(hops: &[T], out: &mut [S]) -> Result<usize> {
+    if hops.len() > out.len() {
+        return Err(Error::InsufficientSize {
+            needed: hops.len() as u64,
+        });
+    }
+    for (slot, h) in out.iter_mut().zip(hops) {
+        slot.set_hop(h.hop());
+    }
+    Ok(hops.len())
+}
+
+/// One traversal's parameters.
+struct Walk<'k, 'm> {
+    kernel: &'k Kernel<'m>,
+    start: u64,
+    max_hops: u32,
+    direction: Direction,
+    kind: Option<u32>,
+}
+
+impl Walk<'_, '_> {
+    /// Breadth-first, level by level, in `buf`: each level is collected after the finished
+    /// ones, then sorted and deduplicated (also whenever `buf` fills up mid-level). Returns
+    /// the number of nodes found, or `None` if they do not fit `buf`.
+    fn run<S: HopSlot>(&self, buf: &mut [S]) -> Option<usize> {
+        let k = self.kernel;
         let mut len = 0usize;
         let mut prev_start = 0usize;
-        for depth in 1..=max_hops {
+        for depth in 1..=self.max_hops {
             let level_start = len;
             let frontier_len = if depth == 1 {
                 1
@@ -313,53 +395,55 @@ impl<'m> Kernel<'m> {
             };
             for f in 0..frontier_len {
                 let from = if depth == 1 {
-                    start
+                    self.start
                 } else {
-                    out.get(prev_start + f).map_or(start, |h| h.hop().node)
+                    buf.get(prev_start + f)?.hop().node
                 };
-                let out_edges = match direction {
+                let out_edges = match self.direction {
                     Direction::Incoming => &[][..],
-                    _ => adj_range(self.out_adj.as_slice(), from),
+                    _ => adj_range(k.out_adj.as_slice(), from),
                 };
-                let in_edges = match direction {
+                let in_edges = match self.direction {
                     Direction::Outgoing => &[][..],
-                    _ => adj_range(self.in_adj.as_slice(), from),
+                    _ => adj_range(k.in_adj.as_slice(), from),
                 };
                 let steps = out_edges
                     .iter()
                     .map(|a| (a.edge, true))
                     .chain(in_edges.iter().map(|a| (a.edge, false)));
                 for (edge, forward) in steps {
-                    let Some(e) = self.edge(edge) else { continue };
-                    if kind.is_some_and(|k| k != e.kind) {
+                    let Some(e) = k.edge(edge) else { continue };
+                    if self.kind.is_some_and(|kind| kind != e.kind) {
                         continue;
                     }
                     let next = if forward { e.to } else { e.from };
-                    if next == start || visited(out, level_start, next) {
+                    if next == self.start || visited(buf, level_start, next) {
                         continue;
                     }
-                    if len == out.len() {
-                        len = level_start
-                            + sort_dedup(out.get_mut(level_start..len).unwrap_or(&mut []));
-                        if len == out.len() {
-                            return Err(Error::InsufficientSize {
-                                needed: len as u64 + 1,
-                            });
+                    let hop = Hop { depth, node: next };
+                    if len == buf.len() {
+                        let level = buf.get_mut(level_start..len)?;
+                        len = level_start + sort_dedup(level);
+                        if len == buf.len() {
+                            // Full of distinct nodes: `next` fits only if it is one of them.
+                            let level = buf.get(level_start..len)?;
+                            if level.binary_search_by(|h| h.hop().cmp(&hop)).is_ok() {
+                                continue;
+                            }
+                            return None;
                         }
                     }
-                    if let Some(slot) = out.get_mut(len) {
-                        slot.set_hop(Hop { depth, node: next });
-                        len += 1;
-                    }
+                    buf.get_mut(len)?.set_hop(hop);
+                    len += 1;
                 }
             }
-            len = level_start + sort_dedup(out.get_mut(level_start..len).unwrap_or(&mut []));
+            len = level_start + sort_dedup(buf.get_mut(level_start..len)?);
             if len == level_start {
                 break;
             }
             prev_start = level_start;
         }
-        Ok(len)
+        Some(len)
     }
 }
 

@@ -262,7 +262,7 @@ static int test_small_buffers(void) {
     CHECK_RC(valori_neighbors(db, 0, VALORI_DIRECTION_OUT, edges, 1, &n), VALORI_INSUFFICIENT_SIZE);
     CHECK(n == 2);
     CHECK_RC(valori_traverse(db, 0, 2, VALORI_DIRECTION_OUT, NULL, hops, 1, &n), VALORI_INSUFFICIENT_SIZE);
-    CHECK(n >= 2);
+    CHECK(n == 2);
     CHECK_RC(valori_export(db, NULL, 0, &exp_len), VALORI_INSUFFICIENT_SIZE);
     CHECK(exp_len > 0);
     exp = malloc(exp_len);
@@ -311,6 +311,68 @@ static int test_graph(void) {
     CHECK_RC(valori_neighbors(db, a, VALORI_DIRECTION_OUT, edges, 4, &n), VALORI_NOT_FOUND_NODE);
     CHECK_RC(valori_neighbors(db, b, VALORI_DIRECTION_BOTH, edges, 4, &n), VALORI_OK);
     CHECK(n == 0);
+    CHECK_RC(valori_close(&db), VALORI_OK);
+    return 0;
+}
+
+/* A traversal into a buffer too small reports exactly the nodes needed and writes nothing,
+ * on the database and on the embedded kernel (which traverses in its handle's scratch). */
+static const uint32_t trav_edges[8][2] = {{0, 1}, {0, 2}, {1, 3}, {2, 3}, {3, 4}, {4, 5}, {2, 6}, {6, 4}};
+static const uint64_t trav_want[6][2] = {{1, 1}, {1, 2}, {2, 3}, {2, 6}, {3, 4}, {4, 5}};
+
+static int check_traverse_sizes(valori_db *db, valori_kernel *k) {
+    valori_hop hops[9], untouched[9];
+    size_t cap, n, i;
+    int rc;
+    memset(untouched, 0xA5, sizeof untouched);
+    for (cap = 0; cap <= 8; cap++) {
+        memcpy(hops, untouched, sizeof hops);
+        n = 12345;
+        rc = db ? valori_traverse(db, 0, 5, VALORI_DIRECTION_OUT, NULL, hops, cap, &n)
+                : valori_kernel_traverse(k, 0, 5, VALORI_DIRECTION_OUT, NULL, hops, cap, &n);
+        if (cap < 6) {
+            CHECK_RC(rc, VALORI_INSUFFICIENT_SIZE);
+            CHECK(n == 6);
+            CHECK(memcmp(hops, untouched, sizeof hops) == 0);
+        } else {
+            CHECK_RC(rc, VALORI_OK);
+            CHECK(n == 6);
+            for (i = 0; i < 6; i++) CHECK(hops[i].depth == trav_want[i][0] && hops[i].node == trav_want[i][1]);
+            CHECK(memcmp(&hops[cap], &untouched[cap], (9 - cap) * sizeof hops[0]) == 0);
+        }
+    }
+    /* NULL with 0 asks for the size */
+    CHECK_RC(db ? valori_traverse(db, 0, 5, VALORI_DIRECTION_OUT, NULL, NULL, 0, &n)
+                : valori_kernel_traverse(k, 0, 5, VALORI_DIRECTION_OUT, NULL, NULL, 0, &n),
+             VALORI_INSUFFICIENT_SIZE);
+    CHECK(n == 6);
+    return 0;
+}
+
+static int test_traverse_exact_size(void) {
+    valori_db *db = NULL;
+    valori_kernel *k = NULL;
+    valori_kernel_config cfg;
+    static union { uint64_t u; unsigned char b[16384]; } mem;
+    size_t need, i;
+    uint64_t id;
+
+    CHECK_RC(open_new("traverse-size", 1, &db), VALORI_OK);
+    memset(&cfg, 0, sizeof cfg);
+    cfg.dim = 1; cfg.metric = VALORI_METRIC_L2; cfg.max_nodes = 8; cfg.max_edges = 8;
+    CHECK_RC(valori_kernel_mem_size(&cfg, &need), VALORI_OK);
+    CHECK(need <= sizeof mem.b);
+    CHECK_RC(valori_kernel_init(&cfg, mem.b, sizeof mem.b, &k), VALORI_OK);
+    for (i = 0; i < 8; i++) { /* node 7 stays unconnected */
+        CHECK_RC(valori_create_node(db, 0, NULL, NULL, 0, &id), VALORI_OK);
+        CHECK_RC(valori_kernel_create_node(k, 0, NULL, NULL, 0, &id), VALORI_OK);
+    }
+    for (i = 0; i < 8; i++) {
+        CHECK_RC(valori_create_edge(db, 0, trav_edges[i][0], trav_edges[i][1], NULL, &id), VALORI_OK);
+        CHECK_RC(valori_kernel_create_edge(k, 0, trav_edges[i][0], trav_edges[i][1], NULL, &id), VALORI_OK);
+    }
+    if (check_traverse_sizes(db, NULL) != 0) return 1;
+    if (check_traverse_sizes(NULL, k) != 0) return 1;
     CHECK_RC(valori_close(&db), VALORI_OK);
     return 0;
 }
@@ -622,6 +684,7 @@ int main(int argc, char **argv) {
     run("invalid_input_changes_nothing", test_invalid_input_changes_nothing);
     run("small_buffers", test_small_buffers);
     run("graph", test_graph);
+    run("traverse_exact_size", test_traverse_exact_size);
     run("handles", test_handles);
     run("errmsg_per_thread", test_errmsg_per_thread);
     run("crash_recovery", test_crash_recovery);

@@ -102,3 +102,32 @@ TEST(Kernel, MoveKeepsTheOwnedMemory) {
     c = std::move(b);
     EXPECT_EQ(c.get_vector(0), v);
 }
+
+// A traversal larger than the wrapper's first buffer: grown once to the exact size reported.
+TEST(Kernel, TraverseBeyondTheFirstBuffer) {
+    valori::KernelConfig c;
+    c.dim = 1;
+    c.max_nodes = 41;
+    c.max_edges = 40;
+    Kernel k = Kernel::create(c);
+    valori::Options o;
+    o.dim = 1;
+    valori::Database db = valori::Database::open(test_dir("traverse-large"), o);
+    for (std::uint64_t i = 0; i < 41; i++) {
+        EXPECT_EQ(k.create_node(0), i);
+        EXPECT_EQ(db.create_node(0), i);
+    }
+    for (std::uint64_t i = 1; i < 41; i++) {  // a star: 0 -> every other node
+        k.create_edge(0, 0, i);
+        db.create_edge(0, 0, i);
+    }
+    auto from_kernel = k.traverse(0, 2, valori::Direction::out);
+    auto from_db = db.traverse(0, 2, valori::Direction::out);
+    ASSERT_EQ(from_kernel.size(), 40u);
+    ASSERT_EQ(from_db.size(), 40u);
+    for (std::size_t i = 0; i < 40; i++) {
+        EXPECT_EQ(from_kernel[i].node, i + 1);
+        EXPECT_EQ(from_kernel[i].depth, 1u);
+        EXPECT_EQ(from_db[i].node, from_kernel[i].node);
+    }
+}
