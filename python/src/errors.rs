@@ -6,6 +6,7 @@
 use pyo3::exceptions::{PyException, PyRuntimeError};
 use pyo3::prelude::*;
 use std::panic::{catch_unwind, AssertUnwindSafe};
+use valori_engine::Hint;
 use valori_kernel::ErrorCode;
 
 /// An error on its way to Python: a code of the table and the message.
@@ -62,7 +63,20 @@ impl From<valori_kernel::Error> for Fail {
 
 impl From<valori_engine::Error> for Fail {
     fn from(e: valori_engine::Error) -> Self {
-        Fail::new(e.code(), e.to_string())
+        Fail::new(e.code(), message(&e))
+    }
+}
+
+/// An engine error as Python callers read it: the detail, then the remedy in terms of this
+/// API (the engine's `Display` names the Rust API's).
+fn message(e: &valori_engine::Error) -> String {
+    let detail = e.detail();
+    match e.hint() {
+        Some(Hint::Salvage) => {
+            format!("{detail}; open with salvage=True to read the intact prefix")
+        }
+        Some(Hint::Create) => format!("{detail}; open with dim=... to create one"),
+        _ => detail,
     }
 }
 

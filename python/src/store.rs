@@ -27,15 +27,6 @@ pub(crate) fn parse_metric(name: &str) -> Result<Metric, Fail> {
     }
 }
 
-/// The Python name of a metric.
-pub(crate) fn metric_name(m: Metric) -> &'static str {
-    match m {
-        Metric::L2 => "l2",
-        Metric::InnerProduct => "ip",
-        Metric::Cosine => "cosine",
-    }
-}
-
 /// A traversal direction from its Python name.
 pub(crate) fn parse_direction(name: &str) -> Result<Direction, Fail> {
     match name {
@@ -218,7 +209,9 @@ pub(crate) mod by_command {
             vectors: v.as_slice().into(),
         })? {
             Applied::Batch { first_id, count } => Ok((first_id, count)),
-            other => Err(Fail::internal(format!("batch insert answered {other:?}"))),
+            _ => Err(Fail::internal(
+                "a batch insert did not report its ids (a bug in valori)",
+            )),
         }
     }
 
@@ -264,9 +257,7 @@ macro_rules! store_methods {
             use valori_kernel::{Fxp, Hit};
             use $crate::buffers::{fxps, u64s, Floats};
             use $crate::errors::{guarded, Fail};
-            use $crate::store::{
-                metric_name, neighbors, parse_direction, EdgeTuple, Hits, RecordTuple, Store,
-            };
+            use $crate::store::{neighbors, parse_direction, EdgeTuple, Hits, RecordTuple, Store};
 
             #[pymethods]
             impl $ty {
@@ -482,9 +473,7 @@ macro_rules! store_methods {
                 }
 
                 fn config(&self, py: Python<'_>) -> PyResult<(u32, &'static str)> {
-                    guarded(py, || {
-                        Store::config(self).map(|c| (c.dim, metric_name(c.metric)))
-                    })
+                    guarded(py, || Store::config(self).map(|c| (c.dim, c.metric.name())))
                 }
             }
         };

@@ -153,3 +153,45 @@ def test_eight_threads_of_mixed_operations_equal_a_serial_replay(tmp_path):
     db.close()
     with Database(tmp_path / "db") as again:
         assert again.state_hash() == final
+
+
+@pytest.mark.parametrize("metric", ["cosine", "ip", "l2"])
+def test_reopen_without_a_metric_takes_the_stored_one(tmp_path, metric):
+    path = tmp_path / "db"
+    with Database(path, dim=2, metric=metric) as db:
+        db.insert([3.0, 4.0])
+        h = db.state_hash()
+    with Database(path) as again:  # metric=None: the database's own
+        assert again.metric == metric and again.dim == 2
+        assert again.state_hash() == h
+    with Database(path, metric=metric) as same:
+        assert same.state_hash() == h
+    other = "cosine" if metric == "l2" else "l2"
+    with pytest.raises(valori.InvalidInputError) as refused:
+        Database(path, metric=other)
+    message = str(refused.value)
+    assert f"the database uses the {metric} metric, the options say {other}" in message
+    for debug in ("Some(", "Cosine", "InnerProduct", "L2"):
+        assert debug not in message
+
+
+def test_created_without_a_metric_is_l2(tmp_path):
+    Database(tmp_path / "db", dim=2).close()
+    with Database(tmp_path / "db", metric="l2") as db:
+        assert db.metric == "l2"
+    with pytest.raises(valori.InvalidInputError, match="uses the l2 metric"):
+        Database(tmp_path / "db", metric="ip")
+
+
+def test_messages_name_the_python_api(tmp_path):
+    with pytest.raises(valori.NotFoundError) as missing:
+        Database(tmp_path / "nothing-here")
+    assert "open with dim=... to create one" in str(missing.value)
+    assert "Options" not in str(missing.value)
+    Database(tmp_path / "db", dim=2).close()
+    (tmp_path / "db" / "snap-00000000000000000000.vsnap").write_bytes(b"garbage")
+    with pytest.raises(valori.CorruptError) as damaged:
+        Database(tmp_path / "db")
+    message = str(damaged.value)
+    assert "is damaged" in message and "open with salvage=True to read the intact prefix" in message
+    assert "Options" not in message and "salvage()" not in message

@@ -281,10 +281,14 @@ class Database(_Store):
                  create: bool = True, salvage: bool = False) -> None:
         """Opens (or, with ``dim``, creates) the database; recovers from its WAL and snapshot.
         A directory without a database raises :class:`NotFoundError` unless ``dim`` is given
-        and ``create`` is true; an unknown ``metric`` or ``durability`` raises
+        and ``create`` is true. ``metric`` (``"l2"``, ``"ip"`` or ``"cosine"``) is the one to
+        create with, and an existing database's must equal it; ``None`` (the default) accepts
+        an existing database's and creates with ``"l2"``. ``dim`` likewise. An unknown
+        ``metric`` or ``durability``, or one that differs from the database's, raises
         :class:`InvalidInputError`."""
         self._n = _native.Database(str(path), dim, metric, durability, checkpoint_wal_bytes, create, salvage)
-        self.dim = self._n.config()[0]
+        #: Components per vector and the metric (``"l2"``, ``"ip"`` or ``"cosine"``).
+        self.dim, self.metric = self._n.config()
         self.path = str(path)
 
     def __enter__(self) -> "Database":
