@@ -245,6 +245,15 @@
 
 #if defined(VALORI_HOSTED)
 /**
+ * Metric for `valori_options` (the default of `valori_options_init`): the database's own
+ * metric when opening an existing one, L2 when creating. Not a metric of its own, so not
+ * valid in `valori_kernel_config`.
+ */
+#define VALORI_METRIC_ANY UINT32_MAX
+#endif
+
+#if defined(VALORI_HOSTED)
+/**
  * A database handle (opaque). Every call except `valori_close` may run concurrently on one
  * handle from several threads.
  */
@@ -268,11 +277,13 @@ typedef struct {
    */
   uint32_t struct_size;
   /**
-   * Dimension: required to create a database; 0 to accept an existing one's.
+   * Dimension: required to create a database; 0 (default) to accept an existing one's.
    */
   uint32_t dim;
   /**
-   * `VALORI_METRIC_*`, used when creating (default L2).
+   * `VALORI_METRIC_ANY` (default): the database's metric when opening, L2 when creating.
+   * A specific `VALORI_METRIC_*` creates with that metric and must equal an existing
+   * database's (else `VALORI_INVALID_INPUT`).
    */
   uint32_t metric;
   /**
@@ -420,7 +431,9 @@ const char *valori_errstr(int rc);
 
 #if defined(VALORI_HOSTED)
 /**
- * Fills `opts` with the defaults (and `struct_size`).
+ * Fills `opts` with the defaults (and `struct_size`): dimension 0 and `VALORI_METRIC_ANY`
+ * (accept an existing database's), `VALORI_DURABILITY_FSYNC`, checkpoints at 256 MiB,
+ * create 1, salvage 0. So defaults reopen any database; set `dim` (and `metric`) to create.
  *
  * - `opts`: [out] the options.
  */
@@ -458,7 +471,8 @@ int valori_close(valori_db **db);
  * The message of this thread's last failed call on `db` (or, with NULL, of this thread's
  * last failed `valori_open`); empty if none. Per thread: other threads' calls on the same
  * handle never change or free it. Valid until this thread's next failing call on the handle
- * or `valori_close`; never NULL.
+ * or `valori_close` (which drops every thread's messages for the handle: a handle opened
+ * later starts with none); never NULL.
  *
  * - `db`: [in, nullable] the handle.
  */

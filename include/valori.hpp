@@ -235,7 +235,9 @@ enum class Durability : std::uint32_t {
 /// Options for Database::open.
 struct Options {
     std::uint32_t dim = 0;  ///< required to create; 0 accepts an existing database's
-    Metric metric = Metric::l2;
+    /// The metric to create with, which an existing database's must equal; std::nullopt (the
+    /// default) accepts an existing database's and creates with l2.
+    std::optional<Metric> metric;
     Durability durability = Durability::fsync;
     std::uint64_t checkpoint_wal_bytes = 256ull << 20;
     bool create = true;
@@ -263,7 +265,7 @@ class Database {
         valori_options o;
         valori_options_init(&o);
         o.dim = options.dim;
-        o.metric = static_cast<std::uint32_t>(options.metric);
+        o.metric = options.metric ? static_cast<std::uint32_t>(*options.metric) : VALORI_METRIC_ANY;
         o.durability = static_cast<std::uint32_t>(options.durability);
         o.checkpoint_wal_bytes = options.checkpoint_wal_bytes;
         o.create = options.create ? 1 : 0;

@@ -2,10 +2,11 @@
 
 use crate::entry::{self, Op, Read, Target};
 use crate::ffi::{self, check, valori_edge, valori_hit, valori_hop};
+use crate::messages::{self, HandleId};
 use crate::{boundary, kernel_code, primary, VALORI_MISUSE, VALORI_OK};
 use std::cell::RefCell;
 use std::ffi::{c_char, c_int, CStr, CString};
-use valori_engine::{Durability, Engine, Export, Options};
+use valori_engine::{Durability, Engine, Export, Hint, Options};
 use vk::{fxp, Fxp, Hop, Kernel};
 
 /// Durability: every commit fsynced before it returns (default).
@@ -15,6 +16,11 @@ pub const VALORI_DURABILITY_GROUP_COMMIT: u32 = 1;
 /// Durability: written to the OS only (bulk loads; a power loss may lose recent commits).
 pub const VALORI_DURABILITY_NONE: u32 = 2;
 
+/// Metric for `valori_options` (the default of `valori_options_init`): the database's own
+/// metric when opening an existing one, L2 when creating. Not a metric of its own, so not
+/// valid in `valori_kernel_config`.
+pub const VALORI_METRIC_ANY: u32 = u32::MAX;
+
 /// Options for `valori_open`. Initialise with `valori_options_init`, then set fields: new
 /// fields are only ever appended, and `struct_size` tells the library which ones you have.
 #[repr(C)]
@@ -22,9 +28,11 @@ pub const VALORI_DURABILITY_NONE: u32 = 2;
 pub struct valori_options {
     /// `sizeof(valori_options)` as compiled by the caller (set by `valori_options_init`).
     pub struct_size: u32,
-    /// Dimension: required to create a database; 0 to accept an existing one's.
+    /// Dimension: required to create a database; 0 (default) to accept an existing one's.
     pub dim: u32,
-    /// `VALORI_METRIC_*`, used when creating (default L2).
+    /// `VALORI_METRIC_ANY` (default): the database's metric when opening, L2 when creating.
+    /// A specific `VALORI_METRIC_*` creates with that metric and must equal an existing
+    /// database's (else `VALORI_INVALID_INPUT`).
     pub metric: u32,
     /// `VALORI_DURABILITY_*` (default FSYNC).
     pub durability: u32,
@@ -41,6 +49,8 @@ pub struct valori_options {
 /// handle from several threads.
 pub struct valori_db {
     magic: u32,
+    /// The key of this handle's `valori_errmsg` messages.
+    id: HandleId,
     engine: Engine,
 }
 
@@ -49,27 +59,25 @@ const DB_MAGIC: u32 = 0x564c_5244;
 thread_local! {
     /// The message of this thread's last failed `valori_open` (for `valori_errmsg(NULL)`).
     static OPEN_ERROR: RefCell<CString> = RefCell::new(CString::default());
-    /// This thread's last error message per handle (keyed by address). Per thread, so a
-    /// pointer from `valori_errmsg` stays valid while other threads use the same handle.
-    static DB_ERRORS: RefCell<Vec<(usize, CString)>> = const { RefCell::new(Vec::new()) };
-}
-
-fn set_db_error(db: *const valori_db, msg: CString) {
-    DB_ERRORS.with(|m| {
-        let mut m = m.borrow_mut();
-        match m.iter_mut().find(|(k, _)| *k == db as usize) {
-            Some(slot) => slot.1 = msg,
-            None => m.push((db as usize, msg)),
-        }
-    });
-}
-
-fn forget_db_errors(db: *const valori_db) {
-    DB_ERRORS.with(|m| m.borrow_mut().retain(|(k, _)| *k != db as usize));
 }
 
 fn cstring(s: String) -> CString {
     CString::new(s.replace('\0', " ")).unwrap_or_default()
+}
+
+/// An engine error as C callers read it: the detail, then the remedy in terms of this API
+/// (the engine's `Display` names the Rust API's).
+fn message(e: &valori_engine::Error) -> String {
+    let detail = e.detail();
+    match e.hint() {
+        Some(Hint::Salvage) => {
+            format!("{detail}; open with opts.salvage = 1 to read the intact prefix")
+        }
+        Some(Hint::Create) => format!(
+            "{detail}; to create one, open with options from valori_options_init with opts.dim set"
+        ),
+        _ => detail,
+    }
 }
 
 /// Result code of an engine error.
@@ -93,7 +101,7 @@ unsafe fn db_ref<'a>(db: *const valori_db) -> Result<&'a valori_db, c_int> {
 impl valori_db {
     /// Records a failure's message for this thread and returns its code.
     fn fail(&self, e: &valori_engine::Error) -> c_int {
-        set_db_error(self, cstring(e.to_string()));
+        messages::set(self.id, cstring(message(e)));
         engine_code(e)
     }
 
@@ -165,7 +173,9 @@ impl Target for valori_db {
     }
 }
 
-/// Fills `opts` with the defaults (and `struct_size`).
+/// Fills `opts` with the defaults (and `struct_size`): dimension 0 and `VALORI_METRIC_ANY`
+/// (accept an existing database's), `VALORI_DURABILITY_FSYNC`, checkpoints at 256 MiB,
+/// create 1, salvage 0. So defaults reopen any database; set `dim` (and `metric`) to create.
 ///
 /// - `opts`: [out] the options.
 #[no_mangle]
@@ -176,7 +186,7 @@ pub extern "C" fn valori_options_init(opts: *mut valori_options) -> c_int {
         *o = valori_options {
             struct_size: core::mem::size_of::<valori_options>() as u32,
             dim: 0,
-            metric: crate::VALORI_METRIC_L2,
+            metric: VALORI_METRIC_ANY,
             durability: VALORI_DURABILITY_FSYNC,
             checkpoint_wal_bytes: 256 << 20,
             create: 1,
@@ -196,7 +206,10 @@ fn parse_options(o: Option<&valori_options>) -> Result<Options, c_int> {
     }
     Ok(Options {
         dim: (o.dim != 0).then_some(o.dim),
-        metric: Some(ffi::metric(o.metric)?),
+        metric: match o.metric {
+            VALORI_METRIC_ANY => None,
+            m => Some(ffi::metric(m)?),
+        },
         durability: match o.durability {
             VALORI_DURABILITY_FSYNC => Durability::Fsync,
             VALORI_DURABILITY_GROUP_COMMIT => Durability::GroupCommit,
@@ -251,11 +264,12 @@ pub extern "C" fn valori_open(
             Ok(engine) => {
                 *out = Box::into_raw(Box::new(valori_db {
                     magic: DB_MAGIC,
+                    id: HandleId::new(),
                     engine,
                 }));
                 VALORI_OK
             }
-            Err(e) => set_err(engine_code(&e), e.to_string()),
+            Err(e) => set_err(engine_code(&e), message(&e)),
         }
     })
 }
@@ -280,8 +294,8 @@ pub extern "C" fn valori_close(db: *mut *mut valori_db) -> c_int {
             }
             check!(db_ref(h));
             *db = core::ptr::null_mut();
-            forget_db_errors(h);
             let mut boxed = Box::from_raw(h);
+            messages::forget(boxed.id);
             boxed.magic = 0;
             match boxed.engine.flush() {
                 Ok(()) => VALORI_OK,
@@ -294,7 +308,8 @@ pub extern "C" fn valori_close(db: *mut *mut valori_db) -> c_int {
 /// The message of this thread's last failed call on `db` (or, with NULL, of this thread's
 /// last failed `valori_open`); empty if none. Per thread: other threads' calls on the same
 /// handle never change or free it. Valid until this thread's next failing call on the handle
-/// or `valori_close`; never NULL.
+/// or `valori_close` (which drops every thread's messages for the handle: a handle opened
+/// later starts with none); never NULL.
 ///
 /// - `db`: [in, nullable] the handle.
 #[no_mangle]
@@ -306,12 +321,7 @@ pub extern "C" fn valori_errmsg(db: *const valori_db) -> *const c_char {
         }
         // SAFETY: checked non-NULL; a handle from valori_open by contract.
         match unsafe { db_ref(db) } {
-            Ok(_) => DB_ERRORS.with(|m| {
-                m.borrow()
-                    .iter()
-                    .find(|(k, _)| *k == db as usize)
-                    .map_or(EMPTY.as_ptr().cast(), |(_, s)| s.as_ptr())
-            }),
+            Ok(h) => messages::get(h.id).unwrap_or(EMPTY.as_ptr().cast()),
             Err(_) => EMPTY.as_ptr().cast(),
         }
     }));
@@ -669,4 +679,98 @@ pub extern "C" fn valori_replay(export: *const u8, len: usize, out_hash: *mut u8
             Err(e) => engine_code(&e),
         }
     })
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+mod tests {
+    use super::*;
+    use std::sync::{Arc, Barrier};
+
+    fn open(dir: &std::path::Path) -> *mut valori_db {
+        let path = CString::new(dir.to_str().unwrap()).unwrap();
+        let mut opts = core::mem::MaybeUninit::<valori_options>::uninit();
+        assert_eq!(valori_options_init(opts.as_mut_ptr()), VALORI_OK);
+        // SAFETY: initialised by valori_options_init.
+        let mut opts = unsafe { opts.assume_init() };
+        opts.dim = 1;
+        opts.durability = VALORI_DURABILITY_NONE;
+        let mut db = core::ptr::null_mut();
+        assert_eq!(valori_open(path.as_ptr(), &opts, &mut db), VALORI_OK);
+        db
+    }
+
+    /// Fails a call on `db` and returns this thread's message for it.
+    fn fail(db: usize) -> String {
+        let db = db as *mut valori_db;
+        assert_eq!(valori_delete(db, 12345), crate::VALORI_NOT_FOUND_RECORD);
+        msg(db as usize)
+    }
+
+    fn msg(db: usize) -> String {
+        // SAFETY: valori_errmsg never returns NULL and its message is NUL-terminated.
+        unsafe { CStr::from_ptr(valori_errmsg(db as *const valori_db)) }
+            .to_string_lossy()
+            .into_owned()
+    }
+
+    /// Many handles, each failed on by several threads, closed while those threads live, then
+    /// a new handle: the store returns to its size before, and no thread sees an old message
+    /// on the new handle.
+    #[test]
+    fn errmsg_store_does_not_grow_across_open_fail_close_cycles() {
+        const THREADS: usize = 4;
+        let root = std::env::temp_dir().join(format!("valori-c-errmsg-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        let before = messages::len();
+        for cycle in 0..25 {
+            let first = open(&root.join(format!("a{cycle}")));
+            let shared = Arc::new(std::sync::atomic::AtomicUsize::new(first as usize));
+            let barrier = Arc::new(Barrier::new(THREADS + 1));
+            let workers: Vec<_> = (0..THREADS)
+                .map(|_| {
+                    let (shared, barrier) = (Arc::clone(&shared), Arc::clone(&barrier));
+                    std::thread::spawn(move || {
+                        let db = shared.load(std::sync::atomic::Ordering::SeqCst);
+                        assert!(fail(db).contains("record 12345 does not exist"));
+                        barrier.wait(); // failed on the first handle
+                        barrier.wait(); // it is closed and a second one is open
+                        let db = shared.load(std::sync::atomic::Ordering::SeqCst);
+                        assert_eq!(msg(db), "");
+                    })
+                })
+                .collect();
+            assert!(!fail(first as usize).is_empty());
+            barrier.wait();
+            assert_eq!(messages::len(), before + THREADS + 1);
+            let mut h = first;
+            assert_eq!(valori_close(&mut h), VALORI_OK);
+            assert_eq!(
+                messages::len(),
+                before,
+                "cycle {cycle}: close left messages"
+            );
+            let second = open(&root.join(format!("b{cycle}")));
+            shared.store(second as usize, std::sync::atomic::Ordering::SeqCst);
+            assert_eq!(msg(second as usize), "");
+            barrier.wait();
+            for w in workers {
+                w.join().unwrap();
+            }
+            // A thread that failed on an open handle and exited leaves nothing behind.
+            let s = second as usize;
+            std::thread::spawn(move || assert!(!fail(s).is_empty()))
+                .join()
+                .unwrap();
+            assert_eq!(
+                messages::len(),
+                before,
+                "cycle {cycle}: thread exit left messages"
+            );
+            let mut h = second;
+            assert_eq!(valori_close(&mut h), VALORI_OK);
+        }
+        assert_eq!(messages::len(), before);
+        let _ = std::fs::remove_dir_all(&root);
+    }
 }

@@ -21,6 +21,8 @@ mod db_api;
 mod entry;
 mod ffi;
 mod kernel_api;
+#[cfg(feature = "hosted")]
+mod messages;
 
 #[cfg(feature = "hosted")]
 pub use db_api::*;

@@ -7,6 +7,7 @@
 #include <math.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -377,6 +378,111 @@ static int test_traverse_exact_size(void) {
     return 0;
 }
 
+/* The metric of valori_options_init is VALORI_METRIC_ANY: defaults (and NULL options) reopen
+ * a database of any metric; an explicit other metric is refused in user language. */
+static int reopen_with_defaults(const char *name, uint32_t metric, const char *metric_name) {
+    valori_db *db = NULL;
+    valori_options opts;
+    valori_kernel_config cfg;
+    char path[512], want[128];
+    float v[2] = {3, 4};
+    uint8_t h1[32], h2[32];
+    uint64_t id;
+    size_t need;
+    const char *msg;
+
+    dir_for(path, sizeof path, name);
+    CHECK_RC(valori_options_init(&opts), VALORI_OK);
+    CHECK(opts.metric == VALORI_METRIC_ANY && opts.dim == 0);
+    opts.dim = 2;
+    opts.metric = metric;
+    CHECK_RC(valori_open(path, &opts, &db), VALORI_OK);
+    CHECK_RC(valori_insert(db, v, 2, NULL, NULL, 0, &id), VALORI_OK);
+    CHECK_RC(valori_state_hash(db, h1), VALORI_OK);
+    CHECK_RC(valori_close(&db), VALORI_OK);
+
+    CHECK_RC(valori_options_init(&opts), VALORI_OK);
+    CHECK_RC(valori_open(path, &opts, &db), VALORI_OK);
+    CHECK_RC(valori_state_hash(db, h2), VALORI_OK);
+    CHECK(memcmp(h1, h2, 32) == 0);
+    CHECK_RC(valori_close(&db), VALORI_OK);
+    CHECK_RC(valori_open(path, NULL, &db), VALORI_OK);
+    CHECK_RC(valori_close(&db), VALORI_OK);
+
+    opts.metric = metric;
+    CHECK_RC(valori_open(path, &opts, &db), VALORI_OK);
+    CHECK_RC(valori_close(&db), VALORI_OK);
+    opts.metric = metric == VALORI_METRIC_L2 ? VALORI_METRIC_COSINE : VALORI_METRIC_L2;
+    CHECK_RC(valori_open(path, &opts, &db), VALORI_INVALID_INPUT);
+    CHECK(db == NULL);
+    msg = valori_errmsg(NULL);
+    snprintf(want, sizeof want, "the database uses the %s metric, the options say %s", metric_name,
+             metric == VALORI_METRIC_L2 ? "cosine" : "l2");
+    CHECK(strstr(msg, want) != NULL);
+    CHECK(strstr(msg, "Some(") == NULL && strstr(msg, "Cosine") == NULL && strstr(msg, "InnerProduct") == NULL);
+
+    /* not a metric of its own: refused where a kernel needs one */
+    memset(&cfg, 0, sizeof cfg);
+    cfg.dim = 2;
+    cfg.metric = VALORI_METRIC_ANY;
+    CHECK_RC(valori_kernel_mem_size(&cfg, &need), VALORI_INVALID_INPUT);
+    return 0;
+}
+
+static int test_metric_any(void) {
+    valori_db *db = NULL;
+    char path[512];
+    if (reopen_with_defaults("metric-cosine", VALORI_METRIC_COSINE, "cosine") != 0) return 1;
+    if (reopen_with_defaults("metric-ip", VALORI_METRIC_INNER_PRODUCT, "ip") != 0) return 1;
+    if (reopen_with_defaults("metric-l2", VALORI_METRIC_L2, "l2") != 0) return 1;
+    /* created with the default metric: L2 */
+    CHECK_RC(open_new("metric-default", 2, &db), VALORI_OK);
+    CHECK_RC(valori_close(&db), VALORI_OK);
+    dir_for(path, sizeof path, "metric-default");
+    {
+        valori_options opts;
+        CHECK_RC(valori_options_init(&opts), VALORI_OK);
+        opts.metric = VALORI_METRIC_L2;
+        CHECK_RC(valori_open(path, &opts, &db), VALORI_OK);
+        CHECK_RC(valori_close(&db), VALORI_OK);
+        opts.metric = VALORI_METRIC_INNER_PRODUCT;
+        CHECK_RC(valori_open(path, &opts, &db), VALORI_INVALID_INPUT);
+        CHECK(strstr(valori_errmsg(NULL), "the database uses the l2 metric, the options say ip") != NULL);
+    }
+    return 0;
+}
+
+/* Messages name this API's remedies (opts.salvage, opts.dim), never the Rust API's. */
+static int test_messages_name_the_c_api(void) {
+    valori_db *db = NULL;
+    char path[512], file[600];
+    float v[2] = {1, 2};
+    uint64_t id;
+    FILE *f;
+    const char *msg;
+
+    dir_for(path, sizeof path, "never-created-either");
+    CHECK_RC(valori_open(path, NULL, &db), VALORI_NOT_FOUND);
+    msg = valori_errmsg(NULL);
+    CHECK(strstr(msg, "no database in") != NULL && strstr(msg, "opts.dim") != NULL);
+    CHECK(strstr(msg, "Options") == NULL);
+
+    CHECK_RC(open_new("damaged", 2, &db), VALORI_OK);
+    CHECK_RC(valori_insert(db, v, 2, NULL, NULL, 0, &id), VALORI_OK);
+    CHECK_RC(valori_close(&db), VALORI_OK);
+    dir_for(path, sizeof path, "damaged");
+    snprintf(file, sizeof file, "%s/snap-00000000000000000000.vsnap", path);
+    f = fopen(file, "wb");
+    CHECK(f != NULL);
+    CHECK(fwrite("garbage", 1, 7, f) == 7);
+    CHECK(fclose(f) == 0);
+    CHECK_RC(VALORI_PRIMARY(valori_open(path, NULL, &db)), VALORI_CORRUPT);
+    msg = valori_errmsg(NULL);
+    CHECK(strstr(msg, "damaged") != NULL && strstr(msg, "open with opts.salvage = 1") != NULL);
+    CHECK(strstr(msg, "Options") == NULL && strstr(msg, "salvage()") == NULL);
+    return 0;
+}
+
 static int test_handles(void) {
     valori_db *db = NULL, *second = NULL;
     char path[512];
@@ -452,6 +558,66 @@ static int test_errmsg_per_thread(void) {
     CHECK(strcmp(mine, copy) == 0); /* still valid, unchanged */
     CHECK(strcmp(valori_errmsg(db), copy) == 0);
     CHECK_RC(valori_close(&db), VALORI_OK);
+    return 0;
+}
+
+/* valori_close drops every thread's messages for the handle: threads that failed on a closed
+ * handle see no message on a handle opened after it, even at the same address. */
+struct stale_ctx {
+    valori_db *db;
+    pthread_barrier_t *barrier;
+    int result;
+};
+
+static void *fail_then_read_new_handle(void *arg) {
+    struct stale_ctx *c = (struct stale_ctx *)arg;
+    if (valori_delete(c->db, 4242) != VALORI_NOT_FOUND_RECORD) c->result = 1;
+    if (strstr(valori_errmsg(c->db), "4242") == NULL) c->result = 2;
+    pthread_barrier_wait(c->barrier); /* failed on the first handle */
+    pthread_barrier_wait(c->barrier); /* it is closed; c->db is a new handle */
+    if (strcmp(valori_errmsg(c->db), "") != 0) c->result = 3;
+    return NULL;
+}
+
+static int test_errmsg_after_close(void) {
+    int attempt, t, reused = 0;
+    const int attempts = 16;
+    for (attempt = 0; attempt < attempts; attempt++) {
+        valori_db *db = NULL;
+        pthread_barrier_t barrier;
+        pthread_t threads[2];
+        struct stale_ctx ctx[2];
+        uintptr_t old_addr;
+        char name[64];
+
+        snprintf(name, sizeof name, "stale-old-%d", attempt);
+        CHECK_RC(open_new(name, 2, &db), VALORI_OK);
+        CHECK(pthread_barrier_init(&barrier, NULL, 3) == 0);
+        for (t = 0; t < 2; t++) {
+            ctx[t].db = db;
+            ctx[t].barrier = &barrier;
+            ctx[t].result = 0;
+            CHECK(pthread_create(&threads[t], NULL, fail_then_read_new_handle, &ctx[t]) == 0);
+        }
+        CHECK_RC(valori_delete(db, 4242), VALORI_NOT_FOUND_RECORD);
+        CHECK(strstr(valori_errmsg(db), "4242") != NULL);
+        pthread_barrier_wait(&barrier);
+        old_addr = (uintptr_t)db;
+        CHECK_RC(valori_close(&db), VALORI_OK);
+        snprintf(name, sizeof name, "stale-new-%d", attempt);
+        CHECK_RC(open_new(name, 2, &db), VALORI_OK);
+        reused += (uintptr_t)db == old_addr;
+        CHECK(strcmp(valori_errmsg(db), "") == 0);
+        for (t = 0; t < 2; t++) ctx[t].db = db;
+        pthread_barrier_wait(&barrier);
+        for (t = 0; t < 2; t++) {
+            CHECK(pthread_join(threads[t], NULL) == 0);
+            CHECK(ctx[t].result == 0);
+        }
+        CHECK(pthread_barrier_destroy(&barrier) == 0);
+        CHECK_RC(valori_close(&db), VALORI_OK);
+    }
+    printf("     a new handle reused the closed one's address in %d of %d attempts\n", reused, attempts);
     return 0;
 }
 
@@ -687,6 +853,9 @@ int main(int argc, char **argv) {
     run("traverse_exact_size", test_traverse_exact_size);
     run("handles", test_handles);
     run("errmsg_per_thread", test_errmsg_per_thread);
+    run("errmsg_after_close", test_errmsg_after_close);
+    run("metric_any", test_metric_any);
+    run("messages_name_the_c_api", test_messages_name_the_c_api);
     run("crash_recovery", test_crash_recovery);
     run("kernel_matches_database", test_kernel_matches_database);
     run("null_arguments", test_null_arguments);

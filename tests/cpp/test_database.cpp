@@ -175,3 +175,39 @@ TEST(Database, ConcurrentReadersAndWriters) {
     EXPECT_EQ(db.count(), 100u);
     EXPECT_EQ(db.search(std::vector<float>{0, 0, 0, 0}, 100, 2u).size(), 25u);
 }
+
+// Options{} leaves the metric unset (VALORI_METRIC_ANY): it reopens a database of any metric;
+// an explicit other metric is refused.
+TEST(Database, DefaultOptionsReopenAnyMetric) {
+    EXPECT_FALSE(valori::Options{}.metric.has_value());
+    const valori::Metric metrics[] = {valori::Metric::cosine, valori::Metric::inner_product, valori::Metric::l2};
+    for (valori::Metric m : metrics) {
+        std::string dir = test_dir("metric-" + std::to_string(static_cast<unsigned>(m)));
+        valori::StateHash hash{};
+        {
+            valori::Options o;
+            o.dim = 2;
+            o.metric = m;
+            Database db = Database::open(dir, o);
+            db.insert(std::vector<float>{3, 4});
+            hash = db.state_hash();
+        }
+        {
+            Database db = Database::open(dir);  // default Options
+            EXPECT_EQ(db.state_hash(), hash);
+        }
+        valori::Options same;
+        same.metric = m;
+        EXPECT_EQ(Database::open(dir, same).state_hash(), hash);
+        valori::Options other;
+        other.metric = m == valori::Metric::l2 ? valori::Metric::cosine : valori::Metric::l2;
+        try {
+            (void)Database::open(dir, other);
+            ADD_FAILURE() << "a different metric was accepted";
+        } catch (const Error &e) {
+            EXPECT_EQ(e.code(), Errc::invalid_input);
+            EXPECT_NE(std::string(e.what()).find("the database uses the"), std::string::npos) << e.what();
+            EXPECT_EQ(std::string(e.what()).find("Some("), std::string::npos) << e.what();
+        }
+    }
+}
