@@ -940,17 +940,19 @@ int valori_kernel_neighbors(const valori_kernel *kernel,
                             size_t *out_len);
 
 /**
- * Nodes within `hops` edges of `start`, ordered by (depth, node id). Runs in the handle's
- * scratch space (room for every node of its capacity), so it needs exclusive access like
- * `valori_kernel_search`.
+ * Nodes within `hops` edges of `start`, ordered by (depth, node id). With room in `out_hops`
+ * for every other node of the kernel it needs no other memory; with less, the hosted library
+ * finds the exact size needed, and the bare-metal library (no allocator) asks for room for
+ * every other node.
  *
  * - `kernel`: [in] the kernel.
  * - `kind`: [in, nullable] follow only edges of this kind, or NULL for all.
  * - `out_hops`: [out] room for `cap` nodes.
- * - `out_len`: [out] nodes written; with `VALORI_INSUFFICIENT_SIZE`, exactly the nodes needed
- *   (and `out_hops` is not written).
+ * - `out_len`: [out] nodes written; with `VALORI_INSUFFICIENT_SIZE` (and `out_hops` not
+ *   written), the nodes needed: exactly, in the hosted library; the kernel's node count
+ *   minus one, which always suffices, in the bare-metal library.
  */
-int valori_kernel_traverse(valori_kernel *kernel,
+int valori_kernel_traverse(const valori_kernel *kernel,
                            uint64_t start,
                            uint32_t hops,
                            uint32_t direction,

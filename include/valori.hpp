@@ -548,9 +548,8 @@ class Kernel {
             return valori_kernel_neighbors(k_, node, static_cast<std::uint32_t>(direction), out, cap, n);
         }));
     }
-    /// Nodes within `hops` edges of `start` (not const: runs in the kernel's scratch space).
     detail::ret<std::vector<Hop>> traverse(std::uint64_t start, std::uint32_t hops, Direction direction,
-                                           std::optional<std::uint32_t> kind = std::nullopt) {
+                                           std::optional<std::uint32_t> kind = std::nullopt) const {
         const std::uint32_t *kk = kind ? &*kind : nullptr;
         return detail::finish(detail::traverse(
             [&](Hop *out, std::size_t cap, std::size_t *n) {

@@ -7,7 +7,7 @@ use crate::{boundary, kernel_code, primary, VALORI_MISUSE, VALORI_OK};
 use std::cell::RefCell;
 use std::ffi::{c_char, c_int, CStr, CString};
 use valori_engine::{Durability, Engine, Export, Hint, Options};
-use vk::{fxp, Fxp, Hop, Kernel};
+use vk::{fxp, Fxp, Kernel};
 
 /// Durability: every commit fsynced before it returns (default).
 pub const VALORI_DURABILITY_FSYNC: u32 = 0;
@@ -130,13 +130,6 @@ impl Target for valori_db {
             Ok(q) => Self::read(p, |k| f(k, &q)),
             Err(e) => h.fail_kernel(e),
         }
-    }
-
-    unsafe fn read_scratch(
-        p: *const Self,
-        f: impl FnOnce(&Kernel<'_>, &mut [Hop]) -> Read,
-    ) -> c_int {
-        Self::read(p, |k| f(k, &mut []))
     }
 
     unsafe fn write(p: *mut Self, op: Op<'_>, out_id: Option<&mut u64>) -> c_int {

@@ -9,7 +9,7 @@
 use crate::ffi::{self, check, valori_edge, valori_hit, valori_hop};
 use crate::{boundary, VALORI_INSUFFICIENT_SIZE, VALORI_OK};
 use core::ffi::c_int;
-use vk::{Direction, Fxp, HitSlot, Hop, Kernel, Object};
+use vk::{Direction, Fxp, HitSlot, Kernel, Object};
 
 /// A write, in the terms of the C API (floats as given; the target converts them).
 pub(crate) enum Op<'a> {
@@ -65,18 +65,6 @@ pub(crate) trait Target: Sized {
         p: *const Self,
         query: &[f32],
         f: impl FnOnce(&Kernel<'_>, &[Fxp]) -> Read,
-    ) -> c_int;
-
-    /// Runs `f` on the kernel and the handle's traversal scratch. The embedded kernel's
-    /// handle holds room for every node of its capacity, so its callers pass a pointer they
-    /// hold exclusively (`valori_kernel_traverse` takes `valori_kernel *`); the database
-    /// passes none (its growable kernel allocates what a traversal needs).
-    ///
-    /// # Safety
-    /// As [`Target::read`].
-    unsafe fn read_scratch(
-        p: *const Self,
-        f: impl FnOnce(&Kernel<'_>, &mut [Hop]) -> Read,
     ) -> c_int;
 
     /// Applies a write; stores the created id in `out_id` where the write creates one.
@@ -262,9 +250,15 @@ pub(crate) fn traverse<H: Target>(
             let out = check!(ffi::slice_mut(out_hops, cap));
             let out_len = check!(ffi::out(out_len));
             let d = check!(ffi::direction(direction));
-            H::read_scratch(h, |kern, scratch| {
-                let r = kern.traverse_with_scratch(start, hops, d, kind, out, scratch);
-                sized(r, out_len)
+            H::read(h, |kern| match kern.traverse(start, hops, d, kind, out) {
+                // Only a build without an allocator (bare metal) has no room to find the exact
+                // size of a traversal that does not fit `out`: it asks for room for every
+                // other node, which always suffices.
+                Err(vk::Error::Full(vk::Resource::Memory)) => {
+                    *out_len = kern.node_count().saturating_sub(1);
+                    Ok(VALORI_INSUFFICIENT_SIZE)
+                }
+                r => sized(r, out_len),
             })
         }
     })

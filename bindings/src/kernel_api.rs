@@ -6,7 +6,7 @@ use crate::ffi::{self, check, valori_edge, valori_hit, valori_hop};
 use crate::{boundary, kernel_code, VALORI_INSUFFICIENT_SIZE, VALORI_MISUSE, VALORI_OK};
 use core::ffi::{c_int, c_void};
 use core::mem::{align_of, size_of};
-use vk::{Applied, Capacity, Command, Config, Fxp, Hop, Invalid, Kernel};
+use vk::{Applied, Capacity, Command, Config, Fxp, Invalid, Kernel};
 
 /// What an embedded kernel holds and how much room it has.
 #[repr(C)]
@@ -35,8 +35,6 @@ pub struct valori_kernel {
     kernel: Kernel<'static>,
     /// Room for one converted vector (float inputs).
     scratch: &'static mut [Fxp],
-    /// Room for a traversal: one hop per node of capacity.
-    hops: &'static mut [Hop],
 }
 
 const KERNEL_MAGIC: u32 = 0x564c_524b;
@@ -53,17 +51,12 @@ fn parse_config(cfg: &valori_kernel_config) -> Result<(Config, Capacity), c_int>
     Ok((config, cap))
 }
 
-/// Bytes needed: the handle, one vector and one traversal of scratch, the tables, worst-case
-/// alignment.
+/// Bytes needed: the handle, one vector of scratch, the tables, worst-case alignment.
 fn mem_size(config: Config, cap: Capacity) -> Option<usize> {
     let tables = Kernel::mem_size(config, cap)?;
     let handle = size_of::<valori_kernel>() + align_of::<valori_kernel>() - 1;
     let scratch = (config.dim as usize).checked_mul(size_of::<Fxp>())? + align_of::<Fxp>() - 1;
-    let hops = (cap.nodes as usize).checked_mul(size_of::<Hop>())? + align_of::<Hop>() - 1;
-    tables
-        .checked_add(handle)?
-        .checked_add(scratch)?
-        .checked_add(hops)
+    tables.checked_add(handle)?.checked_add(scratch)
 }
 
 /// Lays out a handle in `mem` around a kernel made by `make` from the table memory.
@@ -88,26 +81,17 @@ unsafe fn place(
     let spad = base.add(after).align_offset(align_of::<Fxp>());
     let scratch_at = after + spad;
     let dim = config.dim as usize;
-    let scratch_end = scratch_at + dim * size_of::<Fxp>();
-    let hops_at = scratch_end + base.add(scratch_end).align_offset(align_of::<Hop>());
-    let nodes = cap.nodes as usize;
-    let tables_at = hops_at + nodes * size_of::<Hop>();
+    let tables_at = scratch_at + dim * size_of::<Fxp>();
     if tables_at > len {
         return Err(VALORI_INSUFFICIENT_SIZE);
     }
     let scratch = core::slice::from_raw_parts_mut(base.add(scratch_at).cast::<Fxp>(), dim);
-    let hops_ptr = base.add(hops_at).cast::<Hop>();
-    for i in 0..nodes {
-        hops_ptr.add(i).write(Hop::default());
-    }
-    let hops = core::slice::from_raw_parts_mut(hops_ptr, nodes);
     let tables = core::slice::from_raw_parts_mut(base.add(tables_at), len - tables_at);
     let kernel = make(tables).map_err(|e| kernel_code(&e))?;
     handle.write(valori_kernel {
         magic: KERNEL_MAGIC,
         kernel,
         scratch,
-        hops,
     });
     Ok(handle)
 }
@@ -157,15 +141,6 @@ impl Target for valori_kernel {
         let h = check!(handle_mut(p.cast_mut()));
         let q = check!(convert(h.scratch, query));
         code(f(&h.kernel, q))
-    }
-
-    unsafe fn read_scratch(
-        p: *const Self,
-        f: impl FnOnce(&Kernel<'_>, &mut [Hop]) -> Read,
-    ) -> c_int {
-        // The only caller is `valori_kernel_traverse`, whose `valori_kernel *` is exclusive.
-        let h = check!(handle_mut(p.cast_mut()));
-        code(f(&h.kernel, h.hops))
     }
 
     unsafe fn write(p: *mut Self, op: Op<'_>, out_id: Option<&mut u64>) -> c_int {
@@ -520,18 +495,20 @@ pub extern "C" fn valori_kernel_neighbors(
     entry::neighbors(kernel, node, direction, out_edges, cap, out_len)
 }
 
-/// Nodes within `hops` edges of `start`, ordered by (depth, node id). Runs in the handle's
-/// scratch space (room for every node of its capacity), so it needs exclusive access like
-/// `valori_kernel_search`.
+/// Nodes within `hops` edges of `start`, ordered by (depth, node id). With room in `out_hops`
+/// for every other node of the kernel it needs no other memory; with less, the hosted library
+/// finds the exact size needed, and the bare-metal library (no allocator) asks for room for
+/// every other node.
 ///
 /// - `kernel`: [in] the kernel.
 /// - `kind`: [in, nullable] follow only edges of this kind, or NULL for all.
 /// - `out_hops`: [out] room for `cap` nodes.
-/// - `out_len`: [out] nodes written; with `VALORI_INSUFFICIENT_SIZE`, exactly the nodes needed
-///   (and `out_hops` is not written).
+/// - `out_len`: [out] nodes written; with `VALORI_INSUFFICIENT_SIZE` (and `out_hops` not
+///   written), the nodes needed: exactly, in the hosted library; the kernel's node count
+///   minus one, which always suffices, in the bare-metal library.
 #[no_mangle]
 pub extern "C" fn valori_kernel_traverse(
-    kernel: *mut valori_kernel,
+    kernel: *const valori_kernel,
     start: u64,
     hops: u32,
     direction: u32,
