@@ -376,6 +376,36 @@ typedef struct {
   uint32_t reserved;
 } valori_hop;
 
+#if defined(VALORI_HOSTED)
+/**
+ * What `valori_open` found and did (see `valori_recovery_report`). New fields come with a
+ * new function, never in this struct.
+ */
+typedef struct {
+  /**
+   * Sequence number of the snapshot recovery started from.
+   */
+  uint64_t snapshot_seq;
+  /**
+   * WAL records replayed after it.
+   */
+  uint64_t replayed;
+  /**
+   * The last sequence number recovered.
+   */
+  uint64_t seq;
+  /**
+   * Bytes of a damaged or incomplete tail cut off the end of the WAL at open (never
+   * acknowledged: an interrupted append or a power cut's leftovers); 0 if none.
+   */
+  uint64_t torn_bytes;
+  /**
+   * Offset in the last WAL segment where that tail was cut (0 if none).
+   */
+  uint64_t torn_offset;
+} valori_recovery;
+#endif
+
 /**
  * What an embedded kernel holds and how much room it has.
  */
@@ -652,6 +682,18 @@ int valori_traverse(const valori_db *db,
                     valori_hop *out_hops,
                     size_t cap,
                     size_t *out_len);
+#endif
+
+#if defined(VALORI_HOSTED)
+/**
+ * What opening this database found and did: the snapshot recovery started from, the WAL
+ * records it replayed, and the damaged tail of the log it cut off, if any (docs/FORMAT.md
+ * §10). The file and the reason are in the Rust and Python reports; C gets the numbers.
+ *
+ * - `db`: [in] the database.
+ * - `out`: [out] the report.
+ */
+int valori_recovery_report(const valori_db *db, valori_recovery *out);
 #endif
 
 #if defined(VALORI_HOSTED)

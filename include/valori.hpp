@@ -225,6 +225,8 @@ inline Result<std::vector<Hop>> traverse(F &&call, E &&error) {
 }  // namespace detail
 
 #if defined(VALORI_HOSTED)
+/// What opening a database found and did (`valori_recovery`).
+using Recovery = valori_recovery;
 
 enum class Durability : std::uint32_t {
     fsync = VALORI_DURABILITY_FSYNC,
@@ -381,6 +383,13 @@ class Database {
         return detail::finish(value(rc, h));
     }
     detail::ret<void> checkpoint() { return detail::finish(status(valori_checkpoint(db_))); }
+    /// What opening found and did: the snapshot and WAL records recovered, and a damaged tail
+    /// of the log cut off (`torn_bytes` at `torn_offset`).
+    detail::ret<Recovery> recovery_report() const {
+        Recovery r{};
+        int rc = valori_recovery_report(db_, &r);
+        return detail::finish(value(rc, r));
+    }
     /// The newest snapshot's state and the commands after it (replay with replay()).
     detail::ret<std::vector<std::uint8_t>> export_log() const {
         return detail::finish(fill<std::uint8_t>(0, [&](std::uint8_t *out, std::size_t cap, std::size_t *n) {

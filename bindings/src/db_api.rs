@@ -538,6 +538,48 @@ pub extern "C" fn valori_traverse(
     entry::traverse(db, start, hops, direction, kind, out_hops, cap, out_len)
 }
 
+/// What `valori_open` found and did (see `valori_recovery_report`). New fields come with a
+/// new function, never in this struct.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct valori_recovery {
+    /// Sequence number of the snapshot recovery started from.
+    pub snapshot_seq: u64,
+    /// WAL records replayed after it.
+    pub replayed: u64,
+    /// The last sequence number recovered.
+    pub seq: u64,
+    /// Bytes of a damaged or incomplete tail cut off the end of the WAL at open (never
+    /// acknowledged: an interrupted append or a power cut's leftovers); 0 if none.
+    pub torn_bytes: u64,
+    /// Offset in the last WAL segment where that tail was cut (0 if none).
+    pub torn_offset: u64,
+}
+
+/// What opening this database found and did: the snapshot recovery started from, the WAL
+/// records it replayed, and the damaged tail of the log it cut off, if any (docs/FORMAT.md
+/// §10). The file and the reason are in the Rust and Python reports; C gets the numbers.
+///
+/// - `db`: [in] the database.
+/// - `out`: [out] the report.
+#[no_mangle]
+pub extern "C" fn valori_recovery_report(db: *const valori_db, out: *mut valori_recovery) -> c_int {
+    boundary(|| {
+        // SAFETY: pointers checked.
+        let (h, out) = unsafe { (check!(db_ref(db)), check!(ffi::out(out))) };
+        let r = h.engine.recovery_report();
+        let torn = r.torn_tail.as_ref();
+        *out = valori_recovery {
+            snapshot_seq: r.snapshot_seq,
+            replayed: r.replayed,
+            seq: r.seq,
+            torn_bytes: torn.map_or(0, |t| t.bytes),
+            torn_offset: torn.map_or(0, |t| t.offset),
+        };
+        VALORI_OK
+    })
+}
+
 /// Number of records.
 ///
 /// - `db`: [in] the database.

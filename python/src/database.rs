@@ -1,10 +1,10 @@
-//! `valori._native.Database`: the durable database behind `valori.Database`. Each operation
-//! the engine has a typed method for goes through that method (the engine decides); the rest
-//! read the kernel or apply a command through the engine.
+//! `valori._native.Database`: the durable database behind `valori.Database`. Every write goes
+//! through the engine's typed methods (the engine decides); reads the engine has no method for
+//! read the kernel under the engine's read lock.
 
 use crate::buffers::Floats;
 use crate::errors::{guarded, Fail};
-use crate::store::{by_command, parse_metric, store_methods, Hits, RecordTuple, Store};
+use crate::store::{parse_metric, store_methods, Hits, RecordTuple, Store};
 use pyo3::prelude::*;
 use pyo3::types::PyBytes;
 use std::sync::RwLock;
@@ -18,6 +18,9 @@ type ExportTuple<'py> = (
     Vec<Bound<'py, PyBytes>>,
     Bound<'py, PyBytes>,
 );
+
+/// A recovery report for Python: `(snapshot_seq, replayed, seq, torn_tail)`.
+type RecoveryTuple = (u64, u64, u64, Option<(String, u64, u64, String)>);
 
 /// The durable database; `None` once closed.
 #[pyclass(module = "valori._native", frozen)]
@@ -63,36 +66,35 @@ impl Store for Database {
         self.engine(|e| e.with_kernel(f))
     }
 
-    // The engine's typed vector methods take float32; float64 input is converted by the
-    // kernel directly (never through float32) and applied as a command.
+    // Floats are converted by the kernel (float64 directly, never through float32) and go to
+    // the engine's typed methods for Q16.16 values; a float32 batch goes to `insert_batch`,
+    // which refuses one over the log's record limit before converting it.
     fn insert(&self, v: &Floats, tag: Option<u64>, meta: &[u8]) -> Result<u64, Fail> {
-        match v {
-            Floats::F32(v) => self.engine(|e| e.insert(v, tag, meta)),
-            Floats::F64(_) => by_command::insert(self, v, tag, meta),
-        }
+        let v = v.to_fxp()?;
+        self.engine(|e| e.insert_fixed(&v, tag, meta))
     }
 
     fn insert_batch(&self, v: &Floats, tags: &[u64]) -> Result<(u64, u64), Fail> {
-        match v {
-            Floats::F32(v) => self
-                .engine(|e| e.insert_batch(v, tags))
-                .map(|ids| (ids.start, ids.end - ids.start)),
-            Floats::F64(_) => by_command::insert_batch(self, v, tags),
-        }
+        let ids = match v {
+            Floats::F32(v) => self.engine(|e| e.insert_batch(v, tags))?,
+            Floats::F64(_) => {
+                let v = v.to_fxp()?;
+                self.engine(|e| e.insert_batch_fixed(&v, tags))?
+            }
+        };
+        Ok((ids.start, ids.end - ids.start))
     }
 
     fn search(&self, q: &Floats, k: u32, tag: Option<u64>) -> Result<Hits, Fail> {
-        match q {
-            Floats::F32(q) => self.engine(|e| {
-                let hits = e.search(q, k, tag)?;
-                let m = e.config()?.metric;
-                Ok((
-                    hits.iter().map(|h| h.id).collect(),
-                    hits.iter().map(|h| m.distance_to_f64(h.distance)).collect(),
-                ))
-            }),
-            Floats::F64(_) => by_command::search(self, q, k, tag),
-        }
+        let q = q.to_fxp()?;
+        self.engine(|e| {
+            let hits = e.search_fixed(&q, k, tag)?;
+            let m = e.config()?.metric;
+            Ok((
+                hits.iter().map(|h| h.id).collect(),
+                hits.iter().map(|h| m.distance_to_f64(h.distance)).collect(),
+            ))
+        })
     }
 
     fn delete(&self, id: u64) -> Result<(), Fail> {
@@ -115,8 +117,9 @@ impl Store for Database {
         self.engine(|e| e.delete_node(id))
     }
 
-    // create_edge keeps the provided command: the engine's takes an f32 weight, Python gives
-    // a float64 that is converted directly.
+    fn create_edge(&self, kind: u32, from: u64, to: u64, weight: Option<Fxp>) -> Result<u64, Fail> {
+        self.engine(|e| e.create_edge_fixed(kind, from, to, weight))
+    }
 
     fn delete_edge(&self, id: u64) -> Result<(), Fail> {
         self.engine(|e| e.delete_edge(id))
@@ -221,6 +224,21 @@ impl Database {
 
     fn is_closed(&self) -> bool {
         self.inner.read().map(|g| g.is_none()).unwrap_or(true)
+    }
+
+    /// What opening found and did: `(snapshot_seq, replayed, seq, torn_tail)` with
+    /// `torn_tail` `None` or `(file, offset, bytes, reason)`.
+    fn recovery_report(&self, py: Python<'_>) -> PyResult<RecoveryTuple> {
+        let r = guarded(py, || self.engine(|e| Ok(e.recovery_report().clone())))?;
+        let torn = r.torn_tail.map(|t| {
+            (
+                t.file.to_string_lossy().into_owned(),
+                t.offset,
+                t.bytes,
+                t.reason,
+            )
+        });
+        Ok((r.snapshot_seq, r.replayed, r.seq, torn))
     }
 
     /// `(base_state, base_seq, commands, state_hash)` read back from disk.

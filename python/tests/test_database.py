@@ -195,3 +195,51 @@ def test_messages_name_the_python_api(tmp_path):
     message = str(damaged.value)
     assert "is damaged" in message and "open with salvage=True to read the intact prefix" in message
     assert "Options" not in message and "salvage()" not in message
+
+
+@pytest.mark.parametrize("metric", ["l2", "ip", "cosine"])
+def test_a_zero_filled_tail_is_cut_off_and_reported(tmp_path, metric):
+    path = tmp_path / "db"
+    with Database(path, dim=2, metric=metric) as db:
+        for i in range(3):
+            db.insert([1.0 + i, 2.0])
+        h = db.state_hash()
+        assert db.recovery_report.torn_tail is None
+    wal = sorted(path.glob("wal-*.log"))[-1]
+    size = wal.stat().st_size
+    with open(wal, "ab") as f:
+        f.write(b"\0" * 4096)  # what a power cut can leave: the size reached the disk, the data did not
+    with Database(path) as db:
+        r = db.recovery_report
+        assert (r.replayed, r.seq) == (3, 3)
+        assert r.torn_tail == valori.TornTail(str(wal), size, 4096, r.torn_tail.reason)
+        assert "magic" in r.torn_tail.reason
+        assert db.state_hash() == h
+    assert wal.stat().st_size == size
+
+
+def test_damage_followed_by_a_record_is_corrupt(tmp_path):
+    path = tmp_path / "db"
+    with Database(path, dim=2) as db:
+        for i in range(3):
+            db.insert([1.0 + i, 2.0])
+    wal = sorted(path.glob("wal-*.log"))[-1]
+    data = bytearray(wal.read_bytes())
+    data[64 + 30] ^= 0xFF  # inside the first record; two valid records follow
+    wal.write_bytes(bytes(data))
+    with pytest.raises(valori.CorruptError, match="salvage=True"):
+        Database(path)
+
+
+def test_a_batch_over_the_record_limit_is_refused_and_the_database_reopens(tmp_path):
+    path = tmp_path / "db"
+    with Database(path, dim=1024) as db:
+        db.insert_batch(np.ones((2, 1024), dtype=np.float32))
+        h = db.state_hash()
+        big = np.zeros((270_000, 1024), dtype=np.float32)  # 1.1 GB
+        with pytest.raises(valori.InvalidInputError, match="limit"):
+            db.insert_batch(big)
+        del big
+        assert db.state_hash() == h and len(db) == 2
+    with Database(path) as db:
+        assert db.state_hash() == h

@@ -63,6 +63,24 @@ class Edge(NamedTuple):
     weight: Optional[float]
 
 
+class TornTail(NamedTuple):
+    """The damaged or incomplete end of the log that opening cut off (never acknowledged)."""
+
+    file: str
+    offset: int
+    bytes: int
+    reason: str
+
+
+class RecoveryReport(NamedTuple):
+    """What opening a :class:`Database` found and did."""
+
+    snapshot_seq: int
+    replayed: int
+    seq: int
+    torn_tail: Optional[TornTail]
+
+
 class WalExport(NamedTuple):
     """A database's newest snapshot state and the commands logged after it."""
 
@@ -123,7 +141,9 @@ class _Store:
 
     def insert_batch(self, vectors: ArrayLike, tags: Optional[Iterable[int]] = None) -> range:
         """Inserts an ``(n, dim)`` array (or list of lists) atomically, as one command; returns
-        the (consecutive) ids."""
+        the (consecutive) ids. A :class:`Database` logs a batch as one record of at most 1 GiB
+        (about 260,000 vectors of 1,024 components): a larger one raises
+        :class:`InvalidInputError` and changes nothing; insert it in parts."""
         data, dt, n = _matrix(vectors, self.dim)
         first, count = self._n.insert_batch(data, dt, _tags(tags, n))
         return range(first, first + count)
@@ -316,6 +336,14 @@ class Database(_Store):
         """True once :meth:`close` has run."""
         return self._n.is_closed()
 
+    @property
+    def recovery_report(self) -> RecoveryReport:
+        """What opening found and did: the snapshot it started from, the log records it
+        replayed, and a damaged tail of the log it cut off (``torn_tail``: file, offset, bytes,
+        reason), which only a crash or power cut during an unacknowledged write leaves."""
+        snap, replayed, seq, torn = self._n.recovery_report()
+        return RecoveryReport(snap, replayed, seq, None if torn is None else TornTail(*torn))
+
     def export_wal(self) -> WalExport:
         """The newest snapshot's state and the commands logged after it, read from disk."""
         base, seq, commands, h = self._n.export()
@@ -328,7 +356,8 @@ def replay(base_state: bytes, commands: Iterable[bytes]) -> bytes:
 
 
 __all__ = [
-    "EmbeddedKernel", "Database", "SearchResult", "Record", "Edge", "WalExport", "replay",
+    "EmbeddedKernel", "Database", "SearchResult", "Record", "Edge", "WalExport", "RecoveryReport",
+    "TornTail", "replay",
     "Error", "InternalError", "MisuseError", "InvalidInputError", "DimensionError", "FullError",
     "NotFoundError", "ExistsError", "InsufficientSizeError", "CorruptError", "BusyError", "ValoriIOError",
     "PoisonedError",

@@ -2,6 +2,8 @@
 #include <gtest/gtest.h>
 
 #include <array>
+#include <filesystem>
+#include <fstream>
 #include <functional>
 #include <limits>
 #include <thread>
@@ -210,4 +212,37 @@ TEST(Database, DefaultOptionsReopenAnyMetric) {
             EXPECT_EQ(std::string(e.what()).find("Some("), std::string::npos) << e.what();
         }
     }
+}
+
+TEST(Database, RecoveryReportNamesTheTornTail) {
+    std::string dir = test_dir("recovery-report");
+    valori::StateHash hash{};
+    {
+        valori::Options o;
+        o.dim = 2;
+        o.metric = valori::Metric::cosine;
+        Database db = Database::open(dir, o);
+        db.insert(std::vector<float>{3, 4});
+        db.insert(std::vector<float>{1, 0});
+        hash = db.state_hash();
+        EXPECT_EQ(db.recovery_report().torn_bytes, 0u);
+    }
+    std::string wal;
+    for (const auto &e : std::filesystem::directory_iterator(dir)) {
+        std::string name = e.path().filename().string();
+        if (name.rfind("wal-", 0) == 0 && (wal.empty() || e.path().string() > wal)) wal = e.path().string();
+    }
+    ASSERT_FALSE(wal.empty());
+    std::uintmax_t size = std::filesystem::file_size(wal);
+    {
+        std::ofstream f(wal, std::ios::binary | std::ios::app);
+        std::string garbage(1000, '\x5a');
+        f << garbage;
+    }
+    Database db = Database::open(dir);
+    valori::Recovery r = db.recovery_report();
+    EXPECT_EQ(r.replayed, 2u);
+    EXPECT_EQ(r.torn_bytes, 1000u);
+    EXPECT_EQ(r.torn_offset, size);
+    EXPECT_EQ(db.state_hash(), hash);
 }
