@@ -1,6 +1,10 @@
 //! Test storage: a simulated disk that separates what was written from what is durable, so a
-//! test can produce the disk image a power loss would leave; and a wrapper that fails the Nth
+//! test can produce the disk images a power loss could leave; and a wrapper that fails the Nth
 //! storage call. Public so applications can test their own use of the engine the same way.
+//!
+//! A crash image keeps every synced byte and, of what was written since, what one
+//! [`ImageClass`] says may survive: a prefix of the appends, a new file size whose data did not
+//! arrive (zeros or garbage), or 512-byte sectors persisted in any order.
 
 use crate::storage::{LockGuard, Storage, StorageFile};
 use std::collections::{BTreeMap, BTreeSet};
@@ -8,11 +12,18 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+/// Bytes of a disk sector: the unit a disk persists whole or not at all, in any order.
+pub const SECTOR: usize = 512;
 
 #[derive(Clone, Debug, Default)]
 struct Inode {
     durable: Vec<u8>,
     live: Vec<u8>,
+    /// The file size a crash keeps at least: `durable.len()`, except on a disk that lies about
+    /// fsync ([`PlantedBug::SyncSizeOnly`]).
+    durable_size: usize,
 }
 
 #[derive(Clone, Debug)]
@@ -33,6 +44,51 @@ pub enum PlantedBug {
     SkipDirSync,
     /// `sync` of WAL segments (`*.log`) does nothing: appended records may vanish at a crash.
     SkipWalSync,
+    /// `sync` of WAL segments makes the new file size durable but not the data (a disk that
+    /// lies about fsync): a crash can leave zeros or garbage where acknowledged records were.
+    SyncSizeOnly,
+    /// `sync` of WAL segments makes only the first unsynced sector durable: the rest of a
+    /// record that crosses a sector boundary may be lost.
+    SyncFirstSectorOnly,
+}
+
+/// What a power loss leaves of the data written to a file since its last sync. Synced data is
+/// never altered; directory changes since the last directory sync survive as an in-order
+/// prefix in every class.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum ImageClass {
+    /// A prefix of the unsynced appends: none, all, or torn at any byte.
+    Prefix,
+    /// The new file size reached the disk but not all the data: a prefix of the unsynced data
+    /// (ending on a sector boundary or inside a sector), then zeros up to the new size.
+    ZeroFill,
+    /// Like [`ImageClass::ZeroFill`], with random bytes where the data did not arrive.
+    Garbage,
+    /// The unsynced sectors persisted in any order (as ALICE models a file system): any
+    /// subset of them holds the new data, the others read as before the write (zeros past the
+    /// old end of file). The size is the old one, the new one or anything between, so it may
+    /// cover sectors that did not persist.
+    Reordered,
+}
+
+impl ImageClass {
+    /// Every class.
+    pub const ALL: [ImageClass; 4] = [
+        ImageClass::Prefix,
+        ImageClass::ZeroFill,
+        ImageClass::Garbage,
+        ImageClass::Reordered,
+    ];
+
+    /// A class chosen by `rng`, each equally likely.
+    pub fn pick(rng: &mut Rng) -> ImageClass {
+        match rng.upto(3) {
+            0 => ImageClass::Prefix,
+            1 => ImageClass::ZeroFill,
+            2 => ImageClass::Garbage,
+            _ => ImageClass::Reordered,
+        }
+    }
 }
 
 /// The full state of a simulated disk at one moment.
@@ -61,6 +117,8 @@ struct Shared {
     capture: bool,
     points: Vec<SyncPoint>,
     bug: Option<PlantedBug>,
+    /// How long a WAL sync takes, so that concurrent writers can queue up behind it.
+    wal_sync_delay: Option<Duration>,
 }
 
 /// A small deterministic random source for crash images (xorshift64*).
@@ -86,10 +144,17 @@ impl Rng {
 }
 
 impl DiskState {
-    /// The image a power loss at this moment could leave: each file keeps its durable bytes
-    /// plus a prefix of what was appended since its last sync (none, all, or torn anywhere);
-    /// directory changes since the last directory sync survive as an in-order prefix.
+    /// An image a power loss at this moment could leave, of a class chosen by `rng` (see
+    /// [`ImageClass`]).
     pub fn crash_image(&self, rng: &mut Rng) -> SimStorage {
+        let class = ImageClass::pick(rng);
+        self.crash_image_as(class, rng)
+    }
+
+    /// An image a power loss at this moment could leave, of class `class`: each file keeps its
+    /// synced bytes plus what `class` says may survive of its unsynced writes, chosen by `rng`;
+    /// directory changes since the last directory sync survive as an in-order prefix.
+    pub fn crash_image_as(&self, class: ImageClass, rng: &mut Rng) -> SimStorage {
         let mut dir = self.durable_dir.clone();
         let keep = rng.upto(self.pending.len());
         for op in self.pending.iter().take(keep) {
@@ -98,33 +163,27 @@ impl DiskState {
         let inodes = self
             .inodes
             .iter()
-            .map(|n| {
-                let content = if n.live.starts_with(&n.durable) {
-                    let extra = n.live.len() - n.durable.len();
-                    let k = match rng.upto(3) {
-                        0 => 0,
-                        1 => extra,
-                        _ => rng.upto(extra),
-                    };
-                    n.live
-                        .get(..n.durable.len() + k)
-                        .unwrap_or(&n.live)
-                        .to_vec()
-                } else if rng.upto(1) == 0 {
-                    n.durable.clone()
-                } else {
-                    n.live.clone()
-                };
-                Inode {
-                    durable: content.clone(),
-                    live: content,
-                }
-            })
+            .map(|n| Inode::settled(crash_content(n, class, rng)))
             .collect();
         SimStorage::from_disk(DiskState {
             inodes,
             live_dir: dir.clone(),
             durable_dir: dir,
+            pending: Vec::new(),
+        })
+    }
+
+    /// The image a process crash (kill -9) leaves: everything written and every directory
+    /// change, since the operating system has them.
+    pub fn process_crash_image(&self) -> SimStorage {
+        SimStorage::from_disk(DiskState {
+            inodes: self
+                .inodes
+                .iter()
+                .map(|n| Inode::settled(n.live.clone()))
+                .collect(),
+            live_dir: self.live_dir.clone(),
+            durable_dir: self.live_dir.clone(),
             pending: Vec::new(),
         })
     }
@@ -135,6 +194,105 @@ impl DiskState {
             .iter()
             .filter_map(|(p, i)| self.inodes.get(*i).map(|n| (p.clone(), n.live.clone())))
             .collect()
+    }
+
+    /// Every file and its synced (durable) content.
+    pub fn durable_files(&self) -> BTreeMap<PathBuf, Vec<u8>> {
+        self.live_dir
+            .iter()
+            .filter_map(|(p, i)| self.inodes.get(*i).map(|n| (p.clone(), n.durable.clone())))
+            .collect()
+    }
+}
+
+impl Inode {
+    /// A file whose content is all durable.
+    fn settled(content: Vec<u8>) -> Inode {
+        Inode {
+            durable_size: content.len(),
+            durable: content.clone(),
+            live: content,
+        }
+    }
+}
+
+/// What a crash leaves of one file (see [`ImageClass`]).
+fn crash_content(n: &Inode, class: ImageClass, rng: &mut Rng) -> Vec<u8> {
+    let (durable, live) = (&n.durable, &n.live);
+    if !live.starts_with(durable) {
+        // Cut since its last sync (recovery truncating a torn tail): the new size reached the
+        // disk or it did not.
+        return if rng.upto(1) == 0 {
+            durable.clone()
+        } else {
+            live.clone()
+        };
+    }
+    let (old, new) = (durable.len(), live.len());
+    if old == new {
+        return durable.clone();
+    }
+    match class {
+        ImageClass::Prefix => {
+            let k = match rng.upto(3) {
+                0 => 0,
+                1 => new - old,
+                _ => rng.upto(new - old),
+            };
+            live.get(..old + k).unwrap_or(live).to_vec()
+        }
+        ImageClass::ZeroFill | ImageClass::Garbage => {
+            let floor = n.durable_size.clamp(old, new);
+            let size = if rng.upto(1) == 0 {
+                new
+            } else {
+                floor + rng.upto(new - floor)
+            };
+            // The data that did arrive: none, whole sectors, or part of a sector.
+            let arrived = match rng.upto(2) {
+                0 => old,
+                1 => {
+                    let first = old.div_ceil(SECTOR);
+                    let last = size / SECTOR;
+                    if last < first {
+                        old
+                    } else {
+                        (first + rng.upto(last - first)) * SECTOR
+                    }
+                }
+                _ => old + rng.upto(size - old),
+            };
+            let mut out = live.get(..arrived).unwrap_or(live).to_vec();
+            while out.len() < size {
+                let fill = if class == ImageClass::Garbage {
+                    rng.next_u64() as u8
+                } else {
+                    0
+                };
+                out.push(fill);
+            }
+            out
+        }
+        ImageClass::Reordered => {
+            let size = if rng.upto(2) == 0 {
+                old + rng.upto(new - old)
+            } else {
+                new
+            };
+            let mut out = durable.clone();
+            out.resize(size, 0);
+            let mut at = old;
+            while at < size {
+                let end = ((at / SECTOR + 1) * SECTOR).min(size);
+                if rng.upto(1) == 0 {
+                    if let (Some(dst), Some(src)) = (out.get_mut(at..end), live.get(at..end)) {
+                        dst.copy_from_slice(src);
+                    }
+                }
+                at = end;
+            }
+            out
+        }
     }
 }
 
@@ -191,8 +349,20 @@ impl SimStorage {
     #[doc(hidden)]
     pub fn with_bug(bug: PlantedBug) -> SimStorage {
         let s = SimStorage::new();
-        s.lock().bug = Some(bug);
+        s.set_bug(Some(bug));
         s
+    }
+
+    /// Breaks this disk's syncs as `bug` says from now on (`None`: a correct disk again).
+    #[doc(hidden)]
+    pub fn set_bug(&self, bug: Option<PlantedBug>) {
+        self.lock().bug = bug;
+    }
+
+    /// Makes every WAL sync take `delay` (slept without holding the disk), so that concurrent
+    /// writers queue up behind it and group commit has something to group.
+    pub fn slow_wal_syncs(&self, delay: Duration) {
+        self.lock().wal_sync_delay = Some(delay);
     }
 
     /// Starts recording the disk state before every sync (file or directory).
@@ -220,8 +390,7 @@ impl SimStorage {
         let mut s = self.lock();
         let i = *s.disk.live_dir.get(path).ok_or_else(|| not_found(path))?;
         let n = s.disk.inodes.get_mut(i).ok_or_else(|| not_found(path))?;
-        n.durable = content.clone();
-        n.live = content;
+        *n = Inode::settled(content);
         Ok(())
     }
 
@@ -243,32 +412,63 @@ struct SimFile {
 }
 
 impl SimFile {
-    fn with<R>(&self, f: impl FnOnce(&mut Inode, Option<PlantedBug>) -> R) -> io::Result<R> {
+    fn with<R>(&self, f: impl FnOnce(&mut Inode) -> R) -> io::Result<R> {
         let mut s = self.disk.lock();
-        let bug = s.bug;
         s.disk
             .inodes
             .get_mut(self.inode)
-            .map(|n| f(n, bug))
+            .map(f)
             .ok_or_else(|| io::Error::other("stale simulated file"))
+    }
+}
+
+/// What a sync makes durable, on a correct disk or one with a planted bug.
+fn sync_inode(n: &mut Inode, bug: Option<PlantedBug>) {
+    match bug {
+        Some(PlantedBug::SkipWalSync) => {}
+        Some(PlantedBug::SyncSizeOnly) => n.durable_size = n.durable_size.max(n.live.len()),
+        Some(PlantedBug::SyncFirstSectorOnly) if n.live.starts_with(&n.durable) => {
+            let end = (n.durable.len() / SECTOR + 1) * SECTOR;
+            n.durable = n.live.get(..end).unwrap_or(&n.live).to_vec();
+            n.durable_size = n.durable.len();
+        }
+        _ => {
+            n.durable = n.live.clone();
+            n.durable_size = n.durable.len();
+        }
     }
 }
 
 impl StorageFile for SimFile {
     fn append(&mut self, data: &[u8]) -> io::Result<()> {
-        self.with(|n, _| n.live.extend_from_slice(data))
+        self.with(|n| n.live.extend_from_slice(data))
     }
     fn sync(&mut self) -> io::Result<()> {
-        SimStorage::capture(&mut self.disk.lock());
-        let skip = self.is_wal;
-        self.with(|n, bug| {
-            if !(skip && bug == Some(PlantedBug::SkipWalSync)) {
-                n.durable = n.live.clone();
-            }
-        })
+        let delay = self.disk.lock().wal_sync_delay.filter(|_| self.is_wal);
+        if let Some(d) = delay {
+            std::thread::sleep(d);
+        }
+        let mut s = self.disk.lock();
+        SimStorage::capture(&mut s);
+        let bug = s.bug.filter(|b| {
+            self.is_wal
+                && matches!(
+                    b,
+                    PlantedBug::SkipWalSync
+                        | PlantedBug::SyncSizeOnly
+                        | PlantedBug::SyncFirstSectorOnly
+                )
+        });
+        let n = s
+            .disk
+            .inodes
+            .get_mut(self.inode)
+            .ok_or_else(|| io::Error::other("stale simulated file"))?;
+        sync_inode(n, bug);
+        Ok(())
     }
     fn truncate(&mut self, len: u64) -> io::Result<()> {
-        self.with(|n, _| n.live.truncate(len as usize))
+        self.with(|n| n.live.truncate(len as usize))
     }
 }
 
@@ -381,12 +581,14 @@ impl Storage for SimStorage {
 struct Counter {
     calls: Arc<AtomicU64>,
     fail_at: u64,
+    /// Calls that fail from `fail_at` on.
+    failing: u64,
 }
 
 impl Counter {
     fn tick(&self) -> io::Result<()> {
         let n = self.calls.fetch_add(1, Ordering::SeqCst) + 1;
-        if n == self.fail_at {
+        if self.fail_at > 0 && n >= self.fail_at && n - self.fail_at < self.failing {
             Err(io::Error::other(format!(
                 "injected failure at storage call {n}"
             )))
@@ -397,7 +599,8 @@ impl Counter {
 }
 
 /// Wraps a storage and fails its `fail_at`-th call (counting from 1, file calls included) with
-/// an I/O error; every later call succeeds again, as a flaky disk would.
+/// an I/O error; every later call succeeds again, as a flaky disk would (or, built with
+/// [`FaultStorage::failing`], the next few calls fail too).
 #[derive(Debug, Clone)]
 pub struct FaultStorage<S> {
     inner: S,
@@ -407,11 +610,18 @@ pub struct FaultStorage<S> {
 impl<S: Storage> FaultStorage<S> {
     /// Fails call number `fail_at` (0: never fail, just count).
     pub fn new(inner: S, fail_at: u64) -> Self {
+        FaultStorage::failing(inner, fail_at, 1)
+    }
+
+    /// Fails `count` calls from number `fail_at` on (`u64::MAX`: every later call, a disk
+    /// that stays dead), e.g. a failed fsync and the clean-up after it.
+    pub fn failing(inner: S, fail_at: u64, count: u64) -> Self {
         FaultStorage {
             inner,
             counter: Counter {
                 calls: Arc::new(AtomicU64::new(0)),
                 fail_at,
+                failing: count,
             },
         }
     }
