@@ -45,9 +45,8 @@ pub(crate) fn list(storage: &dyn Storage, dir: &Path) -> Result<Listing> {
 }
 
 /// Takes the directory's lock; `Busy` if another handle or process holds it. With `create`,
-/// creates the directory first (and syncs its parent, so a new database's directory survives a
-/// power loss). Without it (salvage), creates and writes nothing: a directory without a lock
-/// file (a read-only copy, say) is read unlocked.
+/// creates the directory first if need be. Without it (salvage), creates and writes nothing: a
+/// directory without a lock file (a read-only copy, say) is read unlocked.
 pub(crate) fn lock(storage: &dyn Storage, dir: &Path, create: bool) -> Result<LockGuard> {
     let lock_path = dir.join(LOCK_NAME);
     let busy = || Error::Busy {
@@ -61,22 +60,25 @@ pub(crate) fn lock(storage: &dyn Storage, dir: &Path, create: bool) -> Result<Lo
             Err(e) => Err(Error::io("locking", &lock_path)(e)),
         };
     }
-    if storage.list(dir).is_err() {
-        storage
-            .create_dir_all(dir)
-            .map_err(Error::io("creating", dir))?;
-        let parent = match dir.parent() {
-            Some(p) if !p.as_os_str().is_empty() => p,
-            _ => Path::new("."),
-        };
-        storage
-            .sync_dir(parent)
-            .map_err(Error::io("syncing directory", parent))?;
-    }
+    storage
+        .create_dir_all(dir)
+        .map_err(Error::io("creating", dir))?;
     storage
         .try_lock(&lock_path)
         .map_err(Error::io("locking", &lock_path))?
         .ok_or_else(busy)
+}
+
+/// Syncs the directory that holds `dir`, so that a newly created database directory survives
+/// a power loss.
+pub(crate) fn sync_parent(storage: &dyn Storage, dir: &Path) -> Result<()> {
+    let parent = match dir.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    storage
+        .sync_dir(parent)
+        .map_err(Error::io("syncing directory", parent))
 }
 
 /// Removes the temporary files of interrupted snapshot writes.
@@ -167,13 +169,28 @@ pub(crate) fn read_back(
     for (_, name) in list(storage, dir)?.segments {
         let path = dir.join(name);
         let bytes = storage.read(&path).map_err(Error::io("reading", &path))?;
-        let seg =
-            parse_segment(&bytes).map_err(|(d, _)| Error::corrupt(&path, d.offset, d.reason))?;
+        // The intact records before any damage: a salvage handle exports what it recovered.
+        let seg = match parse_segment(&bytes) {
+            Ok(seg) | Err((_, Some(seg))) => seg,
+            Err((d, None)) => return Err(Error::corrupt(&path, d.offset, d.reason)),
+        };
         for rec in seg.records {
             if rec.seq > snapshot_seq && rec.seq <= seq {
                 commands.push(bytes.get(rec.payload).unwrap_or_default().to_vec());
             }
         }
+    }
+    // Every command through `seq` must have been found, in order (the log was verified when
+    // it was recovered; this guards against files changed since).
+    if commands.len() as u64 != seq - snapshot_seq {
+        return Err(Error::corrupt(
+            dir,
+            0,
+            format!(
+                "the log no longer holds commands {}..={seq}",
+                snapshot_seq + 1
+            ),
+        ));
     }
     Ok((snap.kernel.to_bytes(), commands))
 }

@@ -142,10 +142,15 @@ impl Engine {
 
     fn check_usable(&self) -> Result<()> {
         if self.poisoned.load(Ordering::SeqCst) {
-            Err(Error::Poisoned)
-        } else {
-            Ok(())
+            return Err(Error::Poisoned);
         }
+        if self.log.is_stopped() {
+            // The log stopped under a flush that did not return (a storage panic): the state
+            // may hold commands the log does not.
+            self.poison();
+            return Err(Error::Poisoned);
+        }
+        Ok(())
     }
 
     fn poison(&self) {
@@ -244,7 +249,6 @@ impl Engine {
     /// Writes (and with `fsync`, syncs) the log through record `seq`; a failure poisons the
     /// handle.
     fn sync_through(&self, seq: u64, fsync: bool) -> Result<()> {
-        self.check_usable()?;
         match self.log.flush_through(seq, fsync) {
             Ok(()) => Ok(()),
             Err(FlushError::Stopped) => {
@@ -487,7 +491,8 @@ impl Engine {
         Ok(self.read_state()?.kernel.config())
     }
 
-    /// Sequence number of the last acknowledged command.
+    /// Sequence number of the last command applied (visible to readers; acknowledged once its
+    /// writer's call returns).
     pub fn sequence(&self) -> Result<u64> {
         Ok(self.read_state()?.seq)
     }

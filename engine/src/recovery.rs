@@ -310,13 +310,38 @@ pub(crate) fn recover(storage: &dyn Storage, dir: &Path, options: &Options) -> R
             Some(t) if t.end_seq > replay.seq => {
                 return Err(Error::corrupt(
                     &t.path,
-                    16,
-                    "segment does not continue the hash chain",
+                    8,
+                    format!(
+                        "segment does not continue the log recovered through sequence number {} (it ends at {}, or its chain value differs)",
+                        replay.seq,
+                        t.end_seq - 1
+                    ),
                 ));
             }
-            // No segment, or only segments the snapshot already covers (checkpoint interrupted
-            // before it started the next segment).
-            _ => directory::new_segment(storage, dir, replay.seq + 1, &replay.chain)?,
+            // No segment, or only segments the snapshot already covers (a checkpoint
+            // interrupted before it started the next segment or removed the old ones).
+            covered => {
+                let f = directory::new_segment(storage, dir, replay.seq + 1, &replay.chain)?;
+                // Finish that checkpoint: the covered segments go, so that the next open does
+                // not find them in the middle of the log. A damaged end of one is reported.
+                for (first, name) in &listing.segments {
+                    if *first <= replay.seq {
+                        let p = dir.join(name);
+                        storage.remove(&p).map_err(Error::io("removing", &p))?;
+                    }
+                }
+                if let Some(t) = covered {
+                    if let Some(reason) = t.damage {
+                        torn_tail = Some(TornTail {
+                            offset: t.valid_len,
+                            bytes: t.file_len - t.valid_len,
+                            reason,
+                            file: t.path,
+                        });
+                    }
+                }
+                f
+            }
         };
         // Every file recovery keeps or created is in the directory for good.
         storage
@@ -409,6 +434,8 @@ fn create(
     let kernel = Kernel::new(Config::new(dim, options.metric.unwrap_or(Metric::L2))?)?;
     let chain = genesis_chain();
     let segment = directory::install_checkpoint(storage, dir, 0, &chain, &kernel)?;
+    // The directory itself may be new: make its entry durable too.
+    directory::sync_parent(storage, dir)?;
     Ok(Recovered {
         kernel,
         seq: 0,

@@ -219,6 +219,10 @@ fn salvage_reads_the_intact_prefix() {
         db.insert(&[1.0, 1.0], None, b""),
         Err(Error::ReadOnly)
     ));
+    // What salvage recovered can be exported and rebuilt elsewhere.
+    let ex = db.export().unwrap();
+    assert_eq!((ex.base_seq, ex.commands.len()), (3, 1));
+    assert_eq!(ex.replay().unwrap().state_hash(), db.state_hash().unwrap());
     drop(db);
     assert_eq!(
         sim.state().files()[wal].len(),

@@ -66,6 +66,8 @@ struct Staged {
     synced_seq: u64,
     /// Bytes in the file (written, not necessarily durable).
     file_len: u64,
+    /// Bytes of the file made durable by an fsync (or present when the writer began).
+    synced_len: u64,
     /// A flush is under way (its flusher has released the lock while doing I/O).
     flushing: bool,
     stopped: bool,
@@ -102,6 +104,7 @@ impl Writer {
                 written_seq: seq,
                 synced_seq: seq,
                 file_len: len,
+                synced_len: len,
                 flushing: false,
                 stopped: false,
             }),
@@ -129,9 +132,7 @@ impl Writer {
     pub(crate) fn flush_through(&self, seq: u64, fsync: bool) -> Result<(), FlushError> {
         let mut s = self.lock();
         loop {
-            if s.stopped {
-                return Err(FlushError::Stopped);
-            }
+            // A record another flusher made durable is durable, even if a later flush failed.
             let done = if fsync {
                 s.synced_seq >= seq
             } else {
@@ -139,6 +140,9 @@ impl Writer {
             };
             if done {
                 return Ok(());
+            }
+            if s.stopped {
+                return Err(FlushError::Stopped);
             }
             if s.flushing {
                 s = self.flushed.wait(s).unwrap_or_else(|p| p.into_inner());
@@ -148,6 +152,7 @@ impl Writer {
             let buf = std::mem::take(&mut s.buf);
             let upto = s.staged_seq;
             let before = s.file_len;
+            let durable = s.synced_len;
             let mut file = s.file.take();
             drop(s);
             // If the storage panics below, stop the writer and wake the waiters rather than
@@ -161,13 +166,13 @@ impl Writer {
                 })
                 .and_then(|()| if fsync { f.sync() } else { Ok(()) })
                 .inspect_err(|_| {
-                    if !buf.is_empty() {
-                        // These records were never acknowledged. Cut them off, so that the
-                        // page cache cannot hand them to a later recovery as if they were
-                        // durable (a failed fsync may leave them cached and marked clean).
-                        // Best effort: the handle stops either way.
-                        let _ = f.truncate(before).and_then(|()| f.sync());
-                    }
+                    // Cut off everything after the last successful fsync: this write's records
+                    // and any written earlier without one (none of them acknowledged in the
+                    // fsync modes; in `None` mode they are what a power loss may lose). A
+                    // failed fsync can leave them cached and marked clean, and a reopen must
+                    // not find them, nor later records land after a hole. Best effort: the
+                    // handle stops either way.
+                    let _ = f.truncate(durable).and_then(|()| f.sync());
                 }),
                 None => Err(io::Error::other("no open WAL segment")),
             };
@@ -181,6 +186,7 @@ impl Writer {
                     s.written_seq = s.written_seq.max(upto);
                     if fsync {
                         s.synced_seq = s.synced_seq.max(upto);
+                        s.synced_len = s.file_len;
                     }
                     self.flushed.notify_all();
                 }
@@ -196,9 +202,17 @@ impl Writer {
     /// Continues in a new segment, `len` bytes long (after a checkpoint synced everything
     /// staged).
     pub(crate) fn switch_segment(&self, file: Box<dyn StorageFile>, len: u64) {
+        // The caller synced everything staged and holds the writers' turn: no flush is under
+        // way and nothing is staged, so no record can go to the old segment after this.
         let mut s = self.lock();
         s.file = Some(file);
         s.file_len = len;
+        s.synced_len = len;
+    }
+
+    /// True once the writer stopped (a failed or panicked flush, or the handle poisoned).
+    pub(crate) fn is_stopped(&self) -> bool {
+        self.lock().stopped
     }
 
     /// Refuses every later flush and wakes the waiting writers (the handle is poisoned).
