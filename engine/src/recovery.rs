@@ -206,7 +206,7 @@ pub(crate) fn recover(storage: &dyn Storage, dir: &Path, options: &Options) -> R
             Err((seg, _, reason))
                 if last
                     && !options.salvage
-                    && wal::valid_record_after(&bytes, seg.valid_len).is_none()
+                    && wal::damage_is_tail(&bytes, seg.valid_len)
                     && (seg.valid_len == 0 || seg.first_seq == *first) =>
             {
                 Ok((seg, Some(reason)))

@@ -27,13 +27,10 @@
 //! least one control per image class. A record whose fsync failed is checked too: a reopen
 //! may recover it only if it makes it durable.
 //!
-//! Known limitation (engine): open refuses as `Corrupt` a reordered image in which one sync
-//! covered several records, a sector of an earlier one did not persist and a later record's
-//! header did. Nothing there was acknowledged (with `None`, nothing since the last flush), so
-//! the right answer is a prefix, but the tail rule cannot tell it from damage inside the log.
-//! The group commit and `None` tests count these (each one checked: salvage recovers every
-//! required command) instead of failing; `--ignored` runs the strict versions and two
-//! deterministic reproducers.
+//! Reordered images in which one sync covered several records (group commit, `None` mode), a
+//! sector of an earlier record did not persist and a later record's header did, must recover a
+//! prefix too: the later record carries no fence flag (WAL version 2), so the damage is a torn
+//! tail, not damage inside the log (docs/FORMAT.md §8, §10).
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -77,8 +74,6 @@ struct Outcome {
     /// Sync points at which a WAL segment held two or more unsynced records.
     grouped_syncs: usize,
     failures: Vec<String>,
-    /// Images refused by the known limitation of the tail rule ([`Judge::known_refusal`]).
-    known: Vec<String>,
 }
 
 impl Outcome {
@@ -250,33 +245,6 @@ impl Judge<'_> {
             Err(e) => Err(format!("reopen after the write failed: {e}")),
         }
     }
-
-    /// Whether open's refusal of `image` is the known limitation of the tail rule: a reordered
-    /// image whose last segment has a hole in data that was never synced, with a valid record
-    /// (also never synced) after it. The data must still be all there: a salvage open
-    /// recovers a prefix holding every required command.
-    fn known_refusal(
-        &self,
-        e: &Error,
-        image: &SimStorage,
-        synced: &BTreeMap<PathBuf, Vec<u8>>,
-        required: u64,
-    ) -> bool {
-        let Error::Corrupt { file, offset, .. } = e else {
-            return false;
-        };
-        let files = image.state().files();
-        if last_segment(&files).map(|(p, _)| p) != Some(file)
-            || *offset < synced.get(file).map_or(0, Vec::len) as u64
-        {
-            return false;
-        }
-        let Ok(db) = Engine::open_with_storage(DIR, Options::salvage(), Arc::new(image.clone()))
-        else {
-            return false;
-        };
-        self.prefix(&db.state_hash().unwrap(), required).is_some()
-    }
 }
 
 /// Unsynced records in a disk state's WAL segments: the most in one segment.
@@ -301,9 +269,6 @@ struct Check {
     /// The classes images are picked from.
     classes: &'static [ImageClass],
     seed: u64,
-    /// Count the known limitation of the tail rule (see [`Judge::known_refusal`]) as a
-    /// failure.
-    strict: bool,
     /// Write the first failing images to real directories (not for planted bugs).
     dump: bool,
 }
@@ -315,7 +280,6 @@ impl Check {
             images_per_point: IMAGES_PER_POINT,
             classes: &ImageClass::ALL,
             seed,
-            strict: false,
             dump: true,
         }
     }
@@ -324,7 +288,6 @@ impl Check {
         Check {
             images_per_point: 10,
             classes,
-            strict: true,
             dump: false,
             ..Check::new(mode, seed)
         }
@@ -378,7 +341,6 @@ impl Check {
                     .push(format!("{mode:?} point {p} process crash: {e}{at}"));
             }
             let required = required_seq(&pos, &progress.durable);
-            let synced = point.state.durable_files();
             for i in 0..self.images_per_point {
                 let class = self.classes[rng.upto(self.classes.len() - 1)];
                 let image = point.state.crash_image_as(class, &mut rng);
@@ -389,18 +351,6 @@ impl Check {
                     Ok((strict_refused, torn)) => {
                         count.strict_refused += usize::from(strict_refused);
                         count.torn_reported += usize::from(torn);
-                    }
-                    Err(Failure::Refused(e))
-                        if class == ImageClass::Reordered
-                            && judge.known_refusal(&e, &image, &synced, required) =>
-                    {
-                        let what = format!("{mode:?} point {p} image {i} ({class:?}): {e}");
-                        if self.strict {
-                            let at = self.dump(&image, &out, &format!("{p}-{i}"));
-                            out.failures.push(format!("{what}{at}"));
-                        } else {
-                            out.known.push(what);
-                        }
                     }
                     Err(e) => {
                         let at = self.dump(&image, &out, &format!("{p}-{i}"));
@@ -447,13 +397,6 @@ fn report(mode: Durability, out: &Outcome, started: Instant) {
             c.images, c.torn_reported, c.strict_refused
         );
     }
-    if !out.known.is_empty() {
-        eprintln!(
-            "  KNOWN LIMITATION: {} reordered images refused (Corrupt) although the damage and the valid record after it were never synced; salvage recovers every acknowledged command from each. First: {}",
-            out.known.len(),
-            out.known[0]
-        );
-    }
 }
 
 fn every_image_recovers(check: Check, min_points: usize) -> Outcome {
@@ -471,10 +414,7 @@ fn every_image_recovers(check: Check, min_points: usize) -> Outcome {
 
 #[test]
 fn fsync_mode_every_crash_image_recovers_an_acknowledged_prefix() {
-    let check = Check {
-        strict: true,
-        ..Check::new(Durability::Fsync, 0x5eed_0001)
-    };
+    let check = Check::new(Durability::Fsync, 0x5eed_0001);
     let out = every_image_recovers(check, 100);
     // One fsync per commit: a sync never covers two records.
     assert_eq!(
@@ -499,30 +439,6 @@ fn no_sync_mode_every_crash_image_recovers_a_flushed_prefix() {
         out.grouped_syncs > 0,
         "None mode synced every record on its own"
     );
-}
-
-/// The tail rule cannot tell a hole in never-synced data followed by a valid (never-synced)
-/// record from damage inside the log, so open refuses such reordered images as `Corrupt`.
-/// They arise when one sync covers several records: group commit and `None` mode. Strict
-/// versions of the two tests above, failing until the rule handles them.
-#[test]
-#[ignore = "engine limitation: a reordered unsynced multi-record flush is refused as Corrupt"]
-fn group_commit_strict_reordered_images_recover() {
-    let check = Check {
-        strict: true,
-        ..Check::new(Durability::GroupCommit, 0x5eed_0002)
-    };
-    every_image_recovers(check, 80);
-}
-
-#[test]
-#[ignore = "engine limitation: a reordered unsynced multi-record flush is refused as Corrupt"]
-fn no_sync_mode_strict_reordered_images_recover() {
-    let check = Check {
-        strict: true,
-        ..Check::new(Durability::None, 0x5eed_0003)
-    };
-    every_image_recovers(check, 40);
 }
 
 #[test]
@@ -740,7 +656,6 @@ fn planted_bug_reopen_without_sync_resurrects_a_failed_record() {
 /// record's header but not the one before it (a `Reordered` image). Nothing of it was ever
 /// synced, so a prefix (here: the empty database) is the right answer; open says `Corrupt`.
 #[test]
-#[ignore = "engine limitation: a reordered unsynced multi-record flush is refused as Corrupt"]
 fn reordered_unsynced_records_recover_a_prefix() {
     let dir = PathBuf::from(DIR);
     let sim = SimStorage::new();
@@ -778,7 +693,6 @@ fn reordered_unsynced_records_recover_a_prefix() {
 /// of cutting the never-acknowledged record off. The scan for a following header also looks
 /// inside the damaged record's payload.
 #[test]
-#[ignore = "engine limitation: a record header inside a payload makes its torn tail Corrupt"]
 fn a_header_inside_a_payload_does_not_make_a_torn_tail_corrupt() {
     let dir = PathBuf::from(DIR);
     let sim = SimStorage::new();

@@ -13,16 +13,20 @@
 mod reader;
 mod writer;
 
-pub(crate) use reader::{parse_segment, valid_record_after, Segment, Tail};
+pub(crate) use reader::{damage_is_tail, parse_segment, Segment, Tail};
 pub(crate) use writer::{chain_value, FlushError, Writer};
-pub use writer::{encode_record, segment_header};
+pub use writer::{encode_record, encode_record_fenced, segment_header};
 
 /// Segment file magic.
 pub const SEGMENT_MAGIC: [u8; 4] = *b"VLRW";
 /// Record magic.
 pub const RECORD_MAGIC: [u8; 4] = *b"VLRR";
-/// Version of the WAL layout.
-pub const WAL_VERSION: u32 = 1;
+/// Version of the WAL layout written (version 1 segments are still read).
+pub const WAL_VERSION: u32 = 2;
+/// Version 2 record flag, bit 31 of the length word: every byte before this record in its
+/// segment was durable (fsynced) when the record was written. Recovery uses it to tell a torn
+/// tail from damage to durable data (`docs/FORMAT.md` §8, §10).
+pub const RECORD_FENCE: u32 = 1 << 31;
 /// Bytes of a segment header.
 pub const SEGMENT_HEADER_LEN: usize = 64;
 /// Bytes of a record header.

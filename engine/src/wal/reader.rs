@@ -1,7 +1,7 @@
 //! Parsing a segment: every byte is checked; damage is reported with its offset.
 
 use super::{
-    chain_value, Chain, CHAIN_LEN, MAX_PAYLOAD, RECORD_HEADER_LEN, RECORD_MAGIC,
+    chain_value, Chain, CHAIN_LEN, MAX_PAYLOAD, RECORD_FENCE, RECORD_HEADER_LEN, RECORD_MAGIC,
     SEGMENT_HEADER_LEN, SEGMENT_MAGIC, WAL_VERSION,
 };
 use std::ops::Range;
@@ -84,7 +84,8 @@ pub(crate) fn parse_segment(bytes: &[u8]) -> Result<Segment, (Damage, Option<Seg
     {
         return Err((damage(0, "segment header checksum mismatch", 0), None));
     }
-    if u32_at(head, 4) != Some(WAL_VERSION) {
+    let version = u32_at(head, 4).unwrap_or(0);
+    if !(1..=WAL_VERSION).contains(&version) {
         return Err((damage(4, "unsupported WAL version", 0), None));
     }
     let first_seq = u64_at(head, 8).unwrap_or(0);
@@ -118,7 +119,7 @@ pub(crate) fn parse_segment(bytes: &[u8]) -> Result<Segment, (Damage, Option<Seg
         {
             return Err((damage(pos, "record header checksum mismatch", n), Some(seg)));
         }
-        let len = u32_at(h, 4).unwrap_or(u32::MAX);
+        let len = record_len(version, u32_at(h, 4).unwrap_or(u32::MAX));
         if len > MAX_PAYLOAD {
             return Err((
                 damage(pos + 4, "payload length over the limit", n),
@@ -170,21 +171,52 @@ pub(crate) fn parse_segment(bytes: &[u8]) -> Result<Segment, (Damage, Option<Seg
     Ok(seg)
 }
 
-/// The offset of the first valid record header (magic and header check) that starts after
-/// `from`, if any: what tells a damaged tail (nothing valid follows) from damage inside the
-/// log (a valid record follows).
-pub(crate) fn valid_record_after(bytes: &[u8], from: u64) -> Option<u64> {
-    let start = usize::try_from(from).ok()?.checked_add(1)?;
-    let rest = bytes.get(start..)?;
-    rest.windows(RECORD_HEADER_LEN)
-        .position(|h| {
-            h.get(0..4) == Some(&RECORD_MAGIC[..])
-                && blake3::hash(h.get(0..16).unwrap_or_default())
-                    .as_bytes()
-                    .get(..8)
-                    == h.get(16..24)
-        })
-        .map(|p| (start + p) as u64)
+/// The payload length in a record header's length word (version 2 keeps a flag in bit 31).
+fn record_len(version: u32, word: u32) -> u32 {
+    if version >= 2 {
+        word & !RECORD_FENCE
+    } else {
+        word
+    }
+}
+
+/// A valid record header (magic and header check) at the start of `h`: its length word.
+fn valid_header(h: &[u8]) -> Option<u32> {
+    let check = blake3::hash(h.get(0..16)?);
+    (h.get(0..4)? == RECORD_MAGIC && check.as_bytes().get(..8)? == h.get(16..24)?)
+        .then(|| u32_at(h, 4))
+        .flatten()
+}
+
+/// Whether damage to the record that starts at `at` (the end of the intact records) is a torn
+/// tail: true unless a later valid record header proves that an fsync completed after the
+/// damaged bytes were written. In a version 2 segment that is a record with the fence flag
+/// (written after everything before it was durable); in a version 1 segment, which has no
+/// flag, any valid record. If the damaged record's own header is intact, the search starts
+/// where that record announces its end, so a header inside its payload does not count.
+pub(crate) fn damage_is_tail(bytes: &[u8], at: u64) -> bool {
+    let Ok(at) = usize::try_from(at) else {
+        return false;
+    };
+    let version = if at >= SEGMENT_HEADER_LEN {
+        u32_at(bytes, 4).unwrap_or(1)
+    } else {
+        // The segment header itself is damaged: no version to trust, so any valid record
+        // counts (the strict version 1 rule).
+        1
+    };
+    let from = bytes
+        .get(at..)
+        .and_then(valid_header)
+        .map(|word| record_len(version, word) as usize)
+        .and_then(|len| at.checked_add(RECORD_HEADER_LEN + len + CHAIN_LEN))
+        .unwrap_or(at + 1);
+    let Some(rest) = bytes.get(from..) else {
+        return true;
+    };
+    !rest
+        .windows(RECORD_HEADER_LEN)
+        .any(|h| valid_header(h).is_some_and(|word| version == 1 || word & RECORD_FENCE != 0))
 }
 
 #[cfg(test)]
@@ -253,5 +285,71 @@ mod tests {
         let mut bytes = segment(&[]);
         bytes.extend_from_slice(&head);
         assert_eq!(parse_segment(&bytes).unwrap().tail, Tail::Torn(64));
+    }
+
+    /// Records 1..=3 of a segment of `version`; `fenced` says which carry the fence flag.
+    fn records(version: u32, fenced: [bool; 3]) -> (Vec<u8>, Vec<usize>) {
+        let mut out = segment_header(1, &genesis_chain()).to_vec();
+        out[4..8].copy_from_slice(&version.to_le_bytes());
+        let check = blake3::hash(&out[0..48]);
+        out[48..64].copy_from_slice(&check.as_bytes()[..16]);
+        let mut chain = genesis_chain();
+        let mut starts = Vec::new();
+        for (i, fence) in fenced.into_iter().enumerate() {
+            starts.push(out.len());
+            let payload = [i as u8; 40];
+            chain = if fence {
+                crate::wal::encode_record_fenced(i as u64 + 1, &chain, &payload, &mut out)
+            } else {
+                encode_record(i as u64 + 1, &chain, &payload, &mut out)
+            };
+        }
+        (out, starts)
+    }
+
+    #[test]
+    fn damage_is_a_tail_unless_a_fenced_record_follows() {
+        // Version 2: damage in record 2 followed by record 3.
+        for (fence3, tail) in [(false, true), (true, false)] {
+            let (mut bytes, starts) = records(2, [true, false, fence3]);
+            assert!(parse_segment(&bytes).is_ok());
+            bytes[starts[1] + 30] ^= 1; // record 2's payload
+            let (d, partial) = parse_segment(&bytes).unwrap_err();
+            assert_eq!(partial.unwrap().valid_len, starts[1] as u64);
+            assert!(d.offset > starts[1] as u64);
+            assert_eq!(damage_is_tail(&bytes, starts[1] as u64), tail, "fence {fence3}");
+        }
+        // Version 1 has no flag: any valid record after the damage makes it Corrupt.
+        let (mut bytes, starts) = records(1, [false, false, false]);
+        assert!(parse_segment(&bytes).is_ok());
+        bytes[starts[1] + 30] ^= 1;
+        assert!(!damage_is_tail(&bytes, starts[1] as u64));
+        // A damaged header makes the scan start just after it, so a fenced record still counts.
+        let (mut bytes, starts) = records(2, [true, false, true]);
+        bytes[starts[1] + 2] ^= 1;
+        assert!(!damage_is_tail(&bytes, starts[1] as u64));
+        // Zeros after the last record: a tail in both versions.
+        for version in [1, 2] {
+            let (mut bytes, _) = records(version, [true, true, true]);
+            let end = bytes.len() as u64;
+            bytes.extend_from_slice(&[0; 600]);
+            assert!(damage_is_tail(&bytes, end), "version {version}");
+        }
+    }
+
+    #[test]
+    fn a_header_inside_a_damaged_payload_does_not_count() {
+        // Record 2's payload holds a well-formed fenced header; record 2's chain is damaged.
+        let mut out = segment_header(1, &genesis_chain()).to_vec();
+        let mut chain = genesis_chain();
+        chain = crate::wal::encode_record_fenced(1, &chain, b"first", &mut out);
+        let mut inner = Vec::new();
+        crate::wal::encode_record_fenced(9, &[0; 32], b"", &mut inner);
+        let start = out.len();
+        encode_record(2, &chain, &inner, &mut out);
+        let last = out.len() - 1;
+        out[last] ^= 1;
+        assert!(parse_segment(&out).is_err());
+        assert!(damage_is_tail(&out, start as u64));
     }
 }

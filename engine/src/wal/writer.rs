@@ -4,7 +4,8 @@
 //! record staged so far).
 
 use super::{
-    Chain, RECORD_HEADER_LEN, RECORD_MAGIC, SEGMENT_HEADER_LEN, SEGMENT_MAGIC, WAL_VERSION,
+    Chain, RECORD_FENCE, RECORD_HEADER_LEN, RECORD_MAGIC, SEGMENT_HEADER_LEN, SEGMENT_MAGIC,
+    WAL_VERSION,
 };
 use crate::storage::StorageFile;
 use std::io;
@@ -22,11 +23,23 @@ pub fn segment_header(first_seq: u64, chain_in: &Chain) -> [u8; SEGMENT_HEADER_L
     h
 }
 
-/// Appends one record to `out`; returns the new chain value.
+/// Appends one record to `out` (without the fence flag: it may follow bytes not yet durable);
+/// returns the new chain value.
 pub fn encode_record(seq: u64, prev: &Chain, payload: &[u8], out: &mut Vec<u8>) -> Chain {
+    encode(seq, prev, payload, false, out)
+}
+
+/// Appends one record carrying the fence flag ([`RECORD_FENCE`]: everything before it in the
+/// segment was durable when it was written); returns the new chain value.
+pub fn encode_record_fenced(seq: u64, prev: &Chain, payload: &[u8], out: &mut Vec<u8>) -> Chain {
+    encode(seq, prev, payload, true, out)
+}
+
+fn encode(seq: u64, prev: &Chain, payload: &[u8], fence: bool, out: &mut Vec<u8>) -> Chain {
     let mut head = [0u8; RECORD_HEADER_LEN];
+    let len = payload.len() as u32 | if fence { RECORD_FENCE } else { 0 };
     head[0..4].copy_from_slice(&RECORD_MAGIC);
-    head[4..8].copy_from_slice(&(payload.len() as u32).to_le_bytes());
+    head[4..8].copy_from_slice(&len.to_le_bytes());
     head[8..16].copy_from_slice(&seq.to_le_bytes());
     let check = blake3::hash(&head[0..16]);
     head[16..24].copy_from_slice(&check.as_bytes()[..8]);
@@ -123,7 +136,10 @@ impl Writer {
     pub(crate) fn stage(&self, seq: u64, prev: &Chain, payload: &[u8]) -> (Chain, u64) {
         let mut s = self.lock();
         let before = s.buf.len();
-        let chain = encode_record(seq, prev, payload, &mut s.buf);
+        // Fenced when every byte before it is durable now (nothing staged, nothing in flight,
+        // the file synced to its end): it stays true when the record is written.
+        let fence = s.buf.is_empty() && !s.flushing && s.synced_len == s.file_len;
+        let chain = encode(seq, prev, payload, fence, &mut s.buf);
         s.staged_seq = seq;
         (chain, (s.buf.len() - before) as u64)
     }

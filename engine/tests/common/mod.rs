@@ -248,7 +248,9 @@ pub fn wal_records(bytes: &[u8]) -> Vec<Logged> {
     let mut out = Vec::new();
     let mut pos = 64;
     while bytes.len() >= pos + 24 && &bytes[pos..pos + 4] == b"VLRR" {
-        let len = u32::from_le_bytes(bytes[pos + 4..pos + 8].try_into().unwrap()) as usize;
+        // The low 31 bits: bit 31 is the fence flag (WAL version 2).
+        let len = (u32::from_le_bytes(bytes[pos + 4..pos + 8].try_into().unwrap())
+            & !valori_engine::wal::RECORD_FENCE) as usize;
         let seq = u64::from_le_bytes(bytes[pos + 8..pos + 16].try_into().unwrap());
         let end = pos + 24 + len + 32;
         if end > bytes.len() {
