@@ -763,6 +763,47 @@ static int test_crash_recovery(void) {
 
 /* ---------------------------------------------------------------- the embedded kernel */
 
+/* Every metric: a kernel snapshot restores to the same hash, and every single-bit flip of
+ * it is refused as VALORI_CORRUPT. */
+static int test_snapshot_flips_every_metric(void) {
+    const uint32_t metrics[3] = {VALORI_METRIC_L2, VALORI_METRIC_INNER_PRODUCT, VALORI_METRIC_COSINE};
+    int m;
+    for (m = 0; m < 3; m++) {
+        valori_kernel_config cfg = {0};
+        valori_kernel *k = NULL, *k2 = NULL;
+        unsigned char mem[16384], mem2[16384], snap[1024];
+        uint8_t h1[32], h2[32];
+        size_t need = 0, n = 0, bit;
+        uint64_t id;
+        int i;
+        cfg.dim = 3;
+        cfg.metric = metrics[m];
+        cfg.max_records = 8;
+        cfg.max_nodes = 2;
+        cfg.max_edges = 2;
+        cfg.meta_bytes = 64;
+        cfg.label_bytes = 16;
+        CHECK_RC(valori_kernel_mem_size(&cfg, &need), VALORI_OK);
+        CHECK(need <= sizeof mem);
+        CHECK_RC(valori_kernel_init(&cfg, mem, sizeof mem, &k), VALORI_OK);
+        for (i = 0; i < 4; i++) {
+            float v[3] = {1.0f + (float)i, -0.5f * (float)i, 0.25f};
+            CHECK_RC(valori_kernel_insert(k, v, 3, NULL, (const uint8_t *)"m", 1, &id), VALORI_OK);
+        }
+        CHECK_RC(valori_kernel_snapshot(k, snap, sizeof snap, &n), VALORI_OK);
+        CHECK_RC(valori_kernel_state_hash(k, h1), VALORI_OK);
+        for (bit = 0; bit < n * 8; bit++) {
+            snap[bit / 8] ^= (uint8_t)(1u << (bit % 8));
+            CHECK_RC(valori_kernel_restore(&cfg, snap, n, mem2, sizeof mem2, &k2), VALORI_CORRUPT);
+            snap[bit / 8] ^= (uint8_t)(1u << (bit % 8));
+        }
+        CHECK_RC(valori_kernel_restore(&cfg, snap, n, mem2, sizeof mem2, &k2), VALORI_OK);
+        CHECK_RC(valori_kernel_state_hash(k2, h2), VALORI_OK);
+        CHECK(memcmp(h1, h2, 32) == 0);
+    }
+    return 0;
+}
+
 static int test_kernel_matches_database(void) {
     valori_kernel_config cfg;
     size_t size = 0, n = 0, snap_len = 0, exp_len = 0;
@@ -953,6 +994,7 @@ int main(int argc, char **argv) {
     run("recovery_report", test_recovery_report);
     run("oversize_batch", test_oversize_batch);
     run("kernel_matches_database", test_kernel_matches_database);
+    run("snapshot_flips_every_metric", test_snapshot_flips_every_metric);
     run("null_arguments", test_null_arguments);
     printf("checks: %d\n", checks);
     printf("%d passed, %d failed\n", passed, failed);
