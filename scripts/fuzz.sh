@@ -17,7 +17,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-all_targets=(command kernel_state kernel_snapshot wal_segment snapshot_file export c_api c_api_db)
+all_targets=(command kernel_state kernel_snapshot wal_segment snapshot_file export recovery c_api
+  c_api_db)
 
 usage() {
   sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//' >&2
@@ -59,7 +60,7 @@ fi
 
 if [ "$reseed" = 1 ]; then
   echo "=== seed corpora from tests/vectors/"
-  for t in command kernel_state kernel_snapshot wal_segment snapshot_file export; do
+  for t in command kernel_state kernel_snapshot wal_segment snapshot_file export recovery; do
     rm -rf "fuzz/corpus/$t"
   done
   cargo run -q --release --manifest-path fuzz/Cargo.toml -p valori-fuzz-seed -- tests/vectors fuzz/corpus

@@ -20,6 +20,8 @@ fuzz_setup() {
 }
 
 leg_fuzz() {
+  # libfuzzer-sys compiles libFuzzer with the C++ compiler.
+  setup_apt host
   setup_rust
   fuzz_setup
   step "fuzz crate: format and lints"

@@ -10,21 +10,10 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use valori_kernel::{Capacity, Kernel, SNAPSHOT_OVERHEAD, STATE_HASH_DOMAIN};
+use valori_fuzz::fixup;
+use valori_kernel::{Capacity, Kernel, SNAPSHOT_OVERHEAD};
 
 const HEAD: usize = 16;
-
-/// Rewrites the length and the hash of the frame around whatever encoding it holds.
-fn fix_frame(snap: &mut [u8]) {
-    let Some(len) = snap.len().checked_sub(SNAPSHOT_OVERHEAD) else {
-        return;
-    };
-    snap[8..16].copy_from_slice(&(len as u64).to_le_bytes());
-    let mut h = blake3::Hasher::new();
-    h.update(&STATE_HASH_DOMAIN);
-    h.update(&snap[HEAD..HEAD + len]);
-    snap[HEAD + len..].copy_from_slice(h.finalize().as_bytes());
-}
 
 fuzz_target!(|data: &[u8]| {
     let Some((&mode, rest)) = data.split_first() else {
@@ -33,7 +22,7 @@ fuzz_target!(|data: &[u8]| {
     let mut snap = rest.to_vec();
     let fixed = mode & 1 == 1;
     if fixed {
-        fix_frame(&mut snap);
+        fixup::kernel_snapshot(&mut snap);
     }
     let restored = Kernel::from_snapshot(&snap);
     if fixed && snap.len() >= SNAPSHOT_OVERHEAD && snap[..8] == [b'V', b'L', b'R', b'P', 1, 0, 0, 0]

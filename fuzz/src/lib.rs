@@ -27,6 +27,8 @@
     non_camel_case_types
 )]
 
+pub mod fixup;
+
 use arbitrary::Arbitrary;
 use core::ffi::c_int;
 use core::fmt::Debug;

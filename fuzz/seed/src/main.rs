@@ -7,7 +7,8 @@
 //! - `wal_segment/`, `snapshot_file/`, `export/`: the WAL segments, snapshot files and export
 //!   of a database the engine builds from each script (first half, checkpoint, second half),
 //!   WAL and snapshot seeds twice, with the targets' mode byte 0 (as is) and 1 (checksums
-//!   fixed up).
+//!   fixed up);
+//! - `recovery/`: those database directories whole, and with the last segment's tail torn.
 //!
 //! Files larger than [`MAX_SEED`] are left out (the 4096-dimension scripts' states): libFuzzer
 //! mutates small inputs faster, and the small scripts cover the same code.
@@ -250,20 +251,41 @@ impl Corpus {
         Ok(())
     }
 
-    /// The database files in `dir` (WAL segments, snapshots), under `tag`.
+    /// The database files in `dir` (WAL segments, snapshots), under `tag`: one seed each for
+    /// their targets, and the whole directory as one `recovery` seed (`kind, len, bytes` per
+    /// file: kind 0 a segment, 1 a snapshot), also with the last segment cut in its last
+    /// record (a torn tail).
     fn put_files(&mut self, dir: &Path, tag: &str) -> Result<(), Failure> {
         let mut names: Vec<_> = std::fs::read_dir(dir)?
             .filter_map(|e| e.ok().map(|e| e.file_name().to_string_lossy().into_owned()))
             .collect();
         names.sort();
+        let mut whole = Vec::new();
+        let mut torn = Vec::new();
         for name in names {
             let data = std::fs::read(dir.join(&name))?;
-            if name.ends_with(".log") {
+            let kind = if name.ends_with(".log") {
                 self.put_modes("wal_segment", &format!("{tag}-{name}"), &data)?;
+                0u8
             } else if name.ends_with(".vsnap") {
                 self.put_modes("snapshot_file", &format!("{tag}-{name}"), &data)?;
+                1u8
+            } else {
+                continue;
+            };
+            let cut = if kind == 0 {
+                data.len().saturating_sub(7)
+            } else {
+                data.len()
+            };
+            for (out, bytes) in [(&mut whole, &data[..]), (&mut torn, &data[..cut])] {
+                out.push(kind);
+                out.extend_from_slice(&u32::try_from(bytes.len())?.to_le_bytes());
+                out.extend_from_slice(bytes);
             }
         }
+        self.put("recovery", &format!("{tag}-dir"), &whole)?;
+        self.put("recovery", &format!("{tag}-torn"), &torn)?;
         Ok(())
     }
 }
