@@ -317,7 +317,11 @@ mod tests {
             let (d, partial) = parse_segment(&bytes).unwrap_err();
             assert_eq!(partial.unwrap().valid_len, starts[1] as u64);
             assert!(d.offset > starts[1] as u64);
-            assert_eq!(damage_is_tail(&bytes, starts[1] as u64), tail, "fence {fence3}");
+            assert_eq!(
+                damage_is_tail(&bytes, starts[1] as u64),
+                tail,
+                "fence {fence3}"
+            );
         }
         // Version 1 has no flag: any valid record after the damage makes it Corrupt.
         let (mut bytes, starts) = records(1, [false, false, false]);
