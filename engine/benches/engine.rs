@@ -139,7 +139,7 @@ fn main() {
 
     // 5. Search latency while 4 threads insert durably and checkpoints run, against idle.
     for mode in [Durability::Fsync, Durability::GroupCommit] {
-        search_under_writes(mode, scale(2000, 200));
+        search_under_writes(mode, scale(10_000, 200));
     }
     let _ = std::fs::remove_dir_all(
         PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/valori-bench"),
