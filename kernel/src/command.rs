@@ -353,12 +353,48 @@ impl<'a> Command<'a> {
     /// `bytes`; never allocates; any byte string gives a command or a `Corrupt` error.
     pub fn decode(bytes: &'a [u8]) -> Result<Command<'a>> {
         match postcard::take_from_bytes::<Command<'a>>(bytes) {
-            Ok((cmd, [])) => Ok(cmd),
+            // postcard also decodes forms its encoder never writes (an overlong varint, say):
+            // accept exactly the bytes the encoder produces, so that one command has one
+            // encoding.
+            Ok((cmd, [])) => {
+                match postcard::serialize_with_flavor(&cmd, SameAs { bytes, pos: 0 }) {
+                    Ok(true) => Ok(cmd),
+                    _ => Err(Error::corrupt(
+                        0,
+                        "not the canonical encoding of the command",
+                    )),
+                }
+            }
             Ok((_, rest)) => Err(Error::corrupt(
                 bytes.len() - rest.len(),
                 "trailing bytes after the command",
             )),
             Err(_) => Err(Error::corrupt(0, "not a valid command encoding")),
         }
+    }
+}
+
+/// A postcard output that compares what is serialised with `bytes` instead of storing it:
+/// `Ok(true)` when they are the same.
+struct SameAs<'b> {
+    bytes: &'b [u8],
+    pos: usize,
+}
+
+impl postcard::ser_flavors::Flavor for SameAs<'_> {
+    type Output = bool;
+
+    fn try_push(&mut self, data: u8) -> postcard::Result<()> {
+        match self.bytes.get(self.pos) {
+            Some(&b) if b == data => {
+                self.pos += 1;
+                Ok(())
+            }
+            _ => Err(postcard::Error::SerializeBufferFull),
+        }
+    }
+
+    fn finalize(self) -> postcard::Result<bool> {
+        Ok(self.pos == self.bytes.len())
     }
 }
