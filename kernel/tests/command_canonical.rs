@@ -9,7 +9,10 @@ use valori_kernel::{Command, ErrorCode};
 fn overlong_varints_are_refused() {
     let canonical = Command::Delete { id: 0 }.to_vec();
     assert_eq!(canonical, [2, 0]);
-    assert_eq!(Command::decode(&canonical).unwrap(), Command::Delete { id: 0 });
+    assert_eq!(
+        Command::decode(&canonical).unwrap(),
+        Command::Delete { id: 0 }
+    );
     for overlong in [&[2u8, 128, 0][..], &[2, 128, 128, 0], &[6, 0, 128, 0]] {
         let e = Command::decode(overlong).unwrap_err();
         assert_eq!(e.code(), ErrorCode::Corrupt, "{overlong:?}");
