@@ -736,15 +736,14 @@ mod tests {
     }
 
     /// Fails a call on `db` and returns this thread's message for it.
-    fn fail(db: usize) -> String {
-        let db = db as *mut valori_db;
+    fn fail(db: *mut valori_db) -> String {
         assert_eq!(valori_delete(db, 12345), crate::VALORI_NOT_FOUND_RECORD);
-        msg(db as usize)
+        msg(db)
     }
 
-    fn msg(db: usize) -> String {
+    fn msg(db: *const valori_db) -> String {
         // SAFETY: valori_errmsg never returns NULL and its message is NUL-terminated.
-        unsafe { CStr::from_ptr(valori_errmsg(db as *const valori_db)) }
+        unsafe { CStr::from_ptr(valori_errmsg(db)) }
             .to_string_lossy()
             .into_owned()
     }
@@ -760,7 +759,8 @@ mod tests {
         let before = messages::len();
         for cycle in 0..25 {
             let first = open(&root.join(format!("a{cycle}")));
-            let shared = Arc::new(std::sync::atomic::AtomicUsize::new(first as usize));
+            // A pointer, not an address: Miri runs this test with strict provenance in mind.
+            let shared = Arc::new(std::sync::atomic::AtomicPtr::new(first));
             let barrier = Arc::new(Barrier::new(THREADS + 1));
             let workers: Vec<_> = (0..THREADS)
                 .map(|_| {
@@ -775,7 +775,7 @@ mod tests {
                     })
                 })
                 .collect();
-            assert!(!fail(first as usize).is_empty());
+            assert!(!fail(first).is_empty());
             barrier.wait();
             assert_eq!(messages::len(), before + THREADS + 1);
             let mut h = first;
@@ -786,15 +786,15 @@ mod tests {
                 "cycle {cycle}: close left messages"
             );
             let second = open(&root.join(format!("b{cycle}")));
-            shared.store(second as usize, std::sync::atomic::Ordering::SeqCst);
-            assert_eq!(msg(second as usize), "");
+            shared.store(second, std::sync::atomic::Ordering::SeqCst);
+            assert_eq!(msg(second), "");
             barrier.wait();
             for w in workers {
                 w.join().unwrap();
             }
             // A thread that failed on an open handle and exited leaves nothing behind.
-            let s = second as usize;
-            std::thread::spawn(move || assert!(!fail(s).is_empty()))
+            let s = std::sync::atomic::AtomicPtr::new(second);
+            std::thread::spawn(move || assert!(!fail(s.into_inner()).is_empty()))
                 .join()
                 .unwrap();
             assert_eq!(
