@@ -197,7 +197,8 @@ impl<'m> Kernel<'m> {
             ids.get(0).unwrap_or(0)
         };
         for i in 0..n {
-            let id = ids.get(i).unwrap_or(first_id + i as u64);
+            // Lazily: with explicit ids `first_id + i` can overflow, and is not used.
+            let id = ids.get(i).unwrap_or_else(|| first_id + i as u64);
             self.push_row(id, tags.get(i), vectors.slice(i * dim, dim), &[])?;
         }
         Ok(Applied::Batch {

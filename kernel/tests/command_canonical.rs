@@ -24,3 +24,29 @@ fn overlong_varints_are_refused() {
     };
     assert_eq!(Command::decode(&big.to_vec()).unwrap(), big);
 }
+
+/// A batch with explicit ids near the top of the id space (found by the `command` fuzz
+/// target: the automatic id of a later row was computed, and overflowed, although unused).
+#[test]
+fn a_batch_with_explicit_ids_near_the_top_applies() {
+    use valori_kernel::{Applied, Config, Fxp, Kernel, Metric, Words};
+    let mut k = Kernel::new(Config::new(1, Metric::L2).unwrap()).unwrap();
+    let ids = [u64::MAX - 1, u64::MAX - 2, 5];
+    let v = [Fxp(1), Fxp(2), Fxp(3)];
+    let applied = k
+        .apply(&Command::InsertBatch {
+            ids: Words::Native(&ids),
+            tags: Words::EMPTY,
+            vectors: v[..].into(),
+        })
+        .unwrap();
+    assert_eq!(
+        applied,
+        Applied::Batch {
+            first_id: u64::MAX - 1,
+            count: 3
+        }
+    );
+    assert_eq!(k.get(u64::MAX - 2).unwrap().vector.to_vec(), [Fxp(2)]);
+    assert_eq!(k.get(5).unwrap().vector.to_vec(), [Fxp(3)]);
+}
