@@ -109,7 +109,9 @@ run_target() {
     -timeout=30 -print_final_stats=1 -artifact_prefix="$artifacts" >>"$log" 2>&1 || rc=$?
   end=$(date +%s.%N)
   execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -n 1)
-  if [ "$rc" != 0 ]; then
+  if grep -q "libFuzzer: run interrupted" "$log"; then
+    status="interrupted (a signal stopped it early)"
+  elif [ "$rc" != 0 ]; then
     crashes=1
     status="crash (exit $rc)"
   fi
@@ -136,6 +138,10 @@ for t in "${targets[@]}"; do
   read -r execs secs crashes status <"$logs/$t.result"
   rate=$((secs > 0 ? execs / secs : execs))
   printf '%-16s %14s %9s %10s %8s  %s\n' "$t" "$execs" "$secs" "$rate" "$crashes" "$status"
+  if [ "$status" != ok ] && [ "$crashes" = 0 ]; then
+    failed=1
+    echo "  $t: $status; see $logs/$t.log" >&2
+  fi
   if [ "$crashes" != 0 ]; then
     failed=1
     if [ "$status" = regression ]; then
@@ -148,7 +154,7 @@ for t in "${targets[@]}"; do
   fi
 done
 if [ "$failed" = 1 ]; then
-  echo "fuzz: a target crashed" >&2
+  echo "fuzz: a target crashed or did not finish" >&2
   exit 1
 fi
 echo "fuzz: no crashes"
