@@ -151,7 +151,12 @@ fuzz_target!(|data: &[u8]| {
     }
     match open(&disk, strict()) {
         Ok(db) => {
-            assert_eq!(db.state_hash().ok(), hash, "reopening changed the state");
+            assert_eq!(
+                db.state_hash().ok(),
+                hash,
+                "reopening changed the state (acknowledged writes lost?): {:?}",
+                db.recovery_report()
+            );
             drop(db);
         }
         Err(e) => panic!("a database written after recovery does not reopen: {e}"),
