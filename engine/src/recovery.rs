@@ -81,6 +81,8 @@ struct TailSegment {
     path: PathBuf,
     /// Bytes in the file.
     file_len: u64,
+    /// The segment's WAL version.
+    version: u32,
     valid_len: u64,
     /// Why the bytes after `valid_len` are not records (a torn or damaged tail).
     damage: Option<String>,
@@ -232,6 +234,10 @@ pub(crate) fn recover(storage: &dyn Storage, dir: &Path, options: &Options) -> R
                     valid_len: seg.valid_len,
                     damage,
                     header_torn: seg.valid_len == 0,
+                    version: bytes
+                        .get(4..8)
+                        .and_then(|b| b.try_into().ok())
+                        .map_or(0, u32::from_le_bytes),
                     end_seq: seg.first_seq + seg.records.len() as u64,
                     chain_out: seg.chain_out,
                 });
@@ -278,8 +284,15 @@ pub(crate) fn recover(storage: &dyn Storage, dir: &Path, options: &Options) -> R
                 // What was replayed may never have been synced (a crash in `None` mode, or an
                 // append whose fsync never ran): make it durable before reporting it.
                 f.sync().map_err(Error::io("syncing", &t.path))?;
-                segment_bytes = t.valid_len;
-                f
+                if t.version < wal::WAL_VERSION {
+                    // An older segment is never appended to: its reader would misread the
+                    // newer records. Its records stay; new ones go to a new segment.
+                    drop(f);
+                    directory::new_segment(storage, dir, replay.seq + 1, &replay.chain)?
+                } else {
+                    segment_bytes = t.valid_len;
+                    f
+                }
             }
             Some(t) if t.header_torn => {
                 // A segment whose header never reached the disk (crash while starting it).
