@@ -197,8 +197,14 @@ impl Engine {
         let turn = self.writer_turn()?;
         let (applied, seq) = {
             let mut st = self.state.write().map_err(|_| Error::Poisoned)?;
+            // The reader refuses a record numbered past `MAX_SEQ`: checked before the kernel
+            // changes, like the length.
+            let seq = st
+                .seq
+                .checked_add(1)
+                .filter(|s| *s <= wal::MAX_SEQ)
+                .ok_or(Error::SequenceExhausted)?;
             let applied = st.kernel.apply(cmd)?;
-            let seq = st.seq + 1;
             let (chain, bytes) = self.log.stage(seq, &st.chain, &payload);
             st.chain = chain;
             st.segment_bytes += bytes;

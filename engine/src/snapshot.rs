@@ -10,7 +10,7 @@
 //! same sequence number give identical files.
 
 use crate::error::{Error, Result};
-use crate::wal::Chain;
+use crate::wal::{Chain, MAX_SEQ};
 use valori_kernel::Kernel;
 
 /// Snapshot magic.
@@ -185,6 +185,9 @@ pub fn decode(bytes: &[u8]) -> Result<Snapshot, (u64, String)> {
         .and_then(|b| b.try_into().ok())
         .map(u64::from_le_bytes)
         .unwrap_or(0);
+    if seq > MAX_SEQ {
+        return Err(err(16, "sequence number out of range"));
+    }
     let mut chain = [0u8; 32];
     chain.copy_from_slice(head.get(24..56).unwrap_or(&[0; 32]));
     let mut state_hash = [0u8; 32];

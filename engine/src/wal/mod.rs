@@ -35,6 +35,10 @@ pub const RECORD_HEADER_LEN: usize = 24;
 pub const CHAIN_LEN: usize = 32;
 /// Largest payload accepted (1 GiB); a larger length is damage, not a reason to allocate.
 pub const MAX_PAYLOAD: u32 = 1 << 30;
+/// Largest sequence number a record or snapshot may carry. `u64::MAX` is never used, so that
+/// "one past the last" (the next record, the end of a segment) is always representable; a
+/// file that claims it is damaged, and a database whose log reached it refuses writes.
+pub const MAX_SEQ: u64 = u64::MAX - 1;
 /// The chain value before the first record of a new database.
 pub fn genesis_chain() -> [u8; 32] {
     *blake3::hash(b"valori-wal-genesis-v1").as_bytes()

@@ -1,8 +1,8 @@
 //! Parsing a segment: every byte is checked; damage is reported with its offset.
 
 use super::{
-    chain_value, Chain, CHAIN_LEN, MAX_PAYLOAD, RECORD_FENCE, RECORD_HEADER_LEN, RECORD_MAGIC,
-    SEGMENT_HEADER_LEN, SEGMENT_MAGIC, WAL_VERSION,
+    chain_value, Chain, CHAIN_LEN, MAX_PAYLOAD, MAX_SEQ, RECORD_FENCE, RECORD_HEADER_LEN,
+    RECORD_MAGIC, SEGMENT_HEADER_LEN, SEGMENT_MAGIC, WAL_VERSION,
 };
 use std::ops::Range;
 
@@ -129,6 +129,12 @@ pub(crate) fn parse_segment(bytes: &[u8]) -> Result<Segment, (Damage, Option<Seg
         if u64_at(h, 8) != Some(seq) {
             return Err((
                 damage(pos + 8, "sequence number out of order (gap)", n),
+                Some(seg),
+            ));
+        }
+        if seq > MAX_SEQ {
+            return Err((
+                damage(pos + 8, "sequence number out of range", n),
                 Some(seg),
             ));
         }
