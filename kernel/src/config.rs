@@ -33,6 +33,16 @@ impl Metric {
         }
     }
 
+    /// The metric of a [`Metric::name`] (`"inner_product"` is also read as `"ip"`).
+    pub fn from_name(name: &str) -> Option<Metric> {
+        match name {
+            "l2" => Some(Metric::L2),
+            "ip" | "inner_product" => Some(Metric::InnerProduct),
+            "cosine" => Some(Metric::Cosine),
+            _ => None,
+        }
+    }
+
     /// The metric's stable user-facing name: `"l2"`, `"ip"` or `"cosine"` (the strings the
     /// Python API accepts). Messages name metrics with it, never with `Debug`.
     pub const fn name(self) -> &'static str {

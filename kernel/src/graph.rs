@@ -50,6 +50,24 @@ pub enum Direction {
     Both,
 }
 
+impl Direction {
+    /// The name the bindings use: `"out"`, `"in"` or `"both"`.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Direction::Outgoing => "out",
+            Direction::Incoming => "in",
+            Direction::Both => "both",
+        }
+    }
+
+    /// The direction of a [`Direction::name`].
+    pub fn from_name(name: &str) -> Option<Direction> {
+        [Direction::Outgoing, Direction::Incoming, Direction::Both]
+            .into_iter()
+            .find(|d| d.name() == name)
+    }
+}
+
 /// A node reached by a traversal, `depth` edges from the start.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Hop {
@@ -150,6 +168,23 @@ impl<'m> Kernel<'m> {
         adj_range(self.in_adj.as_slice(), node)
             .iter()
             .filter_map(move |a| self.edge(a.edge))
+    }
+
+    /// Edges at `node` that `direction` follows: outgoing, incoming, or both (outgoing first),
+    /// each in ascending edge id order. An unknown node is `NotFound`.
+    pub fn neighbors(
+        &self,
+        node: u64,
+        direction: Direction,
+    ) -> Result<impl Iterator<Item = Edge> + '_> {
+        if self.node(node).is_none() {
+            return Err(Error::NotFound(Object::Node, node));
+        }
+        let outs =
+            matches!(direction, Direction::Outgoing | Direction::Both).then(|| self.outgoing(node));
+        let ins =
+            matches!(direction, Direction::Incoming | Direction::Both).then(|| self.incoming(node));
+        Ok(outs.into_iter().flatten().chain(ins.into_iter().flatten()))
     }
 
     /// The first node (lowest id) linked to `record`.

@@ -203,3 +203,38 @@ fn an_unknown_start_is_not_found_and_writes_nothing() {
     );
     assert_eq!(out, [SENTINEL; 4]);
 }
+
+#[test]
+fn neighbors_follow_the_direction_and_refuse_an_unknown_node() {
+    let g = Graph {
+        nodes: vec![10, 20, 30],
+        edges: vec![(0, 1, 1), (2, 0, 2), (0, 0, 3)],
+    };
+    let k = growable(&g);
+    let ends = |d| -> Vec<(u64, u64, u64)> {
+        k.neighbors(10, d)
+            .unwrap()
+            .map(|e| (e.id, e.from, e.to))
+            .collect()
+    };
+    let edge_ids: Vec<u64> = k.edges().map(|e| e.id).collect();
+    let (a, b, c) = (edge_ids[0], edge_ids[1], edge_ids[2]);
+    assert_eq!(ends(Direction::Outgoing), [(a, 10, 20), (c, 10, 10)]);
+    assert_eq!(ends(Direction::Incoming), [(b, 30, 10), (c, 10, 10)]);
+    assert_eq!(
+        ends(Direction::Both),
+        [(a, 10, 20), (c, 10, 10), (b, 30, 10), (c, 10, 10)]
+    );
+    assert!(matches!(
+        k.neighbors(99, Direction::Both).map(|i| i.count()),
+        Err(Error::NotFound(Object::Node, 99))
+    ));
+    for d in [Direction::Outgoing, Direction::Incoming, Direction::Both] {
+        assert_eq!(Direction::from_name(d.name()), Some(d));
+    }
+    assert_eq!(Direction::from_name("sideways"), None);
+    for m in [Metric::L2, Metric::InnerProduct, Metric::Cosine] {
+        assert_eq!(Metric::from_name(m.name()), Some(m));
+    }
+    assert_eq!(Metric::from_name("L2"), None);
+}

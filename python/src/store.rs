@@ -4,9 +4,7 @@
 
 use crate::buffers::Floats;
 use crate::errors::Fail;
-use valori_kernel::{
-    Applied, Command, Config, Direction, Fxp, Hop, Kernel as Core, Metric, Object, Words,
-};
+use valori_kernel::{Applied, Command, Config, Direction, Fxp, Hop, Kernel as Core, Metric, Words};
 
 /// A search of one query: `(ids, distances)` in `(distance, id)` order.
 pub(crate) type Hits = (Vec<u64>, Vec<f64>);
@@ -17,26 +15,20 @@ pub(crate) type EdgeTuple = (u64, u32, u64, u64, Option<f64>);
 
 /// A metric from its Python name.
 pub(crate) fn parse_metric(name: &str) -> Result<Metric, Fail> {
-    match name {
-        "l2" => Ok(Metric::L2),
-        "ip" | "inner_product" => Ok(Metric::InnerProduct),
-        "cosine" => Ok(Metric::Cosine),
-        _ => Err(Fail::invalid(format!(
+    Metric::from_name(name).ok_or_else(|| {
+        Fail::invalid(format!(
             "unknown metric '{name}': use 'l2', 'ip' or 'cosine'"
-        ))),
-    }
+        ))
+    })
 }
 
 /// A traversal direction from its Python name.
 pub(crate) fn parse_direction(name: &str) -> Result<Direction, Fail> {
-    match name {
-        "out" => Ok(Direction::Outgoing),
-        "in" => Ok(Direction::Incoming),
-        "both" => Ok(Direction::Both),
-        _ => Err(Fail::invalid(format!(
+    Direction::from_name(name).ok_or_else(|| {
+        Fail::invalid(format!(
             "unknown direction '{name}': use 'out', 'in' or 'both'"
-        ))),
-    }
+        ))
+    })
 }
 
 /// The id a create command answered.
@@ -230,18 +222,7 @@ pub(crate) mod by_command {
 /// Edges at a node (in one read, so "both" sees one state); an unknown node is NotFound.
 pub(crate) fn neighbors<S: Store>(s: &S, node: u64, d: Direction) -> Result<Vec<EdgeTuple>, Fail> {
     s.read(|k| {
-        if k.node(node).is_none() {
-            return Err(Fail::from(valori_kernel::Error::NotFound(
-                Object::Node,
-                node,
-            )));
-        }
-        let outs = matches!(d, Direction::Outgoing | Direction::Both).then(|| k.outgoing(node));
-        let ins = matches!(d, Direction::Incoming | Direction::Both).then(|| k.incoming(node));
-        Ok(outs
-            .into_iter()
-            .flatten()
-            .chain(ins.into_iter().flatten())
+        Ok(k.neighbors(node, d)?
             .map(|e| (e.id, e.kind, e.from, e.to, e.weight.map(Fxp::to_f64)))
             .collect())
     })?
