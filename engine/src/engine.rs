@@ -31,6 +31,21 @@ struct State {
     snapshot_bytes: u64,
 }
 
+/// A database's figures for monitoring (see [`Engine::stats`]).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Stats {
+    /// Records stored.
+    pub records: u64,
+    /// Sequence number of the last command applied.
+    pub seq: u64,
+    /// Sequence number of the newest snapshot.
+    pub snapshot_seq: u64,
+    /// Bytes of the current WAL segment (the log since the newest snapshot).
+    pub wal_bytes: u64,
+    /// What the log wrote and synced since the handle opened.
+    pub log: wal::LogStats,
+}
+
 /// A record read from the database (owned).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Record {
@@ -435,6 +450,24 @@ impl Engine {
         Ok(self.read_state()?.kernel.search_vec(query, k, tag)?)
     }
 
+    /// Exact k nearest records to each row of `queries` (a multiple of the dimension), in one
+    /// pass over the store: the number of hits per query (`min(k, matching records)`) and the
+    /// hits, that many per query in query order. Errors as [`Engine::search`].
+    pub fn search_batch_fixed(
+        &self,
+        queries: &[Fxp],
+        k: u32,
+        tag: Option<u64>,
+    ) -> Result<(usize, Vec<Hit>)> {
+        let st = self.read_state()?;
+        let dim = (st.kernel.config().dim as usize).max(1);
+        let width = st.kernel.result_count(k, tag);
+        let mut hits = vec![Hit::default(); (queries.len() / dim).saturating_mul(width)];
+        let got = st.kernel.search_batch(queries, k, tag, &mut hits)?;
+        hits.truncate((queries.len() / dim) * got);
+        Ok((got, hits))
+    }
+
     /// The record with this id.
     pub fn get(&self, id: u64) -> Result<Option<Record>> {
         Ok(self.read_state()?.kernel.get(id).map(|r| Record {
@@ -475,6 +508,19 @@ impl Engine {
     /// Runs `f` with read access to the whole kernel (concurrently with other readers).
     pub fn with_kernel<R>(&self, f: impl FnOnce(&Kernel<'static>) -> R) -> Result<R> {
         Ok(f(&self.read_state()?.kernel))
+    }
+
+    /// Figures for monitoring: records, sequence numbers, WAL size, fsync counts and times.
+    pub fn stats(&self) -> Result<Stats> {
+        let log = self.log.stats();
+        let st = self.read_state()?;
+        Ok(Stats {
+            records: st.kernel.len() as u64,
+            seq: st.seq,
+            snapshot_seq: st.snapshot_seq,
+            wal_bytes: st.segment_bytes,
+            log,
+        })
     }
 
     /// The state hash (identical on every machine for the same commands).

@@ -42,7 +42,7 @@ mod storage;
 pub mod wal;
 
 pub use directory::LOCK_NAME;
-pub use engine::{Engine, Record};
+pub use engine::{Engine, Record, Stats};
 pub use error::{Error, Hint, Result};
 pub use export::{replay_export, replay_into, Export, EXPORT_MAGIC, EXPORT_VERSION};
 pub use options::{Durability, Options};

@@ -342,3 +342,60 @@ fn traversal_through_the_engine() {
     db.close().unwrap();
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn stats_count_records_log_bytes_and_fsyncs() {
+    for (mode, fsyncs_per_write) in [(Durability::Fsync, 1), (Durability::None, 0)] {
+        let sim = SimStorage::new();
+        let db = Engine::open_with_storage(
+            "/db",
+            Options::new(2, Metric::L2).durability(mode),
+            Arc::new(sim.clone()),
+        )
+        .unwrap();
+        let before = db.stats().unwrap();
+        for i in 0..3 {
+            db.insert(&[i as f32, 1.0], None, b"m").unwrap();
+        }
+        let s = db.stats().unwrap();
+        assert_eq!((s.records, s.seq, s.snapshot_seq), (3, 3, 0), "{mode:?}");
+        assert_eq!(s.log.fsyncs - before.log.fsyncs, 3 * fsyncs_per_write);
+        let buckets: u64 = s.log.fsync_buckets.iter().sum();
+        assert_eq!(buckets, s.log.fsyncs);
+        // In `None` mode the records are written at once all the same.
+        assert!(s.log.bytes_written > before.log.bytes_written);
+        assert_eq!(
+            s.wal_bytes,
+            64 + s.log.bytes_written - before.log.bytes_written
+        );
+        db.checkpoint().unwrap();
+        let c = db.stats().unwrap();
+        assert_eq!((c.snapshot_seq, c.wal_bytes), (3, 64));
+    }
+}
+
+#[test]
+fn search_batch_gives_each_query_what_search_gives() {
+    let db = Engine::open_with_storage(
+        "/db",
+        Options::new(2, Metric::L2),
+        Arc::new(SimStorage::new()),
+    )
+    .unwrap();
+    db.insert_batch(&[0.0, 0.0, 1.0, 0.0, 0.0, 2.0, 3.0, 3.0], &[1, 2, 1, 2])
+        .unwrap();
+    let queries = [0.1f32, 0.0, 2.9, 3.0, 0.0, 1.9];
+    let fixed = valori_kernel::fxp::to_vec(&queries[..]).unwrap();
+    for (k, tag) in [(2, None), (10, None), (1, Some(2)), (3, Some(9))] {
+        let (width, hits) = db.search_batch_fixed(&fixed, k, tag).unwrap();
+        let mut want = Vec::new();
+        for q in queries.chunks(2) {
+            let one = db.search(q, k, tag).unwrap();
+            assert_eq!(one.len(), width);
+            want.extend(one);
+        }
+        assert_eq!(hits, want, "k {k} tag {tag:?}");
+    }
+    assert!(db.search_batch_fixed(&fixed[..3], 1, None).is_err());
+    assert!(db.search_batch_fixed(&fixed, 0, None).is_err());
+}

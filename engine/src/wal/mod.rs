@@ -15,7 +15,7 @@ mod writer;
 
 pub(crate) use reader::{damage_is_tail, parse_segment, Segment, Tail};
 pub(crate) use writer::{chain_value, FlushError, Writer};
-pub use writer::{encode_record, encode_record_fenced, segment_header};
+pub use writer::{encode_record, encode_record_fenced, segment_header, LogStats, FSYNC_BUCKETS};
 
 /// Segment file magic.
 pub const SEGMENT_MAGIC: [u8; 4] = *b"VLRW";

@@ -84,6 +84,41 @@ struct Staged {
     /// A flush is under way (its flusher has released the lock while doing I/O).
     flushing: bool,
     stopped: bool,
+    stats: LogStats,
+}
+
+/// Upper bounds (seconds) of the fsync latency buckets in [`LogStats::fsync_buckets`].
+pub const FSYNC_BUCKETS: [f64; 12] = [
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0,
+];
+
+/// What the log wrote since the handle opened: for monitoring only (wall-clock timings are
+/// never part of any state or encoding).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct LogStats {
+    /// Bytes appended to WAL segments.
+    pub bytes_written: u64,
+    /// Successful fsyncs of WAL segments.
+    pub fsyncs: u64,
+    /// Total seconds spent in those fsyncs.
+    pub fsync_seconds: f64,
+    /// fsyncs by latency: `fsync_buckets[i]` counts those of at most `FSYNC_BUCKETS[i]`
+    /// seconds (and more than the bound before); the last entry those above every bound.
+    pub fsync_buckets: [u64; FSYNC_BUCKETS.len() + 1],
+}
+
+impl LogStats {
+    fn record_fsync(&mut self, seconds: f64) {
+        self.fsyncs += 1;
+        self.fsync_seconds += seconds;
+        let i = FSYNC_BUCKETS
+            .iter()
+            .position(|b| seconds <= *b)
+            .unwrap_or(FSYNC_BUCKETS.len());
+        if let Some(c) = self.fsync_buckets.get_mut(i) {
+            *c += 1;
+        }
+    }
 }
 
 /// Stops the writer if dropped during a flush, i.e. if the storage panicked.
@@ -120,6 +155,7 @@ impl Writer {
                 synced_len: len,
                 flushing: false,
                 stopped: false,
+                stats: LogStats::default(),
             }),
             flushed: Condvar::new(),
         }
@@ -180,7 +216,14 @@ impl Writer {
                 } else {
                     f.append(&buf)
                 })
-                .and_then(|()| if fsync { f.sync() } else { Ok(()) })
+                .and_then(|()| {
+                    if fsync {
+                        let start = std::time::Instant::now();
+                        f.sync().map(|()| Some(start.elapsed().as_secs_f64()))
+                    } else {
+                        Ok(None)
+                    }
+                })
                 .inspect_err(|_| {
                     // Cut off everything after the last successful fsync: this write's records
                     // and any written earlier without one (none of them acknowledged in the
@@ -197,8 +240,12 @@ impl Writer {
             s.file = file;
             s.flushing = false;
             match result {
-                Ok(()) => {
+                Ok(synced) => {
                     s.file_len = before + buf.len() as u64;
+                    s.stats.bytes_written += buf.len() as u64;
+                    if let Some(seconds) = synced {
+                        s.stats.record_fsync(seconds);
+                    }
                     s.written_seq = s.written_seq.max(upto);
                     if fsync {
                         s.synced_seq = s.synced_seq.max(upto);
@@ -224,6 +271,11 @@ impl Writer {
         s.file = Some(file);
         s.file_len = len;
         s.synced_len = len;
+    }
+
+    /// The log's I/O counters.
+    pub(crate) fn stats(&self) -> LogStats {
+        self.lock().stats.clone()
     }
 
     /// True once the writer stopped (a failed or panicked flush, or the handle poisoned).
