@@ -528,6 +528,12 @@ impl Engine {
         Ok(self.read_state()?.kernel.state_hash())
     }
 
+    /// The state hash and the sequence number of the last command it includes, read together.
+    pub fn state_hash_at(&self) -> Result<([u8; 32], u64)> {
+        let st = self.read_state()?;
+        Ok((st.kernel.state_hash(), st.seq))
+    }
+
     /// Number of records.
     pub fn len(&self) -> Result<usize> {
         Ok(self.read_state()?.kernel.len())

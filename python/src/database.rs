@@ -244,17 +244,29 @@ impl Database {
     /// `(base_state, base_seq, commands, state_hash)` read back from disk.
     fn export<'py>(&self, py: Python<'py>) -> PyResult<ExportTuple<'py>> {
         let ex: Export = guarded(py, || self.engine(Engine::export))?;
-        let commands = ex.commands.iter().map(|c| PyBytes::new(py, c)).collect();
-        Ok((
-            PyBytes::new(py, &ex.base_state),
-            ex.base_seq,
-            commands,
-            PyBytes::new(py, &ex.state_hash),
-        ))
+        Ok(export_tuple(py, &ex))
     }
 }
 
 store_methods!(Database);
+
+fn export_tuple<'py>(py: Python<'py>, ex: &Export) -> ExportTuple<'py> {
+    let commands = ex.commands.iter().map(|c| PyBytes::new(py, c)).collect();
+    (
+        PyBytes::new(py, &ex.base_state),
+        ex.base_seq,
+        commands,
+        PyBytes::new(py, &ex.state_hash),
+    )
+}
+
+/// Decodes an export (`docs/FORMAT.md` §12, what `GET /v1/databases/{db}/export` serves):
+/// `(base_state, base_seq, commands, state_hash)`; a damaged one raises `CorruptError`.
+#[pyfunction]
+pub(crate) fn decode_export<'py>(py: Python<'py>, bytes: &[u8]) -> PyResult<ExportTuple<'py>> {
+    let ex = guarded(py, || Ok(Export::decode(bytes)?))?;
+    Ok(export_tuple(py, &ex))
+}
 
 /// Rebuilds a state from a base state and commands (a database export); returns its hash.
 #[pyfunction]

@@ -27,6 +27,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<kernel::Kernel>()?;
     m.add_class::<database::Database>()?;
     m.add_function(wrap_pyfunction!(database::replay, m)?)?;
+    m.add_function(wrap_pyfunction!(database::decode_export, m)?)?;
     m.add_function(wrap_pyfunction!(errors::error_codes, m)?)?;
     m.add_function(wrap_pyfunction!(version, m)?)?;
     Ok(())

@@ -2,7 +2,8 @@
 
 Vectors are stored in Q16.16 fixed point beside a knowledge graph, so the same operations give
 the same BLAKE3 state hash on every machine. :class:`EmbeddedKernel` keeps everything in
-memory; :class:`Database` is durable (write-ahead log, snapshots, crash recovery).
+memory; :class:`Database` is durable (write-ahead log, snapshots, crash recovery);
+:class:`KernelClient` is a database served by ``valori-node``, with the same methods.
 
 Vectors may be lists, or numpy arrays of float32 or float64 (any memory layout: transposed
 and strided arrays are copied into row order); float64 input is converted to fixed point
@@ -350,13 +351,16 @@ class Database(_Store):
         return WalExport(bytes(base), seq, [bytes(c) for c in commands], bytes(h))
 
 
+from .client import ForbiddenError, KernelClient, UnauthorizedError  # noqa: E402
+
+
 def replay(base_state: bytes, commands: Iterable[bytes]) -> bytes:
     """Rebuilds the state from an export's base state and commands; returns its hash."""
     return _native.replay(bytes(base_state), [bytes(c) for c in commands])
 
 
 __all__ = [
-    "EmbeddedKernel", "Database", "SearchResult", "Record", "Edge", "WalExport", "RecoveryReport",
+    "EmbeddedKernel", "Database", "KernelClient", "UnauthorizedError", "ForbiddenError", "SearchResult", "Record", "Edge", "WalExport", "RecoveryReport",
     "TornTail", "replay",
     "Error", "InternalError", "MisuseError", "InvalidInputError", "DimensionError", "FullError",
     "NotFoundError", "ExistsError", "InsufficientSizeError", "CorruptError", "BusyError", "ValoriIOError",

@@ -1,0 +1,706 @@
+//! The handlers of `/v1/`: each translates a request into one engine call (run off the async
+//! threads, since engine calls fsync and scan) and its result into a response.
+
+use crate::error::ApiError;
+use crate::wire::*;
+use crate::App;
+use axum::body::{Body, Bytes};
+use axum::extract::State;
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use std::sync::Arc;
+use std::time::Duration;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+use valori_engine::valori_kernel::{ErrorCode, Fxp, Metric};
+use valori_engine::Engine;
+
+type Shared = State<Arc<App>>;
+
+/// Runs an engine call on the blocking pool.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
+) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| ApiError::internal(format!("a request task failed: {e}")))?
+}
+
+/// The `/v1/` routes with their OpenAPI operations.
+pub fn routes() -> OpenApiRouter<Arc<App>> {
+    OpenApiRouter::new()
+        .routes(routes!(list_databases))
+        .routes(routes!(database_info, create_database, drop_database))
+        .routes(routes!(insert))
+        .routes(routes!(insert_batch))
+        .routes(routes!(get_record, delete_record))
+        .routes(routes!(set_metadata))
+        .routes(routes!(set_tag))
+        .routes(routes!(search))
+        .routes(routes!(search_batch))
+        .routes(routes!(create_node))
+        .routes(routes!(delete_node))
+        .routes(routes!(node_edges))
+        .routes(routes!(traverse))
+        .routes(routes!(create_edge))
+        .routes(routes!(delete_edge))
+        .routes(routes!(state_hash))
+        .routes(routes!(checkpoint))
+        .routes(routes!(flush))
+        .routes(routes!(wal))
+        .routes(routes!(export))
+        .routes(routes!(snapshot))
+}
+
+fn info(name: &str, db: &Engine) -> Result<DatabaseInfo, ApiError> {
+    let c = db.config()?;
+    Ok(DatabaseInfo {
+        name: name.to_string(),
+        dim: c.dim,
+        metric: c.metric.name().to_string(),
+        records: db.len()? as u64,
+        seq: db.sequence()?,
+    })
+}
+
+/// Lists the databases.
+#[utoipa::path(get, path = "/v1/databases", tag = "databases",
+    responses((status = 200, body = DatabaseList)))]
+async fn list_databases(State(app): Shared) -> Result<Json<DatabaseList>, ApiError> {
+    blocking(move || {
+        let databases = app
+            .registry
+            .all()
+            .iter()
+            .map(|(n, db)| info(n, db))
+            .collect::<Result<_, _>>()?;
+        Ok(Json(DatabaseList { databases }))
+    })
+    .await
+}
+
+/// A database's dimension, metric, size and sequence number.
+#[utoipa::path(get, path = "/v1/databases/{db}", tag = "databases",
+    params(("db" = String, Path, description = "Database name")),
+    responses((status = 200, body = DatabaseInfo)))]
+async fn database_info(
+    State(app): Shared,
+    Path(name): Path<String>,
+) -> Result<Json<DatabaseInfo>, ApiError> {
+    blocking(move || Ok(Json(info(&name, &*app.registry.get(&name)?)?))).await
+}
+
+/// Creates a database (201), or checks that an existing one has this dimension and metric
+/// (200). Idempotent.
+#[utoipa::path(put, path = "/v1/databases/{db}", tag = "databases",
+    params(("db" = String, Path, description = "Database name: 1 to 64 of a-z, 0-9, '_', '-'")),
+    request_body = CreateDatabase,
+    responses((status = 200, body = DatabaseInfo, description = "It existed with this configuration"),
+              (status = 201, body = DatabaseInfo, description = "Created")))]
+async fn create_database(
+    State(app): Shared,
+    Path(name): Path<String>,
+    Json(req): Json<CreateDatabase>,
+) -> Result<(StatusCode, Json<DatabaseInfo>), ApiError> {
+    let metric = match req.metric.as_deref() {
+        None => None,
+        Some(m) => Some(Metric::from_name(m).ok_or_else(|| {
+            ApiError::invalid(format!(
+                "unknown metric '{}': use 'l2', 'ip' or 'cosine'",
+                m.escape_default()
+            ))
+        })?),
+    };
+    blocking(move || {
+        let (created, db) = app.registry.ensure(&name, req.dim, metric)?;
+        let status = if created {
+            StatusCode::CREATED
+        } else {
+            StatusCode::OK
+        };
+        Ok((status, Json(info(&name, &db)?)))
+    })
+    .await
+}
+
+/// Closes a database and deletes its files.
+#[utoipa::path(delete, path = "/v1/databases/{db}", tag = "databases",
+    params(("db" = String, Path, description = "Database name")),
+    responses((status = 204, description = "Dropped")))]
+async fn drop_database(
+    State(app): Shared,
+    Path(name): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    blocking(move || {
+        app.registry.drop_database(&name, Duration::from_secs(10))?;
+        Ok(StatusCode::NO_CONTENT)
+    })
+    .await
+}
+
+/// Inserts one vector; returns its id. Into the database `default`, the first insert creates
+/// it with the vector's dimension (metric L2).
+#[utoipa::path(post, path = "/v1/databases/{db}/records", tag = "records",
+    params(("db" = String, Path, description = "Database name")),
+    request_body = InsertRequest,
+    responses((status = 201, body = Created)))]
+async fn insert(
+    State(app): Shared,
+    Path(name): Path<String>,
+    Json(req): Json<InsertRequest>,
+) -> Result<(StatusCode, Json<Created>), ApiError> {
+    let meta = unb64("metadata", req.metadata.as_deref())?;
+    let vector = fixed(&req.vector)?;
+    blocking(move || {
+        let db = app.registry.get_for_insert(&name, vector.len())?;
+        let id = db.insert_fixed(&vector, req.tag, &meta)?;
+        Ok((StatusCode::CREATED, Json(Created { id })))
+    })
+    .await
+}
+
+fn is_binary(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/octet-stream"))
+}
+
+fn wants_binary(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.contains("application/octet-stream"))
+}
+
+fn json_body<T: serde::de::DeserializeOwned>(
+    headers: &HeaderMap,
+    body: &Bytes,
+) -> Result<T, ApiError> {
+    let json = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if !json {
+        return Err(ApiError::with_status(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ErrorCode::InvalidInput,
+            "send Content-Type: application/json, or application/octet-stream for rows of numbers",
+        ));
+    }
+    serde_json::from_slice(body).map_err(|e| ApiError::invalid(format!("invalid JSON body: {e}")))
+}
+
+fn check_batch(app: &App, rows: usize) -> Result<(), ApiError> {
+    if rows > app.limits.max_batch {
+        return Err(ApiError::with_status(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            ErrorCode::InvalidInput,
+            format!(
+                "the batch has {rows} rows, over this server's limit of {} (--max-batch): send it in parts",
+                app.limits.max_batch
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Inserts rows atomically (one command); returns their consecutive ids. The body is JSON,
+/// or `application/octet-stream`: rows of little-endian `f32` (or `f64` with `dtype=f64`),
+/// then with `tags=true` one little-endian u64 tag per row. A binary body needs the database
+/// to exist (its dimension says where rows end).
+#[utoipa::path(post, path = "/v1/databases/{db}/records/batch", tag = "records",
+    params(("db" = String, Path, description = "Database name"), BinaryInsertParams),
+    request_body(content(
+        (BatchInsertRequest = "application/json"),
+        (Vec<u8> = "application/octet-stream")
+    )),
+    responses((status = 201, body = BatchCreated)))]
+async fn insert_batch(
+    State(app): Shared,
+    Path(name): Path<String>,
+    Query(params): Query<BinaryInsertParams>,
+    headers: HeaderMap,
+    RawBody(body): RawBody,
+) -> Result<(StatusCode, Json<BatchCreated>), ApiError> {
+    let binary = is_binary(&headers);
+    let json: Option<BatchInsertRequest> = if binary {
+        None
+    } else {
+        Some(json_body(&headers, &body)?)
+    };
+    blocking(move || {
+        let (rows, vectors, tags, dim) = match json {
+            Some(req) => {
+                check_batch(&app, req.vectors.len())?;
+                let dim = req.vectors.first().map_or(0, Vec::len);
+                let db_dim = app.registry.get(&name).ok().and_then(|d| d.config().ok());
+                let dim = db_dim.map_or(dim, |c| c.dim as usize);
+                let v = fixed_rows(&req.vectors, dim)?;
+                (req.vectors.len(), v, req.tags.unwrap_or_default(), dim)
+            }
+            None => {
+                let db = app.registry.get(&name)?;
+                let dim = db.config()?.dim as usize;
+                let (rows, v, tags) = binary_batch(
+                    &body,
+                    dim,
+                    params.dtype.unwrap_or_default(),
+                    params.tags.unwrap_or(false),
+                )?;
+                check_batch(&app, rows)?;
+                (rows, v, tags, dim)
+            }
+        };
+        if rows == 0 {
+            return Err(ApiError::invalid("the batch is empty"));
+        }
+        let db = app.registry.get_for_insert(&name, dim)?;
+        let ids = db.insert_batch_fixed(&vectors, &tags)?;
+        Ok((
+            StatusCode::CREATED,
+            Json(BatchCreated {
+                first_id: ids.start,
+                count: ids.end - ids.start,
+            }),
+        ))
+    })
+    .await
+}
+
+/// A record.
+#[utoipa::path(get, path = "/v1/databases/{db}/records/{id}", tag = "records",
+    params(("db" = String, Path, description = "Database name"), ("id" = u64, Path, description = "Record id")),
+    responses((status = 200, body = RecordBody)))]
+async fn get_record(
+    State(app): Shared,
+    Path((name, id)): Path<(String, u64)>,
+) -> Result<Json<RecordBody>, ApiError> {
+    blocking(move || {
+        let r = app.registry.get(&name)?.get(id)?.ok_or_else(|| {
+            ApiError::new(ErrorCode::NotFound, format!("record {id} does not exist"))
+        })?;
+        Ok(Json(RecordBody {
+            id: r.id,
+            tag: r.tag,
+            metadata: b64(&r.meta),
+            vector: r.vector.iter().map(|v| v.to_f64()).collect(),
+        }))
+    })
+    .await
+}
+
+/// Deletes a record, the graph nodes linked to it and their edges.
+#[utoipa::path(delete, path = "/v1/databases/{db}/records/{id}", tag = "records",
+    params(("db" = String, Path, description = "Database name"), ("id" = u64, Path, description = "Record id")),
+    responses((status = 204, description = "Deleted")))]
+async fn delete_record(
+    State(app): Shared,
+    Path((name, id)): Path<(String, u64)>,
+) -> Result<StatusCode, ApiError> {
+    write(app, name, move |db| db.delete(id)).await
+}
+
+async fn write(
+    app: Arc<App>,
+    name: String,
+    f: impl FnOnce(&Engine) -> valori_engine::Result<()> + Send + 'static,
+) -> Result<StatusCode, ApiError> {
+    blocking(move || {
+        f(&*app.registry.get(&name)?)?;
+        Ok(StatusCode::NO_CONTENT)
+    })
+    .await
+}
+
+async fn create(
+    app: Arc<App>,
+    name: String,
+    f: impl FnOnce(&Engine) -> valori_engine::Result<u64> + Send + 'static,
+) -> Result<(StatusCode, Json<Created>), ApiError> {
+    blocking(move || {
+        let id = f(&*app.registry.get(&name)?)?;
+        Ok((StatusCode::CREATED, Json(Created { id })))
+    })
+    .await
+}
+
+/// Replaces a record's metadata.
+#[utoipa::path(put, path = "/v1/databases/{db}/records/{id}/metadata", tag = "records",
+    params(("db" = String, Path, description = "Database name"), ("id" = u64, Path, description = "Record id")),
+    request_body = MetadataRequest,
+    responses((status = 204, description = "Replaced")))]
+async fn set_metadata(
+    State(app): Shared,
+    Path((name, id)): Path<(String, u64)>,
+    Json(req): Json<MetadataRequest>,
+) -> Result<StatusCode, ApiError> {
+    let meta = unb64("metadata", Some(&req.metadata))?;
+    write(app, name, move |db| db.set_meta(id, &meta)).await
+}
+
+/// Replaces a record's tag.
+#[utoipa::path(put, path = "/v1/databases/{db}/records/{id}/tag", tag = "records",
+    params(("db" = String, Path, description = "Database name"), ("id" = u64, Path, description = "Record id")),
+    request_body = TagRequest,
+    responses((status = 204, description = "Replaced")))]
+async fn set_tag(
+    State(app): Shared,
+    Path((name, id)): Path<(String, u64)>,
+    Json(req): Json<TagRequest>,
+) -> Result<StatusCode, ApiError> {
+    write(app, name, move |db| db.set_tag(id, req.tag)).await
+}
+
+fn check_k(app: &App, k: u32) -> Result<(), ApiError> {
+    if k as usize > app.limits.max_k {
+        return Err(ApiError::invalid(format!(
+            "k = {k} is over this server's limit of {} (--max-k)",
+            app.limits.max_k
+        )));
+    }
+    Ok(())
+}
+
+/// Exact k nearest records to a query, in (distance, id) order.
+#[utoipa::path(post, path = "/v1/databases/{db}/search", tag = "search",
+    params(("db" = String, Path, description = "Database name")),
+    request_body = SearchRequest,
+    responses((status = 200, body = SearchResponse)))]
+async fn search(
+    State(app): Shared,
+    Path(name): Path<String>,
+    Json(req): Json<SearchRequest>,
+) -> Result<Json<SearchResponse>, ApiError> {
+    check_k(&app, req.k)?;
+    let q = fixed(&req.vector)?;
+    blocking(move || {
+        let db = app.registry.get(&name)?;
+        let metric = db.config()?.metric;
+        let hits = db
+            .search_fixed(&q, req.k, req.tag)?
+            .iter()
+            .map(|h| Hit {
+                id: h.id,
+                distance: metric.distance_to_f64(h.distance),
+            })
+            .collect();
+        Ok(Json(SearchResponse { hits }))
+    })
+    .await
+}
+
+/// Searches many queries in one pass. The body is JSON, or `application/octet-stream` rows of
+/// little-endian `f32` (or `f64` with `dtype=f64`) with `k` and `tag` in the query. With
+/// `Accept: application/octet-stream` the answer is binary: u32 n, u32 width, then n × width
+/// u64 ids, then n × width f64 distances, all little-endian.
+#[utoipa::path(post, path = "/v1/databases/{db}/search/batch", tag = "search",
+    params(("db" = String, Path, description = "Database name"), BinarySearchParams),
+    request_body(content(
+        (BatchSearchRequest = "application/json"),
+        (Vec<u8> = "application/octet-stream")
+    )),
+    responses((status = 200, content(
+        (BatchSearchResponse = "application/json"),
+        (Vec<u8> = "application/octet-stream")
+    ))))]
+async fn search_batch(
+    State(app): Shared,
+    Path(name): Path<String>,
+    Query(params): Query<BinarySearchParams>,
+    headers: HeaderMap,
+    RawBody(body): RawBody,
+) -> Result<Response, ApiError> {
+    let binary_out = wants_binary(&headers);
+    let json: Option<BatchSearchRequest> = if is_binary(&headers) {
+        None
+    } else {
+        Some(json_body(&headers, &body)?)
+    };
+    blocking(move || {
+        let db = app.registry.get(&name)?;
+        let dim = db.config()?.dim as usize;
+        let (n, queries, k, tag) = match json {
+            Some(req) => (
+                req.vectors.len(),
+                fixed_rows(&req.vectors, dim)?,
+                req.k,
+                req.tag,
+            ),
+            None => {
+                let (n, q) = binary_rows(&body, dim, params.dtype.unwrap_or_default())?;
+                (n, q, params.k.unwrap_or(10), params.tag)
+            }
+        };
+        check_k(&app, k)?;
+        check_batch(&app, n)?;
+        let (width, hits) = db.search_batch_fixed(&queries, k, tag)?;
+        let metric = db.config()?.metric;
+        if binary_out {
+            let mut out = Vec::with_capacity(8 + hits.len() * 16);
+            out.extend_from_slice(&(n as u32).to_le_bytes());
+            out.extend_from_slice(&(width as u32).to_le_bytes());
+            for h in &hits {
+                out.extend_from_slice(&h.id.to_le_bytes());
+            }
+            for h in &hits {
+                out.extend_from_slice(&metric.distance_to_f64(h.distance).to_le_bytes());
+            }
+            return Ok(([(header::CONTENT_TYPE, "application/octet-stream")], out).into_response());
+        }
+        let rows = |f: &dyn Fn(&valori_engine::valori_kernel::Hit) -> f64| -> Vec<Vec<f64>> {
+            hits.chunks(width.max(1))
+                .map(|c| c.iter().map(f).collect())
+                .collect()
+        };
+        let distances = if width == 0 {
+            vec![Vec::new(); n]
+        } else {
+            rows(&|h| metric.distance_to_f64(h.distance))
+        };
+        let ids = if width == 0 {
+            vec![Vec::new(); n]
+        } else {
+            hits.chunks(width)
+                .map(|c| c.iter().map(|h| h.id).collect())
+                .collect()
+        };
+        Ok(Json(BatchSearchResponse {
+            width: width as u64,
+            ids,
+            distances,
+        })
+        .into_response())
+    })
+    .await
+}
+
+/// Creates a graph node; returns its id.
+#[utoipa::path(post, path = "/v1/databases/{db}/nodes", tag = "graph",
+    params(("db" = String, Path, description = "Database name")),
+    request_body = NodeRequest,
+    responses((status = 201, body = Created)))]
+async fn create_node(
+    State(app): Shared,
+    Path(name): Path<String>,
+    Json(req): Json<NodeRequest>,
+) -> Result<(StatusCode, Json<Created>), ApiError> {
+    let label = unb64("label", req.label.as_deref())?;
+    create(app, name, move |db| {
+        db.create_node(req.kind, req.record, &label)
+    })
+    .await
+}
+
+/// Deletes a node and every edge into or out of it.
+#[utoipa::path(delete, path = "/v1/databases/{db}/nodes/{id}", tag = "graph",
+    params(("db" = String, Path, description = "Database name"), ("id" = u64, Path, description = "Node id")),
+    responses((status = 204, description = "Deleted")))]
+async fn delete_node(
+    State(app): Shared,
+    Path((name, id)): Path<(String, u64)>,
+) -> Result<StatusCode, ApiError> {
+    write(app, name, move |db| db.delete_node(id)).await
+}
+
+/// Edges at a node.
+#[utoipa::path(get, path = "/v1/databases/{db}/nodes/{id}/edges", tag = "graph",
+    params(("db" = String, Path, description = "Database name"), ("id" = u64, Path, description = "Node id"), EdgesParams),
+    responses((status = 200, body = EdgeList)))]
+async fn node_edges(
+    State(app): Shared,
+    Path((name, id)): Path<(String, u64)>,
+    Query(p): Query<EdgesParams>,
+) -> Result<Json<EdgeList>, ApiError> {
+    blocking(move || {
+        let db = app.registry.get(&name)?;
+        let d = p.direction.unwrap_or_default().direction();
+        let edges = db.with_kernel(|k| -> Result<Vec<EdgeBody>, ApiError> {
+            Ok(k.neighbors(id, d)?
+                .map(|e| EdgeBody {
+                    id: e.id,
+                    kind: e.kind,
+                    source: e.from,
+                    target: e.to,
+                    weight: e.weight.map(Fxp::to_f64),
+                })
+                .collect())
+        })??;
+        Ok(Json(EdgeList { edges }))
+    })
+    .await
+}
+
+/// Nodes within `hops` edges of a node, in (depth, node) order.
+#[utoipa::path(get, path = "/v1/databases/{db}/nodes/{id}/traverse", tag = "graph",
+    params(("db" = String, Path, description = "Database name"), ("id" = u64, Path, description = "Start node"), TraverseParams),
+    responses((status = 200, body = TraverseResponse)))]
+async fn traverse(
+    State(app): Shared,
+    Path((name, id)): Path<(String, u64)>,
+    Query(p): Query<TraverseParams>,
+) -> Result<Json<TraverseResponse>, ApiError> {
+    blocking(move || {
+        let db = app.registry.get(&name)?;
+        let d = p.direction.unwrap_or_default().direction();
+        let nodes = db
+            .traverse(id, p.hops, d, p.kind)?
+            .iter()
+            .map(|h| HopBody {
+                depth: h.depth,
+                node: h.node,
+            })
+            .collect();
+        Ok(Json(TraverseResponse { nodes }))
+    })
+    .await
+}
+
+/// Creates a directed edge between existing nodes; returns its id.
+#[utoipa::path(post, path = "/v1/databases/{db}/edges", tag = "graph",
+    params(("db" = String, Path, description = "Database name")),
+    request_body = EdgeRequest,
+    responses((status = 201, body = Created)))]
+async fn create_edge(
+    State(app): Shared,
+    Path(name): Path<String>,
+    Json(req): Json<EdgeRequest>,
+) -> Result<(StatusCode, Json<Created>), ApiError> {
+    let weight = req.weight.map(|w| Fxp::from_f64(w, 0)).transpose()?;
+    create(app, name, move |db| {
+        db.create_edge_fixed(req.kind, req.source, req.target, weight)
+    })
+    .await
+}
+
+/// Deletes an edge.
+#[utoipa::path(delete, path = "/v1/databases/{db}/edges/{id}", tag = "graph",
+    params(("db" = String, Path, description = "Database name"), ("id" = u64, Path, description = "Edge id")),
+    responses((status = 204, description = "Deleted")))]
+async fn delete_edge(
+    State(app): Shared,
+    Path((name, id)): Path<(String, u64)>,
+) -> Result<StatusCode, ApiError> {
+    write(app, name, move |db| db.delete_edge(id)).await
+}
+
+/// The state hash and the sequence number it is at.
+#[utoipa::path(get, path = "/v1/databases/{db}/state", tag = "state",
+    params(("db" = String, Path, description = "Database name")),
+    responses((status = 200, body = StateHash)))]
+async fn state_hash(
+    State(app): Shared,
+    Path(name): Path<String>,
+) -> Result<Json<StateHash>, ApiError> {
+    blocking(move || {
+        let db = app.registry.get(&name)?;
+        let (hash, seq) = db.state_hash_at()?;
+        Ok(Json(StateHash {
+            state_hash: hex::encode(hash),
+            seq,
+        }))
+    })
+    .await
+}
+
+/// Writes a snapshot and retires the log it covers.
+#[utoipa::path(post, path = "/v1/databases/{db}/checkpoint", tag = "state",
+    params(("db" = String, Path, description = "Database name")),
+    responses((status = 204, description = "Checkpointed")))]
+async fn checkpoint(State(app): Shared, Path(name): Path<String>) -> Result<StatusCode, ApiError> {
+    write(app, name, |db| db.checkpoint()).await
+}
+
+/// Makes every acknowledged write durable (useful with `--durability none`).
+#[utoipa::path(post, path = "/v1/databases/{db}/flush", tag = "state",
+    params(("db" = String, Path, description = "Database name")),
+    responses((status = 204, description = "Flushed")))]
+async fn flush(State(app): Shared, Path(name): Path<String>) -> Result<StatusCode, ApiError> {
+    write(app, name, |db| db.flush()).await
+}
+
+/// Streams the logged commands after a sequence number, one JSON object per line
+/// (`{"seq": n, "command": base64}`), read back from disk. Commands at or before the newest
+/// snapshot are not in the log: `after` below it is `NOT_FOUND` (use `/export`).
+#[utoipa::path(get, path = "/v1/databases/{db}/wal", tag = "state",
+    params(("db" = String, Path, description = "Database name"), WalParams),
+    responses((status = 200, content((WalLine = "application/x-ndjson")))))]
+async fn wal(
+    State(app): Shared,
+    Path(name): Path<String>,
+    Query(p): Query<WalParams>,
+) -> Result<Response, ApiError> {
+    let export = blocking(move || Ok(app.registry.get(&name)?.export()?)).await?;
+    let after = p.after.unwrap_or(export.base_seq);
+    let last = export.base_seq + export.commands.len() as u64;
+    if after < export.base_seq {
+        return Err(ApiError::new(
+            ErrorCode::NotFound,
+            format!(
+                "commands through {} are in the newest snapshot, not the log: download /export (its base state and the commands after it) or ask for after >= {}",
+                export.base_seq, export.base_seq
+            ),
+        ));
+    }
+    if after > last {
+        return Err(ApiError::invalid(format!(
+            "after = {after} is past the last sequence number, {last}"
+        )));
+    }
+    let skip = (after - export.base_seq) as usize;
+    let base = export.base_seq;
+    let lines = export
+        .commands
+        .into_iter()
+        .enumerate()
+        .skip(skip)
+        .map(move |(i, c)| {
+            let mut line = serde_json::to_vec(&WalLine {
+                seq: base + 1 + i as u64,
+                command: b64(&c),
+            })
+            .unwrap_or_default();
+            line.push(b'\n');
+            Ok::<_, std::convert::Infallible>(Bytes::from(line))
+        });
+    Ok((
+        [(header::CONTENT_TYPE, "application/x-ndjson")],
+        Body::from_stream(futures_util::stream::iter(lines)),
+    )
+        .into_response())
+}
+
+/// The newest snapshot's state and the commands logged after it, in the export encoding
+/// (docs/FORMAT.md §12), streamed; `replay` of it must give the state hash it carries.
+#[utoipa::path(get, path = "/v1/databases/{db}/export", tag = "state",
+    params(("db" = String, Path, description = "Database name")),
+    responses((status = 200, content((Vec<u8> = "application/octet-stream")))))]
+async fn export(State(app): Shared, Path(name): Path<String>) -> Result<Response, ApiError> {
+    let bytes = blocking(move || Ok(app.registry.get(&name)?.export()?.encode())).await?;
+    Ok(chunked(bytes))
+}
+
+/// A portable kernel snapshot of the current state (docs/FORMAT.md §13: framed with its state
+/// hash, so restoring a damaged copy fails), streamed.
+#[utoipa::path(get, path = "/v1/databases/{db}/snapshot", tag = "state",
+    params(("db" = String, Path, description = "Database name")),
+    responses((status = 200, content((Vec<u8> = "application/octet-stream")))))]
+async fn snapshot(State(app): Shared, Path(name): Path<String>) -> Result<Response, ApiError> {
+    let bytes =
+        blocking(move || Ok(app.registry.get(&name)?.with_kernel(|k| k.snapshot())?)).await?;
+    Ok(chunked(bytes))
+}
+
+/// A body sent in 1 MiB chunks.
+fn chunked(bytes: Vec<u8>) -> Response {
+    let bytes = Bytes::from(bytes);
+    let chunks: Vec<Result<Bytes, std::convert::Infallible>> = (0..bytes.len())
+        .step_by(1 << 20)
+        .map(|at| Ok(bytes.slice(at..(at + (1 << 20)).min(bytes.len()))))
+        .collect();
+    (
+        [(header::CONTENT_TYPE, "application/octet-stream")],
+        Body::from_stream(futures_util::stream::iter(chunks)),
+    )
+        .into_response()
+}

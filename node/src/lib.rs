@@ -1,0 +1,341 @@
+//! valori-node: Valori's databases served over HTTP.
+//!
+//! One process serves several named databases, each a directory under the data directory,
+//! through the engine's typed API (nothing is implemented twice). `/v1/` is the REST API
+//! (JSON, with compact binary bodies for batches), `/openapi.json` its OpenAPI 3.1 schema
+//! (generated from the handlers), `/healthz`, `/readyz` and `/metrics` (Prometheus) the
+//! operations endpoints. See docs/HTTP-API.md.
+//!
+//! Secure defaults: it listens on 127.0.0.1, refuses a non-loopback address unless API keys
+//! are configured, compares keys in constant time, limits bodies, batches, `k`, concurrent
+//! requests and request time, and answers every error in one JSON shape
+//! (`{"code": "DIMENSION", "message": ...}`) with the codes of the C and Python APIs.
+
+#![forbid(unsafe_code)]
+
+mod api;
+pub mod auth;
+mod config;
+pub mod error;
+mod metrics;
+pub mod registry;
+pub mod wire;
+
+pub use config::{Args, DurabilityArg, Limits, LogFormat as LogFormatArg};
+
+use auth::{KeyKind, Keys};
+use axum::error_handling::HandleErrorLayer;
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
+use axum::http::{header, Method, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use error::{ApiError, ErrorBody};
+use metrics::Metrics;
+use registry::Registry;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tower::ServiceBuilder;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
+use utoipa::OpenApi;
+use valori_engine::valori_kernel::ErrorCode;
+
+/// Everything a request handler shares.
+pub struct App {
+    /// The open databases.
+    pub registry: Registry,
+    keys: Keys,
+    limits: Limits,
+    metrics: Metrics,
+    ready: AtomicBool,
+}
+
+impl App {
+    /// A server state over `registry`.
+    pub fn new(registry: Registry, keys: Keys, limits: Limits) -> Arc<App> {
+        Arc::new(App {
+            registry,
+            keys,
+            limits,
+            metrics: Metrics::default(),
+            ready: AtomicBool::new(true),
+        })
+    }
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "valori-node",
+        description = "Valori's deterministic vector + graph databases over HTTP. Every error answer is an ErrorBody whose `code` is a row of the error table (as in C and Python).",
+        license(name = "MIT OR Apache-2.0")
+    ),
+    components(schemas(ErrorBody)),
+    modifiers(&Conventions),
+    tags(
+        (name = "databases", description = "Named databases"),
+        (name = "records", description = "Vectors with tags and metadata"),
+        (name = "search", description = "Exact k-nearest-neighbour search"),
+        (name = "graph", description = "The knowledge graph"),
+        (name = "state", description = "State hash, checkpoints, the log and snapshots"),
+    )
+)]
+struct ApiDoc;
+
+/// Adds what every operation shares: the bearer key and the error answers.
+struct Conventions;
+
+impl utoipa::Modify for Conventions {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "api_key",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .description(Some(
+                        "An API key (read-write or read-only), when the server has keys",
+                    ))
+                    .build(),
+            ),
+        );
+        let errors = [
+            ("400", "Invalid input (nothing changed)"),
+            ("401", "No API key, or an unknown one"),
+            ("403", "A read-only API key on a write"),
+            ("404", "No such database, record, node or edge"),
+            ("409", "Conflict: exists, full, or the handle refuses it"),
+            ("413", "Body or batch over the server's limits"),
+            ("415", "Unsupported Content-Type"),
+            ("422", "Wrong vector dimension"),
+            ("429", "Too many requests in flight; retry later"),
+            (
+                "500",
+                "A server-side fault (damaged files, I/O error, a bug)",
+            ),
+            (
+                "503",
+                "Busy, stopped after a failed write, timed out, or shutting down",
+            ),
+        ];
+        let requirement =
+            utoipa::openapi::security::SecurityRequirement::new("api_key", Vec::<String>::new());
+        for item in openapi.paths.paths.values_mut() {
+            for op in [
+                &mut item.get,
+                &mut item.put,
+                &mut item.post,
+                &mut item.delete,
+            ]
+            .into_iter()
+            .flatten()
+            {
+                for (status, description) in errors {
+                    op.responses
+                        .responses
+                        .entry(status.to_string())
+                        .or_insert_with(|| {
+                            ResponseBuilder::new()
+                                .description(description)
+                                .content(
+                                    "application/json",
+                                    ContentBuilder::new()
+                                        .schema(Some(Ref::from_schema_name("ErrorBody")))
+                                        .build(),
+                                )
+                                .build()
+                                .into()
+                        });
+                }
+                op.security = Some(vec![requirement.clone()]);
+            }
+        }
+    }
+}
+
+/// The OpenAPI 3.1 schema of the REST API (what `/openapi.json` serves).
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    let (_, api) = api::routes().split_for_parts();
+    let mut doc = ApiDoc::openapi();
+    doc.merge(api);
+    utoipa::Modify::modify(&Conventions, &mut doc);
+    doc
+}
+
+/// The whole service: `/v1/` with its limits and keys, and the operations endpoints.
+pub fn router(app: Arc<App>) -> Router {
+    let spec = Arc::new(openapi());
+    let limits = app.limits.clone();
+    let (v1, _) = api::routes().split_for_parts();
+    let v1 = v1
+        .layer(
+            ServiceBuilder::new()
+                .layer(HandleErrorLayer::new(overloaded))
+                .load_shed()
+                .concurrency_limit(limits.max_concurrency)
+                .timeout(limits.request_timeout),
+        )
+        .layer(DefaultBodyLimit::max(limits.max_body_bytes))
+        .with_state(app.clone());
+    Router::new()
+        .merge(v1)
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .route(
+            "/openapi.json",
+            get(move || {
+                let spec = spec.clone();
+                async move { axum::Json(spec.as_ref().clone()) }
+            }),
+        )
+        .fallback(|| async {
+            ApiError::new(ErrorCode::NotFound, "no such route: see /openapi.json")
+        })
+        .method_not_allowed_fallback(|| async {
+            ApiError::with_status(
+                StatusCode::METHOD_NOT_ALLOWED,
+                ErrorCode::InvalidInput,
+                "this route does not take that method: see /openapi.json",
+            )
+        })
+        .layer(middleware::from_fn_with_state(app.clone(), authorize))
+        .layer(middleware::from_fn_with_state(app.clone(), track))
+        .with_state(app)
+}
+
+async fn overloaded(e: tower::BoxError) -> ApiError {
+    if e.is::<tower::load_shed::error::Overloaded>() {
+        ApiError::with_status(
+            StatusCode::TOO_MANY_REQUESTS,
+            ErrorCode::Busy,
+            "too many requests in flight (--max-concurrency); retry later",
+        )
+    } else if e.is::<tower::timeout::error::Elapsed>() {
+        ApiError::with_status(
+            StatusCode::SERVICE_UNAVAILABLE,
+            ErrorCode::Busy,
+            "the request took longer than --request-timeout; a write may still complete",
+        )
+    } else {
+        ApiError::internal(format!("request failed: {e}"))
+    }
+}
+
+async fn readyz(State(app): State<Arc<App>>) -> Response {
+    if app.ready.load(Ordering::SeqCst) {
+        "ready\n".into_response()
+    } else {
+        ApiError::new(ErrorCode::Busy, "shutting down").into_response()
+    }
+}
+
+async fn metrics(State(app): State<Arc<App>>) -> Response {
+    let text = tokio::task::spawn_blocking(move || app.metrics.render(&app.registry))
+        .await
+        .unwrap_or_default();
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        text,
+    )
+        .into_response()
+}
+
+/// True for calls that only read (a read-only key may make them).
+fn reads_only(method: &Method, path: &str) -> bool {
+    method == Method::GET
+        || method == Method::HEAD
+        || (method == Method::POST
+            && (path.ends_with("/search") || path.ends_with("/search/batch")))
+}
+
+async fn authorize(State(app): State<Arc<App>>, req: Request, next: Next) -> Response {
+    let path = req.uri().path();
+    if matches!(path, "/healthz" | "/readyz" | "/openapi.json") {
+        return next.run(req).await;
+    }
+    let header = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .map(|v| v.as_bytes());
+    match app.keys.check(header) {
+        Err(e) => e.into_response(),
+        Ok(Some(KeyKind::ReadOnly)) if !reads_only(req.method(), path) => {
+            ApiError::forbidden().into_response()
+        }
+        Ok(_) => next.run(req).await,
+    }
+}
+
+/// Counts and logs every request by route template and status.
+async fn track(State(app): State<Arc<App>>, req: Request, next: Next) -> Response {
+    let start = Instant::now();
+    let method = req.method().clone();
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_string(), |m| m.as_str().to_string());
+    let response = next.run(req).await;
+    let seconds = start.elapsed().as_secs_f64();
+    let status = response.status().as_u16();
+    app.metrics
+        .observe(method.as_str(), &route, status, seconds);
+    tracing::info!(
+        method = %method,
+        route = %route,
+        status,
+        micros = (seconds * 1e6) as u64,
+        "request"
+    );
+    response
+}
+
+/// Serves `app` on `listener` until `shutdown` completes; then stops accepting, lets the
+/// requests under way finish, and flushes and closes every database.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    app: Arc<App>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), String> {
+    let router = router(app.clone());
+    let ready = app.clone();
+    let served = axum::serve(listener, router)
+        .with_graceful_shutdown(async move {
+            shutdown.await;
+            ready.ready.store(false, Ordering::SeqCst);
+            tracing::info!("shutting down: draining requests");
+        })
+        .await
+        .map_err(|e| format!("serving: {e}"));
+    let closing = app.clone();
+    let errors =
+        tokio::task::spawn_blocking(move || closing.registry.close_all(Duration::from_secs(30)))
+            .await
+            .unwrap_or_else(|e| vec![format!("closing: {e}")]);
+    served?;
+    if errors.is_empty() {
+        tracing::info!("every database flushed and closed");
+        Ok(())
+    } else {
+        Err(format!("closing databases: {}", errors.join("; ")))
+    }
+}
+
+/// Checks that a listener on `addr` is allowed with these keys: any address with keys, only
+/// loopback without.
+pub fn check_listen(addr: &SocketAddr, keys: &Keys) -> Result<(), String> {
+    if keys.is_empty() && !addr.ip().is_loopback() {
+        return Err(format!(
+            "refusing to listen on {addr} without an API key: anyone who can reach it could read and change every database. Give --api-key-file FILE or VALORI_API_KEY, or listen on 127.0.0.1"
+        ));
+    }
+    Ok(())
+}

@@ -1,0 +1,76 @@
+//! The `valori-node` server binary: see `valori-node --help` and docs/HTTP-API.md.
+
+use clap::Parser;
+use std::process::ExitCode;
+use valori_node::registry::Registry;
+use valori_node::{check_listen, serve, App, Args};
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let logs = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
+    match args.log_format {
+        valori_node::LogFormatArg::Json => logs.json().init(),
+        valori_node::LogFormatArg::Text => logs.init(),
+    }
+    match run(args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("valori-node: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(args: Args) -> Result<(), String> {
+    let keys = args.keys()?;
+    check_listen(&args.listen, &keys)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("starting the runtime: {e}"))?;
+    runtime.block_on(async {
+        let listener = tokio::net::TcpListener::bind(args.listen)
+            .await
+            .map_err(|e| format!("listening on {}: {e}", args.listen))?;
+        let registry = Registry::open(&args.data, args.open_settings())?;
+        let app = App::new(registry, keys, args.limits());
+        let addr = listener.local_addr().map_err(|e| e.to_string())?;
+        // The one line on stdout: scripts and tests that listen on port 0 read the port here.
+        println!("valori-node listening on http://{addr}");
+        tracing::info!(
+            listen = %addr,
+            data = %args.data.display(),
+            "valori-node ready"
+        );
+        serve(listener, app, shutdown_signal()).await
+    })
+}
+
+/// Completes on SIGINT (Ctrl-C) or SIGTERM.
+async fn shutdown_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => {
+                    let _ = interrupt.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = interrupt => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = interrupt.await;
+    }
+}
