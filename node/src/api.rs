@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
-use valori_engine::valori_kernel::{ErrorCode, Fxp, Metric};
+use valori_engine::valori_kernel::{ErrorCode, Fxp};
 use valori_engine::Engine;
 
 type Shared = State<Arc<App>>;
@@ -81,11 +81,11 @@ async fn list_databases(State(app): Shared) -> Result<Json<DatabaseList>, ApiErr
 
 /// A database's dimension, metric, size and sequence number.
 #[utoipa::path(get, path = "/v1/databases/{db}", tag = "databases",
-    params(("db" = String, Path, description = "Database name")),
+    params(DbPath),
     responses((status = 200, body = DatabaseInfo)))]
 async fn database_info(
     State(app): Shared,
-    Path(name): Path<String>,
+    Path(DbPath { db: name }): Path<DbPath>,
 ) -> Result<Json<DatabaseInfo>, ApiError> {
     blocking(move || Ok(Json(info(&name, &*app.registry.get(&name)?)?))).await
 }
@@ -93,24 +93,16 @@ async fn database_info(
 /// Creates a database (201), or checks that an existing one has this dimension and metric
 /// (200). Idempotent.
 #[utoipa::path(put, path = "/v1/databases/{db}", tag = "databases",
-    params(("db" = String, Path, description = "Database name: 1 to 64 of a-z, 0-9, '_', '-'")),
+    params(DbPath),
     request_body = CreateDatabase,
     responses((status = 200, body = DatabaseInfo, description = "It existed with this configuration"),
               (status = 201, body = DatabaseInfo, description = "Created")))]
 async fn create_database(
     State(app): Shared,
-    Path(name): Path<String>,
+    Path(DbPath { db: name }): Path<DbPath>,
     Json(req): Json<CreateDatabase>,
 ) -> Result<(StatusCode, Json<DatabaseInfo>), ApiError> {
-    let metric = match req.metric.as_deref() {
-        None => None,
-        Some(m) => Some(Metric::from_name(m).ok_or_else(|| {
-            ApiError::invalid(format!(
-                "unknown metric '{}': use 'l2', 'ip' or 'cosine'",
-                m.escape_default()
-            ))
-        })?),
-    };
+    let metric = req.metric.map(MetricName::metric);
     blocking(move || {
         let (created, db) = app.registry.ensure(&name, req.dim, metric)?;
         let status = if created {
@@ -125,11 +117,11 @@ async fn create_database(
 
 /// Closes a database and deletes its files.
 #[utoipa::path(delete, path = "/v1/databases/{db}", tag = "databases",
-    params(("db" = String, Path, description = "Database name")),
+    params(DbPath),
     responses((status = 204, description = "Dropped")))]
 async fn drop_database(
     State(app): Shared,
-    Path(name): Path<String>,
+    Path(DbPath { db: name }): Path<DbPath>,
 ) -> Result<StatusCode, ApiError> {
     blocking(move || {
         app.registry.drop_database(&name, Duration::from_secs(10))?;
@@ -141,12 +133,12 @@ async fn drop_database(
 /// Inserts one vector; returns its id. Into the database `default`, the first insert creates
 /// it with the vector's dimension (metric L2).
 #[utoipa::path(post, path = "/v1/databases/{db}/records", tag = "records",
-    params(("db" = String, Path, description = "Database name")),
+    params(DbPath),
     request_body = InsertRequest,
     responses((status = 201, body = Created)))]
 async fn insert(
     State(app): Shared,
-    Path(name): Path<String>,
+    Path(DbPath { db: name }): Path<DbPath>,
     Json(req): Json<InsertRequest>,
 ) -> Result<(StatusCode, Json<Created>), ApiError> {
     let meta = unb64("metadata", req.metadata.as_deref())?;
@@ -210,7 +202,7 @@ fn check_batch(app: &App, rows: usize) -> Result<(), ApiError> {
 /// then with `tags=true` one little-endian u64 tag per row. A binary body needs the database
 /// to exist (its dimension says where rows end).
 #[utoipa::path(post, path = "/v1/databases/{db}/records/batch", tag = "records",
-    params(("db" = String, Path, description = "Database name"), BinaryInsertParams),
+    params(DbPath, BinaryInsertParams),
     request_body(content(
         (BatchInsertRequest = "application/json"),
         (Vec<u8> = "application/octet-stream")
@@ -218,7 +210,7 @@ fn check_batch(app: &App, rows: usize) -> Result<(), ApiError> {
     responses((status = 201, body = BatchCreated)))]
 async fn insert_batch(
     State(app): Shared,
-    Path(name): Path<String>,
+    Path(DbPath { db: name }): Path<DbPath>,
     Query(params): Query<BinaryInsertParams>,
     headers: HeaderMap,
     RawBody(body): RawBody,
@@ -270,11 +262,11 @@ async fn insert_batch(
 
 /// A record.
 #[utoipa::path(get, path = "/v1/databases/{db}/records/{id}", tag = "records",
-    params(("db" = String, Path, description = "Database name"), ("id" = u64, Path, description = "Record id")),
+    params(DbIdPath),
     responses((status = 200, body = RecordBody)))]
 async fn get_record(
     State(app): Shared,
-    Path((name, id)): Path<(String, u64)>,
+    Path(DbIdPath { db: name, id }): Path<DbIdPath>,
 ) -> Result<Json<RecordBody>, ApiError> {
     blocking(move || {
         let r = app.registry.get(&name)?.get(id)?.ok_or_else(|| {
@@ -292,11 +284,11 @@ async fn get_record(
 
 /// Deletes a record, the graph nodes linked to it and their edges.
 #[utoipa::path(delete, path = "/v1/databases/{db}/records/{id}", tag = "records",
-    params(("db" = String, Path, description = "Database name"), ("id" = u64, Path, description = "Record id")),
+    params(DbIdPath),
     responses((status = 204, description = "Deleted")))]
 async fn delete_record(
     State(app): Shared,
-    Path((name, id)): Path<(String, u64)>,
+    Path(DbIdPath { db: name, id }): Path<DbIdPath>,
 ) -> Result<StatusCode, ApiError> {
     write(app, name, move |db| db.delete(id)).await
 }
@@ -327,12 +319,12 @@ async fn create(
 
 /// Replaces a record's metadata.
 #[utoipa::path(put, path = "/v1/databases/{db}/records/{id}/metadata", tag = "records",
-    params(("db" = String, Path, description = "Database name"), ("id" = u64, Path, description = "Record id")),
+    params(DbIdPath),
     request_body = MetadataRequest,
     responses((status = 204, description = "Replaced")))]
 async fn set_metadata(
     State(app): Shared,
-    Path((name, id)): Path<(String, u64)>,
+    Path(DbIdPath { db: name, id }): Path<DbIdPath>,
     Json(req): Json<MetadataRequest>,
 ) -> Result<StatusCode, ApiError> {
     let meta = unb64("metadata", Some(&req.metadata))?;
@@ -341,12 +333,12 @@ async fn set_metadata(
 
 /// Replaces a record's tag.
 #[utoipa::path(put, path = "/v1/databases/{db}/records/{id}/tag", tag = "records",
-    params(("db" = String, Path, description = "Database name"), ("id" = u64, Path, description = "Record id")),
+    params(DbIdPath),
     request_body = TagRequest,
     responses((status = 204, description = "Replaced")))]
 async fn set_tag(
     State(app): Shared,
-    Path((name, id)): Path<(String, u64)>,
+    Path(DbIdPath { db: name, id }): Path<DbIdPath>,
     Json(req): Json<TagRequest>,
 ) -> Result<StatusCode, ApiError> {
     write(app, name, move |db| db.set_tag(id, req.tag)).await
@@ -364,12 +356,12 @@ fn check_k(app: &App, k: u32) -> Result<(), ApiError> {
 
 /// Exact k nearest records to a query, in (distance, id) order.
 #[utoipa::path(post, path = "/v1/databases/{db}/search", tag = "search",
-    params(("db" = String, Path, description = "Database name")),
+    params(DbPath),
     request_body = SearchRequest,
     responses((status = 200, body = SearchResponse)))]
 async fn search(
     State(app): Shared,
-    Path(name): Path<String>,
+    Path(DbPath { db: name }): Path<DbPath>,
     Json(req): Json<SearchRequest>,
 ) -> Result<Json<SearchResponse>, ApiError> {
     check_k(&app, req.k)?;
@@ -395,7 +387,7 @@ async fn search(
 /// `Accept: application/octet-stream` the answer is binary: u32 n, u32 width, then n × width
 /// u64 ids, then n × width f64 distances, all little-endian.
 #[utoipa::path(post, path = "/v1/databases/{db}/search/batch", tag = "search",
-    params(("db" = String, Path, description = "Database name"), BinarySearchParams),
+    params(DbPath, BinarySearchParams),
     request_body(content(
         (BatchSearchRequest = "application/json"),
         (Vec<u8> = "application/octet-stream")
@@ -406,7 +398,7 @@ async fn search(
     ))))]
 async fn search_batch(
     State(app): Shared,
-    Path(name): Path<String>,
+    Path(DbPath { db: name }): Path<DbPath>,
     Query(params): Query<BinarySearchParams>,
     headers: HeaderMap,
     RawBody(body): RawBody,
@@ -477,12 +469,12 @@ async fn search_batch(
 
 /// Creates a graph node; returns its id.
 #[utoipa::path(post, path = "/v1/databases/{db}/nodes", tag = "graph",
-    params(("db" = String, Path, description = "Database name")),
+    params(DbPath),
     request_body = NodeRequest,
     responses((status = 201, body = Created)))]
 async fn create_node(
     State(app): Shared,
-    Path(name): Path<String>,
+    Path(DbPath { db: name }): Path<DbPath>,
     Json(req): Json<NodeRequest>,
 ) -> Result<(StatusCode, Json<Created>), ApiError> {
     let label = unb64("label", req.label.as_deref())?;
@@ -494,22 +486,22 @@ async fn create_node(
 
 /// Deletes a node and every edge into or out of it.
 #[utoipa::path(delete, path = "/v1/databases/{db}/nodes/{id}", tag = "graph",
-    params(("db" = String, Path, description = "Database name"), ("id" = u64, Path, description = "Node id")),
+    params(DbIdPath),
     responses((status = 204, description = "Deleted")))]
 async fn delete_node(
     State(app): Shared,
-    Path((name, id)): Path<(String, u64)>,
+    Path(DbIdPath { db: name, id }): Path<DbIdPath>,
 ) -> Result<StatusCode, ApiError> {
     write(app, name, move |db| db.delete_node(id)).await
 }
 
 /// Edges at a node.
 #[utoipa::path(get, path = "/v1/databases/{db}/nodes/{id}/edges", tag = "graph",
-    params(("db" = String, Path, description = "Database name"), ("id" = u64, Path, description = "Node id"), EdgesParams),
+    params(DbIdPath, EdgesParams),
     responses((status = 200, body = EdgeList)))]
 async fn node_edges(
     State(app): Shared,
-    Path((name, id)): Path<(String, u64)>,
+    Path(DbIdPath { db: name, id }): Path<DbIdPath>,
     Query(p): Query<EdgesParams>,
 ) -> Result<Json<EdgeList>, ApiError> {
     blocking(move || {
@@ -533,11 +525,11 @@ async fn node_edges(
 
 /// Nodes within `hops` edges of a node, in (depth, node) order.
 #[utoipa::path(get, path = "/v1/databases/{db}/nodes/{id}/traverse", tag = "graph",
-    params(("db" = String, Path, description = "Database name"), ("id" = u64, Path, description = "Start node"), TraverseParams),
+    params(DbIdPath, TraverseParams),
     responses((status = 200, body = TraverseResponse)))]
 async fn traverse(
     State(app): Shared,
-    Path((name, id)): Path<(String, u64)>,
+    Path(DbIdPath { db: name, id }): Path<DbIdPath>,
     Query(p): Query<TraverseParams>,
 ) -> Result<Json<TraverseResponse>, ApiError> {
     blocking(move || {
@@ -558,12 +550,12 @@ async fn traverse(
 
 /// Creates a directed edge between existing nodes; returns its id.
 #[utoipa::path(post, path = "/v1/databases/{db}/edges", tag = "graph",
-    params(("db" = String, Path, description = "Database name")),
+    params(DbPath),
     request_body = EdgeRequest,
     responses((status = 201, body = Created)))]
 async fn create_edge(
     State(app): Shared,
-    Path(name): Path<String>,
+    Path(DbPath { db: name }): Path<DbPath>,
     Json(req): Json<EdgeRequest>,
 ) -> Result<(StatusCode, Json<Created>), ApiError> {
     let weight = req.weight.map(|w| Fxp::from_f64(w, 0)).transpose()?;
@@ -575,22 +567,22 @@ async fn create_edge(
 
 /// Deletes an edge.
 #[utoipa::path(delete, path = "/v1/databases/{db}/edges/{id}", tag = "graph",
-    params(("db" = String, Path, description = "Database name"), ("id" = u64, Path, description = "Edge id")),
+    params(DbIdPath),
     responses((status = 204, description = "Deleted")))]
 async fn delete_edge(
     State(app): Shared,
-    Path((name, id)): Path<(String, u64)>,
+    Path(DbIdPath { db: name, id }): Path<DbIdPath>,
 ) -> Result<StatusCode, ApiError> {
     write(app, name, move |db| db.delete_edge(id)).await
 }
 
 /// The state hash and the sequence number it is at.
 #[utoipa::path(get, path = "/v1/databases/{db}/state", tag = "state",
-    params(("db" = String, Path, description = "Database name")),
+    params(DbPath),
     responses((status = 200, body = StateHash)))]
 async fn state_hash(
     State(app): Shared,
-    Path(name): Path<String>,
+    Path(DbPath { db: name }): Path<DbPath>,
 ) -> Result<Json<StateHash>, ApiError> {
     blocking(move || {
         let db = app.registry.get(&name)?;
@@ -605,17 +597,23 @@ async fn state_hash(
 
 /// Writes a snapshot and retires the log it covers.
 #[utoipa::path(post, path = "/v1/databases/{db}/checkpoint", tag = "state",
-    params(("db" = String, Path, description = "Database name")),
+    params(DbPath),
     responses((status = 204, description = "Checkpointed")))]
-async fn checkpoint(State(app): Shared, Path(name): Path<String>) -> Result<StatusCode, ApiError> {
+async fn checkpoint(
+    State(app): Shared,
+    Path(DbPath { db: name }): Path<DbPath>,
+) -> Result<StatusCode, ApiError> {
     write(app, name, |db| db.checkpoint()).await
 }
 
 /// Makes every acknowledged write durable (useful with `--durability none`).
 #[utoipa::path(post, path = "/v1/databases/{db}/flush", tag = "state",
-    params(("db" = String, Path, description = "Database name")),
+    params(DbPath),
     responses((status = 204, description = "Flushed")))]
-async fn flush(State(app): Shared, Path(name): Path<String>) -> Result<StatusCode, ApiError> {
+async fn flush(
+    State(app): Shared,
+    Path(DbPath { db: name }): Path<DbPath>,
+) -> Result<StatusCode, ApiError> {
     write(app, name, |db| db.flush()).await
 }
 
@@ -623,11 +621,11 @@ async fn flush(State(app): Shared, Path(name): Path<String>) -> Result<StatusCod
 /// (`{"seq": n, "command": base64}`), read back from disk. Commands at or before the newest
 /// snapshot are not in the log: `after` below it is `NOT_FOUND` (use `/export`).
 #[utoipa::path(get, path = "/v1/databases/{db}/wal", tag = "state",
-    params(("db" = String, Path, description = "Database name"), WalParams),
+    params(DbPath, WalParams),
     responses((status = 200, content((WalLine = "application/x-ndjson")))))]
 async fn wal(
     State(app): Shared,
-    Path(name): Path<String>,
+    Path(DbPath { db: name }): Path<DbPath>,
     Query(p): Query<WalParams>,
 ) -> Result<Response, ApiError> {
     let export = blocking(move || Ok(app.registry.get(&name)?.export()?)).await?;
@@ -673,9 +671,12 @@ async fn wal(
 /// The newest snapshot's state and the commands logged after it, in the export encoding
 /// (docs/FORMAT.md §12), streamed; `replay` of it must give the state hash it carries.
 #[utoipa::path(get, path = "/v1/databases/{db}/export", tag = "state",
-    params(("db" = String, Path, description = "Database name")),
+    params(DbPath),
     responses((status = 200, content((Vec<u8> = "application/octet-stream")))))]
-async fn export(State(app): Shared, Path(name): Path<String>) -> Result<Response, ApiError> {
+async fn export(
+    State(app): Shared,
+    Path(DbPath { db: name }): Path<DbPath>,
+) -> Result<Response, ApiError> {
     let bytes = blocking(move || Ok(app.registry.get(&name)?.export()?.encode())).await?;
     Ok(chunked(bytes))
 }
@@ -683,9 +684,12 @@ async fn export(State(app): Shared, Path(name): Path<String>) -> Result<Response
 /// A portable kernel snapshot of the current state (docs/FORMAT.md §13: framed with its state
 /// hash, so restoring a damaged copy fails), streamed.
 #[utoipa::path(get, path = "/v1/databases/{db}/snapshot", tag = "state",
-    params(("db" = String, Path, description = "Database name")),
+    params(DbPath),
     responses((status = 200, content((Vec<u8> = "application/octet-stream")))))]
-async fn snapshot(State(app): Shared, Path(name): Path<String>) -> Result<Response, ApiError> {
+async fn snapshot(
+    State(app): Shared,
+    Path(DbPath { db: name }): Path<DbPath>,
+) -> Result<Response, ApiError> {
     let bytes =
         blocking(move || Ok(app.registry.get(&name)?.with_kernel(|k| k.snapshot())?)).await?;
     Ok(chunked(bytes))

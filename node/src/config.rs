@@ -67,6 +67,9 @@ pub struct Args {
     /// Log line format.
     #[arg(long, value_enum, default_value = "text")]
     pub log_format: LogFormat,
+    /// Print the OpenAPI schema of the REST API and exit.
+    #[arg(long)]
+    pub openapi: bool,
 }
 
 /// The request limits.

@@ -75,7 +75,7 @@ impl App {
         description = "Valori's deterministic vector + graph databases over HTTP. Every error answer is an ErrorBody whose `code` is a row of the error table (as in C and Python).",
         license(name = "MIT OR Apache-2.0")
     ),
-    components(schemas(ErrorBody)),
+    components(schemas(ErrorBody, wire::DirectionName, wire::Dtype, wire::MetricName)),
     modifiers(&Conventions),
     tags(
         (name = "databases", description = "Named databases"),
@@ -165,6 +165,13 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
     doc.merge(api);
     utoipa::Modify::modify(&Conventions, &mut doc);
     doc
+}
+
+/// [`openapi`] as pretty JSON with a final newline (what docs/openapi.json holds).
+pub fn openapi_json() -> String {
+    let mut s = openapi().to_pretty_json().unwrap_or_default();
+    s.push('\n');
+    s
 }
 
 /// The whole service: `/v1/` with its limits and keys, and the operations endpoints.

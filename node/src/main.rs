@@ -7,6 +7,10 @@ use valori_node::{check_listen, serve, App, Args};
 
 fn main() -> ExitCode {
     let args = Args::parse();
+    if args.openapi {
+        print!("{}", valori_node::openapi_json());
+        return ExitCode::SUCCESS;
+    }
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let logs = tracing_subscriber::fmt()

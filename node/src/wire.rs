@@ -164,6 +164,50 @@ pub fn binary_batch(
     Ok((n, out, tags))
 }
 
+/// A database in the path.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Path)]
+pub struct DbPath {
+    /// Database name: 1 to 64 of a-z, 0-9, '_', '-', starting with a letter or digit.
+    #[param(pattern = "^[a-z0-9][a-z0-9_-]{0,63}$", example = "default")]
+    pub db: String,
+}
+
+/// An object (record, node or edge) of a database in the path.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Path)]
+pub struct DbIdPath {
+    /// Database name: 1 to 64 of a-z, 0-9, '_', '-', starting with a letter or digit.
+    #[param(pattern = "^[a-z0-9][a-z0-9_-]{0,63}$", example = "default")]
+    pub db: String,
+    /// The record, node or edge id.
+    pub id: u64,
+}
+
+/// A distance metric.
+#[derive(Clone, Copy, Debug, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum MetricName {
+    /// Squared Euclidean distance.
+    L2,
+    /// Negative inner product.
+    Ip,
+    /// One minus cosine similarity.
+    Cosine,
+}
+
+impl MetricName {
+    /// The kernel's metric.
+    pub fn metric(self) -> valori_engine::valori_kernel::Metric {
+        use valori_engine::valori_kernel::Metric;
+        match self {
+            MetricName::L2 => Metric::L2,
+            MetricName::Ip => Metric::InnerProduct,
+            MetricName::Cosine => Metric::Cosine,
+        }
+    }
+}
+
 /// Creates a database, or checks an existing one.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -172,8 +216,7 @@ pub struct CreateDatabase {
     #[schema(minimum = 1, maximum = 65536, example = 384)]
     pub dim: u32,
     /// `l2` (default for a new database), `ip` or `cosine`; an existing database's must equal it.
-    #[schema(example = "l2")]
-    pub metric: Option<String>,
+    pub metric: Option<MetricName>,
 }
 
 /// A database.
