@@ -96,7 +96,13 @@ pub fn snapshot_file(file: &mut [u8]) -> bool {
     let check = blake3::hash(&file[..88]);
     file[88..120].copy_from_slice(check.as_bytes());
     let version_ok = file[8..12] == 1u32.to_le_bytes() && file[12..16] == 1u32.to_le_bytes();
-    consistent && version_ok && file[..8] == SNAPSHOT_MAGIC
+    // Sequence numbers end at MAX_SEQ (docs/FORMAT.md §8): one past it is damage.
+    let seq_ok = file
+        .get(16..24)
+        .and_then(|b| b.try_into().ok())
+        .map(u64::from_le_bytes)
+        .is_some_and(|seq| seq <= valori_engine::wal::MAX_SEQ);
+    consistent && version_ok && seq_ok && file[..8] == SNAPSHOT_MAGIC
 }
 
 /// A portable kernel snapshot (§13): the frame's length and state hash around whatever
