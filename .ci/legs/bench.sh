@@ -1,7 +1,8 @@
 # shellcheck shell=bash
 # Leg "bench": the peer benchmark in its tiny configuration (in the virtualenv the python leg
-# builds; run alone, this leg builds the wheel into it first), the benches compile, and the
-# engine bench runs in its quick configuration.
+# builds; run alone, this leg builds the wheel into it first), the HTTP server next to the
+# in-process API (quick), the benches compile, and the engine bench runs in its quick
+# configuration.
 
 # The valori wheel of this checkout in target/pyenv (never `pip install valori`: that name on
 # PyPI is another project).
@@ -30,6 +31,10 @@ leg_bench() {
     test -s "target/bench-tiny/$f" || die "bench/peers.py wrote no $f"
   done
   cat target/bench-tiny/peers.md
+
+  step "valori-node next to the in-process API (bench/node.py --quick)"
+  cargo build -q --release -p valori-node
+  target/pyenv/bin/python bench/node.py --quick --node target/release/valori-node
 
   step "benches compile; the engine bench runs in its quick configuration"
   cargo bench -p valori-kernel --no-run

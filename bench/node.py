@@ -1,0 +1,206 @@
+"""valori-node over loopback next to the in-process Python API, in one run, on the same data.
+
+For each side (``in-process``: ``valori.Database``; ``http``: ``valori.KernelClient`` against a
+``valori-node`` this script starts on 127.0.0.1 and a port it picks):
+
+- **durable batch insert**: vectors per second, N rows in batches of ``--batch`` (binary
+  little-endian f32 bodies over HTTP), every batch one fsynced WAL record (fsync mode);
+- **one search**: p50 / p99 latency of ``--queries`` sequential ``search`` calls (k = 10);
+- **8 clients**: searches per second with ``--clients`` threads, each with its own client
+  (its own connection) over HTTP, or sharing the ``Database`` in process (searches release
+  the GIL);
+- **transport**: the same single-search latency on a store of ``--small`` rows, where the search
+  itself costs microseconds, so the difference between the sides is what HTTP + JSON cost.
+
+Both databases are checked to hold the same state hash. Results go to stdout as a Markdown
+table, with the CPU model, and with ``--out FILE`` to that file too.
+
+    python bench/node.py                       # N = 100k, d = 384 (about 3 minutes)
+    python bench/node.py --quick               # seconds (what .ci/run runs)
+"""
+
+import argparse
+import os
+import pathlib
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+import numpy as np
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
+import data  # noqa: E402
+import valori  # noqa: E402
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+
+
+def cpu_model():
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown CPU"
+
+
+def cpu_flags():
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("flags"):
+                flags = line.split()
+                return "AVX-512" if "avx512bw" in flags else "AVX2" if "avx2" in flags else "no AVX2"
+    except OSError:
+        pass
+    return "?"
+
+
+def start_node(binary, data_dir):
+    proc = subprocess.Popen([binary, "--data", data_dir, "--listen", "127.0.0.1:0",
+                             "--durability", "fsync", "--checkpoint-wal-bytes", "0"],
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+                            env={**os.environ, "RUST_LOG": "warn"})
+    line = proc.stdout.readline()
+    if "listening on" not in line:
+        proc.kill()
+        sys.exit(f"valori-node did not start: {line!r}")
+    return proc, line.strip().rsplit(" ", 1)[-1]
+
+
+def load(store, n, d, batch, seed):
+    rows = 0
+    start = time.perf_counter()
+    for _, chunk in data.chunks(n, d, seed):
+        for at in range(0, len(chunk), batch):
+            store.insert_batch(chunk[at:at + batch])
+            rows += len(chunk[at:at + batch])
+    return rows / (time.perf_counter() - start)
+
+
+def latencies(store, queries, k):
+    out = []
+    for q in queries:
+        t = time.perf_counter()
+        store.search(q, k=k)
+        out.append(time.perf_counter() - t)
+    return out
+
+
+def pct(xs, p):
+    xs = sorted(xs)
+    return xs[min(len(xs) - 1, int(round(p / 100 * (len(xs) - 1))))]
+
+
+def concurrent(make_store, queries, k, clients, seconds):
+    """Searches per second with `clients` threads for about `seconds`."""
+    stores = [make_store() for _ in range(clients)]
+    done = [0] * clients
+    stop = time.perf_counter() + seconds
+    barrier = threading.Barrier(clients + 1)
+
+    def run(i):
+        s = stores[i]
+        barrier.wait()
+        j = i
+        while time.perf_counter() < stop:
+            s.search(queries[j % len(queries)], k=k)
+            done[i] += 1
+            j += clients
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(clients)]
+    for t in threads:
+        t.start()
+    start = time.perf_counter()
+    barrier.wait()
+    for t in threads:
+        t.join()
+    return sum(done) / (time.perf_counter() - start)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--n", type=int, default=100_000)
+    ap.add_argument("--dim", type=int, default=384)
+    ap.add_argument("--batch", type=int, default=10_000)
+    ap.add_argument("--queries", type=int, default=300)
+    ap.add_argument("--clients", type=int, default=8)
+    ap.add_argument("--seconds", type=float, default=15.0, help="per concurrent run")
+    ap.add_argument("--small", type=int, default=1_000)
+    ap.add_argument("--k", type=int, default=10)
+    ap.add_argument("--seed", type=int, default=7)
+    ap.add_argument("--quick", action="store_true", help="N = 5,000, d = 64, short runs")
+    ap.add_argument("--node", default=os.environ.get("VALORI_NODE_BIN", str(ROOT / "target/release/valori-node")))
+    ap.add_argument("--out")
+    a = ap.parse_args()
+    if a.quick:
+        a.n, a.dim, a.batch, a.queries, a.seconds, a.small = 5_000, 64, 1_000, 50, 1.0, 200
+    if not os.path.exists(a.node):
+        sys.exit(f"no valori-node at {a.node}: cargo build --release -p valori-node")
+
+    tmp = tempfile.TemporaryDirectory(prefix="valori-http-bench-")
+    proc, url = start_node(a.node, os.path.join(tmp.name, "node"))
+    try:
+        queries = data.queries(a.queries, a.dim, a.seed)
+        small_q = data.queries(a.queries, 16, a.seed)
+        rows = {}
+        db = valori.Database(os.path.join(tmp.name, "local"), dim=a.dim)
+        remote = valori.KernelClient(url=url, database="bench", dim=a.dim)
+        print(f"loading {a.n:,} x {a.dim} into each side ...", file=sys.stderr, flush=True)
+        rows["durable batch insert (vectors/s)"] = (load(db, a.n, a.dim, a.batch, a.seed),
+                                                     load(remote, a.n, a.dim, a.batch, a.seed))
+        if db.state_hash() != remote.state_hash():
+            sys.exit("the two sides hold different states")
+        print("single searches ...", file=sys.stderr, flush=True)
+        for store in (db, remote):  # warm up
+            latencies(store, queries[:10], a.k)
+        local_lat, remote_lat = latencies(db, queries, a.k), latencies(remote, queries, a.k)
+        rows["one search p50 (ms)"] = (pct(local_lat, 50) * 1e3, pct(remote_lat, 50) * 1e3)
+        rows["one search p99 (ms)"] = (pct(local_lat, 99) * 1e3, pct(remote_lat, 99) * 1e3)
+        print(f"{a.clients} concurrent clients ...", file=sys.stderr, flush=True)
+        rows[f"{a.clients} clients (searches/s)"] = (
+            concurrent(lambda: db, queries, a.k, a.clients, a.seconds),
+            concurrent(lambda: valori.KernelClient(url=url, database="bench"), queries, a.k, a.clients, a.seconds))
+        # Transport cost: a store where the search itself is nearly free.
+        sdb = valori.Database(os.path.join(tmp.name, "small"), dim=16)
+        sremote = valori.KernelClient(url=url, database="small", dim=16)
+        for s in (sdb, sremote):
+            s.insert_batch(next(data.chunks(a.small, 16, a.seed))[1])
+            latencies(s, small_q[:10], a.k)
+        sl, sr = latencies(sdb, small_q, a.k), latencies(sremote, small_q, a.k)
+        rows[f"one search p50, N = {a.small:,}, d = 16 (ms)"] = (pct(sl, 50) * 1e3, pct(sr, 50) * 1e3)
+        rows[f"one search p99, N = {a.small:,}, d = 16 (ms)"] = (pct(sl, 99) * 1e3, pct(sr, 99) * 1e3)
+        db.close()
+        sdb.close()
+    finally:
+        proc.terminate()
+        code = proc.wait(60)
+        tmp.cleanup()
+    if code != 0:
+        sys.exit(f"valori-node exited with {code}")
+
+    lines = [
+        f"Command: `python bench/node.py{' --quick' if a.quick else ''}` "
+        f"(N = {a.n:,}, d = {a.dim}, batches of {a.batch:,}, {a.queries} queries, k = {a.k}, "
+        f"{a.clients} clients for {a.seconds:g} s; durability fsync on both sides).",
+        f"Machine: {cpu_model()} ({cpu_flags()}), {os.cpu_count()} logical CPUs, "
+        f"{platform.system()} {platform.machine()}; run {time.strftime('%Y-%m-%d')}.",
+        "",
+        "| measure | in-process `Database` | HTTP `KernelClient` | HTTP / in-process |",
+        "|---|---|---|---|",
+    ]
+    for name, (local, http) in rows.items():
+        fmt = "{:,.0f}" if "/s" in name else "{:.3f}"
+        lines.append(f"| {name} | {fmt.format(local)} | {fmt.format(http)} | {http / local:.2f}x |")
+    text = "\n".join(lines) + "\n"
+    print(text)
+    if a.out:
+        pathlib.Path(a.out).write_text(text)
+
+
+if __name__ == "__main__":
+    main()
