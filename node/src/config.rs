@@ -46,6 +46,12 @@ pub struct Args {
     /// read-only key.
     #[arg(long, env = "VALORI_API_KEY_FILE")]
     pub api_key_file: Option<PathBuf>,
+    /// PEM certificate chain: serve HTTPS (with --tls-key).
+    #[arg(long, env = "VALORI_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of --tls-cert.
+    #[arg(long, env = "VALORI_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
     /// Largest request body, in bytes.
     #[arg(long, default_value_t = 256 << 20)]
     pub max_body_bytes: usize,

@@ -306,22 +306,43 @@ async fn track(State(app): State<Arc<App>>, req: Request, next: Next) -> Respons
 }
 
 /// Serves `app` on `listener` until `shutdown` completes; then stops accepting, lets the
-/// requests under way finish, and flushes and closes every database.
+/// requests under way finish, and flushes and closes every database. With `tls` (a PEM
+/// certificate chain and private key) it speaks HTTPS only (rustls, TLS 1.2 and 1.3).
 pub async fn serve(
     listener: tokio::net::TcpListener,
     app: Arc<App>,
+    tls: Option<Tls>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), String> {
     let router = router(app.clone());
     let ready = app.clone();
-    let served = axum::serve(listener, router)
-        .with_graceful_shutdown(async move {
-            shutdown.await;
-            ready.ready.store(false, Ordering::SeqCst);
-            tracing::info!("shutting down: draining requests");
-        })
-        .await
-        .map_err(|e| format!("serving: {e}"));
+    let stopping = async move {
+        shutdown.await;
+        ready.ready.store(false, Ordering::SeqCst);
+        tracing::info!("shutting down: draining requests");
+    };
+    let served = match tls {
+        None => axum::serve(listener, router)
+            .with_graceful_shutdown(stopping)
+            .await
+            .map_err(|e| format!("serving: {e}")),
+        Some(tls) => {
+            let handle = axum_server::Handle::new();
+            let drain = handle.clone();
+            tokio::spawn(async move {
+                stopping.await;
+                drain.graceful_shutdown(Some(Duration::from_secs(30)));
+            });
+            let std = listener
+                .into_std()
+                .map_err(|e| format!("preparing the listener for TLS: {e}"))?;
+            axum_server::from_tcp_rustls(std, tls.config)
+                .handle(handle)
+                .serve(router.into_make_service())
+                .await
+                .map_err(|e| format!("serving: {e}"))
+        }
+    };
     let closing = app.clone();
     let errors =
         tokio::task::spawn_blocking(move || closing.registry.close_all(Duration::from_secs(30)))
@@ -333,6 +354,32 @@ pub async fn serve(
         Ok(())
     } else {
         Err(format!("closing databases: {}", errors.join("; ")))
+    }
+}
+
+/// A TLS server configuration (rustls, with the ring provider).
+pub struct Tls {
+    config: axum_server::tls_rustls::RustlsConfig,
+}
+
+impl Tls {
+    /// Reads a PEM certificate chain and private key.
+    pub async fn from_pem_files(
+        cert: &std::path::Path,
+        key: &std::path::Path,
+    ) -> Result<Tls, String> {
+        // The process-wide provider; a second call finds it installed, which is fine.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let config = axum_server::tls_rustls::RustlsConfig::from_pem_file(cert, key)
+            .await
+            .map_err(|e| {
+                format!(
+                    "TLS certificate {} / key {}: {e}",
+                    cert.display(),
+                    key.display()
+                )
+            })?;
+        Ok(Tls { config })
     }
 }
 

@@ -3,7 +3,7 @@
 use clap::Parser;
 use std::process::ExitCode;
 use valori_node::registry::Registry;
-use valori_node::{check_listen, serve, App, Args};
+use valori_node::{check_listen, serve, App, Args, Tls};
 
 fn main() -> ExitCode {
     let args = Args::parse();
@@ -41,17 +41,22 @@ fn run(args: Args) -> Result<(), String> {
         let listener = tokio::net::TcpListener::bind(args.listen)
             .await
             .map_err(|e| format!("listening on {}: {e}", args.listen))?;
+        let tls = match (&args.tls_cert, &args.tls_key) {
+            (Some(cert), Some(key)) => Some(Tls::from_pem_files(cert, key).await?),
+            _ => None,
+        };
+        let scheme = if tls.is_some() { "https" } else { "http" };
         let registry = Registry::open(&args.data, args.open_settings())?;
         let app = App::new(registry, keys, args.limits());
         let addr = listener.local_addr().map_err(|e| e.to_string())?;
         // The one line on stdout: scripts and tests that listen on port 0 read the port here.
-        println!("valori-node listening on http://{addr}");
+        println!("valori-node listening on {scheme}://{addr}");
         tracing::info!(
             listen = %addr,
             data = %args.data.display(),
             "valori-node ready"
         );
-        serve(listener, app, shutdown_signal()).await
+        serve(listener, app, tls, shutdown_signal()).await
     })
 }
 

@@ -45,7 +45,7 @@ async fn start(dir: &std::path::Path, keys: Keys, limits: Limits) -> Server {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    let task = tokio::spawn(serve(listener, app, async move {
+    let task = tokio::spawn(serve(listener, app, None, async move {
         let _ = rx.await;
     }));
     Server {

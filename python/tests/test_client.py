@@ -93,6 +93,26 @@ def test_api_keys(tmp_path):
         assert server.stop() == 0
 
 
+def test_tls(tmp_path):
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key),
+                    "-out", str(cert), "-days", "2", "-subj", "/CN=127.0.0.1",
+                    "-addext", "subjectAltName=IP:127.0.0.1"], check=True, capture_output=True)
+    server = NodeServer("--tls-cert", str(cert), "--tls-key", str(key))
+    try:
+        assert server.url.startswith("https://127.0.0.1:")
+        c = KernelClient(url=server.url, database="tls", dim=2, ca_file=str(cert))
+        c.insert([1.0, 2.0])
+        assert [h.id for h in c.search([1.0, 2.0], k=1)] == [0]
+        # An unverified certificate is refused; plain HTTP gets no answer.
+        with pytest.raises(valori.ValoriIOError, match="CERTIFICATE_VERIFY_FAILED"):
+            KernelClient(url=server.url, database="tls")
+        with pytest.raises(valori.ValoriIOError):
+            KernelClient(url=server.url.replace("https", "http"), database="tls", retries=0)
+    finally:
+        assert server.stop() == 0
+
+
 def test_no_key_no_public_address(tmp_path):
     env = {k: v for k, v in os.environ.items() if not k.startswith("VALORI_")}
     run = subprocess.run([node_binary(), "--data", str(tmp_path), "--listen", "0.0.0.0:0"],

@@ -18,6 +18,7 @@ import base64
 import http.client
 import json
 import socket
+import ssl
 import struct
 import threading
 import time
@@ -67,7 +68,7 @@ def _raise(status: int, body: bytes) -> None:
 class _Connections:
     """One keep-alive connection per thread."""
 
-    def __init__(self, url: str, timeout: float) -> None:
+    def __init__(self, url: str, timeout: float, ca_file: Optional[str]) -> None:
         parts = urllib.parse.urlsplit(url)
         if parts.scheme not in ("http", "https"):
             raise InvalidInputError(f"url must start with http:// or https://, got {url!r}")
@@ -76,13 +77,17 @@ class _Connections:
         self.port = parts.port or (443 if self.https else 80)
         self.prefix = parts.path.rstrip("/")
         self.timeout = timeout
+        self.context = ssl.create_default_context(cafile=ca_file) if self.https else None
         self.local = threading.local()
 
     def get(self) -> http.client.HTTPConnection:
         conn = getattr(self.local, "conn", None)
         if conn is None:
-            cls = http.client.HTTPSConnection if self.https else http.client.HTTPConnection
-            conn = cls(self.host, self.port, timeout=self.timeout)
+            if self.https:
+                conn = http.client.HTTPSConnection(self.host, self.port, timeout=self.timeout,
+                                                   context=self.context)
+            else:
+                conn = http.client.HTTPConnection(self.host, self.port, timeout=self.timeout)
             self.local.conn = conn
         return conn
 
@@ -105,15 +110,17 @@ class KernelClient:
     ``metric``) the database is created if missing, and an existing one must match, as with
     :class:`valori.Database`. ``api_key`` (or none, for a server without keys) is sent as a
     bearer token. ``timeout`` is in seconds per request; ``retries`` is how many times a call
-    that is safe to repeat is retried after a dropped connection.
+    that is safe to repeat is retried after a dropped connection. An ``https://`` URL is
+    verified against the system's certificate authorities, or ``ca_file`` (PEM) if given.
     """
 
     def __init__(self, url: str = "http://127.0.0.1:3000", database: str = "default",
                  dim: Optional[int] = None, metric: Optional[str] = None,
-                 api_key: Optional[str] = None, timeout: float = 60.0, retries: int = 3) -> None:
+                 api_key: Optional[str] = None, timeout: float = 60.0, retries: int = 3,
+                 ca_file: Optional[str] = None) -> None:
         self.url = url
         self.database = database
-        self._conns = _Connections(url, timeout)
+        self._conns = _Connections(url, timeout, ca_file)
         self._headers = {"Connection": "keep-alive"}
         if api_key is not None:
             self._headers["Authorization"] = f"Bearer {api_key}"
