@@ -7,8 +7,9 @@ step() { printf '\n=== %s\n' "$*"; }
 die() { echo "$*" >&2; exit 1; }
 
 # Debian packages by group. "host": the C/C++ toolchain, GoogleTest, valgrind, CMake, Python's
-# venv, curl (the HTTP API examples); "cross": cross compilers and QEMU for the other architectures and the firmware.
-apt_packages_host=(gcc g++ make cmake pkg-config valgrind python3 python3-venv libgtest-dev curl)
+# venv, curl and openssl (the HTTP API examples, the TLS test); "cross": cross compilers and
+# QEMU for the other architectures and the firmware.
+apt_packages_host=(gcc g++ make cmake pkg-config valgrind python3 python3-venv libgtest-dev curl openssl)
 # qemu-system-arm comes from bookworm (7.2); naming qemu-utils from the same release keeps a
 # newer qemu-utils from blocking it.
 apt_packages_cross=(qemu-user gcc-aarch64-linux-gnu libc6-dev-arm64-cross gcc-s390x-linux-gnu
@@ -20,7 +21,7 @@ apt_group_present() {
   local tool
   case "$1" in
     host)
-      for tool in cmake valgrind pkg-config g++ python3 curl; do command -v "$tool" >/dev/null || return 1; done
+      for tool in cmake valgrind pkg-config g++ python3 curl openssl; do command -v "$tool" >/dev/null || return 1; done
       [ -f /usr/lib/x86_64-linux-gnu/libgtest.a ] || return 1
       python3 -c "import venv, ensurepip" 2>/dev/null || return 1 ;;
     cross)
