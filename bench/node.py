@@ -34,30 +34,10 @@ import numpy as np
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 import data  # noqa: E402
+from machine import cpu_name, simd  # noqa: E402
 import valori  # noqa: E402
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-
-
-def cpu_model():
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
-
-
-def cpu_flags():
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("flags"):
-                flags = line.split()
-                return "AVX-512" if "avx512bw" in flags else "AVX2" if "avx2" in flags else "no AVX2"
-    except OSError:
-        pass
-    return "?"
 
 
 def start_node(binary, data_dir):
@@ -187,7 +167,7 @@ def main():
         f"Command: `python bench/node.py{' --quick' if a.quick else ''}` "
         f"(N = {a.n:,}, d = {a.dim}, batches of {a.batch:,}, {a.queries} queries, k = {a.k}, "
         f"{a.clients} clients for {a.seconds:g} s; durability fsync on both sides).",
-        f"Machine: {cpu_model()} ({cpu_flags()}), {os.cpu_count()} logical CPUs, "
+        f"Machine: {cpu_name()} ({simd()}), {os.cpu_count()} logical CPUs, "
         f"{platform.system()} {platform.machine()}; run {time.strftime('%Y-%m-%d')}.",
         "",
         "| measure | in-process `Database` | HTTP `KernelClient` | HTTP / in-process |",

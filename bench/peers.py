@@ -25,6 +25,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
+from machine import cpu_name  # noqa: E402
 
 LIBS = ["valori-mem", "valori-durable", "numpy", "faiss", "usearch", "hnswlib", "sqlite-vec"]
 SINGLE_THREAD = {
@@ -333,16 +334,6 @@ def versions():
         except metadata.PackageNotFoundError:
             pass
     return v
-
-
-def cpu_name():
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def run(cmd, env):

@@ -6,28 +6,11 @@
 # Usage: bash tests/http-api/run.sh   (VALORI_NODE_BIN: a built binary; default: builds one)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-root=$(pwd)
-if [ -z "${VALORI_NODE_BIN:-}" ]; then
-  cargo build -q --release -p valori-node
-  VALORI_NODE_BIN=$root/target/release/valori-node
-fi
-work=$(mktemp -d)
-server=
-cleanup() {
-  if [ -n "$server" ] && kill -0 "$server" 2>/dev/null; then kill -KILL "$server"; fi
-  rm -rf "$work"
-}
-trap cleanup EXIT
-
+# shellcheck source=tests/http-api/node.sh
+source tests/http-api/node.sh
 mkdir "$work/run"
-"$VALORI_NODE_BIN" --data "$work/data" --listen 127.0.0.1:0 >"$work/out" 2>"$work/log" &
-server=$!
-for _ in $(seq 100); do
-  grep -q "listening on" "$work/out" 2>/dev/null && break
-  sleep 0.1
-done
-VALORI_URL=$(sed -n 's/^valori-node listening on //p' "$work/out")
-[ -n "$VALORI_URL" ] || { cat "$work/log" >&2; echo "valori-node did not start" >&2; exit 1; }
+node_start
+VALORI_URL=$url
 export VALORI_URL
 
 python3 - "$work/blocks" <<'PY'
@@ -58,7 +41,5 @@ for b in "$work"/blocks/*.sh; do
     exit 1
   fi
 done
-kill -TERM "$server"
-wait "$server" || { cat "$work/log" >&2; echo "valori-node did not exit cleanly" >&2; exit 1; }
-server=
+node_stop
 echo "docs/HTTP-API.md: every sh block passed"

@@ -9,41 +9,21 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 root=$(pwd)
 examples=${1:-50}
-if [ -z "${VALORI_NODE_BIN:-}" ]; then
-  cargo build -q --release -p valori-node
-  VALORI_NODE_BIN=$root/target/release/valori-node
-fi
+# shellcheck source=tests/http-api/node.sh
+source tests/http-api/node.sh
 venv=$root/target/stenv
 [ -x "$venv/bin/schemathesis" ] || {
   python3 -m venv "$venv"
   "$venv/bin/pip" install -q --disable-pip-version-check schemathesis==4.32.5
 }
-work=$(mktemp -d)
-server=
-cleanup() {
-  if [ -n "$server" ] && kill -0 "$server" 2>/dev/null; then kill -KILL "$server"; fi
-  rm -rf "$work"
-}
-trap cleanup EXIT
 key=schemathesis-key-$RANDOM$RANDOM$RANDOM
 printf 'read-write %s\n' "$key" >"$work/keys"
-"$VALORI_NODE_BIN" --data "$work/data" --listen 127.0.0.1:0 --api-key-file "$work/keys" \
-  --max-k 1000 >"$work/out" 2>"$work/log" &
-server=$!
-for _ in $(seq 100); do
-  grep -q "listening on" "$work/out" 2>/dev/null && break
-  sleep 0.1
-done
-url=$(sed -n 's/^valori-node listening on //p' "$work/out")
-[ -n "$url" ] || { cat "$work/log" >&2; echo "valori-node did not start" >&2; exit 1; }
+node_start --api-key-file "$work/keys" --max-k 1000
 # A database for the generated requests to reach (names are otherwise random, mostly 404).
 curl -fsS -X PUT "$url/v1/databases/default" -H "Authorization: Bearer $key" \
   -H 'Content-Type: application/json' -d '{"dim": 3}' >/dev/null
 "$venv/bin/schemathesis" run "$url/openapi.json" -H "Authorization: Bearer $key" \
   --max-examples "$examples" --seed 20261201 -w 2 --exclude-checks positive_data_acceptance \
   --no-color
-if grep -n "panicked" "$work/log"; then echo "valori-node panicked" >&2; exit 1; fi
-kill -TERM "$server"
-wait "$server" || { tail -20 "$work/log" >&2; echo "valori-node did not exit cleanly" >&2; exit 1; }
-server=
+node_stop
 echo "schemathesis: no failures"
