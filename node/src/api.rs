@@ -17,13 +17,29 @@ use valori_engine::Engine;
 
 type Shared = State<Arc<App>>;
 
-/// Runs an engine call on the blocking pool.
+/// Runs an engine call that changes something on the blocking pool, to its end (a write is
+/// never cut off by a timeout: its answer says whether it happened).
 async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
 ) -> Result<T, ApiError> {
     tokio::task::spawn_blocking(f)
         .await
         .map_err(|e| ApiError::internal(format!("a request task failed: {e}")))?
+}
+
+/// Runs an engine call that only reads on the blocking pool, answering 503 after the
+/// server's request timeout (the read may finish unseen; nothing changes either way).
+async fn reading<T: Send + 'static>(
+    app: &App,
+    f: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
+) -> Result<T, ApiError> {
+    match tokio::time::timeout(app.limits.request_timeout, blocking(f)).await {
+        Ok(r) => r,
+        Err(_) => Err(ApiError::new(
+            ErrorCode::Busy,
+            "the request took longer than --request-timeout",
+        )),
+    }
 }
 
 /// The `/v1/` routes with their OpenAPI operations.
@@ -229,7 +245,17 @@ async fn insert_batch(
                 let db_dim = app.registry.get(&name).ok().and_then(|d| d.config().ok());
                 let dim = db_dim.map_or(dim, |c| c.dim as usize);
                 let v = fixed_rows(&req.vectors, dim)?;
-                (req.vectors.len(), v, req.tags.unwrap_or_default(), dim)
+                let tags = match req.tags {
+                    Some(t) if t.len() != req.vectors.len() => {
+                        return Err(ApiError::invalid(format!(
+                            "expected {} tags, got {}",
+                            req.vectors.len(),
+                            t.len()
+                        )))
+                    }
+                    t => t.unwrap_or_default(),
+                };
+                (req.vectors.len(), v, tags, dim)
             }
             None => {
                 let db = app.registry.get(&name)?;
@@ -344,8 +370,10 @@ async fn set_tag(
     write(app, name, move |db| db.set_tag(id, req.tag)).await
 }
 
-fn check_k(app: &App, k: u32) -> Result<(), ApiError> {
-    if k as usize > app.limits.max_k {
+/// Refuses a `k` whose answer would exceed the server's limit (a larger `k` on a smaller
+/// store returns every record, as in process).
+fn check_k(app: &App, db: &Engine, k: u32) -> Result<(), ApiError> {
+    if k as usize > app.limits.max_k && db.len()? > app.limits.max_k {
         return Err(ApiError::invalid(format!(
             "k = {k} is over this server's limit of {} (--max-k)",
             app.limits.max_k
@@ -364,10 +392,11 @@ async fn search(
     Path(DbPath { db: name }): Path<DbPath>,
     Json(req): Json<SearchRequest>,
 ) -> Result<Json<SearchResponse>, ApiError> {
-    check_k(&app, req.k)?;
     let q = fixed(&req.vector)?;
-    blocking(move || {
+    let limits = app.clone();
+    reading(&limits, move || {
         let db = app.registry.get(&name)?;
+        check_k(&app, &db, req.k)?;
         let metric = db.config()?.metric;
         let hits = db
             .search_fixed(&q, req.k, req.tag)?
@@ -409,7 +438,8 @@ async fn search_batch(
     } else {
         Some(json_body(&headers, &body)?)
     };
-    blocking(move || {
+    let limits = app.clone();
+    reading(&limits, move || {
         let db = app.registry.get(&name)?;
         let dim = db.config()?.dim as usize;
         let (n, queries, k, tag) = match json {
@@ -424,7 +454,7 @@ async fn search_batch(
                 (n, q, params.k.unwrap_or(10), params.tag)
             }
         };
-        check_k(&app, k)?;
+        check_k(&app, &db, k)?;
         check_batch(&app, n)?;
         let (width, hits) = db.search_batch_fixed(&queries, k, tag)?;
         let metric = db.config()?.metric;

@@ -86,8 +86,16 @@ impl Keys {
         if self.is_empty() {
             return Ok(None);
         }
+        // The scheme name is case-insensitive (RFC 9110 §11.1).
         let token = authorization
-            .and_then(|h| h.strip_prefix(b"Bearer "))
+            .and_then(|h| match (h.get(..7), h.get(7..)) {
+                (Some(scheme), Some(token))
+                    if scheme.eq_ignore_ascii_case(b"bearer ") && !token.is_empty() =>
+                {
+                    Some(token)
+                }
+                _ => None,
+            })
             .ok_or_else(ApiError::unauthorized)?;
         let presented = blake3::hash(token);
         let mut found = None;
@@ -120,6 +128,10 @@ mod tests {
         );
         assert_eq!(
             k.check(Some(b"Bearer ro-key-0123456789")).unwrap(),
+            Some(KeyKind::ReadOnly)
+        );
+        assert_eq!(
+            k.check(Some(b"bearer ro-key-0123456789")).unwrap(),
             Some(KeyKind::ReadOnly)
         );
         for bad in [

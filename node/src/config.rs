@@ -64,7 +64,7 @@ pub struct Args {
     /// Requests handled at once; more are answered 429.
     #[arg(long, default_value_t = 512)]
     pub max_concurrency: usize,
-    /// Seconds a request may take before it is answered 503.
+    /// Seconds a search may take before it is answered 503.
     #[arg(long, default_value_t = 60)]
     pub request_timeout: u64,
     /// Checkpoint a database when its WAL passes this many bytes (0: never automatically).
@@ -106,15 +106,22 @@ impl Default for Limits {
 }
 
 impl Args {
-    /// The limits the flags give.
-    pub fn limits(&self) -> Limits {
-        Limits {
+    /// The limits the flags give (refused if a batch answer could not say its size).
+    pub fn limits(&self) -> Result<Limits, String> {
+        if u32::try_from(self.max_batch).is_err() {
+            return Err(format!(
+                "--max-batch {} is over {}: the binary batch answers count rows in 32 bits",
+                self.max_batch,
+                u32::MAX
+            ));
+        }
+        Ok(Limits {
             max_body_bytes: self.max_body_bytes,
             max_batch: self.max_batch,
             max_k: self.max_k,
             max_concurrency: self.max_concurrency.max(1),
             request_timeout: Duration::from_secs(self.request_timeout.max(1)),
-        }
+        })
     }
 
     /// How databases are opened.
@@ -134,6 +141,12 @@ impl Args {
         let mut keys = Keys::none();
         if let Some(f) = &self.api_key_file {
             keys.add_file(f)?;
+            if keys.is_empty() {
+                return Err(format!(
+                    "the API key file {} holds no key (without keys every request is allowed)",
+                    f.display()
+                ));
+            }
         }
         for (var, kind) in [
             ("VALORI_API_KEY", KeyKind::ReadWrite),

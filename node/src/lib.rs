@@ -39,6 +39,7 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use tower::limit::GlobalConcurrencyLimitLayer;
 use tower::ServiceBuilder;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
@@ -180,12 +181,13 @@ pub fn router(app: Arc<App>) -> Router {
     let limits = app.limits.clone();
     let (v1, _) = api::routes().split_for_parts();
     let v1 = v1
+        // One semaphore for every route (a plain `concurrency_limit` would give each route its
+        // own): over the limit a request is answered 429 at once.
         .layer(
             ServiceBuilder::new()
                 .layer(HandleErrorLayer::new(overloaded))
                 .load_shed()
-                .concurrency_limit(limits.max_concurrency)
-                .timeout(limits.request_timeout),
+                .layer(GlobalConcurrencyLimitLayer::new(limits.max_concurrency)),
         )
         .layer(DefaultBodyLimit::max(limits.max_body_bytes))
         .with_state(app.clone());
@@ -223,12 +225,6 @@ async fn overloaded(e: tower::BoxError) -> ApiError {
             ErrorCode::Busy,
             "too many requests in flight (--max-concurrency); retry later",
         )
-    } else if e.is::<tower::timeout::error::Elapsed>() {
-        ApiError::with_status(
-            StatusCode::SERVICE_UNAVAILABLE,
-            ErrorCode::Busy,
-            "the request took longer than --request-timeout; a write may still complete",
-        )
     } else {
         ApiError::internal(format!("request failed: {e}"))
     }
@@ -256,12 +252,15 @@ async fn metrics(State(app): State<Arc<App>>) -> Response {
         .into_response()
 }
 
-/// True for calls that only read (a read-only key may make them).
-fn reads_only(method: &Method, path: &str) -> bool {
+/// True for calls that only read (a read-only key may make them): by route template.
+fn reads_only(method: &Method, route: Option<&str>) -> bool {
     method == Method::GET
         || method == Method::HEAD
         || (method == Method::POST
-            && (path.ends_with("/search") || path.ends_with("/search/batch")))
+            && matches!(
+                route,
+                Some("/v1/databases/{db}/search" | "/v1/databases/{db}/search/batch")
+            ))
 }
 
 async fn authorize(State(app): State<Arc<App>>, req: Request, next: Next) -> Response {
@@ -273,19 +272,40 @@ async fn authorize(State(app): State<Arc<App>>, req: Request, next: Next) -> Res
         .headers()
         .get(header::AUTHORIZATION)
         .map(|v| v.as_bytes());
-    match app.keys.check(header) {
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(MatchedPath::as_str);
+    let mut answer = match app.keys.check(header) {
         Err(e) => e.into_response(),
-        Ok(Some(KeyKind::ReadOnly)) if !reads_only(req.method(), path) => {
+        Ok(Some(KeyKind::ReadOnly)) if !reads_only(req.method(), route) => {
             ApiError::forbidden().into_response()
         }
-        Ok(_) => next.run(req).await,
+        Ok(_) => return next.run(req).await,
+    };
+    if answer.status() == StatusCode::UNAUTHORIZED {
+        answer.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            header::HeaderValue::from_static("Bearer"),
+        );
     }
+    answer
 }
 
 /// Counts and logs every request by route template and status.
 async fn track(State(app): State<Arc<App>>, req: Request, next: Next) -> Response {
     let start = Instant::now();
-    let method = req.method().clone();
+    // A fixed set of method labels: any other method (the client picks it) counts as OTHER.
+    let method = match *req.method() {
+        Method::GET => "GET",
+        Method::HEAD => "HEAD",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::DELETE => "DELETE",
+        Method::PATCH => "PATCH",
+        Method::OPTIONS => "OPTIONS",
+        _ => "OTHER",
+    };
     let route = req
         .extensions()
         .get::<MatchedPath>()
@@ -293,10 +313,9 @@ async fn track(State(app): State<Arc<App>>, req: Request, next: Next) -> Respons
     let response = next.run(req).await;
     let seconds = start.elapsed().as_secs_f64();
     let status = response.status().as_u16();
-    app.metrics
-        .observe(method.as_str(), &route, status, seconds);
+    app.metrics.observe(method, &route, status, seconds);
     tracing::info!(
-        method = %method,
+        method,
         route = %route,
         status,
         micros = (seconds * 1e6) as u64,
@@ -322,16 +341,35 @@ pub async fn serve(
         tracing::info!("shutting down: draining requests");
     };
     let served = match tls {
-        None => axum::serve(listener, router)
-            .with_graceful_shutdown(stopping)
-            .await
-            .map_err(|e| format!("serving: {e}")),
+        None => {
+            // Draining waits for open connections; after DRAIN_DEADLINE (a slow download)
+            // they are dropped so that the databases still get flushed and closed.
+            let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+            let serving = axum::serve(listener, router).with_graceful_shutdown(async move {
+                stopping.await;
+                let _ = tx.send(());
+            });
+            let deadline = async move {
+                if rx.await.is_ok() {
+                    tokio::time::sleep(DRAIN_DEADLINE).await;
+                } else {
+                    std::future::pending::<()>().await;
+                }
+            };
+            tokio::select! {
+                r = serving => r.map_err(|e| format!("serving: {e}")),
+                () = deadline => {
+                    tracing::warn!("requests still running after the drain deadline; closing");
+                    Ok(())
+                }
+            }
+        }
         Some(tls) => {
             let handle = axum_server::Handle::new();
             let drain = handle.clone();
             tokio::spawn(async move {
                 stopping.await;
-                drain.graceful_shutdown(Some(Duration::from_secs(30)));
+                drain.graceful_shutdown(Some(DRAIN_DEADLINE));
             });
             let std = listener
                 .into_std()
@@ -356,6 +394,9 @@ pub async fn serve(
         Err(format!("closing databases: {}", errors.join("; ")))
     }
 }
+
+/// How long shutdown waits for requests under way before closing the databases regardless.
+const DRAIN_DEADLINE: Duration = Duration::from_secs(30);
 
 /// A TLS server configuration (rustls, with the ring provider).
 pub struct Tls {

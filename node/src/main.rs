@@ -47,7 +47,7 @@ fn run(args: Args) -> Result<(), String> {
         };
         let scheme = if tls.is_some() { "https" } else { "http" };
         let registry = Registry::open(&args.data, args.open_settings())?;
-        let app = App::new(registry, keys, args.limits());
+        let app = App::new(registry, keys, args.limits()?);
         let addr = listener.local_addr().map_err(|e| e.to_string())?;
         // The one line on stdout: scripts and tests that listen on port 0 read the port here.
         println!("valori-node listening on {scheme}://{addr}");

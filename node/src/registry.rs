@@ -5,11 +5,19 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
-use valori_engine::valori_kernel::{ErrorCode, Metric};
+use valori_engine::valori_kernel::{Config, ErrorCode, Metric};
 use valori_engine::{Durability, Engine, Options};
 
 /// The database that clients use when they name none.
 pub const DEFAULT_DATABASE: &str = "default";
+
+/// Directories of dropped databases are renamed to this prefix and the name before deletion
+/// (a name never starts with '.', so no database can be called that).
+const TOMBSTONE_PREFIX: &str = ".dropped-";
+
+fn sync_dir(dir: &Path) -> std::io::Result<()> {
+    std::fs::File::open(dir)?.sync_all()
+}
 
 /// The longest database name.
 pub const MAX_NAME_LEN: usize = 64;
@@ -69,7 +77,12 @@ impl Registry {
             let entry = entry.map_err(|e| format!("reading {}: {e}", dir.display()))?;
             let is_dir = entry.file_type().map(|t| t.is_dir()).unwrap_or(false);
             if let (true, Some(name)) = (is_dir, entry.file_name().to_str()) {
-                if check_name(name).is_ok() {
+                if name.starts_with(TOMBSTONE_PREFIX) {
+                    // A drop that a crash interrupted: finish it.
+                    std::fs::remove_dir_all(entry.path())
+                        .map_err(|e| format!("removing {}: {e}", entry.path().display()))?;
+                    tracing::info!(directory = %name, "removed a dropped database's files");
+                } else if check_name(name).is_ok() {
                     names.push(name.to_string());
                 }
             }
@@ -153,6 +166,8 @@ impl Registry {
             }
             return Ok((false, db));
         }
+        // Checked before any file is made (the engine would lock the directory first).
+        Config::new(dim, metric.unwrap_or(Metric::L2))?;
         let path = self.dir.join(name);
         let db = Arc::new(Engine::open(
             &path,
@@ -196,9 +211,18 @@ impl Registry {
         };
         let path = engine.path().to_path_buf();
         engine.close()?;
-        std::fs::remove_dir_all(&path).map_err(|e| {
-            ApiError::new(ErrorCode::Io, format!("removing {}: {e}", path.display()))
-        })?;
+        // Atomically out of the namespace first (a crash from here on leaves a tombstone that
+        // the next start removes, never a half-deleted database), then deleted.
+        let tomb = self.dir.join(format!("{TOMBSTONE_PREFIX}{name}"));
+        let io = |what: &str, e: std::io::Error| {
+            ApiError::new(ErrorCode::Io, format!("{what} {}: {e}", path.display()))
+        };
+        if tomb.exists() {
+            std::fs::remove_dir_all(&tomb).map_err(|e| io("removing an old tombstone of", e))?;
+        }
+        std::fs::rename(&path, &tomb).map_err(|e| io("renaming", e))?;
+        sync_dir(&self.dir).map_err(|e| io("syncing the data directory after dropping", e))?;
+        std::fs::remove_dir_all(&tomb).map_err(|e| io("removing", e))?;
         tracing::info!(database = %name, "dropped");
         Ok(())
     }

@@ -190,7 +190,8 @@ pub struct DbIdPath {
 pub enum MetricName {
     /// Squared Euclidean distance.
     L2,
-    /// Negative inner product.
+    /// Negative inner product (`inner_product` is read as `ip`, as in process).
+    #[serde(alias = "inner_product")]
     Ip,
     /// One minus cosine similarity.
     Cosine,

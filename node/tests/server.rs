@@ -270,13 +270,6 @@ async fn errors_keys_and_limits() {
         ),
         (
             "POST",
-            "/v1/databases/a/search",
-            json!({"vector": [1.0, 2.0], "k": 4}),
-            400,
-            "INVALID_INPUT",
-        ),
-        (
-            "POST",
             "/v1/databases/a/records/batch",
             json!({"vectors": [[1, 2], [1, 2], [1, 2], [1, 2], [1, 2]]}),
             413,
@@ -394,6 +387,140 @@ async fn errors_keys_and_limits() {
     assert!(text.contains("valori_http_requests_total{method=\"POST\",route=\"/v1/databases/{db}/records\",status=\"422\"} 1"), "{text}");
     assert!(text.contains("valori_records{database=\"a\"} 0"), "{text}");
     server.stop().await;
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn over_the_concurrency_limit_is_429_and_drop_is_clean() {
+    let dir = tempdir("limit");
+    let limits = Limits {
+        max_concurrency: 1,
+        max_k: 2,
+        ..Limits::default()
+    };
+    let server = start(&dir, Keys::none(), limits).await;
+    let (s, _) = server
+        .json(
+            "PUT",
+            "/v1/databases/c",
+            None,
+            json!({"dim": 2, "metric": "inner_product"}),
+        )
+        .await;
+    assert_eq!(s, 201, "inner_product is read as ip, as in process");
+    // A request whose body has not arrived holds the only slot.
+    let mut slow = TcpStream::connect(server.addr).await.unwrap();
+    slow.write_all(b"POST /v1/databases/c/records HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 40\r\n\r\n{\"vec")
+        .await
+        .unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    let (s, v) = server
+        .json("GET", "/v1/databases/c", None, Value::Null)
+        .await;
+    assert_eq!((s, v["code"].as_str()), (429, Some("BUSY")), "{v}");
+    // Every route shares the one limit.
+    let (s, _) = server.json("GET", "/v1/databases", None, Value::Null).await;
+    assert_eq!(s, 429);
+    drop(slow);
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    let (s, _) = server
+        .json("GET", "/v1/databases/c", None, Value::Null)
+        .await;
+    assert_eq!(s, 200, "the slot is free again");
+
+    // k over the limit is refused only when the answer would be over it.
+    let (s, _) = server
+        .json(
+            "POST",
+            "/v1/databases/c/records/batch",
+            None,
+            json!({"vectors": [[1, 0], [0, 1]], "tags": [1, 2]}),
+        )
+        .await;
+    assert_eq!(s, 201);
+    let (s, v) = server
+        .json(
+            "POST",
+            "/v1/databases/c/search",
+            None,
+            json!({"vector": [1, 1], "k": 100}),
+        )
+        .await;
+    assert_eq!(
+        (s, v["hits"].as_array().map(Vec::len)),
+        (200, Some(2)),
+        "{v}"
+    );
+    server
+        .json(
+            "POST",
+            "/v1/databases/c/records",
+            None,
+            json!({"vector": [1, 1]}),
+        )
+        .await;
+    let (s, _) = server
+        .json(
+            "POST",
+            "/v1/databases/c/search",
+            None,
+            json!({"vector": [1, 1], "k": 100}),
+        )
+        .await;
+    assert_eq!(s, 400);
+    // A tag list of the wrong length is refused, as in process.
+    let (s, v) = server
+        .json(
+            "POST",
+            "/v1/databases/c/records/batch",
+            None,
+            json!({"vectors": [[1, 0]], "tags": []}),
+        )
+        .await;
+    assert_eq!((s, v["code"].as_str()), (400, Some("INVALID_INPUT")), "{v}");
+    // A bad dimension creates nothing on disk.
+    let (s, _) = server
+        .json("PUT", "/v1/databases/zero", None, json!({"dim": 0}))
+        .await;
+    assert_eq!(s, 400);
+    assert!(!dir.join("zero").exists());
+    // Drop removes everything, leaving no tombstone.
+    let (s, _) = server
+        .json("DELETE", "/v1/databases/c", None, Value::Null)
+        .await;
+    assert_eq!(s, 204);
+    let left: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+    let (s, _) = server
+        .json("GET", "/v1/databases/c", None, Value::Null)
+        .await;
+    assert_eq!(s, 404);
+    server.stop().await;
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn an_interrupted_drop_is_finished_at_start() {
+    let dir = tempdir("tomb");
+    std::fs::create_dir_all(dir.join(".dropped-old/inner")).unwrap();
+    std::fs::create_dir_all(dir.join("not-a-database")).unwrap();
+    let registry = Registry::open(
+        &dir,
+        OpenSettings {
+            durability: valori_engine::Durability::Fsync,
+            checkpoint_wal_bytes: 0,
+        },
+    )
+    .unwrap();
+    assert!(registry.all().is_empty());
+    assert!(!dir.join(".dropped-old").exists());
+    assert!(
+        dir.join("not-a-database").exists(),
+        "other directories are left alone"
+    );
     std::fs::remove_dir_all(&dir).unwrap();
 }
 

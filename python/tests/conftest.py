@@ -29,8 +29,9 @@ class NodeServer:
     def __init__(self, *args: str, env: dict = None, data: str = None) -> None:
         self.tmp = None if data else tempfile.TemporaryDirectory(prefix="valori-node-")
         self.data = data or self.tmp.name
+        listen = [] if "--listen" in args else ["--listen", "127.0.0.1:0"]
         self.proc = subprocess.Popen(
-            [node_binary(), "--data", self.data, "--listen", "127.0.0.1:0", *args],
+            [node_binary(), "--data", self.data, *listen, *args],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
             env={**os.environ, "RUST_LOG": "warn", **(env or {})})
         line = self.proc.stdout.readline()

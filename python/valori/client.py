@@ -1,5 +1,5 @@
-"""KernelClient: a database served by ``valori-node``, with the methods of
-:class:`valori.Database` and :class:`valori.EmbeddedKernel`.
+"""KernelClient: a database served by ``valori-node``, with the store methods of
+:class:`valori.Database` and :class:`valori.EmbeddedKernel` (see docs/HTTP-API.md for the list).
 
 Replacing ``valori.Database("mem", dim=384)`` with
 ``valori.KernelClient(url="http://127.0.0.1:3000", database="mem", dim=384)`` changes nothing
@@ -17,6 +17,7 @@ from __future__ import annotations
 import base64
 import http.client
 import json
+import select
 import socket
 import ssl
 import struct
@@ -82,6 +83,16 @@ class _Connections:
 
     def get(self) -> http.client.HTTPConnection:
         conn = getattr(self.local, "conn", None)
+        if conn is not None and conn.sock is not None:
+            # A kept-alive connection the server closed meanwhile (a restart, an idle timeout)
+            # reads as ready with nothing to say: open a new one rather than send into it.
+            try:
+                dropped = bool(select.select([conn.sock], [], [], 0)[0])
+            except (OSError, ValueError):
+                dropped = True
+            if dropped:
+                conn.close()
+                conn = None
         if conn is None:
             if self.https:
                 conn = http.client.HTTPSConnection(self.host, self.port, timeout=self.timeout,
@@ -98,7 +109,7 @@ class _Connections:
         self.local.conn = None
 
 
-_RETRYABLE = (ConnectionResetError, ConnectionAbortedError, BrokenPipeError,
+_RETRYABLE = (ConnectionResetError, ConnectionAbortedError, BrokenPipeError, ssl.SSLEOFError,
               http.client.RemoteDisconnected, http.client.BadStatusLine)
 
 
@@ -109,14 +120,15 @@ class KernelClient:
     first insert, with the vector's dimension and metric L2). With ``dim`` (and optionally
     ``metric``) the database is created if missing, and an existing one must match, as with
     :class:`valori.Database`. ``api_key`` (or none, for a server without keys) is sent as a
-    bearer token. ``timeout`` is in seconds per request; ``retries`` is how many times a call
+    bearer token. ``timeout`` is in seconds per request (longer than the server's own
+    ``--request-timeout``, 60 s by default, so the server's answer arrives first); ``retries`` is how many times a call
     that is safe to repeat is retried after a dropped connection. An ``https://`` URL is
     verified against the system's certificate authorities, or ``ca_file`` (PEM) if given.
     """
 
     def __init__(self, url: str = "http://127.0.0.1:3000", database: str = "default",
                  dim: Optional[int] = None, metric: Optional[str] = None,
-                 api_key: Optional[str] = None, timeout: float = 60.0, retries: int = 3,
+                 api_key: Optional[str] = None, timeout: float = 90.0, retries: int = 3,
                  ca_file: Optional[str] = None) -> None:
         self.url = url
         self.database = database
@@ -126,6 +138,7 @@ class KernelClient:
             self._headers["Authorization"] = f"Bearer {api_key}"
         self._retries = max(0, int(retries))
         self._closed = False
+        self._dropped = False
         self._base = f"{self._conns.prefix}/v1/databases/{urllib.parse.quote(database, safe='')}"
         #: Components per vector (``None`` until the default database exists) and the metric.
         self.dim: Optional[int] = None
@@ -247,7 +260,10 @@ class KernelClient:
         little-endian rows (float32 stays float32, anything else goes as float64)."""
         if self._need_dim() < 0:
             # The default database does not exist yet: JSON creates it with the rows' width.
-            arr = np.asarray(vectors, dtype=np.float64)
+            from . import _dtype
+            arr = np.asarray(vectors)
+            _dtype(arr)
+            arr = arr.astype(np.float64)
             if arr.ndim != 2:
                 from .errors import DimensionError
                 raise DimensionError(f"expected an (n, dim) array of vectors, got shape {arr.shape}")
@@ -389,11 +405,22 @@ class KernelClient:
     def drop(self) -> None:
         """Deletes the database and its files on the server."""
         self._request("DELETE", "")
+        self._dropped = True
 
     def close(self) -> None:
-        """Closes this client's connections (the server keeps the database open)."""
-        self._conns.reset()
-        self._closed = True
+        """Flushes the database on the server (as ``Database.close`` does; a no-op in its
+        fsync modes) and closes this client's connections; the server keeps the database
+        open. Later calls raise :class:`MisuseError`."""
+        if self._closed:
+            return
+        try:
+            if not self._dropped:
+                self.flush()
+        except (NotFoundError, ForbiddenError):
+            pass  # nothing to flush (not created yet), or a read-only key: nothing written
+        finally:
+            self._conns.reset()
+            self._closed = True
 
     @property
     def closed(self) -> bool:
