@@ -137,7 +137,12 @@ impl Registry {
             Err(e) if name == DEFAULT_DATABASE && e.status == axum::http::StatusCode::NOT_FOUND => {
                 let dim = u32::try_from(dim)
                     .map_err(|_| ApiError::invalid("the vector has too many components"))?;
-                Ok(self.ensure(name, dim, None)?.1)
+                match self.ensure(name, dim, None) {
+                    Ok((_, db)) => Ok(db),
+                    // Another first insert created it meanwhile, maybe of another dimension:
+                    // the insert itself then reports the dimension, as in process.
+                    Err(e) => self.get(name).map_err(|_| e),
+                }
             }
             other => other,
         }
