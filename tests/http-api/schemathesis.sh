@@ -3,7 +3,8 @@
 # positive_data_acceptance (the schema cannot say a database's dimension, the Q16.16 range or
 # the server's limits, so schema-valid requests may rightly be refused with a 4xx). The server
 # runs with an API key, so authentication is checked too. Fails on any failure, on a panic in
-# the server's log, or on an unclean exit at SIGTERM.
+# the server's log, or on an unclean exit at SIGTERM. One worker: with two, hypothesis (under
+# schemathesis) races in Python 3.11's AST parser and reports internal errors.
 # Usage: bash tests/http-api/schemathesis.sh [EXAMPLES]   (per operation; default 50)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -23,7 +24,7 @@ node_start --api-key-file "$work/keys" --max-k 1000
 curl -fsS -X PUT "$url/v1/databases/default" -H "Authorization: Bearer $key" \
   -H 'Content-Type: application/json' -d '{"dim": 3}' >/dev/null
 "$venv/bin/schemathesis" run "$url/openapi.json" -H "Authorization: Bearer $key" \
-  --max-examples "$examples" --seed 20261201 -w 2 --exclude-checks positive_data_acceptance \
+  --max-examples "$examples" --seed 20261201 -w 1 --exclude-checks positive_data_acceptance \
   --no-color
 node_stop
 echo "schemathesis: no failures"
