@@ -236,10 +236,8 @@ class KernelClient:
         if arr.ndim != 1 or (dim >= 0 and arr.shape[0] != dim):
             from .errors import DimensionError
             raise DimensionError(f"expected a vector of {dim if dim >= 0 else 'dim'} components, got shape {arr.shape}")
-        if arr.dtype == np.float32:
-            # JSON numbers are read as float64: a float32 converts to it exactly.
-            return [float(x) for x in arr.astype(np.float64)]
-        return [float(x) for x in arr.astype(np.float64)]
+        # JSON numbers are read as float64; a float32 converts to it exactly.
+        return arr.astype(np.float64).tolist()
 
     # -- the Database / EmbeddedKernel API ----------------------------------------------------
 
