@@ -1,8 +1,8 @@
 //! The error vocabulary shared by every layer (kernel, engine, C, Python, HTTP).
 //!
 //! [`ErrorCode`] is the stable table: each code has a number (the C value) and a name (the
-//! Python exception stem and the HTTP error name). [`Error`] is the kernel's error, with the
-//! detail a user needs to fix the input.
+//! Python exception stem; C and HTTP spell it in capitals with underscores). [`Error`] is the
+//! kernel's error, with the detail a user needs to fix the input.
 
 use core::fmt;
 
@@ -26,7 +26,8 @@ macro_rules! error_table {
             pub const ALL: &'static [ErrorCode] = &[$(ErrorCode::$variant),*];
 
             /// The stable name of the code, e.g. `"InvalidInput"` (the Python exception is
-            /// named after it, the HTTP `code` field carries it).
+            /// named after it; C's constant and the HTTP `code` field spell it
+            /// `INVALID_INPUT`).
             pub const fn name(self) -> &'static str {
                 match self {
                     $( ErrorCode::$variant => stringify!($variant), )*
