@@ -441,7 +441,8 @@ async fn search_batch(
     let limits = app.clone();
     reading(&limits, move || {
         let db = app.registry.get(&name)?;
-        let dim = db.config()?.dim as usize;
+        let config = db.config()?;
+        let (dim, metric) = (config.dim as usize, config.metric);
         let (n, queries, k, tag) = match json {
             Some(req) => (
                 req.vectors.len(),
@@ -457,7 +458,6 @@ async fn search_batch(
         check_k(&app, &db, k)?;
         check_batch(&app, n)?;
         let (width, hits) = db.search_batch_fixed(&queries, k, tag)?;
-        let metric = db.config()?.metric;
         if binary_out {
             let mut out = Vec::with_capacity(8 + hits.len() * 16);
             out.extend_from_slice(&(n as u32).to_le_bytes());
@@ -470,23 +470,19 @@ async fn search_batch(
             }
             return Ok(([(header::CONTENT_TYPE, "application/octet-stream")], out).into_response());
         }
-        let rows = |f: &dyn Fn(&valori_engine::valori_kernel::Hit) -> f64| -> Vec<Vec<f64>> {
-            hits.chunks(width.max(1))
-                .map(|c| c.iter().map(f).collect())
-                .collect()
-        };
-        let distances = if width == 0 {
-            vec![Vec::new(); n]
-        } else {
-            rows(&|h| metric.distance_to_f64(h.distance))
-        };
-        let ids = if width == 0 {
-            vec![Vec::new(); n]
-        } else {
-            hits.chunks(width)
-                .map(|c| c.iter().map(|h| h.id).collect())
-                .collect()
-        };
+        // One row per query (empty rows when nothing matches).
+        let rows = (0..n).map(|q| hits.get(q * width..(q + 1) * width).unwrap_or_default());
+        let ids = rows
+            .clone()
+            .map(|r| r.iter().map(|h| h.id).collect())
+            .collect();
+        let distances = rows
+            .map(|r| {
+                r.iter()
+                    .map(|h| metric.distance_to_f64(h.distance))
+                    .collect()
+            })
+            .collect();
         Ok(Json(BatchSearchResponse {
             width: width as u64,
             ids,

@@ -135,7 +135,7 @@ impl IntoResponse for ApiError {
 
 /// A rejected request body, path or query: its status (400, 413, 415, 422) with our shape.
 fn rejected(status: StatusCode, text: String) -> ApiError {
-    let code = if status == StatusCode::UNPROCESSABLE_ENTITY || status.is_client_error() {
+    let code = if status.is_client_error() {
         ErrorCode::InvalidInput
     } else {
         ErrorCode::Internal

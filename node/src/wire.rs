@@ -5,7 +5,6 @@
 //! (`dtype=f32|f64`), converted from that type. Bytes (metadata, labels) are base64.
 
 use crate::error::ApiError;
-use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
 use axum::extract::FromRequest;
 use axum::extract::FromRequestParts;
 use axum::response::{IntoResponse, Response};
@@ -48,11 +47,6 @@ impl<S: Send + Sync> FromRequest<S> for RawBody {
             .map_err(ApiError::from)
     }
 }
-
-// The derives above need these conversions in scope.
-const _: fn(JsonRejection) -> ApiError = ApiError::from;
-const _: fn(PathRejection) -> ApiError = ApiError::from;
-const _: fn(QueryRejection) -> ApiError = ApiError::from;
 
 /// Base64 text of bytes.
 pub fn b64(bytes: &[u8]) -> String {

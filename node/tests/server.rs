@@ -197,6 +197,37 @@ async fn json_and_binary_bodies_match_the_engine_in_process() {
             .map(|h| json!({"id": h.id, "distance": m.distance_to_f64(h.distance)}))
             .collect();
         assert_eq!(v["hits"], json!(want), "{metric}");
+        // The JSON batch answers each query as the single search does (and an empty row
+        // for a tag nothing has).
+        let (s, v) = server
+            .json(
+                "POST",
+                &format!("{db}/search/batch"),
+                None,
+                json!({"vectors": [[1.0, 2.0, 2.5], [-1.0, 0.5, 8.0]], "k": 2}),
+            )
+            .await;
+        assert_eq!((s, v["width"].as_u64()), (200, Some(2)), "{v}");
+        for (row, q) in [[1.0f32, 2.0, 2.5], [-1.0, 0.5, 8.0]].iter().enumerate() {
+            let one = e.search(q, 2, None).unwrap();
+            let ids: Vec<u64> = one.iter().map(|h| h.id).collect();
+            let d: Vec<f64> = one.iter().map(|h| m.distance_to_f64(h.distance)).collect();
+            assert_eq!(v["ids"][row], json!(ids), "{metric}");
+            assert_eq!(v["distances"][row], json!(d), "{metric}");
+        }
+        let (_, v) = server
+            .json(
+                "POST",
+                &format!("{db}/search/batch"),
+                None,
+                json!({"vectors": [[1.0, 2.0, 2.5]], "k": 2, "tag": 99}),
+            )
+            .await;
+        assert_eq!(
+            (v["width"].as_u64(), &v["ids"]),
+            (Some(0), &json!([[]])),
+            "{v}"
+        );
         e.close().unwrap();
         std::fs::remove_dir_all(&local).unwrap();
     }
