@@ -322,7 +322,43 @@ pub enum Command<'a> {
     },
 }
 
+/// The commands' names, by variant index (the encoding's first byte, docs/FORMAT.md §5).
+pub const COMMAND_NAMES: [&str; 9] = [
+    "insert",
+    "insert_batch",
+    "delete",
+    "set_meta",
+    "set_tag",
+    "create_node",
+    "delete_node",
+    "create_edge",
+    "delete_edge",
+];
+
 impl<'a> Command<'a> {
+    /// The variant index the encoding starts with (docs/FORMAT.md §5).
+    pub fn kind(&self) -> u32 {
+        match self {
+            Command::Insert { .. } => 0,
+            Command::InsertBatch { .. } => 1,
+            Command::Delete { .. } => 2,
+            Command::SetMeta { .. } => 3,
+            Command::SetTag { .. } => 4,
+            Command::CreateNode { .. } => 5,
+            Command::DeleteNode { .. } => 6,
+            Command::CreateEdge { .. } => 7,
+            Command::DeleteEdge { .. } => 8,
+        }
+    }
+
+    /// The command's name (`"insert"`, `"insert_batch"`, ...; [`COMMAND_NAMES`]).
+    pub fn name(&self) -> &'static str {
+        COMMAND_NAMES
+            .get(self.kind() as usize)
+            .copied()
+            .unwrap_or("unknown")
+    }
+
     /// Length of [`Command::encode`]'s output.
     pub fn encoded_len(&self) -> usize {
         postcard::serialize_with_flavor(self, postcard::ser_flavors::Size::default()).unwrap_or(0)
@@ -388,6 +424,18 @@ impl postcard::ser_flavors::Flavor for SameAs<'_> {
         match self.bytes.get(self.pos) {
             Some(&b) if b == data => {
                 self.pos += 1;
+                Ok(())
+            }
+            _ => Err(postcard::Error::SerializeBufferFull),
+        }
+    }
+
+    // A vector's bytes arrive as one slice: compare them at once, not byte by byte.
+    fn try_extend(&mut self, data: &[u8]) -> postcard::Result<()> {
+        let end = self.pos.saturating_add(data.len());
+        match self.bytes.get(self.pos..end) {
+            Some(b) if b == data => {
+                self.pos = end;
                 Ok(())
             }
             _ => Err(postcard::Error::SerializeBufferFull),
