@@ -212,6 +212,7 @@ fn parse_options(o: Option<&valori_options>) -> Result<Options, c_int> {
         checkpoint_wal_bytes: o.checkpoint_wal_bytes,
         create: o.create != 0,
         salvage: o.salvage != 0,
+        ..Options::default()
     })
 }
 

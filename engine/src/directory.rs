@@ -92,13 +92,15 @@ pub(crate) fn remove_temps(storage: &dyn Storage, dir: &Path, listing: &Listing)
 
 /// Writes the snapshot of `kernel` at `seq` atomically (temp file, fsync, rename, directory
 /// fsync), starts the next WAL segment (fsynced, directory fsynced), then removes the
-/// segments and snapshots it supersedes. Returns the new segment, open for appending.
+/// segments and snapshots that retention ([`prune`]) no longer needs. Returns the new
+/// segment, open for appending.
 pub(crate) fn install_checkpoint(
     storage: &dyn Storage,
     dir: &Path,
     seq: u64,
     chain: &Chain,
     kernel: &Kernel<'_>,
+    retain: u32,
 ) -> Result<Box<dyn StorageFile>> {
     let name = snapshot_name(seq);
     let path = dir.join(&name);
@@ -115,20 +117,184 @@ pub(crate) fn install_checkpoint(
         .sync_dir(dir)
         .map_err(Error::io("syncing directory", dir))?;
     let file = new_segment(storage, dir, seq + 1, chain)?;
+    prune(storage, dir, retain)?;
+    Ok(file)
+}
+
+/// Removes the snapshots and WAL segments that retention no longer needs: everything before
+/// the oldest of the newest `retain` snapshots (at least one), except what a tag pins (the
+/// newest snapshot at or before the tag and the log after it). Syncs the directory.
+pub(crate) fn prune(storage: &dyn Storage, dir: &Path, retain: u32) -> Result<()> {
     let listing = list(storage, dir)?;
-    let superseded = listing
-        .segments
-        .iter()
-        .filter(|(first, _)| *first <= seq)
-        .chain(listing.snapshots.iter().filter(|(at, _)| *at < seq));
-    for (_, name) in superseded {
+    let snaps: Vec<u64> = listing.snapshots.iter().map(|(s, _)| *s).collect();
+    let kept = (retain.max(1) as usize).min(snaps.len());
+    let Some(&oldest_kept) = snaps.get(snaps.len() - kept) else {
+        return Ok(());
+    };
+    let mut keep_from = oldest_kept;
+    for tag in read_tags(storage, dir)? {
+        // The newest snapshot the tagged point can be rebuilt from; a tag older than every
+        // snapshot pins nothing (its point is already gone).
+        if let Some(&base) = snaps.iter().rev().find(|&&s| s <= tag.seq) {
+            keep_from = keep_from.min(base);
+        }
+    }
+    let mut removed = false;
+    for (_, name) in listing.snapshots.iter().filter(|(at, _)| *at < keep_from) {
         let p = dir.join(name);
         storage.remove(&p).map_err(Error::io("removing", &p))?;
+        removed = true;
     }
+    // A segment goes when the next one starts at or before `keep_from + 1`: all its records
+    // are then at or before `keep_from`.
+    for pair in listing.segments.windows(2) {
+        if let [(_, name), (next_first, _)] = pair {
+            if *next_first <= keep_from.saturating_add(1) {
+                let p = dir.join(name);
+                storage.remove(&p).map_err(Error::io("removing", &p))?;
+                removed = true;
+            }
+        }
+    }
+    if removed {
+        storage
+            .sync_dir(dir)
+            .map_err(Error::io("syncing directory", dir))?;
+    }
+    Ok(())
+}
+
+/// Name of the file holding a database's tags.
+pub const TAGS_NAME: &str = "TAGS";
+const TAGS_MAGIC: [u8; 4] = *b"VLRT";
+const TAGS_VERSION: u32 = 1;
+/// Longest tag name, in bytes.
+pub const MAX_TAG_NAME: usize = 64;
+
+/// A named point in a database's history, pinned against retention.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HistoryTag {
+    /// The name: 1 to 64 ASCII letters, digits, `.`, `_` or `-`.
+    pub name: String,
+    /// The sequence number it names (the state after that command).
+    pub seq: u64,
+}
+
+/// True for a valid tag name.
+pub fn valid_tag_name(name: &str) -> bool {
+    (1..=MAX_TAG_NAME).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+}
+
+/// The tags of the database in `dir`, sorted by (sequence number, name); none if it has no
+/// tags file. A damaged file is `Corrupt`.
+pub(crate) fn read_tags(storage: &dyn Storage, dir: &Path) -> Result<Vec<HistoryTag>> {
+    let path = dir.join(TAGS_NAME);
+    let bytes = match storage.read(&path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(Error::io("reading", &path)(e)),
+    };
+    decode_tags(&bytes).map_err(|(at, why)| Error::corrupt(&path, at, why))
+}
+
+fn decode_tags(bytes: &[u8]) -> std::result::Result<Vec<HistoryTag>, (u64, &'static str)> {
+    let body_len = bytes
+        .len()
+        .checked_sub(32)
+        .ok_or((0, "tags file is too short"))?;
+    let (body, check) = bytes.split_at(body_len);
+    if blake3::hash(body).as_bytes() != check {
+        return Err((body_len as u64, "tags file checksum does not match"));
+    }
+    if body.get(..4) != Some(&TAGS_MAGIC[..]) {
+        return Err((0, "not a tags file (bad magic)"));
+    }
+    let u32_at = |at: usize| {
+        body.get(at..at + 4)
+            .and_then(|b| b.try_into().ok())
+            .map(u32::from_le_bytes)
+    };
+    if u32_at(4) != Some(TAGS_VERSION) {
+        return Err((4, "unsupported tags file version"));
+    }
+    let count = u32_at(8).ok_or((8, "tags file is too short"))?;
+    let mut pos = 12;
+    let mut tags = Vec::new();
+    for _ in 0..count {
+        let at = pos as u64;
+        let seq = body
+            .get(pos..pos + 8)
+            .and_then(|b| b.try_into().ok())
+            .map(u64::from_le_bytes)
+            .ok_or((at, "tags file is truncated"))?;
+        let len = usize::from(*body.get(pos + 8).ok_or((at, "tags file is truncated"))?);
+        let name = body
+            .get(pos + 9..pos + 9 + len)
+            .and_then(|b| std::str::from_utf8(b).ok())
+            .filter(|n| valid_tag_name(n))
+            .ok_or((at, "bad tag name"))?;
+        tags.push(HistoryTag {
+            name: name.to_string(),
+            seq,
+        });
+        pos += 9 + len;
+    }
+    if pos != body.len() {
+        return Err((pos as u64, "bytes after the last tag"));
+    }
+    Ok(tags)
+}
+
+/// Replaces the tags file atomically (temporary file, fsync, rename, directory fsync).
+pub(crate) fn write_tags(storage: &dyn Storage, dir: &Path, tags: &[HistoryTag]) -> Result<()> {
+    let mut sorted = tags.to_vec();
+    sorted.sort_by(|a, b| (a.seq, &a.name).cmp(&(b.seq, &b.name)));
+    let mut out = Vec::new();
+    out.extend_from_slice(&TAGS_MAGIC);
+    out.extend_from_slice(&TAGS_VERSION.to_le_bytes());
+    out.extend_from_slice(&(sorted.len() as u32).to_le_bytes());
+    for t in &sorted {
+        out.extend_from_slice(&t.seq.to_le_bytes());
+        out.push(t.name.len() as u8);
+        out.extend_from_slice(t.name.as_bytes());
+    }
+    let check = blake3::hash(&out);
+    out.extend_from_slice(check.as_bytes());
+    let path = dir.join(TAGS_NAME);
+    let tmp = dir.join(format!("{TAGS_NAME}.tmp"));
+    let mut f = storage.create(&tmp).map_err(Error::io("creating", &tmp))?;
+    f.append(&out).map_err(Error::io("writing", &tmp))?;
+    f.sync().map_err(Error::io("syncing", &tmp))?;
+    drop(f);
+    storage
+        .rename(&tmp, &path)
+        .map_err(Error::io("renaming to", &path))?;
     storage
         .sync_dir(dir)
-        .map_err(Error::io("syncing directory", dir))?;
-    Ok(file)
+        .map_err(Error::io("syncing directory", dir))
+}
+
+/// Creates a database in `dir` (which must hold none) whose state is `kernel` at sequence
+/// number `seq` after chain value `chain`: its first snapshot and an empty segment after it.
+pub(crate) fn create_with_state(
+    storage: &dyn Storage,
+    dir: &Path,
+    seq: u64,
+    chain: &Chain,
+    kernel: &Kernel<'_>,
+) -> Result<()> {
+    let _lock = lock(storage, dir, true)?;
+    let listing = list(storage, dir)?;
+    if !listing.snapshots.is_empty() || !listing.segments.is_empty() {
+        return Err(Error::Exists {
+            path: dir.to_path_buf(),
+        });
+    }
+    drop(install_checkpoint(storage, dir, seq, chain, kernel, 1)?);
+    sync_parent(storage, dir)
 }
 
 /// Creates the segment whose first record will be `first`, after chain value `chain`: header

@@ -1,15 +1,17 @@
 //! The engine handle: the write path (apply, log, durability), reads, checkpoints, export.
 
 use crate::directory;
+use crate::directory::HistoryTag;
 use crate::error::{Error, Result};
 use crate::export::Export;
+use crate::history::{self, LogEntry, Span};
 use crate::options::{Durability, Options};
 use crate::recovery::{self, Recovered, RecoveryReport, SalvageReport};
 use crate::storage::{FsStorage, LockGuard, Storage};
 use crate::wal::{self, Chain, FlushError, Writer};
 use std::ops::Range;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard};
 use valori_kernel::{fxp, Applied, Command, Config, Direction, Edge, Fxp, Hit, Hop, Kernel, Words};
 
@@ -74,6 +76,8 @@ pub struct Engine {
     writer: Mutex<()>,
     log: Writer,
     poisoned: AtomicBool,
+    /// Snapshots a checkpoint keeps ([`Options::retain_snapshots`], changeable while open).
+    retain: AtomicU32,
     salvage: Option<SalvageReport>,
     report: RecoveryReport,
     _lock: LockGuard,
@@ -120,6 +124,7 @@ impl Engine {
         Engine {
             dir: dir.to_path_buf(),
             storage,
+            retain: AtomicU32::new(options.retain_snapshots),
             options,
             log: Writer::new(r.segment, r.seq, r.segment_bytes),
             writer: Mutex::new(()),
@@ -311,7 +316,14 @@ impl Engine {
         self.sync_through(seq, true)?;
         let result = {
             let st = self.read_state()?;
-            directory::install_checkpoint(&*self.storage, &self.dir, seq, &chain, &st.kernel)
+            directory::install_checkpoint(
+                &*self.storage,
+                &self.dir,
+                seq,
+                &chain,
+                &st.kernel,
+                self.retain.load(Ordering::SeqCst),
+            )
         };
         match result {
             Ok(file) => {
@@ -555,21 +567,29 @@ impl Engine {
         Ok(self.read_state()?.seq)
     }
 
-    /// The newest snapshot's state and the commands logged after it, read back from disk.
-    /// Writers wait for it (the files must not change under it); readers do not.
-    pub fn export(&self) -> Result<Export> {
+    /// Holds writers off (unless read-only) and writes out every applied command, so the files
+    /// hold exactly the state through the returned sequence number while the turn is held.
+    fn files_turn(&self) -> Result<(Option<WriterTurn<'_>>, u64)> {
         let turn = if self.read_only() {
             None
         } else {
             Some(self.writer_turn()?)
         };
+        let seq = self.read_state()?.seq;
+        if turn.is_some() {
+            self.sync_through(seq, false)?;
+        }
+        Ok((turn, seq))
+    }
+
+    /// The newest snapshot's state and the commands logged after it, read back from disk.
+    /// Writers wait for it (the files must not change under it); readers do not.
+    pub fn export(&self) -> Result<Export> {
+        let (_turn, _) = self.files_turn()?;
         let (seq, snapshot_seq, state_hash) = {
             let st = self.read_state()?;
             (st.seq, st.snapshot_seq, st.kernel.state_hash())
         };
-        if turn.is_some() {
-            self.sync_through(seq, false)?;
-        }
         let (base_state, commands) =
             directory::read_back(&*self.storage, &self.dir, snapshot_seq, seq)?;
         Ok(Export {
@@ -578,6 +598,77 @@ impl Engine {
             commands,
             state_hash,
         })
+    }
+
+    /// Up to `limit` logged commands from sequence number `from` on, read back from the
+    /// retained log ([`Options::retain_snapshots`]). Writers wait for it.
+    pub fn history(&self, from: u64, limit: usize) -> Result<Vec<LogEntry>> {
+        let (_turn, seq) = self.files_turn()?;
+        history::entries(&*self.storage, &self.dir, from, seq, limit)
+    }
+
+    /// The sequence numbers whose past states [`Engine::state_at_seq`] can rebuild.
+    pub fn span(&self) -> Result<Span> {
+        let (_turn, seq) = self.files_turn()?;
+        let s = history::span(&*self.storage, &self.dir)?;
+        Ok(Span {
+            first: s.first,
+            last: seq,
+        })
+    }
+
+    /// The state after command `seq` and the chain value there, rebuilt from the retained
+    /// snapshots and log; [`Error::NotRetained`] if they no longer reach it. Writers wait for
+    /// it.
+    pub fn state_at_seq(&self, seq: u64) -> Result<(Kernel<'static>, [u8; 32])> {
+        let (_turn, last) = self.files_turn()?;
+        if seq > last {
+            let first = history::span(&*self.storage, &self.dir)
+                .ok()
+                .map(|s| s.first);
+            return Err(Error::NotRetained {
+                seq,
+                first,
+                last: Some(last),
+            });
+        }
+        history::state_at(&*self.storage, &self.dir, seq)
+    }
+
+    /// The database's history tags (named points; not the records' tags).
+    pub fn history_tags(&self) -> Result<Vec<HistoryTag>> {
+        let (_turn, _) = self.files_turn()?;
+        directory::read_tags(&*self.storage, &self.dir)
+    }
+
+    /// Names the state after command `seq`, pinning it against retention (replaces a history
+    /// tag of that name).
+    pub fn tag_history(&self, name: &str, seq: u64) -> Result<()> {
+        let _turn = self.writer_turn()?;
+        let last = self.read_state()?.seq;
+        self.sync_through(last, false)?;
+        history::set_tag(&*self.storage, &self.dir, name, seq)
+    }
+
+    /// Removes a history tag.
+    pub fn untag_history(&self, name: &str) -> Result<()> {
+        let _turn = self.writer_turn()?;
+        history::remove_tag(&*self.storage, &self.dir, name)
+    }
+
+    /// Sets how many snapshots (and the log after the oldest of them) later checkpoints keep
+    /// (see [`Options::retain_snapshots`]; 0 is taken as 1).
+    pub fn set_retain_snapshots(&self, n: u32) {
+        self.retain.store(n, Ordering::SeqCst);
+    }
+
+    /// Writes the current state as a new database in `dir` (which must hold none), at the
+    /// same sequence number and chain value. Works on a salvage handle: the way to copy a
+    /// damaged database's intact prefix. Returns the state hash.
+    pub fn save_as(&self, dir: impl AsRef<Path>) -> Result<[u8; 32]> {
+        let st = self.read_state()?;
+        directory::create_with_state(&*self.storage, dir.as_ref(), st.seq, &st.chain, &st.kernel)?;
+        Ok(st.kernel.state_hash())
     }
 }
 

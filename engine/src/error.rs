@@ -56,6 +56,27 @@ pub enum Error {
     SequenceExhausted,
     /// The options do not match the existing database, or cannot create one.
     Mismatch(String),
+    /// A past state was asked for that the retained snapshots and log do not reach.
+    NotRetained {
+        /// The sequence number asked for.
+        seq: u64,
+        /// The oldest reachable sequence number, if known.
+        first: Option<u64>,
+        /// The newest reachable sequence number, if known.
+        last: Option<u64>,
+    },
+    /// No tag has this name.
+    NoTag {
+        /// The name asked for.
+        name: String,
+    },
+    /// A new database was to be written where one already is.
+    Exists {
+        /// The directory.
+        path: PathBuf,
+    },
+    /// Bad input to an engine call (e.g. a tag name); nothing changed.
+    Invalid(String),
     /// A bug in valori: an invariant did not hold.
     Internal(String),
 }
@@ -74,6 +95,8 @@ impl Error {
             Error::TooLarge { .. } => ErrorCode::InvalidInput,
             Error::SequenceExhausted => ErrorCode::Full,
             Error::Mismatch(_) => ErrorCode::InvalidInput,
+            Error::NotRetained { .. } | Error::NoTag { .. } => ErrorCode::NotFound,
+            Error::Exists { .. } | Error::Invalid(_) => ErrorCode::InvalidInput,
             Error::Internal(_) => ErrorCode::Internal,
         }
     }
@@ -164,6 +187,15 @@ impl Error {
                 crate::wal::MAX_SEQ
             ),
             Error::Mismatch(what) => format!("options do not match the database: {what}"),
+            Error::NotRetained { seq, first, last } => match (first, last) {
+                (Some(f), Some(l)) => format!(
+                    "the state at sequence number {seq} is not retained: the snapshots and log kept reach {f}..={l}"
+                ),
+                _ => format!("the state at sequence number {seq} is not retained"),
+            },
+            Error::NoTag { name } => format!("no tag named {name:?}"),
+            Error::Exists { path } => format!("{} already holds a database", path.display()),
+            Error::Invalid(what) => what.clone(),
             Error::Internal(what) => format!("internal error (please report): {what}"),
         }
     }

@@ -36,6 +36,10 @@ pub struct Options {
     /// Open read-only, recovering the intact prefix and stopping at the first damage instead
     /// of failing (see [`crate::Engine::salvage_report`]). Changes no file.
     pub salvage: bool,
+    /// How many of the newest snapshots a checkpoint keeps, with every WAL segment after the
+    /// oldest of them, so that past states stay reachable ([`crate::History`]). Default 1 (only
+    /// the newest); 0 is taken as 1. Tags ([`crate::History::set_tag`]) pin older points too.
+    pub retain_snapshots: u32,
 }
 
 impl Default for Options {
@@ -47,6 +51,7 @@ impl Default for Options {
             checkpoint_wal_bytes: 256 << 20,
             create: true,
             salvage: false,
+            retain_snapshots: 1,
         }
     }
 }
@@ -70,6 +75,12 @@ impl Options {
     /// Sets the automatic checkpoint threshold (0 disables it).
     pub fn checkpoint_wal_bytes(mut self, bytes: u64) -> Options {
         self.checkpoint_wal_bytes = bytes;
+        self
+    }
+
+    /// Sets how many snapshots (and the log after the oldest of them) checkpoints keep.
+    pub fn retain_snapshots(mut self, n: u32) -> Options {
+        self.retain_snapshots = n;
         self
     }
 

@@ -93,18 +93,28 @@ struct TailSegment {
 }
 
 /// Progress of replay through the log.
-struct Replay {
-    kernel: Kernel<'static>,
-    seq: u64,
-    chain: Chain,
+pub(crate) struct Replay {
+    pub(crate) kernel: Kernel<'static>,
+    pub(crate) seq: u64,
+    pub(crate) chain: Chain,
 }
 
 impl Replay {
-    /// Applies the records of `seg` after the current sequence number.
-    fn apply(&mut self, seg: &Segment, bytes: &[u8], path: &Path) -> Result<()> {
+    /// Applies the records of `seg` after the current sequence number, up to and including
+    /// `until`.
+    pub(crate) fn apply(
+        &mut self,
+        seg: &Segment,
+        bytes: &[u8],
+        path: &Path,
+        until: u64,
+    ) -> Result<()> {
         for rec in &seg.records {
             if rec.seq <= self.seq {
                 continue;
+            }
+            if rec.seq > until {
+                break;
             }
             if rec.seq != self.seq + 1 {
                 return Err(Error::corrupt(
@@ -171,8 +181,16 @@ pub(crate) fn recover(storage: &dyn Storage, dir: &Path, options: &Options) -> R
     let mut salvage_report = None;
     // The last segment: where appends continue if it ends exactly where replay ended.
     let mut tail: Option<TailSegment> = None;
-    let count = listing.segments.len();
-    for (i, (first, name)) in listing.segments.iter().enumerate() {
+    // Segments the snapshot covers whole (kept by retention for history) are not read: a
+    // segment is covered when the next one starts at or before the record after the snapshot.
+    let skip = listing
+        .segments
+        .windows(2)
+        .take_while(|w| matches!(w, [_, (next, _)] if *next <= snap_seq.saturating_add(1)))
+        .count();
+    let segments = listing.segments.get(skip..).unwrap_or_default();
+    let count = segments.len();
+    for (i, (first, name)) in segments.iter().enumerate() {
         let path = dir.join(name);
         let bytes = storage.read(&path).map_err(Error::io("reading", &path))?;
         let last = i + 1 == count;
@@ -223,7 +241,7 @@ pub(crate) fn recover(storage: &dyn Storage, dir: &Path, options: &Options) -> R
         match outcome {
             Ok((seg, damage)) => {
                 replay
-                    .apply(&seg, &bytes, &path)
+                    .apply(&seg, &bytes, &path, wal::MAX_SEQ)
                     .or_else(|e| salvage_or(options, e, &mut salvage_report, replay.seq))?;
                 if salvage_report.is_some() {
                     break;
@@ -249,7 +267,7 @@ pub(crate) fn recover(storage: &dyn Storage, dir: &Path, options: &Options) -> R
                 }
                 // Salvage: keep the intact records before the damage.
                 replay
-                    .apply(&seg, &bytes, &path)
+                    .apply(&seg, &bytes, &path, wal::MAX_SEQ)
                     .or_else(|e2| salvage_or(options, e2, &mut salvage_report, replay.seq))?;
                 if salvage_report.is_none() {
                     salvage_or(options, e, &mut salvage_report, replay.seq)?;
@@ -335,14 +353,9 @@ pub(crate) fn recover(storage: &dyn Storage, dir: &Path, options: &Options) -> R
             // interrupted before it started the next segment or removed the old ones).
             covered => {
                 let f = directory::new_segment(storage, dir, replay.seq + 1, &replay.chain)?;
-                // Finish that checkpoint: the covered segments go, so that the next open does
-                // not find them in the middle of the log. A damaged end of one is reported.
-                for (first, name) in &listing.segments {
-                    if *first <= replay.seq {
-                        let p = dir.join(name);
-                        storage.remove(&p).map_err(Error::io("removing", &p))?;
-                    }
-                }
+                // Finish that checkpoint: what retention no longer needs goes. A damaged end
+                // of a covered segment is reported.
+                directory::prune(storage, dir, options.retain_snapshots)?;
                 if let Some(t) = covered {
                     if let Some(reason) = t.damage {
                         torn_tail = Some(TornTail {
@@ -446,7 +459,7 @@ fn create(
     };
     let kernel = Kernel::new(Config::new(dim, options.metric.unwrap_or(Metric::L2))?)?;
     let chain = genesis_chain();
-    let segment = directory::install_checkpoint(storage, dir, 0, &chain, &kernel)?;
+    let segment = directory::install_checkpoint(storage, dir, 0, &chain, &kernel, 1)?;
     // The directory itself may be new: make its entry durable too.
     directory::sync_parent(storage, dir)?;
     Ok(Recovered {

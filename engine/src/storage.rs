@@ -18,6 +18,10 @@ pub trait Storage: Send + Sync + Debug {
     fn list(&self, dir: &Path) -> io::Result<Vec<String>>;
     /// The whole content of a file.
     fn read(&self, path: &Path) -> io::Result<Vec<u8>>;
+    /// A file's size in bytes (by default, the length of [`Storage::read`]).
+    fn size(&self, path: &Path) -> io::Result<u64> {
+        self.read(path).map(|b| b.len() as u64)
+    }
     /// Creates (or truncates) a file for appending, mode 0600.
     fn create(&self, path: &Path) -> io::Result<Box<dyn StorageFile>>;
     /// Opens an existing file for appending.
@@ -90,6 +94,9 @@ impl Storage for FsStorage {
     }
     fn read(&self, path: &Path) -> io::Result<Vec<u8>> {
         fs::read(path)
+    }
+    fn size(&self, path: &Path) -> io::Result<u64> {
+        fs::metadata(path).map(|m| m.len())
     }
     fn create(&self, path: &Path) -> io::Result<Box<dyn StorageFile>> {
         let f = options()

@@ -70,6 +70,10 @@ pub struct Args {
     /// Checkpoint a database when its WAL passes this many bytes (0: never automatically).
     #[arg(long, default_value_t = 256 << 20)]
     pub checkpoint_wal_bytes: u64,
+    /// Snapshots each database keeps at a checkpoint, with the log after the oldest, so past
+    /// states stay reachable (`valori hash --at`, `valori checkout`); 1 keeps only the newest.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
+    pub retain_snapshots: u32,
     /// Log line format.
     #[arg(long, value_enum, default_value = "text")]
     pub log_format: LogFormat,
@@ -133,6 +137,7 @@ impl Args {
                 DurabilityArg::None => Durability::None,
             },
             checkpoint_wal_bytes: self.checkpoint_wal_bytes,
+            retain_snapshots: self.retain_snapshots,
         }
     }
 

@@ -51,6 +51,8 @@ pub struct OpenSettings {
     pub durability: Durability,
     /// Automatic checkpoint threshold.
     pub checkpoint_wal_bytes: u64,
+    /// Snapshots kept at a checkpoint.
+    pub retain_snapshots: u32,
 }
 
 /// The open databases.
@@ -283,5 +285,6 @@ fn options(s: &OpenSettings, dim: Option<u32>, metric: Option<Metric>, create: b
         checkpoint_wal_bytes: s.checkpoint_wal_bytes,
         create,
         salvage: false,
+        retain_snapshots: s.retain_snapshots,
     }
 }

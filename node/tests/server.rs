@@ -38,6 +38,7 @@ async fn start(dir: &std::path::Path, keys: Keys, limits: Limits) -> Server {
         OpenSettings {
             durability: valori_engine::Durability::Fsync,
             checkpoint_wal_bytes: 1 << 20,
+            retain_snapshots: 1,
         },
     )
     .unwrap();
@@ -543,6 +544,7 @@ fn an_interrupted_drop_is_finished_at_start() {
         OpenSettings {
             durability: valori_engine::Durability::Fsync,
             checkpoint_wal_bytes: 0,
+            retain_snapshots: 1,
         },
     )
     .unwrap();

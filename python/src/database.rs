@@ -168,7 +168,7 @@ impl Store for Database {
 #[pymethods]
 impl Database {
     #[new]
-    #[pyo3(signature = (path, dim=None, metric=None, durability="fsync", checkpoint_wal_bytes=256 << 20, create=true, salvage=false))]
+    #[pyo3(signature = (path, dim=None, metric=None, durability="fsync", checkpoint_wal_bytes=256 << 20, create=true, salvage=false, retain_snapshots=1))]
     #[allow(
         clippy::too_many_arguments,
         reason = "mirrors the keyword arguments of valori.Database"
@@ -182,6 +182,7 @@ impl Database {
         checkpoint_wal_bytes: u64,
         create: bool,
         salvage: bool,
+        retain_snapshots: u32,
     ) -> PyResult<Self> {
         let engine = guarded(py, || {
             let options = Options {
@@ -191,6 +192,7 @@ impl Database {
                 checkpoint_wal_bytes,
                 create,
                 salvage,
+                retain_snapshots,
             };
             Ok(Engine::open(path, options)?)
         })?;
