@@ -791,7 +791,7 @@ fn import(file: &Path, dir: &Path) -> Outcome {
         bar.set_style(style.progress_chars("=> "));
     }
     let options = Options::default().durability(Durability::None);
-    let r = ex.import(dir, options, &mut |done, _| bar.set_position(done));
+    let r = Engine::import(dir, &ex, options, &mut |done, _| bar.set_position(done));
     bar.finish_and_clear();
     let db = r.map_err(|e| match e {
         Error::Corrupt { reason, .. } => Failure {

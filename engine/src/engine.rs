@@ -656,6 +656,67 @@ impl Engine {
         history::remove_tag(&*self.storage, &self.dir, name)
     }
 
+    /// Writes the state after command `seq` as a new database in `dir` (which must hold
+    /// none), at the same sequence number and chain value. Returns its state hash.
+    pub fn checkout(&self, seq: u64, dir: impl AsRef<Path>) -> Result<[u8; 32]> {
+        let (kernel, chain) = self.state_at_seq(seq)?;
+        directory::create_with_state(&*self.storage, dir.as_ref(), seq, &chain, &kernel)?;
+        Ok(kernel.state_hash())
+    }
+
+    /// Creates a database in `dir` (which must hold none) holding `export`: its base state at
+    /// the export's base sequence number, then every command logged with its own sequence
+    /// number, so the import's numbers are the source's (its chain values start afresh: an
+    /// export does not carry them). The export is replayed and its hash checked in memory
+    /// before any file is written. `progress` gets the commands logged so far and the total.
+    /// Returns the database, open with `options` (dimension and metric are the export's).
+    pub fn import(
+        dir: impl AsRef<Path>,
+        export: &Export,
+        options: Options,
+        progress: &mut dyn FnMut(u64, u64),
+    ) -> Result<Engine> {
+        export.replay()?;
+        let dir = dir.as_ref();
+        let base = Kernel::from_bytes(&export.base_state)?;
+        directory::create_with_state(
+            &FsStorage,
+            dir,
+            export.base_seq,
+            &wal::genesis_chain(),
+            &base,
+        )?;
+        let config = base.config();
+        let engine = Engine::open(
+            dir,
+            Options {
+                dim: Some(config.dim),
+                metric: Some(config.metric),
+                create: false,
+                ..options
+            },
+        )?;
+        let total = export.commands.len() as u64;
+        for (i, bytes) in export.commands.iter().enumerate() {
+            let cmd = Command::decode(bytes).map_err(|e| {
+                Error::corrupt(
+                    crate::export::EXPORT_NAME,
+                    i as u64,
+                    format!("command {i} does not decode: {e}"),
+                )
+            })?;
+            engine.apply(&cmd)?;
+            progress(i as u64 + 1, total);
+        }
+        engine.flush()?;
+        if engine.state_hash()? != export.state_hash {
+            return Err(Error::Internal(
+                "the imported database's state hash differs from the export's".into(),
+            ));
+        }
+        Ok(engine)
+    }
+
     /// Sets how many snapshots (and the log after the oldest of them) later checkpoints keep
     /// (see [`Options::retain_snapshots`]; 0 is taken as 1).
     pub fn set_retain_snapshots(&self, n: u32) {

@@ -2,13 +2,7 @@
 //! can rebuild the state and compare hashes; their byte format (`docs/FORMAT.md` §12) and the
 //! replay that checks them.
 
-use crate::directory;
 use crate::error::{Error, Result};
-use crate::options::Options;
-use crate::storage::FsStorage;
-use crate::wal::genesis_chain;
-use crate::Engine;
-use std::path::Path;
 use valori_kernel::{Command, Kernel};
 
 /// Magic of an encoded export.
@@ -30,7 +24,7 @@ pub struct Export {
     pub state_hash: [u8; 32],
 }
 
-const EXPORT_NAME: &str = "<export>";
+pub(crate) const EXPORT_NAME: &str = "<export>";
 
 impl Export {
     /// The export's bytes (`docs/FORMAT.md` §12).
@@ -99,56 +93,6 @@ impl Export {
             ));
         }
         Ok(k)
-    }
-}
-
-impl Export {
-    /// Creates a database in `dir` (which must hold none) holding this export: its base state
-    /// at the export's base sequence number, then every command logged with its own sequence
-    /// number, so the import's numbers are the source's (its chain values start afresh: an
-    /// export does not carry them). The export is replayed and its hash checked in memory
-    /// before any file is written. `progress` gets the commands logged so far and the total.
-    /// Returns the database, open with `options` (its dimension and metric are the export's).
-    pub fn import(
-        &self,
-        dir: impl AsRef<Path>,
-        options: Options,
-        progress: &mut dyn FnMut(u64, u64),
-    ) -> Result<Engine> {
-        self.replay()?;
-        let dir = dir.as_ref();
-        let base = Kernel::from_bytes(&self.base_state)?;
-        let storage = FsStorage;
-        directory::create_with_state(&storage, dir, self.base_seq, &genesis_chain(), &base)?;
-        let config = base.config();
-        let engine = Engine::open(
-            dir,
-            Options {
-                dim: Some(config.dim),
-                metric: Some(config.metric),
-                create: false,
-                ..options
-            },
-        )?;
-        let total = self.commands.len() as u64;
-        for (i, bytes) in self.commands.iter().enumerate() {
-            let cmd = Command::decode(bytes).map_err(|e| {
-                Error::corrupt(
-                    EXPORT_NAME,
-                    i as u64,
-                    format!("command {i} does not decode: {e}"),
-                )
-            })?;
-            engine.apply(&cmd)?;
-            progress(i as u64 + 1, total);
-        }
-        engine.flush()?;
-        if engine.state_hash()? != self.state_hash {
-            return Err(Error::Internal(
-                "the imported database's state hash differs from the export's".into(),
-            ));
-        }
-        Ok(engine)
     }
 }
 
