@@ -254,6 +254,69 @@
 
 #if defined(VALORI_HOSTED)
 /**
+ * `valori_log_entry.kind`: insert one record.
+ */
+#define VALORI_COMMAND_INSERT 0
+#endif
+
+#if defined(VALORI_HOSTED)
+/**
+ * `valori_log_entry.kind`: insert a batch of records.
+ */
+#define VALORI_COMMAND_INSERT_BATCH 1
+#endif
+
+#if defined(VALORI_HOSTED)
+/**
+ * `valori_log_entry.kind`: delete a record.
+ */
+#define VALORI_COMMAND_DELETE 2
+#endif
+
+#if defined(VALORI_HOSTED)
+/**
+ * `valori_log_entry.kind`: replace a record's metadata.
+ */
+#define VALORI_COMMAND_SET_META 3
+#endif
+
+#if defined(VALORI_HOSTED)
+/**
+ * `valori_log_entry.kind`: replace a record's tag.
+ */
+#define VALORI_COMMAND_SET_TAG 4
+#endif
+
+#if defined(VALORI_HOSTED)
+/**
+ * `valori_log_entry.kind`: create a graph node.
+ */
+#define VALORI_COMMAND_CREATE_NODE 5
+#endif
+
+#if defined(VALORI_HOSTED)
+/**
+ * `valori_log_entry.kind`: delete a graph node.
+ */
+#define VALORI_COMMAND_DELETE_NODE 6
+#endif
+
+#if defined(VALORI_HOSTED)
+/**
+ * `valori_log_entry.kind`: create a graph edge.
+ */
+#define VALORI_COMMAND_CREATE_EDGE 7
+#endif
+
+#if defined(VALORI_HOSTED)
+/**
+ * `valori_log_entry.kind`: delete a graph edge.
+ */
+#define VALORI_COMMAND_DELETE_EDGE 8
+#endif
+
+#if defined(VALORI_HOSTED)
+/**
  * A database handle (opaque). Every call except `valori_close` may run concurrently on one
  * handle from several threads.
  */
@@ -404,6 +467,30 @@ typedef struct {
    */
   uint64_t torn_offset;
 } valori_recovery;
+#endif
+
+#if defined(VALORI_HOSTED)
+/**
+ * One command of a database's history (`valori_history`).
+ */
+typedef struct {
+  /**
+   * Its sequence number.
+   */
+  uint64_t seq;
+  /**
+   * `VALORI_COMMAND_*`: which command it is (`valori_command_name` names it).
+   */
+  uint32_t kind;
+  /**
+   * Bytes of its encoding (docs/FORMAT.md §5).
+   */
+  uint32_t bytes;
+  /**
+   * The WAL chain value after it (docs/FORMAT.md §8).
+   */
+  uint8_t chain[32];
+} valori_log_entry;
 #endif
 
 /**
@@ -788,6 +875,86 @@ int valori_export(const valori_db *db, uint8_t *out, size_t cap, size_t *out_len
  * - `out_hash`: [out] 32 bytes.
  */
 int valori_replay(const uint8_t *export_, size_t len, uint8_t *out_hash);
+#endif
+
+#if defined(VALORI_HOSTED)
+/**
+ * The name of a `VALORI_COMMAND_*` kind (`"insert"`, `"insert_batch"`, ...), or `"unknown"`.
+ * The string is static.
+ */
+const char *valori_command_name(uint32_t kind);
+#endif
+
+#if defined(VALORI_HOSTED)
+/**
+ * Sets how many snapshots later checkpoints keep, with the log after the oldest of them, so
+ * that past states stay reachable (`valori_state_hash_at_seq`, `valori_checkout`). The
+ * default is 1 (only the newest); 0 is taken as 1. Not stored: set it after each open.
+ *
+ * - `db`: [in] the database.
+ */
+int valori_set_retention(valori_db *db, uint32_t snapshots);
+#endif
+
+#if defined(VALORI_HOSTED)
+/**
+ * The state hash after command `seq`, rebuilt from the retained snapshots and log.
+ * `VALORI_NOT_FOUND` if retention no longer reaches `seq` or it is past the last command.
+ *
+ * - `db`: [in] the database.
+ * - `out_hash`: [out] 32 bytes.
+ */
+int valori_state_hash_at_seq(const valori_db *db, uint64_t seq, uint8_t *out_hash);
+#endif
+
+#if defined(VALORI_HOSTED)
+/**
+ * The logged commands from sequence number `from` on, as far as `cap` entries reach (the
+ * retained log; see `valori_set_retention`).
+ *
+ * - `db`: [in] the database.
+ * - `out_entries`: [out] room for `cap` entries.
+ * - `out_len`: [out] entries written (fewer than `cap` when the log ends).
+ */
+int valori_history(const valori_db *db,
+                   uint64_t from,
+                   valori_log_entry *out_entries,
+                   size_t cap,
+                   size_t *out_len);
+#endif
+
+#if defined(VALORI_HOSTED)
+/**
+ * Names the state after command `seq` (replacing a tag of that name), pinning it against
+ * retention. Names are 1 to 64 ASCII letters, digits, '.', '_' or '-'.
+ *
+ * - `db`: [in] the database.
+ * - `name`: [in] NUL-terminated tag name.
+ */
+int valori_tag_history(valori_db *db, const char *name, uint64_t seq);
+#endif
+
+#if defined(VALORI_HOSTED)
+/**
+ * Removes a history tag; `VALORI_NOT_FOUND` if there is none of that name.
+ *
+ * - `db`: [in] the database.
+ * - `name`: [in] NUL-terminated tag name.
+ */
+int valori_untag_history(valori_db *db, const char *name);
+#endif
+
+#if defined(VALORI_HOSTED)
+/**
+ * Writes the state after command `seq` as a new database in directory `path` (which must
+ * hold none), keeping its sequence number; `VALORI_NOT_FOUND` if retention no longer
+ * reaches `seq`.
+ *
+ * - `db`: [in] the database.
+ * - `path`: [in] NUL-terminated UTF-8 directory path.
+ * - `out_hash`: [out] 32 bytes: the new database's state hash.
+ */
+int valori_checkout(const valori_db *db, uint64_t seq, const char *path, uint8_t *out_hash);
 #endif
 
 /**

@@ -717,6 +717,243 @@ pub extern "C" fn valori_replay(export: *const u8, len: usize, out_hash: *mut u8
     })
 }
 
+/// One command of a database's history (`valori_history`).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct valori_log_entry {
+    /// Its sequence number.
+    pub seq: u64,
+    /// `VALORI_COMMAND_*`: which command it is (`valori_command_name` names it).
+    pub kind: u32,
+    /// Bytes of its encoding (docs/FORMAT.md §5).
+    pub bytes: u32,
+    /// The WAL chain value after it (docs/FORMAT.md §8).
+    pub chain: [u8; 32],
+}
+
+/// `valori_log_entry.kind`: insert one record.
+pub const VALORI_COMMAND_INSERT: u32 = 0;
+/// `valori_log_entry.kind`: insert a batch of records.
+pub const VALORI_COMMAND_INSERT_BATCH: u32 = 1;
+/// `valori_log_entry.kind`: delete a record.
+pub const VALORI_COMMAND_DELETE: u32 = 2;
+/// `valori_log_entry.kind`: replace a record's metadata.
+pub const VALORI_COMMAND_SET_META: u32 = 3;
+/// `valori_log_entry.kind`: replace a record's tag.
+pub const VALORI_COMMAND_SET_TAG: u32 = 4;
+/// `valori_log_entry.kind`: create a graph node.
+pub const VALORI_COMMAND_CREATE_NODE: u32 = 5;
+/// `valori_log_entry.kind`: delete a graph node.
+pub const VALORI_COMMAND_DELETE_NODE: u32 = 6;
+/// `valori_log_entry.kind`: create a graph edge.
+pub const VALORI_COMMAND_CREATE_EDGE: u32 = 7;
+/// `valori_log_entry.kind`: delete a graph edge.
+pub const VALORI_COMMAND_DELETE_EDGE: u32 = 8;
+
+/// The name of a `VALORI_COMMAND_*` kind (`"insert"`, `"insert_batch"`, ...), or `"unknown"`.
+/// The string is static.
+#[no_mangle]
+pub extern "C" fn valori_command_name(kind: u32) -> *const c_char {
+    const NAMES: [&core::ffi::CStr; 9] = [
+        c"insert",
+        c"insert_batch",
+        c"delete",
+        c"set_meta",
+        c"set_tag",
+        c"create_node",
+        c"delete_node",
+        c"create_edge",
+        c"delete_edge",
+    ];
+    NAMES
+        .get(kind as usize)
+        .copied()
+        .unwrap_or(c"unknown")
+        .as_ptr()
+}
+
+/// Sets how many snapshots later checkpoints keep, with the log after the oldest of them, so
+/// that past states stay reachable (`valori_state_hash_at_seq`, `valori_checkout`). The
+/// default is 1 (only the newest); 0 is taken as 1. Not stored: set it after each open.
+///
+/// - `db`: [in] the database.
+#[no_mangle]
+pub extern "C" fn valori_set_retention(db: *mut valori_db, snapshots: u32) -> c_int {
+    boundary(|| {
+        // SAFETY: handle checked.
+        let h = unsafe { check!(db_ref(db)) };
+        h.engine.set_retain_snapshots(snapshots);
+        VALORI_OK
+    })
+}
+
+/// The state hash after command `seq`, rebuilt from the retained snapshots and log.
+/// `VALORI_NOT_FOUND` if retention no longer reaches `seq` or it is past the last command.
+///
+/// - `db`: [in] the database.
+/// - `out_hash`: [out] 32 bytes.
+#[no_mangle]
+pub extern "C" fn valori_state_hash_at_seq(
+    db: *const valori_db,
+    seq: u64,
+    out_hash: *mut u8,
+) -> c_int {
+    boundary(|| {
+        // SAFETY: pointers checked; 32 bytes by contract.
+        let (h, out) = unsafe { (check!(db_ref(db)), check!(ffi::array_mut::<32>(out_hash))) };
+        match h.engine.state_at_seq(seq) {
+            Ok((k, _)) => {
+                *out = k.state_hash();
+                VALORI_OK
+            }
+            Err(e) => h.fail(&e),
+        }
+    })
+}
+
+/// The logged commands from sequence number `from` on, as far as `cap` entries reach (the
+/// retained log; see `valori_set_retention`).
+///
+/// - `db`: [in] the database.
+/// - `out_entries`: [out] room for `cap` entries.
+/// - `out_len`: [out] entries written (fewer than `cap` when the log ends).
+#[no_mangle]
+pub extern "C" fn valori_history(
+    db: *const valori_db,
+    from: u64,
+    out_entries: *mut valori_log_entry,
+    cap: usize,
+    out_len: *mut usize,
+) -> c_int {
+    boundary(|| {
+        // SAFETY: pointers checked.
+        let (h, buf, out_len) = unsafe {
+            (
+                check!(db_ref(db)),
+                check!(ffi::slice_mut(out_entries, cap)),
+                check!(ffi::out(out_len)),
+            )
+        };
+        let entries = match h.engine.history(from, cap) {
+            Ok(e) => e,
+            Err(e) => return h.fail(&e),
+        };
+        let mut rows = Vec::with_capacity(entries.len());
+        for e in &entries {
+            let kind = match valori_engine::decode_entry(e) {
+                Ok(cmd) => cmd.kind(),
+                Err(err) => return h.fail(&err),
+            };
+            rows.push(valori_log_entry {
+                seq: e.seq,
+                kind,
+                bytes: e.command.len() as u32,
+                chain: e.chain,
+            });
+        }
+        for (slot, row) in buf.iter_mut().zip(&rows) {
+            *slot = *row;
+        }
+        *out_len = rows.len();
+        VALORI_OK
+    })
+}
+
+/// Reads a NUL-terminated UTF-8 argument.
+///
+/// # Safety
+/// `p` is NULL or NUL-terminated.
+unsafe fn utf8_arg<'a>(p: *const c_char) -> Result<Result<&'a str, ()>, c_int> {
+    if p.is_null() {
+        return Err(VALORI_MISUSE);
+    }
+    // SAFETY: non-NULL, NUL-terminated by contract.
+    Ok(unsafe { CStr::from_ptr(p) }.to_str().map_err(|_| ()))
+}
+
+/// Names the state after command `seq` (replacing a tag of that name), pinning it against
+/// retention. Names are 1 to 64 ASCII letters, digits, '.', '_' or '-'.
+///
+/// - `db`: [in] the database.
+/// - `name`: [in] NUL-terminated tag name.
+#[no_mangle]
+pub extern "C" fn valori_tag_history(db: *mut valori_db, name: *const c_char, seq: u64) -> c_int {
+    boundary(|| {
+        // SAFETY: pointers checked.
+        let (h, name) = unsafe { (check!(db_ref(db)), check!(utf8_arg(name))) };
+        let r = match name {
+            Ok(n) => h.engine.tag_history(n, seq),
+            Err(()) => Err(valori_engine::Error::Invalid(
+                "the tag name is not UTF-8".into(),
+            )),
+        };
+        match r {
+            Ok(()) => VALORI_OK,
+            Err(e) => h.fail(&e),
+        }
+    })
+}
+
+/// Removes a history tag; `VALORI_NOT_FOUND` if there is none of that name.
+///
+/// - `db`: [in] the database.
+/// - `name`: [in] NUL-terminated tag name.
+#[no_mangle]
+pub extern "C" fn valori_untag_history(db: *mut valori_db, name: *const c_char) -> c_int {
+    boundary(|| {
+        // SAFETY: pointers checked.
+        let (h, name) = unsafe { (check!(db_ref(db)), check!(utf8_arg(name))) };
+        let r = match name {
+            Ok(n) => h.engine.untag_history(n),
+            Err(()) => Err(valori_engine::Error::NoTag {
+                name: "(not UTF-8)".into(),
+            }),
+        };
+        match r {
+            Ok(()) => VALORI_OK,
+            Err(e) => h.fail(&e),
+        }
+    })
+}
+
+/// Writes the state after command `seq` as a new database in directory `path` (which must
+/// hold none), keeping its sequence number; `VALORI_NOT_FOUND` if retention no longer
+/// reaches `seq`.
+///
+/// - `db`: [in] the database.
+/// - `path`: [in] NUL-terminated UTF-8 directory path.
+/// - `out_hash`: [out] 32 bytes: the new database's state hash.
+#[no_mangle]
+pub extern "C" fn valori_checkout(
+    db: *const valori_db,
+    seq: u64,
+    path: *const c_char,
+    out_hash: *mut u8,
+) -> c_int {
+    boundary(|| {
+        // SAFETY: pointers checked before anything is done.
+        let (h, path, out) = unsafe {
+            (
+                check!(db_ref(db)),
+                check!(utf8_arg(path)),
+                check!(ffi::array_mut::<32>(out_hash)),
+            )
+        };
+        let Ok(path) = path else {
+            return h.fail(&valori_engine::Error::Invalid(
+                "valori_checkout: path is not UTF-8".into(),
+            ));
+        };
+        match h.engine.checkout(seq, path) {
+            Ok(hash) => {
+                *out = hash;
+                VALORI_OK
+            }
+            Err(e) => h.fail(&e),
+        }
+    })
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 mod tests {

@@ -972,6 +972,84 @@ static int test_null_arguments(void) {
     return 0;
 }
 
+/* ---------------------------------------------------------------- history and time travel */
+
+/* Every metric: retained states have the hash they had; the log lists every command; tags
+ * and checkout; what retention no longer covers is NOT_FOUND. */
+static int test_history(void) {
+    const uint32_t metrics[3] = {VALORI_METRIC_L2, VALORI_METRIC_INNER_PRODUCT,
+                                 VALORI_METRIC_COSINE};
+    const char *names[3] = {"history_l2", "history_ip", "history_cos"};
+    size_t m;
+    for (m = 0; m < 3; m++) {
+        valori_db *db = NULL, *copy = NULL;
+        valori_options opts;
+        char path[512], out_path[600];
+        uint8_t hashes[6][32], got[32];
+        valori_log_entry entries[16];
+        size_t n = 0, i;
+        uint64_t id;
+        float v[3] = {1.0f, 2.0f, 0.5f};
+        dir_for(path, sizeof path, names[m]);
+        CHECK_RC(valori_options_init(&opts), VALORI_OK);
+        opts.dim = 3;
+        opts.metric = metrics[m];
+        CHECK_RC(valori_open(path, &opts, &db), VALORI_OK);
+        CHECK_RC(valori_set_retention(db, 100), VALORI_OK);
+        CHECK_RC(valori_state_hash(db, hashes[0]), VALORI_OK);
+        for (i = 1; i <= 5; i++) {
+            v[0] = (float)i;
+            CHECK_RC(valori_insert(db, v, 3, NULL, NULL, 0, &id), VALORI_OK);
+            CHECK_RC(valori_state_hash(db, hashes[i]), VALORI_OK);
+            if (i == 3) CHECK_RC(valori_checkpoint(db), VALORI_OK);
+        }
+        for (i = 0; i <= 5; i++) {
+            CHECK_RC(valori_state_hash_at_seq(db, i, got), VALORI_OK);
+            CHECK(memcmp(got, hashes[i], 32) == 0);
+        }
+        CHECK(VALORI_PRIMARY(valori_state_hash_at_seq(db, 6, got)) == VALORI_NOT_FOUND);
+        CHECK(strstr(valori_errmsg(db), "not retained") != NULL);
+        CHECK_RC(valori_history(db, 2, entries, 16, &n), VALORI_OK);
+        CHECK(n == 4);
+        for (i = 0; i < n; i++) {
+            CHECK(entries[i].seq == i + 2);
+            CHECK(entries[i].kind == VALORI_COMMAND_INSERT);
+            CHECK(entries[i].bytes > 12);
+        }
+        CHECK(memcmp(entries[0].chain, entries[1].chain, 32) != 0);
+        CHECK_RC(valori_history(db, 2, entries, 2, &n), VALORI_OK);
+        CHECK(n == 2 && entries[1].seq == 3);
+        CHECK(strcmp(valori_command_name(entries[0].kind), "insert") == 0);
+        CHECK(strcmp(valori_command_name(VALORI_COMMAND_DELETE_EDGE), "delete_edge") == 0);
+        CHECK(strcmp(valori_command_name(99), "unknown") == 0);
+
+        CHECK_RC(valori_tag_history(db, "v1", 2), VALORI_OK);
+        CHECK_RC(valori_tag_history(db, "bad name", 2), VALORI_INVALID_INPUT);
+        CHECK(VALORI_PRIMARY(valori_tag_history(db, "late", 9)) == VALORI_NOT_FOUND);
+        CHECK_RC(valori_untag_history(db, "v1"), VALORI_OK);
+        CHECK(VALORI_PRIMARY(valori_untag_history(db, "v1")) == VALORI_NOT_FOUND);
+
+        snprintf(out_path, sizeof out_path, "%s_at2", path);
+        CHECK_RC(valori_checkout(db, 2, out_path, got), VALORI_OK);
+        CHECK(memcmp(got, hashes[2], 32) == 0);
+        CHECK_RC(valori_checkout(db, 2, out_path, got), VALORI_INVALID_INPUT);
+        CHECK(strstr(valori_errmsg(db), "already holds a database") != NULL);
+        CHECK_RC(valori_open(out_path, NULL, &copy), VALORI_OK);
+        CHECK_RC(valori_state_hash(copy, got), VALORI_OK);
+        CHECK(memcmp(got, hashes[2], 32) == 0);
+        CHECK_RC(valori_close(&copy), VALORI_OK);
+
+        /* Default retention: a checkpoint retires the older states. */
+        CHECK_RC(valori_set_retention(db, 1), VALORI_OK);
+        CHECK_RC(valori_checkpoint(db), VALORI_OK);
+        CHECK(VALORI_PRIMARY(valori_state_hash_at_seq(db, 4, got)) == VALORI_NOT_FOUND);
+        CHECK_RC(valori_state_hash_at_seq(db, 5, got), VALORI_OK);
+        CHECK(memcmp(got, hashes[5], 32) == 0);
+        CHECK_RC(valori_close(&db), VALORI_OK);
+    }
+    return 0;
+}
+
 int main(int argc, char **argv) {
     if (argc != 2) {
         fprintf(stderr, "usage: %s WORK_DIR\n", argv[0]);
@@ -995,6 +1073,7 @@ int main(int argc, char **argv) {
     run("oversize_batch", test_oversize_batch);
     run("kernel_matches_database", test_kernel_matches_database);
     run("snapshot_flips_every_metric", test_snapshot_flips_every_metric);
+    run("history", test_history);
     run("null_arguments", test_null_arguments);
     printf("checks: %d\n", checks);
     printf("%d passed, %d failed\n", passed, failed);
