@@ -248,9 +248,83 @@ impl Database {
         let ex: Export = guarded(py, || self.engine(Engine::export))?;
         Ok(export_tuple(py, &ex))
     }
+
+    /// `[(seq, kind, bytes, chain)]`: up to `limit` logged commands from `from_seq` on.
+    fn history<'py>(
+        &self,
+        py: Python<'py>,
+        from_seq: u64,
+        limit: usize,
+    ) -> PyResult<Vec<LogRow<'py>>> {
+        let rows = guarded(py, || {
+            let entries = self.engine(|e| e.history(from_seq, limit))?;
+            entries
+                .iter()
+                .map(|e| {
+                    let name = valori_engine::decode_entry(e)?.name();
+                    Ok((e.seq, name, e.command.len(), e.chain))
+                })
+                .collect::<Result<Vec<_>, Fail>>()
+        })?;
+        Ok(rows
+            .into_iter()
+            .map(|(seq, name, len, chain)| (seq, name, len, PyBytes::new(py, &chain)))
+            .collect())
+    }
+
+    /// The state hash after command `seq` (from the retained snapshots and log).
+    fn state_hash_at<'py>(&self, py: Python<'py>, seq: u64) -> PyResult<Bound<'py, PyBytes>> {
+        let h = guarded(py, || {
+            self.engine(|e| e.state_at_seq(seq).map(|(k, _)| k.state_hash()))
+        })?;
+        Ok(PyBytes::new(py, &h))
+    }
+
+    /// Writes the state after command `seq` as a new database in `path`; its state hash.
+    fn checkout<'py>(
+        &self,
+        py: Python<'py>,
+        seq: u64,
+        path: &str,
+    ) -> PyResult<Bound<'py, PyBytes>> {
+        let h = guarded(py, || self.engine(|e| e.checkout(seq, path)))?;
+        Ok(PyBytes::new(py, &h))
+    }
+
+    /// `[(name, seq)]`, by sequence number.
+    fn history_tags(&self, py: Python<'_>) -> PyResult<Vec<(String, u64)>> {
+        guarded(py, || {
+            let tags = self.engine(Engine::history_tags)?;
+            Ok(tags.into_iter().map(|t| (t.name, t.seq)).collect())
+        })
+    }
+
+    fn tag_history(&self, py: Python<'_>, name: &str, seq: u64) -> PyResult<()> {
+        guarded(py, || self.engine(|e| e.tag_history(name, seq)))
+    }
+
+    fn untag_history(&self, py: Python<'_>, name: &str) -> PyResult<()> {
+        guarded(py, || self.engine(|e| e.untag_history(name)))
+    }
+
+    fn set_retention(&self, py: Python<'_>, snapshots: u32) -> PyResult<()> {
+        guarded(py, || {
+            self.engine(|e| {
+                e.set_retain_snapshots(snapshots);
+                Ok(())
+            })
+        })
+    }
+
+    fn sequence(&self, py: Python<'_>) -> PyResult<u64> {
+        guarded(py, || self.engine(Engine::sequence))
+    }
 }
 
 store_methods!(Database);
+
+/// One history entry for Python: `(seq, kind, bytes, chain)`.
+type LogRow<'py> = (u64, &'static str, usize, Bound<'py, PyBytes>);
 
 fn export_tuple<'py>(py: Python<'py>, ex: &Export) -> ExportTuple<'py> {
     let commands = ex.commands.iter().map(|c| PyBytes::new(py, c)).collect();

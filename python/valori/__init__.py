@@ -82,6 +82,15 @@ class RecoveryReport(NamedTuple):
     torn_tail: Optional[TornTail]
 
 
+class LogEntry(NamedTuple):
+    """One logged command of a :class:`Database`'s history."""
+
+    seq: int
+    kind: str
+    bytes: int
+    chain: bytes
+
+
 class WalExport(NamedTuple):
     """A database's newest snapshot state and the commands logged after it."""
 
@@ -299,15 +308,22 @@ class Database(_Store):
 
     def __init__(self, path: str, dim: Optional[int] = None, metric: Optional[str] = None,
                  durability: str = "fsync", checkpoint_wal_bytes: int = 256 << 20,
-                 create: bool = True, salvage: bool = False) -> None:
+                 create: bool = True, salvage: bool = False, retain_snapshots: int = 1) -> None:
         """Opens (or, with ``dim``, creates) the database; recovers from its WAL and snapshot.
         A directory without a database raises :class:`NotFoundError` unless ``dim`` is given
         and ``create`` is true. ``metric`` (``"l2"``, ``"ip"`` or ``"cosine"``) is the one to
         create with, and an existing database's must equal it; ``None`` (the default) accepts
         an existing database's and creates with ``"l2"``. ``dim`` likewise. An unknown
         ``metric`` or ``durability``, or one that differs from the database's, raises
-        :class:`InvalidInputError`."""
-        self._n = _native.Database(str(path), dim, metric, durability, checkpoint_wal_bytes, create, salvage)
+        :class:`InvalidInputError`. ``retain_snapshots`` is how many snapshots a checkpoint
+        keeps, with the log after the oldest of them, so past states stay reachable
+        (:meth:`history`, :meth:`state_hash_at`, :meth:`checkout`); 1 keeps only the newest."""
+        if not isinstance(retain_snapshots, int) or isinstance(retain_snapshots, bool) \
+                or not 1 <= retain_snapshots <= 0xFFFFFFFF:
+            raise InvalidInputError(
+                f"retain_snapshots must be an int from 1 to 4294967295, not {retain_snapshots!r}")
+        self._n = _native.Database(str(path), dim, metric, durability, checkpoint_wal_bytes, create, salvage,
+                                   retain_snapshots)
         #: Components per vector and the metric (``"l2"``, ``"ip"`` or ``"cosine"``).
         self.dim, self.metric = self._n.config()
         self.path = str(path)
@@ -350,6 +366,43 @@ class Database(_Store):
         base, seq, commands, h = self._n.export()
         return WalExport(bytes(base), seq, [bytes(c) for c in commands], bytes(h))
 
+    def sequence(self) -> int:
+        """The sequence number of the last command (the database's position in its history)."""
+        return self._n.sequence()
+
+    def history(self, from_seq: int = 1, limit: int = 100) -> "list[LogEntry]":
+        """Up to ``limit`` logged commands from sequence number ``from_seq`` on, from the
+        retained log: sequence number, command name (``"insert"``, ``"delete"``, ...), bytes
+        and the WAL chain value after it."""
+        return [LogEntry(s, k, n, bytes(c)) for s, k, n, c in self._n.history(from_seq, limit)]
+
+    def state_hash_at(self, seq: int) -> bytes:
+        """The state hash after command ``seq``, rebuilt from the retained snapshots and log;
+        :class:`NotFoundError` once retention no longer reaches it (see ``retain_snapshots``)."""
+        return bytes(self._n.state_hash_at(seq))
+
+    def checkout(self, seq: int, path: str) -> bytes:
+        """Writes the state after command ``seq`` as a new database in directory ``path``
+        (which must hold none); returns its state hash."""
+        return bytes(self._n.checkout(seq, str(path)))
+
+    def tag_history(self, name: str, seq: Optional[int] = None) -> None:
+        """Names the state after command ``seq`` (default: the latest), pinning it against
+        retention. Names are 1 to 64 ASCII letters, digits, ``.``, ``_`` or ``-``."""
+        self._n.tag_history(name, self.sequence() if seq is None else seq)
+
+    def untag_history(self, name: str) -> None:
+        """Removes a history tag (:class:`NotFoundError` if there is none of that name)."""
+        self._n.untag_history(name)
+
+    def history_tags(self) -> "dict[str, int]":
+        """The history tags: name -> sequence number."""
+        return dict(self._n.history_tags())
+
+    def set_retention(self, snapshots: int) -> None:
+        """Sets how many snapshots later checkpoints keep (as ``retain_snapshots``)."""
+        self._n.set_retention(snapshots)
+
 
 from .client import ForbiddenError, KernelClient, UnauthorizedError  # noqa: E402
 
@@ -360,7 +413,7 @@ def replay(base_state: bytes, commands: Iterable[bytes]) -> bytes:
 
 
 __all__ = [
-    "EmbeddedKernel", "Database", "KernelClient", "UnauthorizedError", "ForbiddenError", "SearchResult", "Record", "Edge", "WalExport", "RecoveryReport",
+    "EmbeddedKernel", "Database", "KernelClient", "UnauthorizedError", "ForbiddenError", "SearchResult", "Record", "Edge", "WalExport", "RecoveryReport", "LogEntry",
     "TornTail", "replay",
     "Error", "InternalError", "MisuseError", "InvalidInputError", "DimensionError", "FullError",
     "NotFoundError", "ExistsError", "InsufficientSizeError", "CorruptError", "BusyError", "ValoriIOError",

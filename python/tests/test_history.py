@@ -1,0 +1,87 @@
+"""History and time travel through Python: every metric's past states keep their hashes, the
+log names every command, tags pin points, checkout writes a past state as a new database,
+and retention decides what stays reachable."""
+
+import numpy as np
+import pytest
+
+import valori
+from valori import InvalidInputError, NotFoundError
+
+METRICS = ["l2", "ip", "cosine"]
+
+
+def build(path, metric, retain):
+    db = valori.Database(str(path), dim=3, metric=metric, retain_snapshots=retain)
+    hashes = [db.state_hash()]
+    rng = np.random.default_rng(7)
+    for i in range(8):
+        if i == 5:
+            db.delete(1)
+        else:
+            db.insert(rng.standard_normal(3).astype(np.float32), tag=i % 2, metadata=b"m%d" % i)
+        hashes.append(db.state_hash())
+        if i in (2, 5):
+            db.checkpoint()
+    return db, hashes
+
+
+@pytest.mark.parametrize("metric", METRICS)
+def test_every_retained_state_has_its_hash(tmp_path, metric):
+    db, hashes = build(tmp_path / "db", metric, retain=10)
+    assert db.sequence() == 8
+    for seq, want in enumerate(hashes):
+        assert db.state_hash_at(seq) == want
+    with pytest.raises(NotFoundError, match="not retained"):
+        db.state_hash_at(9)
+    log = db.history()
+    assert [e.seq for e in log] == list(range(1, 9))
+    assert [e.kind for e in log] == ["insert"] * 5 + ["delete"] + ["insert"] * 2
+    assert all(len(e.chain) == 32 for e in log)
+    assert len({e.chain for e in log}) == 8
+    assert [e.seq for e in db.history(from_seq=4, limit=2)] == [4, 5]
+    db.close()
+
+
+@pytest.mark.parametrize("metric", METRICS)
+def test_checkout_and_tags(tmp_path, metric):
+    db, hashes = build(tmp_path / "db", metric, retain=1)
+    # Default retention: only the newest snapshot (at 6) and the log after it.
+    with pytest.raises(NotFoundError):
+        db.state_hash_at(5)
+    assert db.state_hash_at(7) == hashes[7]
+    db.tag_history("keep", 7)
+    db.tag_history("head")
+    assert db.history_tags() == {"keep": 7, "head": 8}
+    db.insert([0.1, 0.2, 0.3])
+    db.checkpoint()
+    assert db.state_hash_at(7) == hashes[7]  # pinned by the tag
+    out = tmp_path / "at7"
+    assert db.checkout(7, str(out)) == hashes[7]
+    with pytest.raises(InvalidInputError, match="already holds a database"):
+        db.checkout(7, str(out))
+    copy = valori.Database(str(out))
+    assert copy.state_hash() == hashes[7]
+    assert copy.sequence() == 7
+    assert copy.metric == metric
+    copy.close()
+    with pytest.raises(InvalidInputError, match="tag name"):
+        db.tag_history("no spaces", 7)
+    db.untag_history("keep")
+    with pytest.raises(NotFoundError, match="no tag"):
+        db.untag_history("keep")
+    db.close()
+
+
+def test_retention_argument_is_checked(tmp_path):
+    for bad in (0, -1, 2**32, 1.5, True, "3"):
+        with pytest.raises(InvalidInputError, match="retain_snapshots"):
+            valori.Database(str(tmp_path / "x"), dim=2, retain_snapshots=bad)
+    db = valori.Database(str(tmp_path / "y"), dim=2)
+    db.set_retention(5)
+    db.insert([1.0, 2.0])
+    db.checkpoint()
+    db.insert([2.0, 1.0])
+    db.checkpoint()
+    assert db.state_hash_at(1) is not None
+    db.close()
