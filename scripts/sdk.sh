@@ -2,17 +2,20 @@
 # Builds the C SDK into a distribution directory (default dist/valori-sdk):
 #   include/valori.h  lib/libvalori.a  lib/libvalori.so  lib/pkgconfig/valori.pc
 #   lib/cmake/valori/valoriConfig.cmake  lib/cmake/valori/valoriConfigVersion.cmake
+#   bin/valori (the command-line tool: inspect, verify, history; docs/CLI.md)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out=$(realpath -m "${1:-dist/valori-sdk}")
 cargo build -q -p valori-c --release
+cargo build -q -p valori-cli --release
 version=$(cargo pkgid -p valori-c | sed 's/.*@//')
 native=$(cargo rustc -q -p valori-c --release --crate-type staticlib -- --print native-static-libs 2>&1 \
   | sed -n 's/.*native-static-libs: //p' | tail -n 1)
 rm -rf "$out"
-mkdir -p "$out/include" "$out/lib/pkgconfig" "$out/lib/cmake/valori"
+mkdir -p "$out/include" "$out/lib/pkgconfig" "$out/lib/cmake/valori" "$out/bin"
 cp include/valori.h include/valori.hpp "$out/include/"
 cp target/release/libvalori.a target/release/libvalori.so "$out/lib/"
+cp target/release/valori "$out/bin/"
 
 cat > "$out/lib/pkgconfig/valori.pc" <<PC
 prefix=\${pcfiledir}/../..

@@ -1,6 +1,6 @@
 # shellcheck shell=bash
 # Leg "quickstart": the README's first command, the Rust quickstart and the kernel example
-# must print the same state hash.
+# must print the same state hash; the README's valori commands run on the quickstart's database.
 
 leg_quickstart() {
   setup_apt host
@@ -9,6 +9,16 @@ leg_quickstart() {
   local data_dir hashes
   data_dir=$(mktemp -d)
   bash scripts/quickstart.sh "$data_dir/c-db" | tee "$data_dir/c.txt"
+  step "the README's valori commands on the quickstart's database"
+  local cmds tool_hash
+  cmds=$(grep '^dist/valori-sdk/bin/valori ' README.md | sed "s|data/quickstart-c|$data_dir/c-db|; s| *#.*||")
+  [ "$(echo "$cmds" | wc -l)" -ge 3 ] || die "the README lost its valori commands"
+  while read -r cmd; do
+    echo "+ $cmd"
+    bash -c "$cmd"
+  done <<< "$cmds"
+  tool_hash=$(dist/valori-sdk/bin/valori hash "$data_dir/c-db" | cut -d' ' -f1)
+  grep -q "^state hash: $tool_hash" "$data_dir/c.txt" || die "valori hash differs from the quickstart's"
   VALORI_DATA_DIR="$data_dir" cargo run --release -p valori-engine --example quickstart | tee "$data_dir/first.txt"
   VALORI_DATA_DIR="$data_dir" cargo run --release -p valori-engine --example quickstart | tee "$data_dir/second.txt"
   grep -q "^reopened" "$data_dir/second.txt"

@@ -34,4 +34,13 @@ cargo run -q --release -p valori-engine --example quickstart -- "$work/db-rust" 
 n=$(grep -h "^state hash:" "$work/shared.txt" "$work/static.txt" "$work/cmake.txt" "$work/rust.txt" | sort -u | wc -l)
 grep -h "^state hash:" "$work/rust.txt"
 if [ "$n" != 1 ]; then echo "state hashes differ between the C and Rust quickstarts" >&2; exit 1; fi
+echo "== the SDK's valori tool reads what C wrote: same state hash, every file verified"
+"$sdk/bin/valori" --version
+"$sdk/bin/valori" verify "$work/db-shared"
+"$sdk/bin/valori" info "$work/db-shared"
+tool=$("$sdk/bin/valori" hash "$work/db-shared" | cut -d' ' -f1)
+if ! grep -q "^state hash: $tool" "$work/static.txt"; then
+  echo "valori hash ($tool) differs from the C quickstart's" >&2; exit 1
+fi
+
 echo "consumers: pkg-config (shared, static) and CMake built and ran; hashes agree"
