@@ -116,8 +116,34 @@ impl<'a, T: Word> Words<'a, T> {
     /// The words in order.
     pub fn iter(&self) -> WordsIter<'a, T> {
         WordsIter {
-            words: *self,
-            next: 0,
+            inner: match *self {
+                Words::Native(s) => IterRepr::Native(s.iter()),
+                Words::Le(b) => IterRepr::Le(b.bytes.chunks_exact(T::SIZE)),
+            },
+        }
+    }
+
+    /// Copies the words `start..start + out.len()` (as far as the list goes) into `out` as
+    /// values; returns how many. A slice-to-slice loop, so the compiler can vectorise it.
+    pub fn copy_values(&self, start: usize, out: &mut [T]) -> usize {
+        match self {
+            Words::Native(s) => {
+                let src = s.get(start..).unwrap_or(&[]);
+                let n = src.len().min(out.len());
+                for (o, v) in out.iter_mut().zip(src) {
+                    *o = *v;
+                }
+                n
+            }
+            Words::Le(b) => {
+                let src = b.bytes.get(start.saturating_mul(T::SIZE)..).unwrap_or(&[]);
+                let mut n = 0;
+                for (o, c) in out.iter_mut().zip(src.chunks_exact(T::SIZE)) {
+                    *o = T::from_le(c);
+                    n += 1;
+                }
+                n
+            }
         }
     }
 
@@ -138,20 +164,36 @@ impl<'a, T: Word> Words<'a, T> {
 
 /// Iterator over [`Words`].
 pub struct WordsIter<'a, T: Word> {
-    words: Words<'a, T>,
-    next: usize,
+    inner: IterRepr<'a, T>,
+}
+
+enum IterRepr<'a, T> {
+    Native(core::slice::Iter<'a, T>),
+    Le(core::slice::ChunksExact<'a, u8>),
 }
 
 impl<T: Word> Iterator for WordsIter<'_, T> {
     type Item = T;
     fn next(&mut self) -> Option<T> {
-        let w = self.words.get(self.next)?;
-        self.next += 1;
-        Some(w)
+        match &mut self.inner {
+            IterRepr::Native(i) => i.next().copied(),
+            IterRepr::Le(c) => c.next().map(T::from_le),
+        }
     }
     fn size_hint(&self) -> (usize, Option<usize>) {
-        let left = self.words.len().saturating_sub(self.next);
+        let left = match &self.inner {
+            IterRepr::Native(i) => i.len(),
+            IterRepr::Le(c) => c.len(),
+        };
         (left, Some(left))
+    }
+    // Internal iteration (for_each, max, sum, ...) picks the representation once, so the
+    // loop over the words compiles without a per-word branch.
+    fn fold<B, F: FnMut(B, T) -> B>(self, init: B, f: F) -> B {
+        match self.inner {
+            IterRepr::Native(i) => i.copied().fold(init, f),
+            IterRepr::Le(c) => c.map(T::from_le).fold(init, f),
+        }
     }
 }
 

@@ -3,7 +3,7 @@
 use crate::command::{Ids, Vector};
 use crate::config::{Metric, MAX_META_LEN};
 use crate::error::{Error, Invalid, Object, Resource, Result};
-use crate::fxp;
+use crate::fxp::{self, Fxp};
 use crate::state::{resolve_id, Applied, Kernel};
 use crate::tables::{arena_push, arena_remove, full, IndexEntry, Row, ROW_HAS_TAG};
 use crate::vectors::VectorRef;
@@ -83,7 +83,18 @@ impl<'m> Kernel<'m> {
 
     /// Largest |component| of `v` as it would be stored (after normalisation under cosine).
     fn stored_max(&self, v: &Vector<'_>) -> Result<u32> {
-        let m = v.iter().map(|x| x.0.unsigned_abs()).max().unwrap_or(0);
+        // In blocks through a buffer: a loop the compiler vectorises (replay's hot path).
+        let mut buf = [Fxp(0); 256];
+        let (mut m, mut at) = (0u32, 0);
+        loop {
+            let n = v.copy_values(at, &mut buf);
+            if n == 0 {
+                break;
+            }
+            let part = buf.get(..n).unwrap_or(&[]);
+            m = part.iter().fold(m, |m, x| m.max(x.0.unsigned_abs()));
+            at += n;
+        }
         if self.config.metric == Metric::Cosine {
             let r = fxp::unit_divisor(v.iter())?;
             // m <= sqrt(sum): the quotient is at most 2^16 + 1.
@@ -109,7 +120,7 @@ impl<'m> Kernel<'m> {
                 .map_err(full(Resource::Records))?;
         } else {
             self.vectors
-                .push(vector.iter())
+                .push_words(&vector)
                 .map_err(full(Resource::Records))?;
         }
         let meta_off = arena_push(&mut self.meta, meta, Resource::MetadataBytes)?;

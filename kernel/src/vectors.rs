@@ -291,6 +291,67 @@ impl<'m> Vectors<'m> {
             .unwrap_or(&mut []))
     }
 
+    /// [`Vectors::push`] of a stored command's vector: the values are copied in blocks into a
+    /// buffer and stored from there, loops the compiler vectorises (the bulk of a replay).
+    pub(crate) fn push_words(&mut self, values: &crate::Vector<'_>) -> Result<(), NoRoom> {
+        if self.width == Width::Wide {
+            return self.push(values.iter());
+        }
+        let start = self.words.len();
+        let dim = self.dim;
+        let width = self.width;
+        let row: &mut [u8] = bytemuck::cast_slice_mut(self.new_row()?);
+        let (tops, lows) = row.split_at_mut((2 * dim).min(row.len()));
+        let mut buf = [Fxp(0); 256];
+        let mut max = 0u32;
+        let mut at = 0;
+        while at < dim {
+            let n = values.copy_values(at, buf.get_mut(..(dim - at).min(256)).unwrap_or(&mut []));
+            if n == 0 {
+                break;
+            }
+            let part = buf.get(..n).unwrap_or(&[]);
+            max = part.iter().fold(max, |m, v| m.max(v.0.unsigned_abs()));
+            let top = tops.get_mut(2 * at..2 * (at + n)).unwrap_or(&mut []);
+            match width {
+                Width::Narrow => {
+                    for (t, v) in top.chunks_exact_mut(2).zip(part) {
+                        t.copy_from_slice(bytemuck::bytes_of(&(v.0 as i16)));
+                    }
+                }
+                _ => {
+                    let low = lows.get_mut(at..at + n).unwrap_or(&mut []);
+                    for ((t, l), v) in top.chunks_exact_mut(2).zip(low.iter_mut()).zip(part) {
+                        t.copy_from_slice(bytemuck::bytes_of(&((v.0 >> 8) as i16)));
+                        *l = (v.0 & 0xff) as u8;
+                    }
+                }
+            }
+            at += n;
+        }
+        self.finish_row(start, max)
+    }
+
+    /// Keeps the row just written if its largest |component| fits the width (else removes
+    /// it: `NoRoom`), and updates the store's bounds.
+    fn finish_row(&mut self, start: usize, max: u32) -> Result<(), NoRoom> {
+        if Width::for_max(max) > self.width {
+            self.words.truncate(start);
+            return Err(NoRoom);
+        }
+        if self.width == Width::Narrow {
+            let s = self.stride_words();
+            let words = self.words.as_slice().get(start..start + s).unwrap_or(&[]);
+            let halves: &[i16] = bytemuck::cast_slice(words);
+            let row = halves.get(..self.dim).unwrap_or(halves);
+            let lanes = crate::simd::norms_i16(crate::simd::Backend::detect(), row).1;
+            self.lanes = self.lanes.max(lanes);
+        }
+        self.rows += 1;
+        self.max_abs = self.max_abs.max(max);
+        Ok(())
+    }
+
     /// Appends a row of `dim` values (room made by [`Vectors::reserve`] with their maximum).
     /// A value that does not fit the store's width fails with nothing appended.
     pub(crate) fn push(&mut self, values: impl Iterator<Item = Fxp>) -> Result<(), NoRoom> {
@@ -298,29 +359,32 @@ impl<'m> Vectors<'m> {
         let mut max = 0u32;
         match self.width {
             Width::Narrow => {
-                let dim = self.dim;
                 let halves: &mut [i16] = bytemuck::cast_slice_mut(self.new_row()?);
-                for (h, v) in halves.iter_mut().zip(values.take(dim)) {
-                    max = max.max(v.0.unsigned_abs());
-                    *h = v.0 as i16;
-                }
-                let lanes = if max <= NARROW_MAX {
-                    let row = halves.get(..dim).unwrap_or(halves);
-                    crate::simd::norms_i16(crate::simd::Backend::detect(), row).1
-                } else {
-                    0
-                };
-                self.lanes = self.lanes.max(lanes);
+                // Internal iteration of the values (`for_each`): one loop, without a
+                // per-component branch on how they are held. Extra values are ignored.
+                let mut slots = halves.iter_mut();
+                values.for_each(|v| {
+                    if let Some(h) = slots.next() {
+                        max = max.max(v.0.unsigned_abs());
+                        *h = v.0 as i16;
+                    }
+                });
             }
             Width::Mid => {
                 let dim = self.dim;
                 let bytes: &mut [u8] = bytemuck::cast_slice_mut(self.new_row()?);
-                for (j, v) in values.take(dim).enumerate() {
-                    max = max.max(v.0.unsigned_abs());
-                    if v.0.unsigned_abs() <= MID_MAX {
-                        Width::Mid.write(bytes, 0, j, dim, v.0);
+                // The row's layout (`Width::read`): `dim` top halves (`i16`), then `dim` low
+                // bytes. A value over `MID_MAX` is written truncated; the row is then taken
+                // back below.
+                let (tops, lows) = bytes.split_at_mut((2 * dim).min(bytes.len()));
+                let mut slots = tops.chunks_exact_mut(2).zip(lows.iter_mut());
+                values.for_each(|v| {
+                    if let Some((top, low)) = slots.next() {
+                        max = max.max(v.0.unsigned_abs());
+                        top.copy_from_slice(bytemuck::bytes_of(&((v.0 >> 8) as i16)));
+                        *low = (v.0 & 0xff) as u8;
                     }
-                }
+                });
             }
             Width::Wide => {
                 self.words.extend(values.take(self.dim).inspect(|v| {
@@ -328,13 +392,7 @@ impl<'m> Vectors<'m> {
                 }))?;
             }
         }
-        if Width::for_max(max) > self.width {
-            self.words.truncate(start);
-            return Err(NoRoom);
-        }
-        self.rows += 1;
-        self.max_abs = self.max_abs.max(max);
-        Ok(())
+        self.finish_row(start, max)
     }
 
     /// Moves the last row into row `r` and drops the last.
@@ -427,15 +485,18 @@ impl<'k> VectorRef<'k> {
             Repr::Wide(w) => emit(w, &mut block, &mut put, |x| x.0),
             Repr::Narrow(n) => emit(n, &mut block, &mut put, i32::from),
             Repr::Mid(m) => {
+                // `dim` top halves, then `dim` low bytes (`Width::read`).
                 let dim = m.len() / 3;
-                let mut at = 0;
-                while at < dim {
-                    let n = (dim - at).min(N);
-                    for (k, dst) in block.chunks_exact_mut(4).take(n).enumerate() {
-                        dst.copy_from_slice(&Width::Mid.read(m, 0, at + k, dim).to_le_bytes());
+                let (tops, lows) = m.split_at((2 * dim).min(m.len()));
+                for (top, low) in tops.chunks(2 * N).zip(lows.chunks(N)) {
+                    let n = low.len();
+                    for ((dst, t), &l) in
+                        block.chunks_exact_mut(4).zip(top.chunks_exact(2)).zip(low)
+                    {
+                        let hi = i32::from(bytemuck::pod_read_unaligned::<i16>(t));
+                        dst.copy_from_slice(&((hi << 8) | i32::from(l)).to_le_bytes());
                     }
                     put(block.get(..n * 4).unwrap_or(&[]));
-                    at += n;
                 }
             }
         }
