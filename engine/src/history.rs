@@ -11,8 +11,9 @@ use crate::export::Export;
 use crate::recovery::Replay;
 use crate::snapshot;
 use crate::storage::{FsStorage, LockGuard, Storage};
-use crate::wal::{self, parse_segment, Chain, Segment, Tail};
+use crate::wal::{self, parse_segment, Chain, Segment, StreamRecord, Tail};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use valori_kernel::{Command, Kernel};
 
@@ -400,6 +401,263 @@ pub(crate) fn remove_tag(storage: &dyn Storage, dir: &Path, name: &str) -> Resul
     directory::write_tags(storage, dir, &tags)
 }
 
+/// A later snapshot to confirm: sequence number, state hash, chain value, file.
+type LaterSnapshot = (u64, [u8; 32], Chain, PathBuf);
+
+/// The snapshots after the oldest, read and checked by their own thread during [`verify`];
+/// replay confirms each when it reaches its sequence number.
+struct Later<'scope> {
+    handle: Option<std::thread::ScopedJoinHandle<'scope, Result<Vec<LaterSnapshot>>>>,
+    /// The first one's sequence number (from the listing): replay waits for the thread there.
+    first: Option<u64>,
+    list: std::vec::IntoIter<LaterSnapshot>,
+    next: Option<LaterSnapshot>,
+}
+
+impl Later<'_> {
+    fn join(&mut self) -> Result<()> {
+        if let Some(h) = self.handle.take() {
+            let list = h
+                .join()
+                .map_err(|_| Error::Internal("the snapshot reader panicked".into()))??;
+            self.list = list.into_iter();
+            self.next = self.list.next();
+        }
+        Ok(())
+    }
+
+    /// Checks every snapshot at or before the replayed sequence number against the replayed
+    /// state.
+    fn confirm(&mut self, replay: &Replay) -> Result<()> {
+        if self.first.is_some_and(|f| replay.seq >= f) {
+            self.join()?;
+        }
+        while let Some((seq, hash, chain, path)) = self.next.as_ref() {
+            if *seq > replay.seq {
+                break;
+            }
+            if *seq < replay.seq || *hash != replay.kernel.state_hash() || *chain != replay.chain {
+                return Err(Error::corrupt(
+                    path,
+                    0,
+                    "snapshot differs from the state the log replays to at its sequence number",
+                ));
+            }
+            self.next = self.list.next();
+        }
+        Ok(())
+    }
+}
+
+/// What the log reader sends the replaying thread during [`verify`].
+enum Read {
+    /// Records whose checks and chain passed, in order, each with its payload's range in
+    /// `payloads`.
+    Records {
+        path: Arc<PathBuf>,
+        recs: Vec<(StreamRecord, std::ops::Range<usize>)>,
+        payloads: Vec<u8>,
+    },
+    /// An incomplete record at the very end of the log (file, offset, bytes).
+    TornTail(PathBuf, u64, u64),
+    /// The first damage; nothing follows.
+    Damage(Error),
+}
+
+/// Records gathered for one [`Read::Records`] message.
+#[derive(Default)]
+struct Batch {
+    recs: Vec<(StreamRecord, std::ops::Range<usize>)>,
+    payloads: Vec<u8>,
+}
+
+impl Batch {
+    /// Sends the records gathered (if any) and starts afresh; false if the replaying side
+    /// hung up.
+    fn send(&mut self, path: &Arc<PathBuf>, send: &std::sync::mpsc::SyncSender<Read>) -> bool {
+        if self.recs.is_empty() {
+            return true;
+        }
+        let msg = Read::Records {
+            path: Arc::clone(path),
+            recs: std::mem::take(&mut self.recs),
+            payloads: std::mem::take(&mut self.payloads),
+        };
+        send.send(msg).is_ok()
+    }
+}
+
+/// Totals of the log reader.
+#[derive(Default)]
+struct LogTotals {
+    segments: u64,
+    records: u64,
+    wal_bytes: u64,
+}
+
+/// Reads every segment in order and sends its verified records: streamed in bounded memory,
+/// each segment settled by [`read_segment`] over the whole file where streaming stops early
+/// (damage or a torn tail: the tail rule needs the bytes after it). Checks the chain across
+/// segments. Stops at the first damage.
+fn read_log(
+    storage: &dyn Storage,
+    dir: &Path,
+    segments: &[(u64, String)],
+    send: &std::sync::mpsc::SyncSender<Read>,
+    done: &AtomicU64,
+) -> LogTotals {
+    let mut totals = LogTotals::default();
+    let mut prev_end: Option<(u64, Chain)> = None;
+    for (i, (first, name)) in segments.iter().enumerate() {
+        let path = Arc::new(dir.join(name));
+        match read_one_segment(
+            storage,
+            &path,
+            *first,
+            i + 1 == segments.len(),
+            prev_end,
+            send,
+            done,
+        ) {
+            Ok(Some((end, chain, records, bytes))) => {
+                totals.segments += 1;
+                totals.records += records;
+                totals.wal_bytes += bytes;
+                prev_end = Some((end, chain));
+            }
+            Ok(None) => return totals,
+            Err(e) => {
+                let _ = send.send(Read::Damage(e));
+                return totals;
+            }
+        }
+    }
+    totals
+}
+
+/// One segment for [`read_log`]: `(last sequence number, chain after it, records, bytes)`, or
+/// `None` if the replaying side hung up.
+fn read_one_segment(
+    storage: &dyn Storage,
+    path: &Arc<PathBuf>,
+    first: u64,
+    last: bool,
+    prev_end: Option<(u64, Chain)>,
+    send: &std::sync::mpsc::SyncSender<Read>,
+    done: &AtomicU64,
+) -> Result<Option<(u64, Chain, u64, u64)>> {
+    let continues = |first_seq: u64, chain_in: &Chain| -> Result<()> {
+        if first_seq != first {
+            return Err(Error::corrupt(
+                &**path,
+                8,
+                "first sequence number differs from the file name",
+            ));
+        }
+        match prev_end {
+            Some((end, chain)) if first_seq != end + 1 || *chain_in != chain => {
+                Err(Error::corrupt(
+                    &**path,
+                    8,
+                    format!(
+                        "segment does not continue the previous one (which ended at sequence number {end})"
+                    ),
+                ))
+            }
+            _ => Ok(()),
+        }
+    };
+    let file = storage
+        .open_read(path)
+        .map_err(Error::io("reading", &**path))?;
+    let done_before = done.load(Ordering::Relaxed);
+    let mut sent = 0u64;
+    let mut counted = 0u64;
+    let mut chain_out = [0u8; 32];
+    let mut streamed_to_end = false;
+    let mut batch = Batch::default();
+    if let Some(mut stream) = wal::SegmentStream::open(file) {
+        continues(stream.first_seq, &stream.chain_in)?;
+        chain_out = stream.chain_in;
+        loop {
+            let start = batch.payloads.len();
+            let next = stream.next(&mut batch.payloads);
+            match next {
+                Ok(Some(rec)) => {
+                    let len = batch.payloads.len() - start;
+                    counted += (wal::RECORD_HEADER_LEN + len + wal::CHAIN_LEN) as u64;
+                    chain_out = rec.after;
+                    batch.recs.push((rec, start..batch.payloads.len()));
+                    sent += 1;
+                    // Batches of about a megabyte: small records do not cost a message each.
+                    if batch.payloads.len() >= 1 << 20 {
+                        if !batch.send(path, send) {
+                            return Ok(None);
+                        }
+                        done.store(done_before + counted, Ordering::Relaxed);
+                    }
+                }
+                Ok(None) => {
+                    streamed_to_end = true;
+                    break;
+                }
+                Err(()) => {
+                    batch.payloads.truncate(start);
+                    break;
+                }
+            }
+        }
+    }
+    if !batch.send(path, send) {
+        return Ok(None);
+    }
+    let size = storage
+        .size(path)
+        .map_err(Error::io("reading the size of", &**path))?;
+    let first_after = if streamed_to_end {
+        first + sent
+    } else {
+        // Streaming stopped early: the whole file decides (damage, or a torn tail in the last
+        // segment), and any records after the ones sent follow.
+        let (bytes, seg, torn) = read_segment(storage, path, last)?;
+        if sent == 0 {
+            continues(
+                seg.first_seq,
+                &bytes
+                    .get(16..48)
+                    .and_then(|c| c.try_into().ok())
+                    .unwrap_or([0; 32]),
+            )?;
+        }
+        for rec in seg.records.iter().skip(sent as usize) {
+            let start = batch.payloads.len();
+            batch
+                .payloads
+                .extend_from_slice(bytes.get(rec.payload.clone()).unwrap_or_default());
+            let r = StreamRecord {
+                seq: rec.seq,
+                offset: rec.offset,
+                prev: rec.prev,
+                after: rec.after,
+            };
+            batch.recs.push((r, start..batch.payloads.len()));
+        }
+        if !batch.send(path, send) {
+            return Ok(None);
+        }
+        if let Some((at, n)) = torn {
+            if send.send(Read::TornTail((**path).clone(), at, n)).is_err() {
+                return Ok(None);
+            }
+        }
+        sent = seg.records.len() as u64;
+        chain_out = seg.chain_out;
+        seg.first_seq + sent
+    };
+    done.store(done_before + size, Ordering::Relaxed);
+    Ok(Some((first_after.saturating_sub(1), chain_out, sent, size)))
+}
+
 pub(crate) fn verify(
     storage: &dyn Storage,
     dir: &Path,
@@ -408,129 +666,127 @@ pub(crate) fn verify(
     let listing = directory::list(storage, dir)?;
     let f = files(storage, dir)?;
     let total: u64 = f.snapshots.iter().chain(&f.segments).map(|x| x.2).sum();
-    let mut done = 0u64;
-    let mut v = Verified {
-        snapshots: 0,
-        segments: 0,
-        records: 0,
-        wal_bytes: 0,
-        snapshot_bytes: 0,
-        seq: 0,
-        state_hash: [0; 32],
-        torn_tail: None,
-    };
-    // Every snapshot decodes and matches its own state hash. Replay starts from the oldest;
-    // the others are kept as (sequence number, state hash, chain, file) to confirm.
-    let mut base = None;
-    let mut later = Vec::new();
-    for (seq, name) in &listing.snapshots {
-        let snap = read_snapshot(storage, dir, name)?;
-        let path = dir.join(name);
-        if snap.seq != *seq {
-            return Err(Error::corrupt(
-                &path,
-                16,
-                "sequence number differs from the file name",
-            ));
-        }
-        let len = f.snapshots.iter().find(|s| s.0 == *seq).map_or(0, |s| s.2);
-        v.snapshots += 1;
-        v.snapshot_bytes += len;
-        done += len;
-        progress(done, total);
-        if base.is_none() {
-            base = Some(Replay {
-                kernel: snap.kernel,
-                seq: snap.seq,
-                chain: snap.chain,
-            });
-        } else {
-            later.push((snap.seq, snap.state_hash, snap.chain, path));
-        }
-    }
     directory::read_tags(storage, dir)?;
-    let Some(mut replay) = base else {
+    let Some((_, oldest_name)) = listing.snapshots.first() else {
         return Err(Error::NoDatabase {
             path: dir.to_path_buf(),
         });
     };
-    let mut later = later.into_iter();
-    let mut next_snap = later.next();
-    // Each later snapshot must be the state replay reaches at its sequence number.
-    let mut confirm = |replay: &Replay, next: &mut Option<(u64, [u8; 32], Chain, PathBuf)>| {
-        while let Some((seq, hash, chain, path)) = next.as_ref() {
-            if *seq != replay.seq {
-                break;
-            }
-            if *hash != replay.kernel.state_hash() || *chain != replay.chain {
-                return Err(Error::corrupt(
-                    path,
-                    0,
-                    "snapshot differs from the state the log replays to at its sequence number",
-                ));
-            }
-            *next = later.next();
+    let check_name = |snap: &snapshot::Snapshot, seq: u64, name: &str| {
+        if snap.seq == seq {
+            Ok(())
+        } else {
+            Err(Error::corrupt(
+                dir.join(name),
+                16,
+                "sequence number differs from the file name",
+            ))
         }
-        Ok(())
     };
-    // The chain across segments: each continues where the previous ended.
-    let mut prev_end: Option<(u64, Chain)> = None;
-    let count = listing.segments.len();
-    for (i, (first, name)) in listing.segments.iter().enumerate() {
-        let path = dir.join(name);
-        let (bytes, seg, torn) = read_segment(storage, &path, i + 1 == count)?;
-        if seg.first_seq != *first {
+    let oldest = read_snapshot(storage, dir, oldest_name)?;
+    check_name(
+        &oldest,
+        listing.snapshots.first().map_or(0, |s| s.0),
+        oldest_name,
+    )?;
+    let snapshot_bytes: u64 = f.snapshots.iter().map(|s| s.2).sum();
+    // Three threads: this one replays; one reads and checks the log (records arrive through a
+    // bounded channel, so memory stays bounded); one reads and checks the later snapshots.
+    let done = AtomicU64::new(0);
+    let (send, recv) = std::sync::mpsc::sync_channel::<Read>(8);
+    std::thread::scope(|scope| -> Result<Verified> {
+        let later = scope.spawn(|| -> Result<Vec<LaterSnapshot>> {
+            let mut out = Vec::new();
+            for (seq, name) in listing.snapshots.iter().skip(1) {
+                let snap = read_snapshot(storage, dir, name)?;
+                check_name(&snap, *seq, name)?;
+                out.push((snap.seq, snap.state_hash, snap.chain, dir.join(name)));
+            }
+            Ok(out)
+        });
+        // The sender moves into the reader, so the channel closes when it is done.
+        let segments = &listing.segments;
+        let done = &done;
+        let reader = scope.spawn(move || read_log(storage, dir, segments, &send, done));
+        let mut replay = Replay {
+            kernel: oldest.kernel,
+            seq: oldest.seq,
+            chain: oldest.chain,
+        };
+        let mut torn_tail = None;
+        let mut damage = None;
+        let mut later = Later {
+            handle: Some(later),
+            first: listing.snapshots.get(1).map(|s| s.0),
+            list: Vec::new().into_iter(),
+            next: None,
+        };
+        progress(snapshot_bytes, total);
+        for msg in recv.iter() {
+            match msg {
+                Read::Records {
+                    path,
+                    recs,
+                    payloads,
+                } => {
+                    for (rec, range) in recs {
+                        if rec.seq <= replay.seq {
+                            continue;
+                        }
+                        let payload = payloads.get(range).unwrap_or_default();
+                        let step = replay
+                            .apply_record(
+                                rec.seq, rec.offset, &rec.prev, &rec.after, payload, &path,
+                            )
+                            .and_then(|()| later.confirm(&replay));
+                        if let Err(e) = step {
+                            damage = Some(e);
+                            break;
+                        }
+                    }
+                    if damage.is_some() {
+                        break;
+                    }
+                    progress(snapshot_bytes + done.load(Ordering::Relaxed), total);
+                }
+                Read::TornTail(file, at, n) => torn_tail = Some((file, at, n)),
+                Read::Damage(e) => {
+                    damage = Some(e);
+                    break;
+                }
+            }
+        }
+        drop(recv);
+        let totals = reader
+            .join()
+            .map_err(|_| Error::Internal("the log reader panicked".into()))?;
+        if let Some(e) = damage {
+            return Err(e);
+        }
+        later.join()?;
+        later.confirm(&replay)?;
+        if let Some((seq, _, _, path)) = later.next {
             return Err(Error::corrupt(
                 &path,
-                8,
-                "first sequence number differs from the file name",
+                0,
+                format!(
+                    "the log ends at sequence number {} before this snapshot's {seq}",
+                    replay.seq
+                ),
             ));
         }
-        if let Some((end, chain)) = prev_end {
-            let chain_in = bytes.get(16..48).unwrap_or_default();
-            if seg.first_seq != end + 1 || chain_in != chain {
-                return Err(Error::corrupt(
-                    &path,
-                    8,
-                    format!(
-                        "segment does not continue the previous one (which ended at sequence number {end})"
-                    ),
-                ));
-            }
-        }
-        v.segments += 1;
-        v.records += seg.records.len() as u64;
-        v.wal_bytes += bytes.len() as u64;
-        if let Some((at, n)) = torn {
-            v.torn_tail = Some((path.clone(), at, n));
-        }
-        // Replay in steps that stop at each snapshot inside this segment.
-        let seg_end = (seg.first_seq + seg.records.len() as u64).saturating_sub(1);
-        loop {
-            let until = next_snap.as_ref().map_or(wal::MAX_SEQ, |s| s.0);
-            replay.apply(&seg, &bytes, &path, until)?;
-            confirm(&replay, &mut next_snap)?;
-            if replay.seq < until || replay.seq >= seg_end {
-                break;
-            }
-        }
-        prev_end = Some((seg.first_seq + seg.records.len() as u64 - 1, seg.chain_out));
-        done += bytes.len() as u64;
-        progress(done, total);
-    }
-    if let Some((seq, _, _, path)) = next_snap {
-        return Err(Error::corrupt(
-            &path,
-            0,
-            format!(
-                "the log ends at sequence number {} before this snapshot's {seq}",
-                replay.seq
-            ),
-        ));
-    }
-    v.seq = replay.seq;
-    v.state_hash = replay.kernel.state_hash();
-    Ok(v)
+        progress(total, total);
+        Ok(Verified {
+            snapshots: listing.snapshots.len() as u64,
+            segments: totals.segments,
+            records: totals.records,
+            wal_bytes: totals.wal_bytes,
+            snapshot_bytes,
+            seq: replay.seq,
+            state_hash: replay.kernel.state_hash(),
+            torn_tail,
+        })
+    })
 }
 
 /// A logged command decoded, for display.

@@ -100,6 +100,46 @@ pub(crate) struct Replay {
 }
 
 impl Replay {
+    /// Applies one verified record (at `offset` in `path`), which must be the next one and
+    /// continue the chain.
+    pub(crate) fn apply_record(
+        &mut self,
+        seq: u64,
+        offset: u64,
+        prev: &Chain,
+        after: &Chain,
+        payload: &[u8],
+        path: &Path,
+    ) -> Result<()> {
+        if seq != self.seq + 1 {
+            return Err(Error::corrupt(
+                path,
+                offset + 8,
+                format!(
+                    "gap in sequence numbers: expected {}, found {seq}",
+                    self.seq + 1
+                ),
+            ));
+        }
+        if *prev != self.chain {
+            return Err(Error::corrupt(
+                path,
+                offset,
+                "hash chain does not continue from the previous record or snapshot",
+            ));
+        }
+        let at = offset + wal::RECORD_HEADER_LEN as u64;
+        let cmd = Command::decode(payload).map_err(|e| {
+            Error::corrupt(path, at, format!("logged command does not decode: {e}"))
+        })?;
+        self.kernel
+            .apply(&cmd)
+            .map_err(|e| Error::corrupt(path, at, format!("logged command does not apply: {e}")))?;
+        self.seq = seq;
+        self.chain = *after;
+        Ok(())
+    }
+
     /// Applies the records of `seg` after the current sequence number, up to and including
     /// `until`.
     pub(crate) fn apply(
@@ -116,34 +156,8 @@ impl Replay {
             if rec.seq > until {
                 break;
             }
-            if rec.seq != self.seq + 1 {
-                return Err(Error::corrupt(
-                    path,
-                    rec.offset + 8,
-                    format!(
-                        "gap in sequence numbers: expected {}, found {}",
-                        self.seq + 1,
-                        rec.seq
-                    ),
-                ));
-            }
-            if rec.prev != self.chain {
-                return Err(Error::corrupt(
-                    path,
-                    rec.offset,
-                    "hash chain does not continue from the previous record or snapshot",
-                ));
-            }
             let payload = bytes.get(rec.payload.clone()).unwrap_or_default();
-            let at = rec.offset + wal::RECORD_HEADER_LEN as u64;
-            let cmd = Command::decode(payload).map_err(|e| {
-                Error::corrupt(path, at, format!("logged command does not decode: {e}"))
-            })?;
-            self.kernel.apply(&cmd).map_err(|e| {
-                Error::corrupt(path, at, format!("logged command does not apply: {e}"))
-            })?;
-            self.seq = rec.seq;
-            self.chain = rec.after;
+            self.apply_record(rec.seq, rec.offset, &rec.prev, &rec.after, payload, path)?;
         }
         Ok(())
     }

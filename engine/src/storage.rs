@@ -18,6 +18,10 @@ pub trait Storage: Send + Sync + Debug {
     fn list(&self, dir: &Path) -> io::Result<Vec<String>>;
     /// The whole content of a file.
     fn read(&self, path: &Path) -> io::Result<Vec<u8>>;
+    /// A file's content as a stream (by default, [`Storage::read`] in memory).
+    fn open_read(&self, path: &Path) -> io::Result<Box<dyn io::Read + Send>> {
+        Ok(Box::new(io::Cursor::new(self.read(path)?)))
+    }
     /// A file's size in bytes (by default, the length of [`Storage::read`]).
     fn size(&self, path: &Path) -> io::Result<u64> {
         self.read(path).map(|b| b.len() as u64)
@@ -97,6 +101,12 @@ impl Storage for FsStorage {
     }
     fn size(&self, path: &Path) -> io::Result<u64> {
         fs::metadata(path).map(|m| m.len())
+    }
+    fn open_read(&self, path: &Path) -> io::Result<Box<dyn io::Read + Send>> {
+        Ok(Box::new(io::BufReader::with_capacity(
+            1 << 20,
+            File::open(path)?,
+        )))
     }
     fn create(&self, path: &Path) -> io::Result<Box<dyn StorageFile>> {
         let f = options()

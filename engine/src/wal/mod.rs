@@ -13,7 +13,9 @@
 mod reader;
 mod writer;
 
-pub(crate) use reader::{damage_is_tail, parse_segment, Segment, Tail};
+pub(crate) use reader::{
+    damage_is_tail, parse_segment, Segment, SegmentStream, StreamRecord, Tail,
+};
 pub(crate) use writer::{chain_value, FlushError, Writer};
 pub use writer::{encode_record, encode_record_fenced, segment_header, LogStats, FSYNC_BUCKETS};
 

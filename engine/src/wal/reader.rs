@@ -4,6 +4,7 @@ use super::{
     chain_value, Chain, CHAIN_LEN, MAX_PAYLOAD, MAX_SEQ, RECORD_FENCE, RECORD_HEADER_LEN,
     RECORD_MAGIC, SEGMENT_HEADER_LEN, SEGMENT_MAGIC, WAL_VERSION,
 };
+use std::io::Read as _;
 use std::ops::Range;
 
 /// How a segment ends.
@@ -74,23 +75,8 @@ pub(crate) fn parse_segment(bytes: &[u8]) -> Result<Segment, (Damage, Option<Seg
         });
     }
     let head = bytes.get(..SEGMENT_HEADER_LEN).unwrap_or_default();
-    if head.get(0..4) != Some(&SEGMENT_MAGIC[..]) {
-        return Err((damage(0, "not a WAL segment (bad magic)", 0), None));
-    }
-    if blake3::hash(head.get(0..48).unwrap_or_default())
-        .as_bytes()
-        .get(..16)
-        != head.get(48..64)
-    {
-        return Err((damage(0, "segment header checksum mismatch", 0), None));
-    }
-    let version = u32_at(head, 4).unwrap_or(0);
-    if !(1..=WAL_VERSION).contains(&version) {
-        return Err((damage(4, "unsupported WAL version", 0), None));
-    }
-    let first_seq = u64_at(head, 8).unwrap_or(0);
-    let mut chain_in = [0u8; 32];
-    chain_in.copy_from_slice(head.get(16..48).unwrap_or(&[0; 32]));
+    let (version, first_seq, chain_in) =
+        check_segment_header(head).map_err(|(at, why)| (damage(at, why, 0), None))?;
 
     let mut seg = Segment {
         first_seq,
@@ -109,36 +95,8 @@ pub(crate) fn parse_segment(bytes: &[u8]) -> Result<Segment, (Damage, Option<Seg
             break;
         }
         let h = bytes.get(pos..pos + RECORD_HEADER_LEN).unwrap_or_default();
-        if h.get(0..4) != Some(&RECORD_MAGIC[..]) {
-            return Err((damage(pos, "bad record magic", n), Some(seg)));
-        }
-        if blake3::hash(h.get(0..16).unwrap_or_default())
-            .as_bytes()
-            .get(..8)
-            != h.get(16..24)
-        {
-            return Err((damage(pos, "record header checksum mismatch", n), Some(seg)));
-        }
-        let len = record_len(version, u32_at(h, 4).unwrap_or(u32::MAX));
-        if len > MAX_PAYLOAD {
-            return Err((
-                damage(pos + 4, "payload length over the limit", n),
-                Some(seg),
-            ));
-        }
-        if u64_at(h, 8) != Some(seq) {
-            return Err((
-                damage(pos + 8, "sequence number out of order (gap)", n),
-                Some(seg),
-            ));
-        }
-        if seq > MAX_SEQ {
-            return Err((
-                damage(pos + 8, "sequence number out of range", n),
-                Some(seg),
-            ));
-        }
-        let len = len as usize;
+        let len = check_record_header(h, version, seq)
+            .map_err(|(at, why)| (damage(pos + at, why, n), Some(seg.clone())))?;
         if rest < RECORD_HEADER_LEN + len + CHAIN_LEN {
             seg.tail = Tail::Torn(pos as u64);
             break;
@@ -175,6 +133,148 @@ pub(crate) fn parse_segment(bytes: &[u8]) -> Result<Segment, (Damage, Option<Seg
         seg.valid_len = pos as u64;
     }
     Ok(seg)
+}
+
+/// Checks a segment header: its version, first sequence number and incoming chain value, or
+/// the offset and reason of the damage.
+fn check_segment_header(head: &[u8]) -> Result<(u32, u64, Chain), (usize, &'static str)> {
+    if head.get(0..4) != Some(&SEGMENT_MAGIC[..]) {
+        return Err((0, "not a WAL segment (bad magic)"));
+    }
+    if blake3::hash(head.get(0..48).unwrap_or_default())
+        .as_bytes()
+        .get(..16)
+        != head.get(48..64)
+    {
+        return Err((0, "segment header checksum mismatch"));
+    }
+    let version = u32_at(head, 4).unwrap_or(0);
+    if !(1..=WAL_VERSION).contains(&version) {
+        return Err((4, "unsupported WAL version"));
+    }
+    let mut chain_in = [0u8; 32];
+    chain_in.copy_from_slice(head.get(16..48).unwrap_or(&[0; 32]));
+    Ok((version, u64_at(head, 8).unwrap_or(0), chain_in))
+}
+
+/// Checks the header of the record expected to carry sequence number `seq`: its payload
+/// length, or the offset (within the header) and reason of the damage.
+fn check_record_header(h: &[u8], version: u32, seq: u64) -> Result<usize, (usize, &'static str)> {
+    if h.get(0..4) != Some(&RECORD_MAGIC[..]) {
+        return Err((0, "bad record magic"));
+    }
+    if blake3::hash(h.get(0..16).unwrap_or_default())
+        .as_bytes()
+        .get(..8)
+        != h.get(16..24)
+    {
+        return Err((0, "record header checksum mismatch"));
+    }
+    let len = record_len(version, u32_at(h, 4).unwrap_or(u32::MAX));
+    if len > MAX_PAYLOAD {
+        return Err((4, "payload length over the limit"));
+    }
+    if u64_at(h, 8) != Some(seq) {
+        return Err((8, "sequence number out of order (gap)"));
+    }
+    if seq > MAX_SEQ {
+        return Err((8, "sequence number out of range"));
+    }
+    Ok(len as usize)
+}
+
+/// One record read by a [`SegmentStream`] (its payload is in the caller's buffer).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct StreamRecord {
+    pub(crate) seq: u64,
+    pub(crate) offset: u64,
+    pub(crate) prev: Chain,
+    pub(crate) after: Chain,
+}
+
+/// Reads a segment's records one at a time from a reader, with [`parse_segment`]'s checks,
+/// in bounded memory. It stops at the first problem of any kind (damage, an incomplete record,
+/// an I/O error) without judging it: the caller settles that with [`parse_segment`] over the
+/// whole file, since the tail rule needs the bytes after the problem.
+pub(crate) struct SegmentStream<R> {
+    r: R,
+    version: u32,
+    /// First sequence number and incoming chain value, from the header.
+    pub(crate) first_seq: u64,
+    pub(crate) chain_in: Chain,
+    seq: u64,
+    chain: Chain,
+    pos: u64,
+}
+
+impl<R: std::io::Read> SegmentStream<R> {
+    /// Reads and checks the segment header; `None` on any problem.
+    pub(crate) fn open(mut r: R) -> Option<SegmentStream<R>> {
+        let mut head = [0u8; SEGMENT_HEADER_LEN];
+        r.read_exact(&mut head).ok()?;
+        let (version, first_seq, chain_in) = check_segment_header(&head).ok()?;
+        Some(SegmentStream {
+            r,
+            version,
+            first_seq,
+            chain_in,
+            seq: first_seq,
+            chain: chain_in,
+            pos: SEGMENT_HEADER_LEN as u64,
+        })
+    }
+
+    /// The next record, its payload appended to `out`: `Ok(None)` at a clean end of the
+    /// file, `Err(())` on any problem (`out` may then hold part of a payload).
+    pub(crate) fn next(&mut self, out: &mut Vec<u8>) -> Result<Option<StreamRecord>, ()> {
+        let mut h = [0u8; RECORD_HEADER_LEN];
+        let got = read_full(&mut self.r, &mut h)?;
+        if got == 0 {
+            return Ok(None);
+        }
+        if got < RECORD_HEADER_LEN {
+            return Err(());
+        }
+        let len = check_record_header(&h, self.version, self.seq).map_err(|_| ())?;
+        let start = out.len();
+        out.try_reserve(len).map_err(|_| ())?;
+        let read = std::io::Read::take(&mut self.r, len as u64)
+            .read_to_end(out)
+            .map_err(|_| ())?;
+        let mut stored = [0u8; CHAIN_LEN];
+        if read != len || read_full(&mut self.r, &mut stored)? != CHAIN_LEN {
+            return Err(());
+        }
+        let payload = out.get(start..).unwrap_or_default();
+        let after = chain_value(&self.chain, h.get(0..16).unwrap_or_default(), payload);
+        if after != stored {
+            return Err(());
+        }
+        let rec = StreamRecord {
+            seq: self.seq,
+            offset: self.pos,
+            prev: self.chain,
+            after,
+        };
+        self.chain = after;
+        self.seq += 1;
+        self.pos += (RECORD_HEADER_LEN + len + CHAIN_LEN) as u64;
+        Ok(Some(rec))
+    }
+}
+
+/// Fills `buf` as far as the reader goes: the bytes read (short only at the end).
+fn read_full(r: &mut impl std::io::Read, buf: &mut [u8]) -> Result<usize, ()> {
+    let mut n = 0;
+    while n < buf.len() {
+        match r.read(buf.get_mut(n..).unwrap_or_default()) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(_) => return Err(()),
+        }
+    }
+    Ok(n)
 }
 
 /// The payload length in a record header's length word (version 2 keeps a flag in bit 31).
