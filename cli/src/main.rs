@@ -551,9 +551,14 @@ fn verify(dir: &Path, json: bool) -> Outcome {
             "seconds": secs,
         }));
     } else {
+        let speed = if v.wal_bytes >= 1 << 20 {
+            format!(", {rate:.0} MB/s")
+        } else {
+            String::new()
+        };
         println!(
-            "ok: {} snapshots, {} segments, {} records checked and replayed ({} WAL bytes, {:.0} MB/s)",
-            v.snapshots, v.segments, v.records, v.wal_bytes, rate
+            "ok: {} snapshots, {} segments, {} records checked and replayed ({} WAL bytes{speed})",
+            v.snapshots, v.segments, v.records, v.wal_bytes
         );
         println!(
             "sequence {} state hash {}",
