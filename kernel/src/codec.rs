@@ -76,12 +76,34 @@ struct Chunked<'s, S: Sink> {
     sink: &'s mut S,
     buf: [u8; CHUNK],
     len: usize,
+    /// Bytes the sink has received (including any it had before), modulo [`ALIGN`].
+    passed: usize,
 }
 
+/// BLAKE3's chunk: blocks handed on end at a multiple of it where the buffer allows, so the
+/// hasher takes whole chunks on its fast (many chunks at once) path.
+const ALIGN: usize = 1024;
+
 impl<S: Sink> Chunked<'_, S> {
+    /// Passes on everything buffered.
     fn flush(&mut self) {
         self.sink.put(self.buf.get(..self.len).unwrap_or(&[]));
+        self.passed = (self.passed + self.len) % ALIGN;
         self.len = 0;
+    }
+
+    /// Passes on the buffered bytes up to the last chunk boundary (all of them if there is
+    /// none), keeping the rest.
+    fn flush_aligned(&mut self) {
+        let over = (self.passed + self.len) % ALIGN;
+        if over >= self.len {
+            return self.flush();
+        }
+        let cut = self.len - over;
+        self.sink.put(self.buf.get(..cut).unwrap_or(&[]));
+        self.buf.copy_within(cut..self.len, 0);
+        self.len = over;
+        self.passed = 0;
     }
 }
 
@@ -96,7 +118,10 @@ impl<S: Sink> Chunked<'_, S> {
 impl<S: Sink> Sink for Chunked<'_, S> {
     fn put(&mut self, bytes: &[u8]) {
         if self.len + bytes.len() > self.buf.len() {
-            self.flush();
+            self.flush_aligned();
+            if self.len + bytes.len() > self.buf.len() {
+                self.flush();
+            }
         }
         match self.buf.get_mut(self.len..self.len + bytes.len()) {
             Some(dst) => {
@@ -111,10 +136,17 @@ impl<S: Sink> Sink for Chunked<'_, S> {
 impl<'m> Kernel<'m> {
     /// Streams the canonical encoding into `sink`.
     pub fn encode_into<S: Sink>(&self, sink: &mut S) {
+        self.encode_after(0, sink);
+    }
+
+    /// [`Kernel::encode_into`] for a sink that has already received `before` bytes (blocks
+    /// are cut at BLAKE3 chunk boundaries of the whole input).
+    fn encode_after<S: Sink>(&self, before: usize, sink: &mut S) {
         let mut s = Chunked {
             sink,
             buf: [0; CHUNK],
             len: 0,
+            passed: before % ALIGN,
         };
         self.encode_chunked(&mut s);
         s.flush();
@@ -209,9 +241,16 @@ impl<'m> Kernel<'m> {
     /// `BLAKE3(STATE_HASH_DOMAIN || canonical encoding)`. Streams; allocates nothing.
     pub fn state_hash(&self) -> [u8; 32] {
         let mut h = blake3::Hasher::new();
-        h.update(&STATE_HASH_DOMAIN);
-        self.encode_into(&mut h);
+        self.state_hash_input(&mut h);
         *h.finalize().as_bytes()
+    }
+
+    /// Streams what [`Kernel::state_hash`] hashes, `STATE_HASH_DOMAIN` then the canonical
+    /// encoding, into `sink`: for a caller that hashes it another way (on several threads,
+    /// say) to the same value.
+    pub fn state_hash_input<S: Sink>(&self, sink: &mut S) {
+        sink.put(&STATE_HASH_DOMAIN);
+        self.encode_after(STATE_HASH_DOMAIN.len(), sink);
     }
 
     /// Decodes a canonical encoding into a new growable kernel.
