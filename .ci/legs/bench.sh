@@ -1,8 +1,8 @@
 # shellcheck shell=bash
 # Leg "bench": the peer benchmark in its tiny configuration (in the virtualenv the python leg
 # builds; run alone, this leg builds the wheel into it first), the HTTP server next to the
-# in-process API (quick), the benches compile, and the engine bench runs in its quick
-# configuration.
+# in-process API (quick), valori verify's rate (quick), the benches compile, and the engine
+# bench runs in its quick configuration.
 
 # The valori wheel of this checkout in target/pyenv (never `pip install valori`: that name on
 # PyPI is another project).
@@ -35,6 +35,9 @@ leg_bench() {
   step "valori-node next to the in-process API (bench/node.py --quick)"
   cargo build -q --release -p valori-node
   target/pyenv/bin/python bench/node.py --quick --node target/release/valori-node
+
+  step "valori verify's rate (bench/verify.sh --quick)"
+  bash bench/verify.sh --quick
 
   step "benches compile; the engine bench runs in its quick configuration"
   cargo bench -p valori-kernel --no-run
