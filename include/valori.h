@@ -898,6 +898,17 @@ int valori_set_retention(valori_db *db, uint32_t snapshots);
 
 #if defined(VALORI_HOSTED)
 /**
+ * Sets how long later checkpoints also keep snapshots (by their files' modification time),
+ * with the log after them: every snapshot written within `seconds`. 0 (the default) keeps by
+ * count only (`valori_set_retention`). Not stored: set it after each open.
+ *
+ * - `db`: [in] the database.
+ */
+int valori_set_retention_time(valori_db *db, uint64_t seconds);
+#endif
+
+#if defined(VALORI_HOSTED)
+/**
  * The state hash after command `seq`, rebuilt from the retained snapshots and log.
  * `VALORI_NOT_FOUND` if retention no longer reaches `seq` or it is past the last command.
  *

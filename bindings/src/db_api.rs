@@ -787,6 +787,22 @@ pub extern "C" fn valori_set_retention(db: *mut valori_db, snapshots: u32) -> c_
     })
 }
 
+/// Sets how long later checkpoints also keep snapshots (by their files' modification time),
+/// with the log after them: every snapshot written within `seconds`. 0 (the default) keeps by
+/// count only (`valori_set_retention`). Not stored: set it after each open.
+///
+/// - `db`: [in] the database.
+#[no_mangle]
+pub extern "C" fn valori_set_retention_time(db: *mut valori_db, seconds: u64) -> c_int {
+    boundary(|| {
+        // SAFETY: handle checked.
+        let h = unsafe { check!(db_ref(db)) };
+        h.engine
+            .set_retain_for((seconds != 0).then(|| std::time::Duration::from_secs(seconds)));
+        VALORI_OK
+    })
+}
+
 /// The state hash after command `seq`, rebuilt from the retained snapshots and log.
 /// `VALORI_NOT_FOUND` if retention no longer reaches `seq` or it is past the last command.
 ///

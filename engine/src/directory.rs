@@ -100,7 +100,7 @@ pub(crate) fn install_checkpoint(
     seq: u64,
     chain: &Chain,
     kernel: &Kernel<'_>,
-    retain: u32,
+    retain: Retention,
 ) -> Result<Box<dyn StorageFile>> {
     let name = snapshot_name(seq);
     let path = dir.join(&name);
@@ -121,17 +121,48 @@ pub(crate) fn install_checkpoint(
     Ok(file)
 }
 
+/// What checkpoints keep (`Options::retain_snapshots`, `Options::retain_for`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Retention {
+    /// The newest this many snapshots (at least one).
+    pub(crate) snapshots: u32,
+    /// And every snapshot written within this long (by its file's modification time).
+    pub(crate) within: Option<std::time::Duration>,
+}
+
+impl Retention {
+    /// Only the newest snapshot.
+    pub(crate) const NEWEST: Retention = Retention {
+        snapshots: 1,
+        within: None,
+    };
+}
+
 /// Removes the snapshots and WAL segments that retention no longer needs: everything before
-/// the oldest of the newest `retain` snapshots (at least one), except what a tag pins (the
-/// newest snapshot at or before the tag and the log after it). Syncs the directory.
-pub(crate) fn prune(storage: &dyn Storage, dir: &Path, retain: u32) -> Result<()> {
+/// the oldest snapshot kept (the newest `retain.snapshots`, and those written within
+/// `retain.within`), except what a tag pins (the newest snapshot at or before the tag and the
+/// log after it). Syncs the directory.
+pub(crate) fn prune(storage: &dyn Storage, dir: &Path, retain: Retention) -> Result<()> {
     let listing = list(storage, dir)?;
     let snaps: Vec<u64> = listing.snapshots.iter().map(|(s, _)| *s).collect();
-    let kept = (retain.max(1) as usize).min(snaps.len());
+    let kept = (retain.snapshots.max(1) as usize).min(snaps.len());
     let Some(&oldest_kept) = snaps.get(snaps.len() - kept) else {
         return Ok(());
     };
     let mut keep_from = oldest_kept;
+    if let Some(within) = retain.within {
+        let now = std::time::SystemTime::now();
+        for (seq, name) in &listing.snapshots {
+            // A snapshot whose age is unknown (no modification time) is kept.
+            let young = storage.modified(&dir.join(name)).map_or(true, |t| {
+                now.duration_since(t).map_or(true, |age| age <= within)
+            });
+            if young {
+                keep_from = keep_from.min(*seq);
+                break;
+            }
+        }
+    }
     for tag in read_tags(storage, dir)? {
         // The newest snapshot the tagged point can be rebuilt from; a tag older than every
         // snapshot pins nothing (its point is already gone).
@@ -293,7 +324,14 @@ pub(crate) fn create_with_state(
             path: dir.to_path_buf(),
         });
     }
-    drop(install_checkpoint(storage, dir, seq, chain, kernel, 1)?);
+    drop(install_checkpoint(
+        storage,
+        dir,
+        seq,
+        chain,
+        kernel,
+        Retention::NEWEST,
+    )?);
     sync_parent(storage, dir)
 }
 

@@ -11,7 +11,7 @@ use crate::storage::{FsStorage, LockGuard, Storage};
 use crate::wal::{self, Chain, FlushError, Writer};
 use std::ops::Range;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard};
 use valori_kernel::{fxp, Applied, Command, Config, Direction, Edge, Fxp, Hit, Hop, Kernel, Words};
 
@@ -78,6 +78,8 @@ pub struct Engine {
     poisoned: AtomicBool,
     /// Snapshots a checkpoint keeps ([`Options::retain_snapshots`], changeable while open).
     retain: AtomicU32,
+    /// Seconds of [`Options::retain_for`] (`u64::MAX`: none), changeable while open.
+    retain_secs: AtomicU64,
     salvage: Option<SalvageReport>,
     report: RecoveryReport,
     _lock: LockGuard,
@@ -125,6 +127,7 @@ impl Engine {
             dir: dir.to_path_buf(),
             storage,
             retain: AtomicU32::new(options.retain_snapshots),
+            retain_secs: AtomicU64::new(options.retain_for.map_or(u64::MAX, |d| d.as_secs())),
             options,
             log: Writer::new(r.segment, r.seq, r.segment_bytes),
             writer: Mutex::new(()),
@@ -322,7 +325,7 @@ impl Engine {
                 seq,
                 &chain,
                 &st.kernel,
-                self.retain.load(Ordering::SeqCst),
+                self.retention(),
             )
         };
         match result {
@@ -721,6 +724,21 @@ impl Engine {
     /// (see [`Options::retain_snapshots`]; 0 is taken as 1).
     pub fn set_retain_snapshots(&self, n: u32) {
         self.retain.store(n, Ordering::SeqCst);
+    }
+
+    /// Sets how long later checkpoints keep snapshots at least (whole seconds; see
+    /// [`Options::retain_for`]); `None` keeps by count only.
+    pub fn set_retain_for(&self, d: Option<std::time::Duration>) {
+        self.retain_secs
+            .store(d.map_or(u64::MAX, |d| d.as_secs()), Ordering::SeqCst);
+    }
+
+    fn retention(&self) -> directory::Retention {
+        let secs = self.retain_secs.load(Ordering::SeqCst);
+        directory::Retention {
+            snapshots: self.retain.load(Ordering::SeqCst),
+            within: (secs != u64::MAX).then(|| std::time::Duration::from_secs(secs)),
+        }
     }
 
     /// Writes the current state as a new database in `dir` (which must hold none), at the

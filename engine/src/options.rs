@@ -40,6 +40,9 @@ pub struct Options {
     /// oldest of them, so that past states stay reachable ([`crate::History`]). Default 1 (only
     /// the newest); 0 is taken as 1. Tags ([`crate::History::set_tag`]) pin older points too.
     pub retain_snapshots: u32,
+    /// Checkpoints also keep every snapshot written within this long (by its file's
+    /// modification time), with the log after it. Default `None`.
+    pub retain_for: Option<std::time::Duration>,
 }
 
 impl Default for Options {
@@ -52,6 +55,7 @@ impl Default for Options {
             create: true,
             salvage: false,
             retain_snapshots: 1,
+            retain_for: None,
         }
     }
 }
@@ -82,6 +86,19 @@ impl Options {
     pub fn retain_snapshots(mut self, n: u32) -> Options {
         self.retain_snapshots = n;
         self
+    }
+
+    /// Sets how long checkpoints keep snapshots (and the log after them) at least.
+    pub fn retain_for(mut self, d: std::time::Duration) -> Options {
+        self.retain_for = Some(d);
+        self
+    }
+
+    pub(crate) fn retention(&self) -> crate::directory::Retention {
+        crate::directory::Retention {
+            snapshots: self.retain_snapshots,
+            within: self.retain_for,
+        }
     }
 
     /// Options to open an existing database read-only for salvage.

@@ -6,7 +6,7 @@
 //! crash, never acknowledged) is cut off; any other damage is `Corrupt` with file and offset.
 //! A salvage open instead stops at the first damage and changes no file.
 
-use crate::directory::{self, Listing};
+use crate::directory::{self, Listing, Retention};
 use crate::error::{Error, Result};
 use crate::options::Options;
 use crate::snapshot;
@@ -369,7 +369,7 @@ pub(crate) fn recover(storage: &dyn Storage, dir: &Path, options: &Options) -> R
                 let f = directory::new_segment(storage, dir, replay.seq + 1, &replay.chain)?;
                 // Finish that checkpoint: what retention no longer needs goes. A damaged end
                 // of a covered segment is reported.
-                directory::prune(storage, dir, options.retain_snapshots)?;
+                directory::prune(storage, dir, options.retention())?;
                 if let Some(t) = covered {
                     if let Some(reason) = t.damage {
                         torn_tail = Some(TornTail {
@@ -473,7 +473,8 @@ fn create(
     };
     let kernel = Kernel::new(Config::new(dim, options.metric.unwrap_or(Metric::L2))?)?;
     let chain = genesis_chain();
-    let segment = directory::install_checkpoint(storage, dir, 0, &chain, &kernel, 1)?;
+    let segment =
+        directory::install_checkpoint(storage, dir, 0, &chain, &kernel, Retention::NEWEST)?;
     // The directory itself may be new: make its entry durable too.
     directory::sync_parent(storage, dir)?;
     Ok(Recovered {

@@ -22,6 +22,12 @@ pub trait Storage: Send + Sync + Debug {
     fn open_read(&self, path: &Path) -> io::Result<Box<dyn io::Read + Send>> {
         Ok(Box::new(io::Cursor::new(self.read(path)?)))
     }
+    /// A file's last modification time (for time-based retention); by default unknown
+    /// (`Unsupported`), and retention then keeps the file.
+    fn modified(&self, path: &Path) -> io::Result<std::time::SystemTime> {
+        let _ = path;
+        Err(io::Error::from(io::ErrorKind::Unsupported))
+    }
     /// A file's size in bytes (by default, the length of [`Storage::read`]).
     fn size(&self, path: &Path) -> io::Result<u64> {
         self.read(path).map(|b| b.len() as u64)
@@ -101,6 +107,9 @@ impl Storage for FsStorage {
     }
     fn size(&self, path: &Path) -> io::Result<u64> {
         fs::metadata(path).map(|m| m.len())
+    }
+    fn modified(&self, path: &Path) -> io::Result<std::time::SystemTime> {
+        fs::metadata(path)?.modified()
     }
     fn open_read(&self, path: &Path) -> io::Result<Box<dyn io::Read + Send>> {
         Ok(Box::new(io::BufReader::with_capacity(

@@ -74,6 +74,9 @@ pub struct Args {
     /// states stay reachable (`valori hash --at`, `valori checkout`); 1 keeps only the newest.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
     pub retain_snapshots: u32,
+    /// Also keep every snapshot written within this many seconds, with the log after it.
+    #[arg(long, value_name = "SECS")]
+    pub retain_for: Option<u64>,
     /// Log line format.
     #[arg(long, value_enum, default_value = "text")]
     pub log_format: LogFormat,
@@ -138,6 +141,7 @@ impl Args {
             },
             checkpoint_wal_bytes: self.checkpoint_wal_bytes,
             retain_snapshots: self.retain_snapshots,
+            retain_for: self.retain_for.map(std::time::Duration::from_secs),
         }
     }
 

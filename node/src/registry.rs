@@ -53,6 +53,8 @@ pub struct OpenSettings {
     pub checkpoint_wal_bytes: u64,
     /// Snapshots kept at a checkpoint.
     pub retain_snapshots: u32,
+    /// And every snapshot younger than this.
+    pub retain_for: Option<std::time::Duration>,
 }
 
 /// The open databases.
@@ -286,5 +288,6 @@ fn options(s: &OpenSettings, dim: Option<u32>, metric: Option<Metric>, create: b
         create,
         salvage: false,
         retain_snapshots: s.retain_snapshots,
+        retain_for: s.retain_for,
     }
 }

@@ -39,6 +39,7 @@ async fn start(dir: &std::path::Path, keys: Keys, limits: Limits) -> Server {
             durability: valori_engine::Durability::Fsync,
             checkpoint_wal_bytes: 1 << 20,
             retain_snapshots: 1,
+            retain_for: None,
         },
     )
     .unwrap();
@@ -545,6 +546,7 @@ fn an_interrupted_drop_is_finished_at_start() {
             durability: valori_engine::Durability::Fsync,
             checkpoint_wal_bytes: 0,
             retain_snapshots: 1,
+            retain_for: None,
         },
     )
     .unwrap();

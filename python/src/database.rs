@@ -168,7 +168,7 @@ impl Store for Database {
 #[pymethods]
 impl Database {
     #[new]
-    #[pyo3(signature = (path, dim=None, metric=None, durability="fsync", checkpoint_wal_bytes=256 << 20, create=true, salvage=false, retain_snapshots=1))]
+    #[pyo3(signature = (path, dim=None, metric=None, durability="fsync", checkpoint_wal_bytes=256 << 20, create=true, salvage=false, retain_snapshots=1, retain_seconds=None))]
     #[allow(
         clippy::too_many_arguments,
         reason = "mirrors the keyword arguments of valori.Database"
@@ -183,6 +183,7 @@ impl Database {
         create: bool,
         salvage: bool,
         retain_snapshots: u32,
+        retain_seconds: Option<u64>,
     ) -> PyResult<Self> {
         let engine = guarded(py, || {
             let options = Options {
@@ -193,6 +194,7 @@ impl Database {
                 create,
                 salvage,
                 retain_snapshots,
+                retain_for: retain_seconds.map(std::time::Duration::from_secs),
             };
             Ok(Engine::open(path, options)?)
         })?;
@@ -307,10 +309,12 @@ impl Database {
         guarded(py, || self.engine(|e| e.untag_history(name)))
     }
 
-    fn set_retention(&self, py: Python<'_>, snapshots: u32) -> PyResult<()> {
+    #[pyo3(signature = (snapshots, seconds=None))]
+    fn set_retention(&self, py: Python<'_>, snapshots: u32, seconds: Option<u64>) -> PyResult<()> {
         guarded(py, || {
             self.engine(|e| {
                 e.set_retain_snapshots(snapshots);
+                e.set_retain_for(seconds.map(std::time::Duration::from_secs));
                 Ok(())
             })
         })

@@ -85,3 +85,23 @@ def test_retention_argument_is_checked(tmp_path):
     db.checkpoint()
     assert db.state_hash_at(1) is not None
     db.close()
+
+
+def test_time_retention_keeps_young_snapshots(tmp_path):
+    for bad in (-1, 1.5, True, "60"):
+        with pytest.raises(InvalidInputError, match="retain_seconds"):
+            valori.Database(str(tmp_path / "bad"), dim=2, retain_seconds=bad)
+    db = valori.Database(str(tmp_path / "db"), dim=2, retain_seconds=3600)
+    first = db.state_hash()
+    for i in range(3):
+        db.insert([float(i), 1.0])
+        db.checkpoint()
+    assert db.state_hash_at(0) == first  # every snapshot is younger than an hour
+    db.set_retention(1, seconds=None)
+    db.insert([5.0, 5.0])
+    db.checkpoint()
+    with pytest.raises(NotFoundError):
+        db.state_hash_at(0)
+    with pytest.raises(InvalidInputError, match="retain_seconds"):
+        db.set_retention(1, seconds=-5)
+    db.close()

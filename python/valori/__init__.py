@@ -137,6 +137,20 @@ def _tags(tags: Optional[Iterable[int]], n: int) -> Optional[bytes]:
     return arr.tobytes()
 
 
+def _is_int(x: object) -> bool:
+    return isinstance(x, int) and not isinstance(x, bool)
+
+
+def _check_retention(snapshots: object, seconds: object) -> None:
+    """Refuses retention settings the engine cannot take, naming the keyword."""
+    if not (_is_int(snapshots) and 1 <= snapshots <= 0xFFFFFFFF):  # type: ignore[operator]
+        raise InvalidInputError(
+            f"retain_snapshots must be an int from 1 to 4294967295, not {snapshots!r}")
+    if seconds is not None and not (_is_int(seconds) and 0 <= seconds < 2**64 - 1):  # type: ignore[operator]
+        raise InvalidInputError(
+            f"retain_seconds must be None or an int of seconds >= 0, not {seconds!r}")
+
+
 class _Store:
     """Methods shared by EmbeddedKernel and Database."""
 
@@ -308,7 +322,8 @@ class Database(_Store):
 
     def __init__(self, path: str, dim: Optional[int] = None, metric: Optional[str] = None,
                  durability: str = "fsync", checkpoint_wal_bytes: int = 256 << 20,
-                 create: bool = True, salvage: bool = False, retain_snapshots: int = 1) -> None:
+                 create: bool = True, salvage: bool = False, retain_snapshots: int = 1,
+                 retain_seconds: Optional[int] = None) -> None:
         """Opens (or, with ``dim``, creates) the database; recovers from its WAL and snapshot.
         A directory without a database raises :class:`NotFoundError` unless ``dim`` is given
         and ``create`` is true. ``metric`` (``"l2"``, ``"ip"`` or ``"cosine"``) is the one to
@@ -317,13 +332,11 @@ class Database(_Store):
         ``metric`` or ``durability``, or one that differs from the database's, raises
         :class:`InvalidInputError`. ``retain_snapshots`` is how many snapshots a checkpoint
         keeps, with the log after the oldest of them, so past states stay reachable
-        (:meth:`history`, :meth:`state_hash_at`, :meth:`checkout`); 1 keeps only the newest."""
-        if not isinstance(retain_snapshots, int) or isinstance(retain_snapshots, bool) \
-                or not 1 <= retain_snapshots <= 0xFFFFFFFF:
-            raise InvalidInputError(
-                f"retain_snapshots must be an int from 1 to 4294967295, not {retain_snapshots!r}")
+        (:meth:`history`, :meth:`state_hash_at`, :meth:`checkout`); 1 keeps only the newest.
+        ``retain_seconds`` also keeps every snapshot written within that many seconds."""
+        _check_retention(retain_snapshots, retain_seconds)
         self._n = _native.Database(str(path), dim, metric, durability, checkpoint_wal_bytes, create, salvage,
-                                   retain_snapshots)
+                                   retain_snapshots, retain_seconds)
         #: Components per vector and the metric (``"l2"``, ``"ip"`` or ``"cosine"``).
         self.dim, self.metric = self._n.config()
         self.path = str(path)
@@ -399,9 +412,10 @@ class Database(_Store):
         """The history tags: name -> sequence number."""
         return dict(self._n.history_tags())
 
-    def set_retention(self, snapshots: int) -> None:
-        """Sets how many snapshots later checkpoints keep (as ``retain_snapshots``)."""
-        self._n.set_retention(snapshots)
+    def set_retention(self, snapshots: int, seconds: Optional[int] = None) -> None:
+        """Sets what later checkpoints keep (as ``retain_snapshots`` and ``retain_seconds``)."""
+        _check_retention(snapshots, seconds)
+        self._n.set_retention(snapshots, seconds)
 
 
 from .client import ForbiddenError, KernelClient, UnauthorizedError  # noqa: E402

@@ -996,6 +996,7 @@ static int test_history(void) {
         opts.metric = metrics[m];
         CHECK_RC(valori_open(path, &opts, &db), VALORI_OK);
         CHECK_RC(valori_set_retention(db, 100), VALORI_OK);
+        CHECK_RC(valori_set_retention_time(db, 0), VALORI_OK);
         CHECK_RC(valori_state_hash(db, hashes[0]), VALORI_OK);
         for (i = 1; i <= 5; i++) {
             v[0] = (float)i;
@@ -1039,11 +1040,19 @@ static int test_history(void) {
         CHECK(memcmp(got, hashes[2], 32) == 0);
         CHECK_RC(valori_close(&copy), VALORI_OK);
 
-        /* Default retention: a checkpoint retires the older states. */
+        /* Snapshots written within the last hour are kept even with a count of 1. */
         CHECK_RC(valori_set_retention(db, 1), VALORI_OK);
+        CHECK_RC(valori_set_retention_time(db, 3600), VALORI_OK);
         CHECK_RC(valori_checkpoint(db), VALORI_OK);
-        CHECK(VALORI_PRIMARY(valori_state_hash_at_seq(db, 4, got)) == VALORI_NOT_FOUND);
-        CHECK_RC(valori_state_hash_at_seq(db, 5, got), VALORI_OK);
+        CHECK_RC(valori_state_hash_at_seq(db, 0, got), VALORI_OK);
+        CHECK(memcmp(got, hashes[0], 32) == 0);
+        /* Default retention: a checkpoint retires the older states. */
+        CHECK_RC(valori_set_retention_time(db, 0), VALORI_OK);
+        CHECK_RC(valori_insert(db, v, 3, NULL, NULL, 0, &id), VALORI_OK);
+        CHECK_RC(valori_state_hash(db, hashes[5]), VALORI_OK);
+        CHECK_RC(valori_checkpoint(db), VALORI_OK);
+        CHECK(VALORI_PRIMARY(valori_state_hash_at_seq(db, 5, got)) == VALORI_NOT_FOUND);
+        CHECK_RC(valori_state_hash_at_seq(db, 6, got), VALORI_OK);
         CHECK(memcmp(got, hashes[5], 32) == 0);
         CHECK_RC(valori_close(&db), VALORI_OK);
     }
