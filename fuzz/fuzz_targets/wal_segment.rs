@@ -5,11 +5,13 @@
 //!
 //! Oracles: no panic; no allocation sized by a record length; every prefix of an accepted
 //! segment is accepted with the same records or one fewer; the bytes before the first damage
-//! are accepted; with fixed-up checksums an accepted segment's records are all intact.
+//! are accepted; with fixed-up checksums an accepted segment's records are all intact; the
+//! streaming reader (`valori verify`) reads exactly the intact records and reaches a clean
+//! end exactly when the whole-file reader finds the segment clean.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use valori_engine::wal::{check_segment, SEGMENT_HEADER_LEN};
+use valori_engine::wal::{check_segment, intact_records, stream_segment, SEGMENT_HEADER_LEN};
 use valori_fuzz::fixup;
 
 fuzz_target!(|data: &[u8]| {
@@ -21,6 +23,10 @@ fuzz_target!(|data: &[u8]| {
     if fixed {
         fixup::wal_segment(&mut seg);
     }
+    let (streamed, clean_end) = stream_segment(&seg);
+    assert_eq!(streamed, intact_records(&seg), "the streaming reader disagrees");
+    let clean = matches!(check_segment(&seg), Ok((_, false))) && seg.len() >= SEGMENT_HEADER_LEN;
+    assert_eq!(clean_end, clean, "the streaming reader's end disagrees");
     match check_segment(&seg) {
         Ok((records, torn)) => {
             if let Some(cut) = seg.len().checked_sub(1) {

@@ -67,6 +67,37 @@ pub fn parse_segment_name(name: &str) -> Option<u64> {
 /// records and whether the file ends inside a record, or the first damage as `(offset,
 /// reason)`. For tools and fuzzing; recovery itself uses the full parse.
 pub fn check_segment(bytes: &[u8]) -> Result<(u64, bool), (u64, &'static str)> {
+    check_segment_inner(bytes)
+}
+
+/// The records [`check_segment`] accepts before the first damage or incomplete record.
+pub fn intact_records(bytes: &[u8]) -> u64 {
+    match parse_segment(bytes) {
+        Ok(seg) => seg.records.len() as u64,
+        Err((damage, _)) => damage.intact as u64,
+    }
+}
+
+/// Reads a segment with the streaming reader `valori verify` uses: the records it reads
+/// before it stops, and whether it stopped at a clean end of the bytes. It must agree with
+/// [`check_segment`] and [`intact_records`] (the `wal_segment` fuzz target holds them equal).
+pub fn stream_segment(bytes: &[u8]) -> (u64, bool) {
+    let Some(mut stream) = SegmentStream::open(bytes) else {
+        return (0, false);
+    };
+    let mut n = 0;
+    let mut payload = Vec::new();
+    loop {
+        payload.clear();
+        match stream.next(&mut payload) {
+            Ok(Some(_)) => n += 1,
+            Ok(None) => return (n, true),
+            Err(()) => return (n, false),
+        }
+    }
+}
+
+fn check_segment_inner(bytes: &[u8]) -> Result<(u64, bool), (u64, &'static str)> {
     match parse_segment(bytes) {
         Ok(seg) => Ok((seg.records.len() as u64, seg.tail != Tail::Clean)),
         Err((damage, _)) => Err((damage.offset, damage.reason)),

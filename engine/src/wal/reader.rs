@@ -237,7 +237,8 @@ impl<R: std::io::Read> SegmentStream<R> {
         }
         let len = check_record_header(&h, self.version, self.seq).map_err(|_| ())?;
         let start = out.len();
-        out.try_reserve(len).map_err(|_| ())?;
+        // No reservation by the length: a damaged one must not allocate; the buffer grows as
+        // bytes arrive.
         let read = std::io::Read::take(&mut self.r, len as u64)
             .read_to_end(out)
             .map_err(|_| ())?;
