@@ -19,6 +19,19 @@ use std::process::ExitCode;
 use valori_engine::valori_kernel::{ErrorCode, Kernel};
 use valori_engine::{Durability, Engine, Error, Export, History, Options};
 
+/// Prints a line on standard output. A closed pipe (`valori log DIR | head`) ends the output
+/// quietly, not with a panic.
+macro_rules! say {
+    ($($arg:tt)*) => {
+        $crate::emit(format_args!($($arg)*))
+    };
+}
+
+fn emit(args: std::fmt::Arguments<'_>) {
+    // A write error (the reader went away) is not the tool's failure: the rest is dropped.
+    let _ = writeln!(std::io::stdout().lock(), "{args}");
+}
+
 /// Exit code: the database or file is damaged, or a hash does not match.
 const EXIT_DAMAGED: u8 = 1;
 /// Exit code: bad arguments.
@@ -272,7 +285,7 @@ fn main() -> ExitCode {
     match run(cli.command) {
         Ok(()) => ExitCode::SUCCESS,
         Err(f) => {
-            eprintln!("valori: {}", f.message);
+            let _ = writeln!(std::io::stderr().lock(), "valori: {}", f.message);
             ExitCode::from(f.code)
         }
     }
@@ -294,7 +307,7 @@ fn run(cmd: Cmd) -> Outcome {
             let h = History::open(&dir)?;
             let seq = resolve(&h, &at)?;
             let hash = h.checkout(seq, &out)?;
-            println!(
+            say!(
                 "{}: the state at sequence number {seq}, state hash {}",
                 out.display(),
                 hex::encode(hash)
@@ -310,14 +323,14 @@ fn run(cmd: Cmd) -> Outcome {
             let h = History::open(&dir)?;
             if delete {
                 h.remove_tag(&name)?;
-                println!("removed tag {name}");
+                say!("removed tag {name}");
             } else {
                 let seq = match at {
                     Some(s) => s,
                     None => h.span()?.last,
                 };
                 h.set_tag(&name, seq)?;
-                println!("tag {name} -> sequence number {seq}");
+                say!("tag {name} -> sequence number {seq}");
             }
             Ok(())
         }
@@ -356,7 +369,7 @@ fn run(cmd: Cmd) -> Outcome {
                 print_json(&json!({ "hits": rows }));
             } else {
                 for h in &hits {
-                    println!("{}\t{}", h.id, metric.distance_to_f64(h.distance));
+                    say!("{}\t{}", h.id, metric.distance_to_f64(h.distance));
                 }
             }
             Ok(())
@@ -378,7 +391,9 @@ fn run(cmd: Cmd) -> Outcome {
             Ok(())
         }
         Cmd::Completions { shell } => {
-            clap_complete::generate(shell, &mut Cli::command(), "valori", &mut std::io::stdout());
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "valori", &mut script);
+            let _ = std::io::stdout().lock().write_all(&script);
             Ok(())
         }
     }
@@ -386,7 +401,7 @@ fn run(cmd: Cmd) -> Outcome {
 
 /// Prints JSON on one line.
 fn print_json(v: &Value) {
-    println!("{v}");
+    say!("{v}");
 }
 
 /// Prints an object's fields as `name: value` lines.
@@ -394,8 +409,8 @@ fn print_fields(v: &Value) {
     if let Value::Object(map) = v {
         for (k, v) in map {
             match v {
-                Value::String(s) => println!("{k}: {s}"),
-                other => println!("{k}: {other}"),
+                Value::String(s) => say!("{k}: {s}"),
+                other => say!("{k}: {other}"),
             }
         }
     }
@@ -477,39 +492,40 @@ fn info(dir: &Path, json: bool) -> Outcome {
         print_json(&v);
         return Ok(());
     }
-    println!("path:        {}", dir.display());
-    println!("dimension:   {}", config.dim);
-    println!("metric:      {}", config.metric);
-    println!(
+    say!("path:        {}", dir.display());
+    say!("dimension:   {}", config.dim);
+    say!("metric:      {}", config.metric);
+    say!(
         "records:     {}   nodes: {}   edges: {}",
         kernel.len(),
         kernel.node_count(),
         kernel.edge_count()
     );
-    println!("sequence:    {}", span.last);
-    println!("state hash:  {}", hex::encode(kernel.state_hash()));
-    println!(
+    say!("sequence:    {}", span.last);
+    say!("state hash:  {}", hex::encode(kernel.state_hash()));
+    say!(
         "history:     states {}..={} reachable",
-        span.first, span.last
+        span.first,
+        span.last
     );
-    println!(
+    say!(
         "snapshots:   {} ({} bytes)",
         files.snapshots.len(),
         sum(&files.snapshots)
     );
     for (s, n, b) in &files.snapshots {
-        println!("  {n}  seq {s}  {b} bytes");
+        say!("  {n}  seq {s}  {b} bytes");
     }
-    println!(
+    say!(
         "wal:         {} segments ({} bytes)",
         files.segments.len(),
         sum(&files.segments)
     );
     for (s, n, b) in &files.segments {
-        println!("  {n}  from seq {s}  {b} bytes");
+        say!("  {n}  from seq {s}  {b} bytes");
     }
     for t in &tags {
-        println!("tag:         {} -> {}", t.name, t.seq);
+        say!("tag:         {} -> {}", t.name, t.seq);
     }
     Ok(())
 }
@@ -556,17 +572,20 @@ fn verify(dir: &Path, json: bool) -> Outcome {
         } else {
             String::new()
         };
-        println!(
+        say!(
             "ok: {} snapshots, {} segments, {} records checked and replayed ({} WAL bytes{speed})",
-            v.snapshots, v.segments, v.records, v.wal_bytes
+            v.snapshots,
+            v.segments,
+            v.records,
+            v.wal_bytes
         );
-        println!(
+        say!(
             "sequence {} state hash {}",
             v.seq,
             hex::encode(v.state_hash)
         );
         if let Some((f, at, n)) = &v.torn_tail {
-            println!(
+            say!(
                 "note: {n} bytes of an interrupted append at the end of {} (offset {at}); never acknowledged, the next open cuts them off",
                 f.display()
             );
@@ -691,7 +710,7 @@ fn hash(dir: &Path, at: Option<&str>, json: bool) -> Outcome {
     if json {
         print_json(&json!({"seq": seq, "state_hash": hash}));
     } else {
-        println!("{hash}  (sequence number {seq})");
+        say!("{hash}  (sequence number {seq})");
     }
     Ok(())
 }
@@ -719,7 +738,7 @@ fn diff(a: &str, b: &str, json: bool) -> Outcome {
         print_json(&v);
         return Ok(());
     }
-    println!("{na} -> {nb}");
+    say!("{na} -> {nb}");
     for section in ["records", "nodes", "edges"] {
         for change in ["added", "removed", "changed"] {
             let ids = d
@@ -736,7 +755,7 @@ fn diff(a: &str, b: &str, json: bool) -> Outcome {
             } else {
                 String::new()
             };
-            println!(
+            say!(
                 "{section} {change} ({}): {}{more}",
                 ids.len(),
                 shown.join(" ")
@@ -744,7 +763,7 @@ fn diff(a: &str, b: &str, json: bool) -> Outcome {
         }
     }
     if d.get("identical") == Some(&json!(true)) {
-        println!("identical (state hash {})", hex::encode(ka.state_hash()));
+        say!("identical (state hash {})", hex::encode(ka.state_hash()));
     }
     Ok(())
 }
@@ -770,7 +789,7 @@ fn export(dir: &Path, file: &Path) -> Outcome {
         let _ = std::fs::remove_file(&tmp);
         io_failure("writing", file, &e)
     })?;
-    println!(
+    say!(
         "{}: {} bytes, base sequence number {}, {} commands, state hash {}",
         file.display(),
         bytes.len(),
@@ -808,7 +827,7 @@ fn import(file: &Path, dir: &Path) -> Outcome {
     let hash = db.state_hash()?;
     let seq = db.sequence()?;
     db.close()?;
-    println!(
+    say!(
         "{}: {} commands imported, sequence number {seq}, state hash {}",
         dir.display(),
         ex.commands.len(),
@@ -842,7 +861,7 @@ fn replay(file: &Path, expect: Option<&str>, json: bool) -> Outcome {
             "matches": matches,
         }));
     } else {
-        println!(
+        say!(
             "replayed {} commands from base sequence number {}: sequence number {seq}, state hash {}",
             ex.commands.len(),
             ex.base_seq,
@@ -867,7 +886,7 @@ fn salvage(dir: &Path, out: &Path) -> Outcome {
     let hash = db.save_as(out)?;
     let seq = db.sequence()?;
     match db.salvage_report() {
-        Some(r) => println!(
+        Some(r) => say!(
             "{}: damage at byte {} of {} ({}); the intact prefix through sequence number {} copied to {}, state hash {}",
             dir.display(),
             r.offset,
@@ -877,7 +896,7 @@ fn salvage(dir: &Path, out: &Path) -> Outcome {
             out.display(),
             hex::encode(hash)
         ),
-        None => println!(
+        None => say!(
             "{}: no damage found; copied through sequence number {seq} to {}, state hash {}",
             dir.display(),
             out.display(),

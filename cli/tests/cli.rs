@@ -16,6 +16,16 @@ use std::path::{Path, PathBuf};
 use valori_engine::valori_kernel::Metric;
 use valori_engine::{Engine, Options};
 
+/// The tests run one at a time: a test's in-process database lock (flock) is inherited by a
+/// child another test forks, until that child execs, so a tool run could find it held.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 const DAMAGED: i32 = 1;
 const USAGE: i32 = 2;
 const NOT_FOUND: i32 = 3;
@@ -117,6 +127,7 @@ fn files(dir: &Path, suffix: &str) -> Vec<PathBuf> {
 
 #[test]
 fn info_verify_hash_and_log_on_every_metric() {
+    let _serial = serial();
     for metric in [Metric::L2, Metric::InnerProduct, Metric::Cosine] {
         let t = tempfile::tempdir().unwrap();
         let db = t.path().join("db");
@@ -153,6 +164,7 @@ fn info_verify_hash_and_log_on_every_metric() {
 
 #[test]
 fn log_and_show_list_the_history_with_ids_and_tags() {
+    let _serial = serial();
     let t = tempfile::tempdir().unwrap();
     let db = t.path().join("db");
     build(&db, Metric::L2);
@@ -219,6 +231,7 @@ fn log_and_show_list_the_history_with_ids_and_tags() {
 
 #[test]
 fn checkout_and_tags_travel_in_time() {
+    let _serial = serial();
     let t = tempfile::tempdir().unwrap();
     let db = t.path().join("db");
     let hashes = build(&db, Metric::Cosine);
@@ -285,6 +298,7 @@ fn checkout_and_tags_travel_in_time() {
 
 #[test]
 fn diff_between_points_and_databases() {
+    let _serial = serial();
     let t = tempfile::tempdir().unwrap();
     let db = t.path().join("db");
     build(&db, Metric::L2);
@@ -315,6 +329,7 @@ fn diff_between_points_and_databases() {
 
 #[test]
 fn export_import_and_replay() {
+    let _serial = serial();
     let t = tempfile::tempdir().unwrap();
     let db = t.path().join("db");
     let hashes = build(&db, Metric::InnerProduct);
@@ -371,6 +386,7 @@ fn export_import_and_replay() {
 
 #[test]
 fn search_and_get_read_json_and_npy_vectors() {
+    let _serial = serial();
     let t = tempfile::tempdir().unwrap();
     let db = t.path().join("db");
     build(&db, Metric::L2);
@@ -457,6 +473,7 @@ fn search_and_get_read_json_and_npy_vectors() {
 
 #[test]
 fn damaged_databases_are_reported_with_file_and_offset() {
+    let _serial = serial();
     let t = tempfile::tempdir().unwrap();
     let build_fresh = |name: &str| {
         let db = t.path().join(name);
@@ -537,6 +554,7 @@ fn damaged_databases_are_reported_with_file_and_offset() {
 
 #[test]
 fn empty_databases_missing_ones_busy_ones_and_bad_arguments() {
+    let _serial = serial();
     let t = tempfile::tempdir().unwrap();
     let db = t.path().join("empty");
     Engine::open(&db, Options::new(4, Metric::L2))
@@ -571,4 +589,35 @@ fn empty_databases_missing_ones_busy_ones_and_bad_arguments() {
     fails(&["checkout", s(&db), "--at", "0"], USAGE, "--out");
     assert!(ok(&["--help"]).contains("Exit codes"));
     assert!(ok(&["completions", "bash"]).contains("valori"));
+}
+
+#[test]
+fn a_closed_output_pipe_ends_quietly() {
+    let _serial = serial();
+    let t = tempfile::tempdir().unwrap();
+    let db = t.path().join("db");
+    let e = Engine::open(
+        &db,
+        Options::new(2, Metric::L2).durability(valori_engine::Durability::None),
+    )
+    .unwrap();
+    for i in 0..3000u16 {
+        e.insert(&[f32::from(i), 1.0], None, b"").unwrap();
+    }
+    e.close().unwrap();
+    // More output than a pipe holds; the reader takes a little and goes away (`| head`).
+    let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("valori"))
+        .args(["log", s(&db), "--limit", "5000", "--json"])
+        .env("RUST_BACKTRACE", "1")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = [0u8; 100];
+    std::io::Read::read_exact(child.stdout.as_mut().unwrap(), &mut first).unwrap();
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
 }

@@ -281,43 +281,45 @@ pub(crate) fn entries(
     let listing = directory::list(storage, dir)?;
     let segments = segments_from(&listing, from);
     let mut out = Vec::new();
-    for (i, (_, name)) in segments.iter().enumerate() {
-        if out.len() >= limit {
-            break;
-        }
-        let path = dir.join(name);
-        let (bytes, seg, _) = read_segment(storage, &path, i + 1 == segments.len())?;
-        for rec in &seg.records {
-            if rec.seq < from || rec.seq > through {
-                continue;
-            }
-            if out.len() >= limit {
-                break;
-            }
-            out.push(LogEntry {
-                seq: rec.seq,
-                chain: rec.after,
-                command: bytes.get(rec.payload.clone()).unwrap_or_default().to_vec(),
-                file: path.clone(),
-                offset: rec.offset,
-            });
-        }
+    if limit == 0 {
+        return Ok(out);
     }
+    each_logged(
+        storage,
+        dir,
+        segments,
+        &mut LogTotals::default(),
+        &mut |path, rec, payload| {
+            if rec.seq > through {
+                return false;
+            }
+            if rec.seq >= from {
+                out.push(LogEntry {
+                    seq: rec.seq,
+                    chain: rec.after,
+                    command: payload.to_vec(),
+                    file: (**path).clone(),
+                    offset: rec.offset,
+                });
+            }
+            out.len() < limit
+        },
+    )?;
     Ok(out)
 }
 
 /// The end of the log: the last intact record's sequence number (or the newest snapshot's).
 fn last_seq(storage: &dyn Storage, dir: &Path, listing: &Listing) -> Result<u64> {
     let newest = listing.snapshots.last().map_or(0, |(s, _)| *s);
-    let Some((_, name)) = listing.segments.last() else {
+    let Some((first, name)) = listing.segments.last() else {
         return Ok(newest);
     };
-    let (_, seg, _) = read_segment(storage, &dir.join(name), true)?;
-    let end = (seg.first_seq + seg.records.len() as u64).saturating_sub(1);
-    Ok(if seg.records.is_empty() {
-        newest
-    } else {
-        end.max(newest)
+    // Streamed: only the records' count is needed, not the segment in memory.
+    let path = Arc::new(dir.join(name));
+    let end = each_record(storage, &path, *first, true, None, &mut |_, _, _| true)?;
+    Ok(match end {
+        Some(e) if e.records > 0 => e.last_seq.max(newest),
+        _ => newest,
     })
 }
 
@@ -356,13 +358,29 @@ pub(crate) fn state_at(
         chain: snap.chain,
     };
     let segments = segments_from(&listing, base.saturating_add(1));
-    for (i, (_, name)) in segments.iter().enumerate() {
-        if replay.seq >= seq {
-            break;
-        }
-        let path = dir.join(name);
-        let (bytes, seg, _) = read_segment(storage, &path, i + 1 == segments.len())?;
-        replay.apply(&seg, &bytes, &path, seq)?;
+    let mut failed = None;
+    if replay.seq < seq {
+        each_logged(
+            storage,
+            dir,
+            segments,
+            &mut LogTotals::default(),
+            &mut |path, rec, payload| {
+                if rec.seq <= replay.seq {
+                    return true;
+                }
+                if let Err(e) =
+                    replay.apply_record(rec.seq, rec.offset, &rec.prev, &rec.after, payload, path)
+                {
+                    failed = Some(e);
+                    return false;
+                }
+                replay.seq < seq
+            },
+        )?;
+    }
+    if let Some(e) = failed {
+        return Err(e);
     }
     if replay.seq != seq {
         return Err(not_retained(seq, span(storage, dir).ok()));
@@ -548,57 +566,33 @@ struct LogTotals {
     wal_bytes: u64,
 }
 
-/// Reads every segment in order and sends its verified records: streamed in bounded memory,
-/// each segment settled by [`read_segment`] over the whole file where streaming stops early
-/// (damage or a torn tail: the tail rule needs the bytes after it). Checks the chain across
-/// segments. Stops at the first damage.
-fn read_log(
-    storage: &dyn Storage,
-    dir: &Path,
-    segments: &[(u64, String)],
-    send: &std::sync::mpsc::SyncSender<Read>,
-    done: &AtomicU64,
-) -> LogTotals {
-    let mut totals = LogTotals::default();
-    let mut prev_end: Option<(u64, Chain)> = None;
-    for (i, (first, name)) in segments.iter().enumerate() {
-        let path = Arc::new(dir.join(name));
-        match read_one_segment(
-            storage,
-            &path,
-            *first,
-            i + 1 == segments.len(),
-            prev_end,
-            send,
-            done,
-        ) {
-            Ok(Some((end, chain, records, bytes))) => {
-                totals.segments += 1;
-                totals.records += records;
-                totals.wal_bytes += bytes;
-                prev_end = Some((end, chain));
-            }
-            Ok(None) => return totals,
-            Err(e) => {
-                let _ = send.send(Read::Damage(e));
-                return totals;
-            }
-        }
-    }
-    totals
+/// Where a segment ended, as [`each_record`] read it.
+struct SegmentEnd {
+    /// Its last sequence number and the chain value after it.
+    last_seq: u64,
+    chain: Chain,
+    records: u64,
+    bytes: u64,
+    /// An incomplete record at its end (offset, bytes): only in the last segment.
+    torn: Option<(u64, u64)>,
 }
 
-/// One segment for [`read_log`]: `(last sequence number, chain after it, records, bytes)`, or
-/// `None` if the replaying side hung up.
-fn read_one_segment(
+/// What to do with each record read: its file, header values and payload; `false` stops.
+type OnRecord<'a> = dyn FnMut(&Arc<PathBuf>, StreamRecord, &[u8]) -> bool + 'a;
+
+/// Reads one segment's records in order and hands each to `f`: streamed in bounded memory,
+/// settled by [`read_segment`] over the whole file where streaming stops early (damage, or a
+/// torn tail in the `last` segment: the tail rule needs the bytes after it). Checks that the
+/// segment is the one its name says and continues `prev_end` (the previous segment's last
+/// sequence number and chain value). `None` if `f` stopped.
+fn each_record(
     storage: &dyn Storage,
     path: &Arc<PathBuf>,
     first: u64,
     last: bool,
     prev_end: Option<(u64, Chain)>,
-    send: &std::sync::mpsc::SyncSender<Read>,
-    done: &AtomicU64,
-) -> Result<Option<(u64, Chain, u64, u64)>> {
+    f: &mut OnRecord<'_>,
+) -> Result<Option<SegmentEnd>> {
     let continues = |first_seq: u64, chain_in: &Chain| -> Result<()> {
         if first_seq != first {
             return Err(Error::corrupt(
@@ -623,92 +617,145 @@ fn read_one_segment(
     let file = storage
         .open_read(path)
         .map_err(Error::io("reading", &**path))?;
-    let done_before = done.load(Ordering::Relaxed);
-    let mut sent = 0u64;
-    let mut counted = 0u64;
-    let mut chain_out = [0u8; 32];
+    let mut read = 0u64;
+    let mut chain = [0u8; 32];
     let mut streamed_to_end = false;
-    let mut batch = Batch::default();
     if let Some(mut stream) = wal::SegmentStream::open(file) {
         continues(stream.first_seq, &stream.chain_in)?;
-        chain_out = stream.chain_in;
+        chain = stream.chain_in;
+        let mut payload = Vec::new();
         loop {
-            let start = batch.payloads.len();
-            let next = stream.next(&mut batch.payloads);
-            match next {
+            payload.clear();
+            match stream.next(&mut payload) {
                 Ok(Some(rec)) => {
-                    let len = batch.payloads.len() - start;
-                    counted += (wal::RECORD_HEADER_LEN + len + wal::CHAIN_LEN) as u64;
-                    chain_out = rec.after;
-                    batch.recs.push((rec, start..batch.payloads.len()));
-                    sent += 1;
-                    // Batches of about a megabyte: small records do not cost a message each.
-                    if batch.payloads.len() >= 1 << 20 {
-                        if !batch.send(path, send) {
-                            return Ok(None);
-                        }
-                        done.store(done_before + counted, Ordering::Relaxed);
+                    chain = rec.after;
+                    read += 1;
+                    if !f(path, rec, &payload) {
+                        return Ok(None);
                     }
                 }
                 Ok(None) => {
                     streamed_to_end = true;
                     break;
                 }
-                Err(()) => {
-                    batch.payloads.truncate(start);
-                    break;
-                }
+                Err(()) => break,
             }
         }
     }
-    if !batch.send(path, send) {
-        return Ok(None);
-    }
-    let size = storage
+    let bytes = storage
         .size(path)
         .map_err(Error::io("reading the size of", &**path))?;
-    let first_after = if streamed_to_end {
-        first + sent
-    } else {
-        // Streaming stopped early: the whole file decides (damage, or a torn tail in the last
-        // segment), and any records after the ones sent follow.
-        let (bytes, seg, torn) = read_segment(storage, path, last)?;
-        if sent == 0 {
-            continues(
-                seg.first_seq,
-                &bytes
-                    .get(16..48)
-                    .and_then(|c| c.try_into().ok())
-                    .unwrap_or([0; 32]),
-            )?;
+    let mut torn = None;
+    if !streamed_to_end {
+        let (whole, seg, t) = read_segment(storage, path, last)?;
+        if read == 0 {
+            let chain_in: Chain = whole
+                .get(16..48)
+                .and_then(|c| c.try_into().ok())
+                .unwrap_or([0; 32]);
+            continues(seg.first_seq, &chain_in)?;
         }
-        for rec in seg.records.iter().skip(sent as usize) {
-            let start = batch.payloads.len();
-            batch
-                .payloads
-                .extend_from_slice(bytes.get(rec.payload.clone()).unwrap_or_default());
+        for rec in seg.records.iter().skip(read as usize) {
             let r = StreamRecord {
                 seq: rec.seq,
                 offset: rec.offset,
                 prev: rec.prev,
                 after: rec.after,
             };
-            batch.recs.push((r, start..batch.payloads.len()));
-        }
-        if !batch.send(path, send) {
-            return Ok(None);
-        }
-        if let Some((at, n)) = torn {
-            if send.send(Read::TornTail((**path).clone(), at, n)).is_err() {
+            if !f(path, r, whole.get(rec.payload.clone()).unwrap_or_default()) {
                 return Ok(None);
             }
         }
-        sent = seg.records.len() as u64;
-        chain_out = seg.chain_out;
-        seg.first_seq + sent
+        read = seg.records.len() as u64;
+        chain = seg.chain_out;
+        torn = t;
+    }
+    Ok(Some(SegmentEnd {
+        last_seq: (first + read).saturating_sub(1),
+        chain,
+        records: read,
+        bytes,
+        torn,
+    }))
+}
+
+/// Hands every record of `segments` (in order, each segment continuing the one before) to
+/// `f`; `false` from `f` stops. The torn tail of the last segment, if any, is returned.
+fn each_logged(
+    storage: &dyn Storage,
+    dir: &Path,
+    segments: &[(u64, String)],
+    totals: &mut LogTotals,
+    f: &mut OnRecord<'_>,
+) -> Result<Option<(PathBuf, u64, u64)>> {
+    let mut prev_end = None;
+    for (i, (first, name)) in segments.iter().enumerate() {
+        let path = Arc::new(dir.join(name));
+        let last = i + 1 == segments.len();
+        let Some(end) = each_record(storage, &path, *first, last, prev_end, f)? else {
+            return Ok(None);
+        };
+        totals.segments += 1;
+        totals.records += end.records;
+        totals.wal_bytes += end.bytes;
+        prev_end = Some((end.last_seq, end.chain));
+        if let Some((at, n)) = end.torn {
+            return Ok(Some(((*path).clone(), at, n)));
+        }
+    }
+    Ok(None)
+}
+
+/// The log reader of [`verify`]: sends every verified record, in batches of about a megabyte
+/// (small records do not cost a message each), then the torn tail or the first damage.
+fn read_log(
+    storage: &dyn Storage,
+    dir: &Path,
+    segments: &[(u64, String)],
+    send: &std::sync::mpsc::SyncSender<Read>,
+    done: &AtomicU64,
+) -> LogTotals {
+    let mut totals = LogTotals::default();
+    let mut batch = Batch::default();
+    let mut batch_path: Option<Arc<PathBuf>> = None;
+    let mut hung_up = false;
+    let result = each_logged(
+        storage,
+        dir,
+        segments,
+        &mut totals,
+        &mut |path, rec, payload| {
+            if batch_path.as_ref().is_some_and(|p| !Arc::ptr_eq(p, path)) {
+                if let Some(p) = batch_path.take() {
+                    hung_up |= !batch.send(&p, send);
+                }
+            }
+            batch_path.get_or_insert_with(|| Arc::clone(path));
+            let start = batch.payloads.len();
+            batch.payloads.extend_from_slice(payload);
+            batch.recs.push((rec, start..batch.payloads.len()));
+            let bytes = (wal::RECORD_HEADER_LEN + payload.len() + wal::CHAIN_LEN) as u64;
+            done.fetch_add(bytes, Ordering::Relaxed);
+            if batch.payloads.len() >= 1 << 20 {
+                if let Some(p) = &batch_path {
+                    hung_up |= !batch.send(p, send);
+                }
+            }
+            !hung_up
+        },
+    );
+    if let Some(p) = batch_path.take() {
+        hung_up |= !batch.send(&p, send);
+    }
+    if hung_up {
+        return totals;
+    }
+    let _ = match result {
+        Ok(Some((file, at, n))) => send.send(Read::TornTail(file, at, n)),
+        Ok(None) => Ok(()),
+        Err(e) => send.send(Read::Damage(e)),
     };
-    done.store(done_before + size, Ordering::Relaxed);
-    Ok(Some((first_after.saturating_sub(1), chain_out, sent, size)))
+    totals
 }
 
 pub(crate) fn verify(
