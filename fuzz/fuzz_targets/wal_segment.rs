@@ -24,7 +24,11 @@ fuzz_target!(|data: &[u8]| {
         fixup::wal_segment(&mut seg);
     }
     let (streamed, clean_end) = stream_segment(&seg);
-    assert_eq!(streamed, intact_records(&seg), "the streaming reader disagrees");
+    assert_eq!(
+        streamed,
+        intact_records(&seg),
+        "the streaming reader disagrees"
+    );
     let clean = matches!(check_segment(&seg), Ok((_, false))) && seg.len() >= SEGMENT_HEADER_LEN;
     assert_eq!(clean_end, clean, "the streaming reader's end disagrees");
     match check_segment(&seg) {
