@@ -61,6 +61,7 @@ pub fn routes() -> OpenApiRouter<Arc<App>> {
         .routes(routes!(create_edge))
         .routes(routes!(delete_edge))
         .routes(routes!(state_hash))
+        .routes(routes!(history))
         .routes(routes!(checkpoint))
         .routes(routes!(flush))
         .routes(routes!(wal))
@@ -602,21 +603,61 @@ async fn delete_edge(
     write(app, name, move |db| db.delete_edge(id)).await
 }
 
-/// The state hash and the sequence number it is at.
+/// The state hash and the sequence number it is at; with `at`, the hash of that past state,
+/// rebuilt from the retained snapshots and log.
 #[utoipa::path(get, path = "/v1/databases/{db}/state", tag = "state",
-    params(DbPath),
+    params(DbPath, StateParams),
     responses((status = 200, body = StateHash)))]
 async fn state_hash(
     State(app): Shared,
     Path(DbPath { db: name }): Path<DbPath>,
+    Query(p): Query<StateParams>,
 ) -> Result<Json<StateHash>, ApiError> {
     blocking(move || {
         let db = app.registry.get(&name)?;
-        let (hash, seq) = db.state_hash_at()?;
+        let (hash, seq) = match p.at {
+            Some(at) => (db.state_at_seq(at)?.0.state_hash(), at),
+            None => db.state_hash_at()?,
+        };
         Ok(Json(StateHash {
             state_hash: hex::encode(hash),
             seq,
         }))
+    })
+    .await
+}
+
+/// Logged commands from a sequence number on (the retained log): sequence number, command,
+/// bytes and chain value.
+#[utoipa::path(get, path = "/v1/databases/{db}/history", tag = "state",
+    params(DbPath, HistoryParams),
+    responses((status = 200, body = History)))]
+async fn history(
+    State(app): Shared,
+    Path(DbPath { db: name }): Path<DbPath>,
+    Query(p): Query<HistoryParams>,
+) -> Result<Json<History>, ApiError> {
+    let limit = p.limit.unwrap_or(100);
+    if limit > 10_000 {
+        return Err(ApiError::invalid(format!(
+            "limit = {limit} is over 10000; page with from"
+        )));
+    }
+    blocking(move || {
+        let db = app.registry.get(&name)?;
+        let entries = db.history(p.from.unwrap_or(1), limit as usize)?;
+        let entries = entries
+            .iter()
+            .map(|e| {
+                Ok(HistoryEntry {
+                    seq: e.seq,
+                    kind: valori_engine::decode_entry(e)?.name().to_string(),
+                    bytes: e.command.len() as u64,
+                    chain: hex::encode(e.chain),
+                })
+            })
+            .collect::<Result<Vec<_>, valori_engine::Error>>()?;
+        Ok(Json(History { entries }))
     })
     .await
 }

@@ -503,6 +503,46 @@ pub struct StateHash {
     pub seq: u64,
 }
 
+/// Which state's hash.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct StateParams {
+    /// A past sequence number (default: the latest). It must be retained (the server's
+    /// `--retain-snapshots` / `--retain-for`, or a tag); else `NOT_FOUND`.
+    pub at: Option<u64>,
+}
+
+/// Which part of the history to list.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct HistoryParams {
+    /// The first sequence number to list (default 1; the retained log may start later).
+    pub from: Option<u64>,
+    /// At most this many commands (default 100, at most 10,000).
+    pub limit: Option<u32>,
+}
+
+/// One logged command of the history.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct HistoryEntry {
+    /// Its sequence number.
+    pub seq: u64,
+    /// The command: `insert`, `insert_batch`, `delete`, `set_meta`, `set_tag`, `create_node`,
+    /// `delete_node`, `create_edge` or `delete_edge`.
+    pub kind: String,
+    /// Bytes of its encoding.
+    pub bytes: u64,
+    /// The WAL chain value after it, 64 hex digits.
+    pub chain: String,
+}
+
+/// Logged commands, in order.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct History {
+    /// The commands.
+    pub entries: Vec<HistoryEntry>,
+}
+
 /// Which part of the log to stream.
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]

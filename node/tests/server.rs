@@ -572,3 +572,76 @@ fn a_public_address_needs_a_key() {
         valori_node::check_listen(&local.parse().unwrap(), &Keys::none()).unwrap();
     }
 }
+
+#[tokio::test]
+async fn history_and_past_state_hashes() {
+    let dir = tempdir("history");
+    let server = start(&dir, Keys::none(), Limits::default()).await;
+    let db = "/v1/databases/h";
+    let (s, _) = server
+        .json("PUT", db, None, json!({"dim": 2, "metric": "cosine"}))
+        .await;
+    assert_eq!(s, 201);
+    let mut hashes = Vec::new();
+    let (_, v) = server
+        .json("GET", &format!("{db}/state"), None, Value::Null)
+        .await;
+    hashes.push(v["state_hash"].as_str().unwrap().to_string());
+    for i in 0..3 {
+        let (s, _) = server
+            .json(
+                "POST",
+                &format!("{db}/records"),
+                None,
+                json!({"vector": [1.0, i]}),
+            )
+            .await;
+        assert_eq!(s, 201);
+        let (_, v) = server
+            .json("GET", &format!("{db}/state"), None, Value::Null)
+            .await;
+        hashes.push(v["state_hash"].as_str().unwrap().to_string());
+    }
+    let (s, _) = server
+        .json("DELETE", &format!("{db}/records/1"), None, Value::Null)
+        .await;
+    assert_eq!(s, 204);
+    for (seq, want) in hashes.iter().enumerate() {
+        let (s, v) = server
+            .json("GET", &format!("{db}/state?at={seq}"), None, Value::Null)
+            .await;
+        assert_eq!((s, v["seq"].as_u64()), (200, Some(seq as u64)), "{v}");
+        assert_eq!(v["state_hash"].as_str(), Some(want.as_str()));
+    }
+    let (s, v) = server
+        .json("GET", &format!("{db}/state?at=5"), None, Value::Null)
+        .await;
+    assert_eq!((s, v["code"].as_str()), (404, Some("NOT_FOUND")), "{v}");
+    let (s, v) = server
+        .json(
+            "GET",
+            &format!("{db}/history?from=2&limit=5"),
+            None,
+            Value::Null,
+        )
+        .await;
+    assert_eq!(s, 200, "{v}");
+    let entries = v["entries"].as_array().unwrap();
+    let kinds: Vec<&str> = entries
+        .iter()
+        .map(|e| e["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(kinds, ["insert", "insert", "delete"]);
+    assert_eq!(entries[0]["seq"], 2);
+    assert_eq!(entries[2]["chain"].as_str().unwrap().len(), 64);
+    let (s, v) = server
+        .json(
+            "GET",
+            &format!("{db}/history?limit=10001"),
+            None,
+            Value::Null,
+        )
+        .await;
+    assert_eq!((s, v["code"].as_str()), (400, Some("INVALID_INPUT")), "{v}");
+    server.stop().await;
+}

@@ -105,3 +105,37 @@ def test_time_retention_keeps_young_snapshots(tmp_path):
     with pytest.raises(InvalidInputError, match="retain_seconds"):
         db.set_retention(1, seconds=-5)
     db.close()
+
+
+@pytest.mark.parametrize("metric", METRICS)
+def test_history_is_the_same_through_the_server(tmp_path, node, metric):
+    """Database and KernelClient give the same history and past hashes for the same
+    commands (the server keeps its default retention: no checkpoint here, so every state
+    since the start is in the log)."""
+    local = valori.Database(str(tmp_path / "local"), dim=3, metric=metric)
+    remote = valori.KernelClient(url=node.url, database=f"hist-{metric}", dim=3, metric=metric)
+    hashes = []
+    try:
+        for store in (local, remote):
+            rng = np.random.default_rng(3)
+            seen = [store.state_hash()]
+            for i in range(5):
+                store.insert(rng.standard_normal(3).astype(np.float32), tag=i)
+                seen.append(store.state_hash())
+            store.delete(2)
+            seen.append(store.state_hash())
+            hashes.append(seen)
+        assert hashes[0] == hashes[1]
+        assert local.sequence() == remote.sequence() == 6
+        assert local.history() == remote.history()
+        assert [e.kind for e in remote.history(from_seq=5, limit=2)] == ["insert", "delete"]
+        for seq, want in enumerate(hashes[0]):
+            assert remote.state_hash_at(seq) == local.state_hash_at(seq) == want
+        with pytest.raises(NotFoundError):
+            remote.state_hash_at(7)
+        with pytest.raises(InvalidInputError, match="10000"):
+            remote.history(limit=10001)
+    finally:
+        remote.drop()
+        remote.close()
+        local.close()

@@ -377,6 +377,25 @@ class KernelClient:
         """The 32-byte state hash (``.hex()`` for text)."""
         return self.state_hash()
 
+    def sequence(self) -> int:
+        """The sequence number of the last command (the database's position in its history)."""
+        return int(self._json("GET", "/state", idempotent=True)["seq"])
+
+    def state_hash_at(self, seq: int) -> bytes:
+        """The state hash after command ``seq``, rebuilt on the server from its retained
+        snapshots and log; :class:`NotFoundError` once retention no longer reaches it."""
+        body = self._json("GET", "/state", idempotent=True, query={"at": int(seq)})
+        return bytes.fromhex(body["state_hash"])
+
+    def history(self, from_seq: int = 1, limit: int = 100) -> "list":
+        """Up to ``limit`` logged commands from sequence number ``from_seq`` on (a list of
+        :class:`valori.LogEntry`), from the server's retained log."""
+        from . import LogEntry
+        body = self._json("GET", "/history", idempotent=True,
+                          query={"from": int(from_seq), "limit": int(limit)})
+        return [LogEntry(e["seq"], e["kind"], e["bytes"], bytes.fromhex(e["chain"]))
+                for e in body["entries"]]
+
     def __len__(self) -> int:
         """Number of records."""
         return int(self._json("GET", "", idempotent=True)["records"])
