@@ -754,18 +754,7 @@ pub const VALORI_COMMAND_DELETE_EDGE: u32 = 8;
 /// The string is static.
 #[no_mangle]
 pub extern "C" fn valori_command_name(kind: u32) -> *const c_char {
-    const NAMES: [&core::ffi::CStr; 9] = [
-        c"insert",
-        c"insert_batch",
-        c"delete",
-        c"set_meta",
-        c"set_tag",
-        c"create_node",
-        c"delete_node",
-        c"create_edge",
-        c"delete_edge",
-    ];
-    NAMES
+    vk::COMMAND_NAMES_C
         .get(kind as usize)
         .copied()
         .unwrap_or(c"unknown")

@@ -55,7 +55,7 @@ pub fn summary(cmd: &Command<'_>, applied: Option<&Applied>) -> Value {
 }
 
 /// Every field of a command (vectors as floats; `dim` splits a batch into rows).
-pub fn full(cmd: &Command<'_>, dim: Option<u32>) -> Value {
+pub fn full(cmd: &Command<'_>, dim: u32) -> Value {
     let mut m = Map::new();
     m.insert("kind".into(), json!(cmd.name()));
     match cmd {
@@ -74,10 +74,10 @@ pub fn full(cmd: &Command<'_>, dim: Option<u32>) -> Value {
             m.insert("ids".into(), json!(ids.iter().collect::<Vec<u64>>()));
             m.insert("tags".into(), json!(tags.iter().collect::<Vec<u64>>()));
             let all: Vec<Fxp> = vectors.iter().collect();
-            let rows: Vec<Value> = match dim.map(|d| d as usize).filter(|&d| d > 0) {
-                Some(d) => all.chunks(d).map(|r| floats(r.iter().copied())).collect(),
-                None => vec![floats(all.into_iter())],
-            };
+            let rows: Vec<Value> = all
+                .chunks((dim as usize).max(1))
+                .map(|r| floats(r.iter().copied()))
+                .collect();
             m.insert("vectors".into(), json!(rows));
         }
         Command::Delete { id } | Command::DeleteNode { id } | Command::DeleteEdge { id } => {

@@ -687,8 +687,7 @@ fn show(dir: &Path, seq: u64, json: bool) -> Outcome {
             }
         })?;
     let cmd = valori_engine::decode_entry(&entry)?;
-    let metric_dim = h.state_at(h.span()?.last).ok().map(|(k, _)| k.config());
-    let mut v = describe::full(&cmd, metric_dim.map(|c| c.dim));
+    let mut v = describe::full(&cmd, h.config()?.dim);
     if let Value::Object(m) = &mut v {
         m.insert("seq".into(), json!(entry.seq));
         m.insert("bytes".into(), json!(entry.command.len()));

@@ -568,7 +568,8 @@ fn empty_databases_missing_ones_busy_ones_and_bad_arguments() {
     );
     assert_eq!(json(&["verify", s(&db), "--json"])["records"], 0);
     assert!(ok(&["log", s(&db)]).contains("no commands"));
-    ok(&["hash", s(&db), "--at", "0"]);
+    let h = json(&["hash", s(&db), "--at", "0", "--json"]);
+    assert_eq!(h["state_hash"], info["state_hash"]);
     let hits = json(&["search", s(&db), "--vector", "[1,2,3,4]", "--json"]);
     assert_eq!(hits["hits"], serde_json::json!([]));
 

@@ -23,6 +23,19 @@ pub(crate) struct Listing {
     pub(crate) temps: Vec<String>,
 }
 
+impl Listing {
+    /// The segments that may hold records at or after sequence number `from`: the ones before
+    /// (whose next segment starts at or before `from`) hold only earlier records.
+    pub(crate) fn segments_from(&self, from: u64) -> &[(u64, String)] {
+        let skip = self
+            .segments
+            .windows(2)
+            .take_while(|w| matches!(w, [_, (next, _)] if *next <= from))
+            .count();
+        self.segments.get(skip..).unwrap_or_default()
+    }
+}
+
 /// Lists the database files in `dir`.
 pub(crate) fn list(storage: &dyn Storage, dir: &Path) -> Result<Listing> {
     let mut l = Listing {
@@ -176,16 +189,12 @@ pub(crate) fn prune(storage: &dyn Storage, dir: &Path, retain: Retention) -> Res
         storage.remove(&p).map_err(Error::io("removing", &p))?;
         removed = true;
     }
-    // A segment goes when the next one starts at or before `keep_from + 1`: all its records
-    // are then at or before `keep_from`.
-    for pair in listing.segments.windows(2) {
-        if let [(_, name), (next_first, _)] = pair {
-            if *next_first <= keep_from.saturating_add(1) {
-                let p = dir.join(name);
-                storage.remove(&p).map_err(Error::io("removing", &p))?;
-                removed = true;
-            }
-        }
+    // The segments before those that may hold records after `keep_from` go.
+    let kept = listing.segments_from(keep_from.saturating_add(1)).len();
+    for (_, name) in listing.segments.iter().take(listing.segments.len() - kept) {
+        let p = dir.join(name);
+        storage.remove(&p).map_err(Error::io("removing", &p))?;
+        removed = true;
     }
     if removed {
         storage
@@ -370,7 +379,8 @@ pub(crate) fn read_back(
         .map_err(Error::io("reading", &snap_path))?;
     let snap = snapshot::decode(&bytes).map_err(|(o, r)| Error::corrupt(&snap_path, o, r))?;
     let mut commands = Vec::new();
-    for (_, name) in list(storage, dir)?.segments {
+    let listing = list(storage, dir)?;
+    for (_, name) in listing.segments_from(snapshot_seq.saturating_add(1)) {
         let path = dir.join(name);
         let bytes = storage.read(&path).map_err(Error::io("reading", &path))?;
         // The intact records before any damage: a salvage handle exports what it recovered.

@@ -612,11 +612,10 @@ impl Engine {
 
     /// The sequence numbers whose past states [`Engine::state_at_seq`] can rebuild.
     pub fn span(&self) -> Result<Span> {
-        let (_turn, seq) = self.files_turn()?;
-        let s = history::span(&*self.storage, &self.dir)?;
+        let (_turn, last) = self.files_turn()?;
         Ok(Span {
-            first: s.first,
-            last: seq,
+            first: history::first_reachable(&*self.storage, &self.dir)?,
+            last,
         })
     }
 
@@ -626,9 +625,7 @@ impl Engine {
     pub fn state_at_seq(&self, seq: u64) -> Result<(Kernel<'static>, [u8; 32])> {
         let (_turn, last) = self.files_turn()?;
         if seq > last {
-            let first = history::span(&*self.storage, &self.dir)
-                .ok()
-                .map(|s| s.first);
+            let first = history::first_reachable(&*self.storage, &self.dir).ok();
             return Err(Error::NotRetained {
                 seq,
                 first,
@@ -647,10 +644,12 @@ impl Engine {
     /// Names the state after command `seq`, pinning it against retention (replaces a history
     /// tag of that name).
     pub fn tag_history(&self, name: &str, seq: u64) -> Result<()> {
-        let _turn = self.writer_turn()?;
-        let last = self.read_state()?.seq;
-        self.sync_through(last, false)?;
-        history::set_tag(&*self.storage, &self.dir, name, seq)
+        if self.read_only() {
+            return Err(Error::ReadOnly);
+        }
+        let (_turn, last) = self.files_turn()?;
+        let first = history::first_reachable(&*self.storage, &self.dir)?;
+        history::set_tag(&*self.storage, &self.dir, name, seq, Span { first, last })
     }
 
     /// Removes a history tag.

@@ -95,18 +95,15 @@ impl History {
     /// [`History::open`] through a custom [`Storage`].
     pub fn open_with_storage(dir: impl AsRef<Path>, storage: Arc<dyn Storage>) -> Result<History> {
         let dir = dir.as_ref().to_path_buf();
-        let lock = directory::lock(&*storage, &dir, false).map_err(|e| match e {
+        // A directory that is not there holds no database.
+        let missing = |e: Error| match e {
             Error::Io { source, .. } if source.kind() == std::io::ErrorKind::NotFound => {
                 Error::NoDatabase { path: dir.clone() }
             }
             other => other,
-        })?;
-        let listing = directory::list(&*storage, &dir).map_err(|e| match e {
-            Error::Io { source, .. } if source.kind() == std::io::ErrorKind::NotFound => {
-                Error::NoDatabase { path: dir.clone() }
-            }
-            other => other,
-        })?;
+        };
+        let lock = directory::lock(&*storage, &dir, false).map_err(missing)?;
+        let listing = directory::list(&*storage, &dir).map_err(missing)?;
         if listing.snapshots.is_empty() {
             return Err(match listing.segments.first() {
                 Some((_, name)) => {
@@ -130,6 +127,17 @@ impl History {
     /// The snapshots and segments in the directory, with their sizes.
     pub fn files(&self) -> Result<Files> {
         files(&*self.storage, &self.dir)
+    }
+
+    /// The dimension and metric (read from the newest snapshot's header alone).
+    pub fn config(&self) -> Result<valori_kernel::Config> {
+        let listing = directory::list(&*self.storage, &self.dir)?;
+        match listing.snapshots.last() {
+            Some((_, name)) => snapshot::read_config(&*self.storage, &self.dir.join(name)),
+            None => Err(Error::NoDatabase {
+                path: self.dir.clone(),
+            }),
+        }
     }
 
     /// The sequence numbers whose states [`History::state_at`] can rebuild.
@@ -165,7 +173,7 @@ impl History {
     /// Names the state after command `seq` (replacing a tag of that name). The point must be
     /// reachable ([`History::span`]); retention then keeps it reachable.
     pub fn set_tag(&self, name: &str, seq: u64) -> Result<()> {
-        set_tag(&*self.storage, &self.dir, name, seq)
+        set_tag(&*self.storage, &self.dir, name, seq, self.span()?)
     }
 
     /// Removes a tag; `NotFound` if there is none of that name.
@@ -261,16 +269,6 @@ fn read_segment(storage: &dyn Storage, path: &Path, last: bool) -> Result<ReadSe
     Ok((bytes, seg, torn))
 }
 
-/// The segments that may hold records at or after `from` (the ones before are skipped).
-fn segments_from(listing: &Listing, from: u64) -> &[(u64, String)] {
-    let skip = listing
-        .segments
-        .windows(2)
-        .take_while(|w| matches!(w, [_, (next, _)] if *next <= from))
-        .count();
-    listing.segments.get(skip..).unwrap_or_default()
-}
-
 pub(crate) fn entries(
     storage: &dyn Storage,
     dir: &Path,
@@ -279,7 +277,7 @@ pub(crate) fn entries(
     limit: usize,
 ) -> Result<Vec<LogEntry>> {
     let listing = directory::list(storage, dir)?;
-    let segments = segments_from(&listing, from);
+    let segments = listing.segments_from(from);
     let mut out = Vec::new();
     if limit == 0 {
         return Ok(out);
@@ -323,15 +321,22 @@ fn last_seq(storage: &dyn Storage, dir: &Path, listing: &Listing) -> Result<u64>
     })
 }
 
-pub(crate) fn span(storage: &dyn Storage, dir: &Path) -> Result<Span> {
+/// The oldest retained snapshot's sequence number: where the reachable states begin.
+pub(crate) fn first_reachable(storage: &dyn Storage, dir: &Path) -> Result<u64> {
     let listing = directory::list(storage, dir)?;
-    let Some((first, _)) = listing.snapshots.first() else {
-        return Err(Error::NoDatabase {
+    match listing.snapshots.first() {
+        Some((first, _)) => Ok(*first),
+        None => Err(Error::NoDatabase {
             path: dir.to_path_buf(),
-        });
-    };
+        }),
+    }
+}
+
+pub(crate) fn span(storage: &dyn Storage, dir: &Path) -> Result<Span> {
+    let first = first_reachable(storage, dir)?;
+    let listing = directory::list(storage, dir)?;
     Ok(Span {
-        first: *first,
+        first,
         last: last_seq(storage, dir, &listing)?,
     })
 }
@@ -357,7 +362,7 @@ pub(crate) fn state_at(
         seq: snap.seq,
         chain: snap.chain,
     };
-    let segments = segments_from(&listing, base.saturating_add(1));
+    let segments = listing.segments_from(base.saturating_add(1));
     let mut failed = None;
     if replay.seq < seq {
         each_logged(
@@ -388,13 +393,19 @@ pub(crate) fn state_at(
     Ok((replay.kernel, replay.chain))
 }
 
-pub(crate) fn set_tag(storage: &dyn Storage, dir: &Path, name: &str, seq: u64) -> Result<()> {
+/// Names the state after `seq`, which must be within `s` (the database's reachable span).
+pub(crate) fn set_tag(
+    storage: &dyn Storage,
+    dir: &Path,
+    name: &str,
+    seq: u64,
+    s: Span,
+) -> Result<()> {
     if !directory::valid_tag_name(name) {
         return Err(Error::Invalid(format!(
             "bad tag name {name:?}: a tag name is 1 to 64 ASCII letters, digits, '.', '_' or '-'"
         )));
     }
-    let s = span(storage, dir)?;
     if seq < s.first || seq > s.last {
         return Err(not_retained(seq, Some(s)));
     }

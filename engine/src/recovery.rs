@@ -140,21 +140,11 @@ impl Replay {
         Ok(())
     }
 
-    /// Applies the records of `seg` after the current sequence number, up to and including
-    /// `until`.
-    pub(crate) fn apply(
-        &mut self,
-        seg: &Segment,
-        bytes: &[u8],
-        path: &Path,
-        until: u64,
-    ) -> Result<()> {
+    /// Applies the records of `seg` after the current sequence number.
+    fn apply(&mut self, seg: &Segment, bytes: &[u8], path: &Path) -> Result<()> {
         for rec in &seg.records {
             if rec.seq <= self.seq {
                 continue;
-            }
-            if rec.seq > until {
-                break;
             }
             let payload = bytes.get(rec.payload.clone()).unwrap_or_default();
             self.apply_record(rec.seq, rec.offset, &rec.prev, &rec.after, payload, path)?;
@@ -195,14 +185,8 @@ pub(crate) fn recover(storage: &dyn Storage, dir: &Path, options: &Options) -> R
     let mut salvage_report = None;
     // The last segment: where appends continue if it ends exactly where replay ended.
     let mut tail: Option<TailSegment> = None;
-    // Segments the snapshot covers whole (kept by retention for history) are not read: a
-    // segment is covered when the next one starts at or before the record after the snapshot.
-    let skip = listing
-        .segments
-        .windows(2)
-        .take_while(|w| matches!(w, [_, (next, _)] if *next <= snap_seq.saturating_add(1)))
-        .count();
-    let segments = listing.segments.get(skip..).unwrap_or_default();
+    // Segments the snapshot covers whole (kept by retention for history) are not read.
+    let segments = listing.segments_from(snap_seq.saturating_add(1));
     let count = segments.len();
     for (i, (first, name)) in segments.iter().enumerate() {
         let path = dir.join(name);
@@ -255,7 +239,7 @@ pub(crate) fn recover(storage: &dyn Storage, dir: &Path, options: &Options) -> R
         match outcome {
             Ok((seg, damage)) => {
                 replay
-                    .apply(&seg, &bytes, &path, wal::MAX_SEQ)
+                    .apply(&seg, &bytes, &path)
                     .or_else(|e| salvage_or(options, e, &mut salvage_report, replay.seq))?;
                 if salvage_report.is_some() {
                     break;
@@ -281,7 +265,7 @@ pub(crate) fn recover(storage: &dyn Storage, dir: &Path, options: &Options) -> R
                 }
                 // Salvage: keep the intact records before the damage.
                 replay
-                    .apply(&seg, &bytes, &path, wal::MAX_SEQ)
+                    .apply(&seg, &bytes, &path)
                     .or_else(|e2| salvage_or(options, e2, &mut salvage_report, replay.seq))?;
                 if salvage_report.is_none() {
                     salvage_or(options, e, &mut salvage_report, replay.seq)?;

@@ -22,6 +22,41 @@ pub const SNAPSHOT_HEADER_LEN: usize = 120;
 /// Section kind: the kernel state encoding.
 pub const SECTION_KERNEL: u32 = 1;
 
+/// The dimension and metric of the snapshot file at `path`, from its first bytes alone (the
+/// file header's magic, the kernel section's kind and the state encoding's header): nothing
+/// else is read or verified.
+pub(crate) fn read_config(
+    storage: &dyn crate::storage::Storage,
+    path: &std::path::Path,
+) -> crate::error::Result<valori_kernel::Config> {
+    use std::io::Read as _;
+    let corrupt = |at: u64, why: &str| crate::error::Error::corrupt(path, at, why);
+    let at = SNAPSHOT_HEADER_LEN + 16;
+    let mut head = Vec::new();
+    storage
+        .open_read(path)
+        .and_then(|f| {
+            f.take((at + valori_kernel::ENCODING_HEADER_LEN) as u64)
+                .read_to_end(&mut head)
+        })
+        .map_err(crate::error::Error::io("reading", path))?;
+    if head.get(..8) != Some(&SNAPSHOT_MAGIC[..]) {
+        return Err(corrupt(0, "not a snapshot (bad magic)"));
+    }
+    let kind = head
+        .get(SNAPSHOT_HEADER_LEN..SNAPSHOT_HEADER_LEN + 4)
+        .and_then(|b| b.try_into().ok())
+        .map(u32::from_le_bytes);
+    if kind != Some(SECTION_KERNEL) {
+        return Err(corrupt(
+            SNAPSHOT_HEADER_LEN as u64,
+            "the first section is not the kernel state",
+        ));
+    }
+    valori_kernel::Kernel::encoding_config(head.get(at..).unwrap_or_default())
+        .map_err(|e| corrupt(at as u64, &e.to_string()))
+}
+
 /// Snapshot file name for sequence number `seq`.
 pub fn snapshot_name(seq: u64) -> String {
     format!("snap-{seq:020}.vsnap")

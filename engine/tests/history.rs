@@ -79,6 +79,8 @@ fn every_retained_state_is_rebuilt_with_its_hash() {
     let h = history(&sim);
     let span = h.span().unwrap();
     assert_eq!((span.first, span.last), (0, 30));
+    let config = h.config().unwrap();
+    assert_eq!((config.dim, config.metric), (3, Metric::Cosine));
     for (seq, want) in hashes.iter().enumerate() {
         let (k, _) = h.state_at(seq as u64).unwrap();
         assert_eq!(&k.state_hash(), want, "seq {seq}");

@@ -20,7 +20,9 @@ pub const FORMAT_VERSION: u32 = 1;
 /// Domain tag hashed before the encoding: `BLAKE3(DOMAIN || encoding)` is the state hash.
 pub const STATE_HASH_DOMAIN: [u8; 16] = *b"valori-state-v1\0";
 
-const HEADER_LEN: usize = 4 + 4 + 4 + 1 + 8 * 3;
+/// Bytes of the state encoding's header (magic, version, dimension, metric, three counters).
+pub const ENCODING_HEADER_LEN: usize = 4 + 4 + 4 + 1 + 8 * 3;
+const HEADER_LEN: usize = ENCODING_HEADER_LEN;
 const NODE_LEN: usize = 8 + 4 + 1 + 8 + 4;
 const EDGE_LEN: usize = 8 + 4 + 8 + 8 + 1 + 4;
 
@@ -251,6 +253,13 @@ impl<'m> Kernel<'m> {
     pub fn state_hash_input<S: Sink>(&self, sink: &mut S) {
         sink.put(&STATE_HASH_DOMAIN);
         self.encode_after(STATE_HASH_DOMAIN.len(), sink);
+    }
+
+    /// The dimension and metric a canonical encoding declares, read from its first
+    /// [`ENCODING_HEADER_LEN`] bytes alone (the header, checked as a full decode checks it):
+    /// a state's shape without decoding the state.
+    pub fn encoding_config(prefix: &[u8]) -> Result<Config> {
+        Header::read(&mut Reader::new(prefix)).map(|h| h.config)
     }
 
     /// Decodes a canonical encoding into a new growable kernel.

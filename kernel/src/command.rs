@@ -364,8 +364,25 @@ pub enum Command<'a> {
     },
 }
 
-/// The commands' names, by variant index (the encoding's first byte, docs/FORMAT.md §5).
-pub const COMMAND_NAMES: [&str; 9] = [
+/// One list of the commands' names gives both tables, so the C names cannot drift.
+macro_rules! command_names {
+    ($($name:literal),* $(,)?) => {
+        /// The commands' names, by variant index (the encoding's first byte, docs/FORMAT.md §5).
+        pub const COMMAND_NAMES: [&str; 9] = [$($name),*];
+        /// [`COMMAND_NAMES`] as NUL-terminated strings (C's `valori_command_name`).
+        pub const COMMAND_NAMES_C: [&core::ffi::CStr; 9] = [$(c_name(concat!($name, "\0"))),*];
+    };
+}
+
+const fn c_name(with_nul: &'static str) -> &'static core::ffi::CStr {
+    match core::ffi::CStr::from_bytes_with_nul(with_nul.as_bytes()) {
+        Ok(s) => s,
+        // Unreachable: each name is a literal without NUL bytes, given one at its end.
+        Err(_) => c"",
+    }
+}
+
+command_names!(
     "insert",
     "insert_batch",
     "delete",
@@ -375,7 +392,7 @@ pub const COMMAND_NAMES: [&str; 9] = [
     "delete_node",
     "create_edge",
     "delete_edge",
-];
+);
 
 impl<'a> Command<'a> {
     /// The variant index the encoding starts with (docs/FORMAT.md §5).

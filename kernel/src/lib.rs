@@ -58,8 +58,10 @@ mod state;
 mod tables;
 mod vectors;
 
-pub use codec::{Sink, FORMAT_VERSION, MAGIC, STATE_HASH_DOMAIN};
-pub use command::{Command, Ids, LeBytes, Vector, Word, Words, WordsIter, COMMAND_NAMES};
+pub use codec::{Sink, ENCODING_HEADER_LEN, FORMAT_VERSION, MAGIC, STATE_HASH_DOMAIN};
+pub use command::{
+    Command, Ids, LeBytes, Vector, Word, Words, WordsIter, COMMAND_NAMES, COMMAND_NAMES_C,
+};
 pub use config::{Config, Metric, MAX_DIM, MAX_LABEL_LEN, MAX_META_LEN};
 pub use error::{Error, ErrorCode, Invalid, Object, Resource, Result};
 pub use fxp::Fxp;

@@ -3,7 +3,7 @@
 
 #![allow(clippy::unwrap_used, clippy::indexing_slicing, missing_docs)]
 
-use valori_kernel::{Command, Fxp, Ids, Vector, COMMAND_NAMES};
+use valori_kernel::{Command, Fxp, Ids, Vector, COMMAND_NAMES, COMMAND_NAMES_C};
 
 #[test]
 fn kind_is_the_first_encoded_byte_and_names_are_distinct() {
@@ -43,6 +43,7 @@ fn kind_is_the_first_encoded_byte_and_names_are_distinct() {
         assert_eq!(c.kind() as usize, i);
         assert_eq!(c.to_vec()[0] as usize, i, "{c:?}");
         assert_eq!(c.name(), COMMAND_NAMES[i]);
+        assert_eq!(COMMAND_NAMES_C[i].to_str().unwrap(), COMMAND_NAMES[i]);
     }
     let mut names = COMMAND_NAMES.to_vec();
     names.sort_unstable();

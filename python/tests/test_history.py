@@ -87,11 +87,12 @@ def test_retention_argument_is_checked(tmp_path):
     db.close()
 
 
-def test_time_retention_keeps_young_snapshots(tmp_path):
+@pytest.mark.parametrize("metric", METRICS)
+def test_time_retention_keeps_young_snapshots(tmp_path, metric):
     for bad in (-1, 1.5, True, "60"):
         with pytest.raises(InvalidInputError, match="retain_seconds"):
             valori.Database(str(tmp_path / "bad"), dim=2, retain_seconds=bad)
-    db = valori.Database(str(tmp_path / "db"), dim=2, retain_seconds=3600)
+    db = valori.Database(str(tmp_path / "db"), dim=2, metric=metric, retain_seconds=3600)
     first = db.state_hash()
     for i in range(3):
         db.insert([float(i), 1.0])
