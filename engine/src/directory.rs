@@ -141,6 +141,8 @@ pub(crate) struct Retention {
     pub(crate) snapshots: u32,
     /// And every snapshot written within this long (by its file's modification time).
     pub(crate) within: Option<std::time::Duration>,
+    /// And the log from this sequence number on (an open reader's pin, [`crate::LogPin`]).
+    pub(crate) log_from: Option<u64>,
 }
 
 impl Retention {
@@ -148,6 +150,7 @@ impl Retention {
     pub(crate) const NEWEST: Retention = Retention {
         snapshots: 1,
         within: None,
+        log_from: None,
     };
 }
 
@@ -189,8 +192,12 @@ pub(crate) fn prune(storage: &dyn Storage, dir: &Path, retain: Retention) -> Res
         storage.remove(&p).map_err(Error::io("removing", &p))?;
         removed = true;
     }
-    // The segments before those that may hold records after `keep_from` go.
-    let kept = listing.segments_from(keep_from.saturating_add(1)).len();
+    // The segments before those that may hold records after `keep_from` (or at a reader's
+    // pin) go.
+    let log_from = keep_from
+        .saturating_add(1)
+        .min(retain.log_from.unwrap_or(u64::MAX));
+    let kept = listing.segments_from(log_from).len();
     for (_, name) in listing.segments.iter().take(listing.segments.len() - kept) {
         let p = dir.join(name);
         storage.remove(&p).map_err(Error::io("removing", &p))?;
@@ -373,11 +380,7 @@ pub(crate) fn read_back(
     snapshot_seq: u64,
     seq: u64,
 ) -> Result<(Vec<u8>, Vec<Vec<u8>>)> {
-    let snap_path = dir.join(snapshot_name(snapshot_seq));
-    let bytes = storage
-        .read(&snap_path)
-        .map_err(Error::io("reading", &snap_path))?;
-    let snap = snapshot::decode(&bytes).map_err(|(o, r)| Error::corrupt(&snap_path, o, r))?;
+    let base = read_snapshot_state(storage, dir, snapshot_seq)?;
     let mut commands = Vec::new();
     let listing = list(storage, dir)?;
     for (_, name) in listing.segments_from(snapshot_seq.saturating_add(1)) {
@@ -406,5 +409,18 @@ pub(crate) fn read_back(
             ),
         ));
     }
-    Ok((snap.kernel.to_bytes(), commands))
+    Ok((base, commands))
+}
+
+/// The kernel state encoding (`docs/FORMAT.md` §3) held by the snapshot at `snapshot_seq`,
+/// checked as the snapshot is decoded.
+pub(crate) fn read_snapshot_state(
+    storage: &dyn Storage,
+    dir: &Path,
+    snapshot_seq: u64,
+) -> Result<Vec<u8>> {
+    let path = dir.join(snapshot_name(snapshot_seq));
+    let bytes = storage.read(&path).map_err(Error::io("reading", &path))?;
+    let snap = snapshot::decode(&bytes).map_err(|(o, r)| Error::corrupt(&path, o, r))?;
+    Ok(snap.kernel.to_bytes())
 }

@@ -3,9 +3,10 @@
 use crate::directory;
 use crate::directory::HistoryTag;
 use crate::error::{Error, Result};
-use crate::export::Export;
+use crate::export::{Export, ExportReader};
 use crate::history::{self, LogEntry, Span};
 use crate::options::{Durability, Options};
+use crate::pin::{LogPin, Pins};
 use crate::recovery::{self, Recovered, RecoveryReport, SalvageReport};
 use crate::storage::{FsStorage, LockGuard, Storage};
 use crate::wal::{self, Chain, FlushError, Writer};
@@ -80,6 +81,8 @@ pub struct Engine {
     retain: AtomicU32,
     /// Seconds of [`Options::retain_for`] (`u64::MAX`: none), changeable while open.
     retain_secs: AtomicU64,
+    /// Where open log readers ([`LogPin`]) still need the log; checkpoints keep it.
+    pins: Arc<Pins>,
     salvage: Option<SalvageReport>,
     report: RecoveryReport,
     _lock: LockGuard,
@@ -128,6 +131,7 @@ impl Engine {
             storage,
             retain: AtomicU32::new(options.retain_snapshots),
             retain_secs: AtomicU64::new(options.retain_for.map_or(u64::MAX, |d| d.as_secs())),
+            pins: Arc::default(),
             options,
             log: Writer::new(r.segment, r.seq, r.segment_bytes),
             writer: Mutex::new(()),
@@ -610,6 +614,52 @@ impl Engine {
         history::entries(&*self.storage, &self.dir, from, seq, limit)
     }
 
+    /// Holds the logged commands from sequence number `from` on against retention until the
+    /// pin is dropped, so a reader can page through them with [`Engine::history`] while
+    /// checkpoints go on. [`Error::NotRetained`] if the log no longer reaches `from`;
+    /// [`Error::Invalid`] if `from` is past the next command.
+    pub fn pin_log(&self, from: u64) -> Result<LogPin> {
+        let (_turn, last) = self.files_turn()?;
+        if from > last.saturating_add(1) {
+            return Err(Error::Invalid(format!(
+                "sequence number {from} is past the end of the log (the last command is {last})"
+            )));
+        }
+        let listing = directory::list(&*self.storage, &self.dir)?;
+        let first = listing
+            .segments
+            .first()
+            .map_or(last.saturating_add(1), |(s, _)| *s);
+        if from < first {
+            return Err(Error::NotRetained {
+                seq: from,
+                first: Some(first),
+                last: Some(last),
+            });
+        }
+        Ok(LogPin::new(Arc::clone(&self.pins), from))
+    }
+
+    /// Reads this database's export (`docs/FORMAT.md` §12) a piece at a time: the newest
+    /// snapshot's state now, the commands after it page by page (held against retention
+    /// meanwhile), so an export of any size streams in bounded memory.
+    pub fn export_reader(&self) -> Result<ExportReader> {
+        let (_turn, _) = self.files_turn()?;
+        let (seq, snapshot_seq, state_hash) = {
+            let st = self.read_state()?;
+            (st.seq, st.snapshot_seq, st.kernel.state_hash())
+        };
+        let base_state = directory::read_snapshot_state(&*self.storage, &self.dir, snapshot_seq)?;
+        let pin = LogPin::new(Arc::clone(&self.pins), snapshot_seq + 1);
+        Ok(ExportReader::new(
+            base_state,
+            snapshot_seq,
+            seq,
+            state_hash,
+            pin,
+        ))
+    }
+
     /// The sequence numbers whose past states [`Engine::state_at_seq`] can rebuild.
     pub fn span(&self) -> Result<Span> {
         let (_turn, last) = self.files_turn()?;
@@ -737,6 +787,7 @@ impl Engine {
         directory::Retention {
             snapshots: self.retain.load(Ordering::SeqCst),
             within: (secs != u64::MAX).then(|| std::time::Duration::from_secs(secs)),
+            log_from: self.pins.lowest(),
         }
     }
 

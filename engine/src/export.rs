@@ -2,7 +2,9 @@
 //! can rebuild the state and compare hashes; their byte format (`docs/FORMAT.md` §12) and the
 //! replay that checks them.
 
+use crate::engine::Engine;
 use crate::error::{Error, Result};
+use crate::pin::LogPin;
 use valori_kernel::{Command, Kernel};
 
 /// Magic of an encoded export.
@@ -30,16 +32,15 @@ impl Export {
     /// The export's bytes (`docs/FORMAT.md` §12).
     pub fn encode(&self) -> Vec<u8> {
         let commands: usize = self.commands.iter().map(|c| 4 + c.len()).sum();
-        let mut out = Vec::with_capacity(24 + self.base_state.len() + 8 + commands + 32);
-        out.extend_from_slice(&EXPORT_MAGIC);
-        out.extend_from_slice(&EXPORT_VERSION.to_le_bytes());
-        out.extend_from_slice(&self.base_seq.to_le_bytes());
-        out.extend_from_slice(&(self.base_state.len() as u64).to_le_bytes());
-        out.extend_from_slice(&self.base_state);
-        out.extend_from_slice(&(self.commands.len() as u64).to_le_bytes());
+        let mut out = Vec::with_capacity(32 + self.base_state.len() + commands + 32);
+        encode_head(
+            &mut out,
+            self.base_seq,
+            &self.base_state,
+            self.commands.len() as u64,
+        );
         for c in &self.commands {
-            out.extend_from_slice(&(c.len() as u32).to_le_bytes());
-            out.extend_from_slice(c);
+            encode_command(&mut out, c);
         }
         out.extend_from_slice(&self.state_hash);
         out
@@ -93,6 +94,103 @@ impl Export {
             ));
         }
         Ok(k)
+    }
+}
+
+/// Everything before the commands: magic, version, base sequence number, base state, count.
+fn encode_head(out: &mut Vec<u8>, base_seq: u64, base_state: &[u8], count: u64) {
+    out.extend_from_slice(&EXPORT_MAGIC);
+    out.extend_from_slice(&EXPORT_VERSION.to_le_bytes());
+    out.extend_from_slice(&base_seq.to_le_bytes());
+    out.extend_from_slice(&(base_state.len() as u64).to_le_bytes());
+    out.extend_from_slice(base_state);
+    out.extend_from_slice(&count.to_le_bytes());
+}
+
+/// One command: its length, then its bytes.
+fn encode_command(out: &mut Vec<u8>, command: &[u8]) {
+    out.extend_from_slice(&(command.len() as u32).to_le_bytes());
+    out.extend_from_slice(command);
+}
+
+/// An export read a piece at a time ([`Engine::export_reader`]): the concatenation of its
+/// pieces is exactly [`Export::encode`] of the export [`Engine::export`] gives at the same
+/// point. The commands are read back from the log page by page, held against retention by the
+/// reader's pin until it is dropped.
+#[derive(Debug)]
+pub struct ExportReader {
+    base_state: Option<Vec<u8>>,
+    base_seq: u64,
+    last: u64,
+    state_hash: [u8; 32],
+    pin: LogPin,
+    done: bool,
+}
+
+/// Commands read back per piece.
+const PAGE: usize = 4096;
+
+impl ExportReader {
+    pub(crate) fn new(
+        base_state: Vec<u8>,
+        base_seq: u64,
+        last: u64,
+        state_hash: [u8; 32],
+        pin: LogPin,
+    ) -> ExportReader {
+        ExportReader {
+            base_state: Some(base_state),
+            base_seq,
+            last,
+            state_hash,
+            pin,
+            done: false,
+        }
+    }
+
+    /// The sequence number the export ends at (its state hash is the state's there).
+    pub fn seq(&self) -> u64 {
+        self.last
+    }
+
+    /// The state hash the export ends with.
+    pub fn state_hash(&self) -> [u8; 32] {
+        self.state_hash
+    }
+
+    /// The next piece of the export's bytes, read from `engine` (the database this reader
+    /// came from); `None` after the last. `Corrupt` if the log no longer holds a command it
+    /// must.
+    pub fn next_piece(&mut self, engine: &Engine) -> Result<Option<Vec<u8>>> {
+        if let Some(base) = self.base_state.take() {
+            let mut out = Vec::with_capacity(32 + base.len());
+            encode_head(&mut out, self.base_seq, &base, self.last - self.base_seq);
+            return Ok(Some(out));
+        }
+        let from = self.pin.from();
+        if from > self.last {
+            if self.done {
+                return Ok(None);
+            }
+            self.done = true;
+            return Ok(Some(self.state_hash.to_vec()));
+        }
+        let want = usize::try_from(self.last - from + 1).map_or(PAGE, |n| n.min(PAGE));
+        let entries = engine.history(from, want)?;
+        if entries.len() != want || entries.iter().zip(from..).any(|(e, seq)| e.seq != seq) {
+            return Err(Error::corrupt(
+                engine.path(),
+                0,
+                format!("the log no longer holds commands {from}..={}", self.last),
+            ));
+        }
+        let bytes: usize = entries.iter().map(|e| 4 + e.command.len()).sum();
+        let mut out = Vec::with_capacity(bytes);
+        for e in &entries {
+            encode_command(&mut out, &e.command);
+        }
+        self.pin.advance(from + want as u64);
+        Ok(Some(out))
     }
 }
 

@@ -98,6 +98,7 @@ impl Options {
         crate::directory::Retention {
             snapshots: self.retain_snapshots,
             within: self.retain_for,
+            log_from: None,
         }
     }
 

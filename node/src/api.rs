@@ -685,8 +685,10 @@ async fn flush(
 }
 
 /// Streams the logged commands after a sequence number, one JSON object per line
-/// (`{"seq": n, "command": base64}`), read back from disk. Commands at or before the newest
-/// snapshot are not in the log: `after` below it is `NOT_FOUND` (use `/export`).
+/// (`{"seq": n, "command": base64}`), read back from disk page by page through the last command
+/// logged when the request came (held against retention while it streams). The log reaches
+/// back as far as retention keeps it; commands before that are only in a snapshot:
+/// `NOT_FOUND` (use `/export`).
 #[utoipa::path(get, path = "/v1/databases/{db}/wal", tag = "state",
     params(DbPath, WalParams),
     responses((status = 200, content((WalLine = "application/x-ndjson")))))]
@@ -695,48 +697,86 @@ async fn wal(
     Path(DbPath { db: name }): Path<DbPath>,
     Query(p): Query<WalParams>,
 ) -> Result<Response, ApiError> {
-    let export = blocking(move || Ok(app.registry.get(&name)?.export()?)).await?;
-    let after = p.after.unwrap_or(export.base_seq);
-    let last = export.base_seq + export.commands.len() as u64;
-    if after < export.base_seq {
-        return Err(ApiError::new(
-            ErrorCode::NotFound,
-            format!(
-                "commands through {} are in the newest snapshot, not the log: download /export (its base state and the commands after it) or ask for after >= {}",
-                export.base_seq, export.base_seq
-            ),
-        ));
+    let state = blocking(move || {
+        let db = app.registry.get(&name)?;
+        let stats = db.stats()?;
+        let after = p.after.unwrap_or(stats.snapshot_seq);
+        if after > stats.seq {
+            return Err(ApiError::invalid(format!(
+                "after = {after} is past the last sequence number, {}",
+                stats.seq
+            )));
+        }
+        let pin = match db.pin_log(after + 1) {
+            Err(valori_engine::Error::NotRetained {
+                first: Some(first), ..
+            }) => {
+                return Err(ApiError::new(
+                    ErrorCode::NotFound,
+                    format!(
+                        "the commands after {after} are no longer in the log, which begins at {first}: download /export (the newest snapshot's state and the commands after it) or ask for after >= {}",
+                        first - 1
+                    ),
+                ))
+            }
+            r => r?,
+        };
+        Ok(WalStream {
+            db,
+            pin,
+            last: stats.seq,
+        })
+    })
+    .await?;
+    Ok(stream_pieces(
+        "application/x-ndjson",
+        state,
+        WalStream::next,
+    ))
+}
+
+/// A `/wal` response being read back: the log from the pin's point through `last`.
+struct WalStream {
+    db: Arc<Engine>,
+    pin: valori_engine::LogPin,
+    last: u64,
+}
+
+impl WalStream {
+    /// The next page of lines; `None` after `last`.
+    fn next(&mut self) -> Result<Option<Vec<u8>>, ApiError> {
+        let from = self.pin.from();
+        if from > self.last {
+            return Ok(None);
+        }
+        let want = usize::try_from(self.last - from + 1).map_or(1024, |n| n.min(1024));
+        let entries = self.db.history(from, want)?;
+        if entries.len() != want || entries.iter().zip(from..).any(|(e, s)| e.seq != s) {
+            return Err(ApiError::internal(format!(
+                "the log no longer holds commands {from}..={}",
+                self.last
+            )));
+        }
+        let mut out = Vec::new();
+        for e in &entries {
+            serde_json::to_writer(
+                &mut out,
+                &WalLine {
+                    seq: e.seq,
+                    command: b64(&e.command),
+                },
+            )
+            .map_err(|e| ApiError::internal(e.to_string()))?;
+            out.push(b'\n');
+        }
+        self.pin.advance(from + want as u64);
+        Ok(Some(out))
     }
-    if after > last {
-        return Err(ApiError::invalid(format!(
-            "after = {after} is past the last sequence number, {last}"
-        )));
-    }
-    let skip = (after - export.base_seq) as usize;
-    let base = export.base_seq;
-    let lines = export
-        .commands
-        .into_iter()
-        .enumerate()
-        .skip(skip)
-        .map(move |(i, c)| {
-            let mut line = serde_json::to_vec(&WalLine {
-                seq: base + 1 + i as u64,
-                command: b64(&c),
-            })
-            .unwrap_or_default();
-            line.push(b'\n');
-            Ok::<_, std::convert::Infallible>(Bytes::from(line))
-        });
-    Ok((
-        [(header::CONTENT_TYPE, "application/x-ndjson")],
-        Body::from_stream(futures_util::stream::iter(lines)),
-    )
-        .into_response())
 }
 
 /// The newest snapshot's state and the commands logged after it, in the export encoding
-/// (docs/FORMAT.md §12), streamed; `replay` of it must give the state hash it carries.
+/// (docs/FORMAT.md §12), streamed (the commands are read back page by page, held against
+/// retention meanwhile); `replay` of it must give the state hash it carries.
 #[utoipa::path(get, path = "/v1/databases/{db}/export", tag = "state",
     params(DbPath),
     responses((status = 200, content((Vec<u8> = "application/octet-stream")))))]
@@ -744,8 +784,48 @@ async fn export(
     State(app): Shared,
     Path(DbPath { db: name }): Path<DbPath>,
 ) -> Result<Response, ApiError> {
-    let bytes = blocking(move || Ok(app.registry.get(&name)?.export()?.encode())).await?;
-    Ok(chunked(bytes))
+    let state = blocking(move || {
+        let db = app.registry.get(&name)?;
+        let reader = db.export_reader()?;
+        Ok((db, reader))
+    })
+    .await?;
+    Ok(stream_pieces(
+        "application/octet-stream",
+        state,
+        |(db, reader)| Ok(reader.next_piece(db)?),
+    ))
+}
+
+/// A body made of the pieces `next` reads on the blocking pool, one at a time, until it gives
+/// `None`. An error after the answer has begun can only cut the body short: the client sees a
+/// truncated transfer (and the server logs why).
+fn stream_pieces<S: Send + 'static>(
+    content_type: &'static str,
+    state: S,
+    next: fn(&mut S) -> Result<Option<Vec<u8>>, ApiError>,
+) -> Response {
+    let pieces = futures_util::stream::unfold(Some(state), move |state| async move {
+        let mut state = state?;
+        let read = tokio::task::spawn_blocking(move || {
+            let piece = next(&mut state);
+            (state, piece)
+        })
+        .await;
+        let failed = match read {
+            Ok((state, Ok(Some(piece)))) => return Some((Ok(Bytes::from(piece)), Some(state))),
+            Ok((_, Ok(None))) => return None,
+            Ok((_, Err(e))) => e.body.message,
+            Err(e) => format!("a streaming task failed: {e}"),
+        };
+        tracing::error!(error = %failed, "a streamed answer was cut short");
+        Some((Err(std::io::Error::other(failed)), None))
+    });
+    (
+        [(header::CONTENT_TYPE, content_type)],
+        Body::from_stream(pieces),
+    )
+        .into_response()
 }
 
 /// A portable kernel snapshot of the current state (docs/FORMAT.md §13: framed with its state

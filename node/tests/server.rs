@@ -645,3 +645,88 @@ async fn history_and_past_state_hashes() {
     assert_eq!((s, v["code"].as_str()), (400, Some("INVALID_INPUT")), "{v}");
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_log_and_the_export_stream_in_pages() {
+    let dir = tempdir("stream");
+    let server = start(&dir, Keys::none(), Limits::default()).await;
+    let db = "/v1/databases/s";
+    let (s, _) = server.json("PUT", db, None, json!({"dim": 2})).await;
+    assert_eq!(s, 201);
+    // Five batches (one command each, sequence numbers 1..=5), a checkpoint, then 2,500 single
+    // inserts: the log after the snapshot is three pages of /wal.
+    let rows: Vec<f32> = (0..2 * 500).map(|i| i as f32).collect();
+    let body: Vec<u8> = bytemuck_bytes(&rows);
+    for _ in 0..5 {
+        let (s, _) = server
+            .call(
+                "POST",
+                &format!("{db}/records/batch"),
+                &[("Content-Type", "application/octet-stream")],
+                &body,
+            )
+            .await;
+        assert_eq!(s, 201);
+    }
+    let (s, _) = server
+        .json("POST", &format!("{db}/checkpoint"), None, Value::Null)
+        .await;
+    assert_eq!(s, 204);
+    for i in 0..2_500 {
+        let (s, _) = server
+            .json(
+                "POST",
+                &format!("{db}/records"),
+                None,
+                json!({"vector": [i, 1]}),
+            )
+            .await;
+        assert_eq!(s, 201);
+    }
+    let (s, body) = server
+        .call("GET", &format!("{db}/wal?after=5"), &[], &[])
+        .await;
+    assert_eq!(s, 200);
+    let seqs: Vec<u64> = String::from_utf8(body)
+        .unwrap()
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<Value>(l).unwrap()["seq"]
+                .as_u64()
+                .unwrap()
+        })
+        .collect();
+    assert_eq!(seqs, (6..=2_505).collect::<Vec<_>>());
+    let (s, body) = server
+        .call("GET", &format!("{db}/wal?after=2400"), &[], &[])
+        .await;
+    assert_eq!(
+        (s, String::from_utf8(body).unwrap().lines().count()),
+        (200, 105)
+    );
+    let (s, v) = server
+        .json("GET", &format!("{db}/wal?after=4"), None, Value::Null)
+        .await;
+    assert_eq!((s, v["code"].as_str()), (404, Some("NOT_FOUND")), "{v}");
+    let (s, v) = server
+        .json("GET", &format!("{db}/wal?after=2506"), None, Value::Null)
+        .await;
+    assert_eq!((s, v["code"].as_str()), (400, Some("INVALID_INPUT")), "{v}");
+    let (s, body) = server.call("GET", &format!("{db}/export"), &[], &[]).await;
+    assert_eq!(s, 200);
+    let export = valori_engine::Export::decode(&body).unwrap();
+    assert_eq!((export.base_seq, export.commands.len()), (5, 2_500));
+    let (_, v) = server
+        .json("GET", &format!("{db}/state"), None, Value::Null)
+        .await;
+    assert_eq!(
+        hex(&export.replay().unwrap().state_hash()),
+        v["state_hash"].as_str().unwrap()
+    );
+    server.stop().await;
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+fn bytemuck_bytes(rows: &[f32]) -> Vec<u8> {
+    rows.iter().flat_map(|x| x.to_le_bytes()).collect()
+}
