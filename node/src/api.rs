@@ -62,6 +62,11 @@ pub fn routes() -> OpenApiRouter<Arc<App>> {
         .routes(routes!(delete_edge))
         .routes(routes!(state_hash))
         .routes(routes!(history))
+        .routes(routes!(history_tags))
+        .routes(routes!(tag_history, untag_history))
+        .routes(routes!(checkout))
+        .routes(routes!(set_retention))
+        .routes(routes!(recovery))
         .routes(routes!(checkpoint))
         .routes(routes!(flush))
         .routes(routes!(wal))
@@ -660,6 +665,138 @@ async fn history(
         Ok(Json(History { entries }))
     })
     .await
+}
+
+/// The history tags: named points of the history, pinned against retention.
+#[utoipa::path(get, path = "/v1/databases/{db}/history/tags", tag = "state",
+    params(DbPath),
+    responses((status = 200, body = HistoryTags)))]
+async fn history_tags(
+    State(app): Shared,
+    Path(DbPath { db: name }): Path<DbPath>,
+) -> Result<Json<HistoryTags>, ApiError> {
+    blocking(move || {
+        let tags = app.registry.get(&name)?.history_tags()?;
+        Ok(Json(HistoryTags {
+            tags: tags
+                .into_iter()
+                .map(|t| HistoryTagInfo {
+                    name: t.name,
+                    seq: t.seq,
+                })
+                .collect(),
+        }))
+    })
+    .await
+}
+
+/// Names the state after command `seq` (default, with `{}`: the latest), pinning it against
+/// retention; a tag of that name is moved.
+#[utoipa::path(put, path = "/v1/databases/{db}/history/tags/{name}", tag = "state",
+    params(TagPath),
+    request_body = TagHistory,
+    responses((status = 204, description = "Tagged")))]
+async fn tag_history(
+    State(app): Shared,
+    Path(TagPath {
+        db: name,
+        name: tag,
+    }): Path<TagPath>,
+    Json(TagHistory { seq }): Json<TagHistory>,
+) -> Result<StatusCode, ApiError> {
+    write(app, name, move |db| {
+        let seq = match seq {
+            Some(s) => s,
+            None => db.sequence()?,
+        };
+        db.tag_history(&tag, seq)
+    })
+    .await
+}
+
+/// Removes a history tag (`NOT_FOUND` if there is none of that name).
+#[utoipa::path(delete, path = "/v1/databases/{db}/history/tags/{name}", tag = "state",
+    params(TagPath),
+    responses((status = 204, description = "Removed")))]
+async fn untag_history(
+    State(app): Shared,
+    Path(TagPath {
+        db: name,
+        name: tag,
+    }): Path<TagPath>,
+) -> Result<StatusCode, ApiError> {
+    write(app, name, move |db| db.untag_history(&tag)).await
+}
+
+/// Writes the state after command `seq` as a new database and serves it.
+#[utoipa::path(post, path = "/v1/databases/{db}/checkout", tag = "state",
+    params(DbPath),
+    request_body = Checkout,
+    responses((status = 201, body = CheckedOut)))]
+async fn checkout(
+    State(app): Shared,
+    Path(DbPath { db: name }): Path<DbPath>,
+    Json(req): Json<Checkout>,
+) -> Result<(StatusCode, Json<CheckedOut>), ApiError> {
+    blocking(move || {
+        let (db, hash) = app.registry.checkout(&name, req.seq, &req.database)?;
+        Ok((
+            StatusCode::CREATED,
+            Json(CheckedOut {
+                database: info(&req.database, &db)?,
+                state_hash: hex::encode(hash),
+            }),
+        ))
+    })
+    .await
+}
+
+/// Sets what this database's later checkpoints keep, until the server restarts.
+#[utoipa::path(put, path = "/v1/databases/{db}/retention", tag = "state",
+    params(DbPath),
+    request_body = Retention,
+    responses((status = 204, description = "Set")))]
+async fn set_retention(
+    State(app): Shared,
+    Path(DbPath { db: name }): Path<DbPath>,
+    Json(req): Json<Retention>,
+) -> Result<StatusCode, ApiError> {
+    if req.snapshots == 0 {
+        return Err(ApiError::invalid(
+            "snapshots must be at least 1 (the newest snapshot is always kept)",
+        ));
+    }
+    write(app, name, move |db| {
+        db.set_retain_snapshots(req.snapshots);
+        db.set_retain_for(req.seconds.map(Duration::from_secs));
+        Ok(())
+    })
+    .await
+}
+
+/// What opening the database found and did when the server started.
+#[utoipa::path(get, path = "/v1/databases/{db}/recovery", tag = "state",
+    params(DbPath),
+    responses((status = 200, body = Recovery)))]
+async fn recovery(
+    State(app): Shared,
+    Path(DbPath { db: name }): Path<DbPath>,
+) -> Result<Json<Recovery>, ApiError> {
+    let r = app.registry.get(&name)?.recovery_report().clone();
+    Ok(Json(Recovery {
+        snapshot_seq: r.snapshot_seq,
+        replayed: r.replayed,
+        seq: r.seq,
+        torn_tail: r.torn_tail.map(|t| TornTailInfo {
+            file: t
+                .file
+                .file_name()
+                .map_or_else(String::new, |f| f.to_string_lossy().into_owned()),
+            offset: t.offset,
+            bytes: t.bytes,
+            reason: t.reason,
+        }),
+    }))
 }
 
 /// Writes a snapshot and retires the log it covers.

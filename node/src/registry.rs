@@ -192,6 +192,34 @@ impl Registry {
         Ok((true, db))
     }
 
+    /// Writes the state of database `name` after command `seq` as a new database `into`,
+    /// opens it and serves it. Returns it and its state hash. `into` must not exist
+    /// (`INVALID_INPUT`).
+    pub fn checkout(
+        &self,
+        name: &str,
+        seq: u64,
+        into: &str,
+    ) -> Result<(Arc<Engine>, [u8; 32]), ApiError> {
+        check_name(into)?;
+        let db = self.get(name)?;
+        let _turn = self.changes.lock().unwrap_or_else(|p| p.into_inner());
+        let path = self.dir.join(into);
+        if self.read().contains_key(into) || path.exists() {
+            return Err(ApiError::invalid(format!(
+                "the name '{into}' already holds a database: check out into a new name"
+            )));
+        }
+        let hash = db.checkout(seq, &path)?;
+        let new = Arc::new(Engine::open(
+            &path,
+            options(&self.settings, None, None, false),
+        )?);
+        self.write().insert(into.to_string(), new.clone());
+        tracing::info!(database = %into, from = %name, seq, "checked out");
+        Ok((new, hash))
+    }
+
     /// Closes database `name` and deletes its directory. Waits (up to `wait`) for requests
     /// using it to finish; new requests no longer find it.
     pub fn drop_database(&self, name: &str, wait: Duration) -> Result<(), ApiError> {

@@ -559,3 +559,93 @@ pub struct WalLine {
     /// The encoded command (docs/FORMAT.md §5), base64.
     pub command: String,
 }
+
+/// A history tag in the path.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Path)]
+pub struct TagPath {
+    /// Database name: 1 to 64 of a-z, 0-9, '_', '-', starting with a letter or digit.
+    #[param(pattern = "^[a-z0-9][a-z0-9_-]{0,63}$", example = "default")]
+    pub db: String,
+    /// The tag: 1 to 64 ASCII letters, digits, '.', '_' or '-'.
+    #[param(example = "before-upgrade")]
+    pub name: String,
+}
+
+/// Where a history tag points.
+#[derive(Debug, Default, Serialize, Deserialize, ToSchema)]
+pub struct TagHistory {
+    /// The sequence number it names (default: the latest). It must be retained.
+    pub seq: Option<u64>,
+}
+
+/// One history tag.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct HistoryTagInfo {
+    /// Its name.
+    pub name: String,
+    /// The sequence number it names.
+    pub seq: u64,
+}
+
+/// The history tags of a database, by sequence number.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct HistoryTags {
+    /// The tags.
+    pub tags: Vec<HistoryTagInfo>,
+}
+
+/// A past state to write as a new database.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct Checkout {
+    /// The sequence number of the state (it must be retained).
+    pub seq: u64,
+    /// The new database's name (it must not exist).
+    pub database: String,
+}
+
+/// A checked-out database.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct CheckedOut {
+    /// The new database.
+    pub database: DatabaseInfo,
+    /// Its state hash (the past state's), 64 hex digits.
+    pub state_hash: String,
+}
+
+/// What later checkpoints of a database keep (until the server restarts, which applies its
+/// `--retain-snapshots` / `--retain-for` again).
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct Retention {
+    /// The newest this many snapshots (at least 1).
+    #[schema(minimum = 1)]
+    pub snapshots: u32,
+    /// And every snapshot written within this many seconds.
+    pub seconds: Option<u64>,
+}
+
+/// What opening a database found and did.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct Recovery {
+    /// The snapshot it started from.
+    pub snapshot_seq: u64,
+    /// Log records it replayed after it.
+    pub replayed: u64,
+    /// The sequence number it reached.
+    pub seq: u64,
+    /// A damaged tail of the log it cut off (a crash during an unacknowledged write), if any.
+    pub torn_tail: Option<TornTailInfo>,
+}
+
+/// A cut-off tail of the log.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct TornTailInfo {
+    /// The segment file's name.
+    pub file: String,
+    /// Where the tail began.
+    pub offset: u64,
+    /// Its length in bytes.
+    pub bytes: u64,
+    /// Why it was cut.
+    pub reason: String,
+}

@@ -43,10 +43,57 @@ def test_every_retained_state_has_its_hash(tmp_path, metric):
     db.close()
 
 
+@pytest.fixture(params=["database", "client"])
+def opener(request, tmp_path):
+    """Opens a store of each kind by name: a Database in a directory, or a database on the
+    test server (``KernelClient``). Every store opened is closed (and dropped) at the end."""
+    opened = []
+
+    def open_store(name, metric=None, retain=1):
+        if request.param == "database":
+            store = valori.Database(name if "/" in name else str(tmp_path / name), **({} if metric is None else
+                                    {"dim": 3, "metric": metric, "retain_snapshots": retain}))
+        else:
+            node = request.getfixturevalue("node")
+            unique = name if name.startswith("h-") else f"h-{name}-{request.node.callspec.id}"
+            store = valori.KernelClient(url=node.url, database=unique,
+                                        **({} if metric is None else {"dim": 3, "metric": metric}))
+            if metric is not None:
+                store.set_retention(retain)
+        opened.append(store)
+        return store
+
+    open_store.kind = request.param
+    open_store.checkout_name = lambda store, name: (
+        str(tmp_path / name) if request.param == "database" else store.database + "-" + name)
+    yield open_store
+    for store in opened:
+        if isinstance(store, valori.KernelClient):
+            try:
+                store.drop()
+            except NotFoundError:
+                pass
+        store.close()
+
+
 @pytest.mark.parametrize("metric", METRICS)
-def test_checkout_and_tags(tmp_path, metric):
-    db, hashes = build(tmp_path / "db", metric, retain=1)
-    # Default retention: only the newest snapshot (at 6) and the log after it.
+def test_checkout_and_tags(opener, metric):
+    """The same through Database and KernelClient: tags pin points against retention, a
+    checkout is a new database holding the past state, bad names and missing tags are
+    refused, and a fresh database's recovery report is empty."""
+    db = opener("db", metric, retain=1)
+    assert db.recovery_report == valori.RecoveryReport(0, 0, 0, None)
+    hashes = [db.state_hash()]
+    rng = np.random.default_rng(7)
+    for i in range(8):
+        if i == 5:
+            db.delete(1)
+        else:
+            db.insert(rng.standard_normal(3).astype(np.float32), tag=i % 2, metadata=b"m%d" % i)
+        hashes.append(db.state_hash())
+        if i in (2, 5):
+            db.checkpoint()
+    # Retention of one snapshot: only the newest (at 6) and the log after it.
     with pytest.raises(NotFoundError):
         db.state_hash_at(5)
     assert db.state_hash_at(7) == hashes[7]
@@ -56,21 +103,30 @@ def test_checkout_and_tags(tmp_path, metric):
     db.insert([0.1, 0.2, 0.3])
     db.checkpoint()
     assert db.state_hash_at(7) == hashes[7]  # pinned by the tag
-    out = tmp_path / "at7"
-    assert db.checkout(7, str(out)) == hashes[7]
+    out = opener.checkout_name(db, "at7")
+    assert db.checkout(7, out) == hashes[7]
     with pytest.raises(InvalidInputError, match="already holds a database"):
-        db.checkout(7, str(out))
-    copy = valori.Database(str(out))
+        db.checkout(7, out)
+    copy = opener(out)
     assert copy.state_hash() == hashes[7]
     assert copy.sequence() == 7
     assert copy.metric == metric
-    copy.close()
     with pytest.raises(InvalidInputError, match="tag name"):
         db.tag_history("no spaces", 7)
+    with pytest.raises(NotFoundError, match="not retained"):
+        db.tag_history("gone", 2)
     db.untag_history("keep")
     with pytest.raises(NotFoundError, match="no tag"):
         db.untag_history("keep")
-    db.close()
+    assert db.history_tags() == {"head": 8}
+    # Without the tags, the next checkpoint lets 7 go ("head" alone pins the snapshot at 6).
+    db.untag_history("head")
+    db.insert([0.3, 0.2, 0.1])
+    db.checkpoint()
+    with pytest.raises(NotFoundError):
+        db.state_hash_at(7)
+    with pytest.raises(InvalidInputError, match="retain_snapshots"):
+        db.set_retention(0)
 
 
 def test_retention_argument_is_checked(tmp_path):

@@ -396,6 +396,51 @@ class KernelClient:
         return [LogEntry(e["seq"], e["kind"], e["bytes"], bytes.fromhex(e["chain"]))
                 for e in body["entries"]]
 
+    def checkout(self, seq: int, path: str) -> bytes:
+        """Writes the state after command ``seq`` as a new database on the server, named
+        ``path`` (as ``Database.checkout`` writes one in directory ``path``; the name must not
+        exist); returns its state hash. ``KernelClient(url, database=path)`` opens it."""
+        body = self._json("POST", "/checkout", {"seq": int(seq), "database": str(path)})
+        return bytes.fromhex(body["state_hash"])
+
+    def tag_history(self, name: str, seq: Optional[int] = None) -> None:
+        """Names the state after command ``seq`` (default: the latest), pinning it against
+        the server's retention. Names are 1 to 64 ASCII letters, digits, ``.``, ``_`` or ``-``."""
+        body = {} if seq is None else {"seq": int(seq)}
+        self._json("PUT", self._tag_path(name), body, idempotent=True)
+
+    def untag_history(self, name: str) -> None:
+        """Removes a history tag (:class:`NotFoundError` if there is none of that name)."""
+        self._request("DELETE", self._tag_path(name))
+
+    def history_tags(self) -> "dict[str, int]":
+        """The history tags: name -> sequence number."""
+        body = self._json("GET", "/history/tags", idempotent=True)
+        return {str(t["name"]): int(t["seq"]) for t in body["tags"]}
+
+    def set_retention(self, snapshots: int, seconds: Optional[int] = None) -> None:
+        """Sets what the server's later checkpoints of this database keep (as
+        ``retain_snapshots`` and ``retain_seconds``), until the server restarts."""
+        from . import _check_retention
+        _check_retention(snapshots, seconds)
+        self._json("PUT", "/retention", {"snapshots": snapshots, "seconds": seconds}, idempotent=True)
+
+    @property
+    def recovery_report(self):
+        """What opening the database found and did when the server started (a
+        :class:`valori.RecoveryReport`; a torn tail names the segment file, without the
+        server's directory)."""
+        from . import RecoveryReport, TornTail
+        r = self._json("GET", "/recovery", idempotent=True)
+        t = r["torn_tail"]
+        torn = None if t is None else TornTail(t["file"], int(t["offset"]), int(t["bytes"]), t["reason"])
+        return RecoveryReport(int(r["snapshot_seq"]), int(r["replayed"]), int(r["seq"]), torn)
+
+    def _tag_path(self, name: str) -> str:
+        if not isinstance(name, str) or not name:
+            raise InvalidInputError(f"bad tag name {name!r}: a tag name is 1 to 64 ASCII letters, digits, '.', '_' or '-'")
+        return "/history/tags/" + urllib.parse.quote(name, safe="")
+
     def __len__(self) -> int:
         """Number of records."""
         return int(self._json("GET", "", idempotent=True)["records"])
