@@ -209,6 +209,15 @@ pub enum Invalid {
         /// The metric the caller asked for.
         given: crate::Metric,
     },
+    /// An approximate-index parameter (`m`, `ef_construction`, `ef`) out of its range.
+    IndexParam {
+        /// Which parameter.
+        what: &'static str,
+        /// The value given.
+        value: u64,
+    },
+    /// An approximate search (or index operation) on a store without an index.
+    NoIndex,
 }
 
 /// The kernel's error type.
@@ -304,6 +313,17 @@ impl fmt::Display for Invalid {
             Invalid::MetricMismatch { stored, given } => write!(
                 f,
                 "the state uses the {stored} metric, but the {given} metric was asked for"
+            ),
+            Invalid::IndexParam { what, value } => match what {
+                "m" => write!(f, "m = {value}: the index keeps 2 to 64 links per node"),
+                "ef_construction" => write!(
+                    f,
+                    "ef_construction = {value}: use m to 65536 candidates"
+                ),
+                _ => write!(f, "ef = {value}: use 1 to 65536 candidates"),
+            },
+            Invalid::NoIndex => f.write_str(
+                "the store has no approximate index: create it with one, or search exactly",
             ),
             Invalid::BadEncoding => {
                 f.write_str("an encoded vector or id list has a length that is not a whole number of words")

@@ -46,6 +46,8 @@ mod config;
 mod error;
 pub mod fxp;
 mod graph;
+#[cfg(feature = "alloc")]
+mod hnsw;
 mod memory;
 mod records;
 mod search;
@@ -66,6 +68,10 @@ pub use config::{Config, Metric, MAX_DIM, MAX_LABEL_LEN, MAX_META_LEN};
 pub use error::{Error, ErrorCode, Invalid, Object, Resource, Result};
 pub use fxp::Fxp;
 pub use graph::{Direction, Edge, Hop, HopSlot, NodeRef};
+#[cfg(feature = "alloc")]
+pub use hnsw::{
+    level_of, IndexParams, INDEX_HASH_DOMAIN, INDEX_MAGIC, INDEX_VERSION, MAX_EF, MAX_LEVEL, MAX_M,
+};
 pub use memory::Capacity;
 pub use records::RecordRef;
 pub use search::{Hit, HitSlot};

@@ -105,5 +105,7 @@ pub(crate) fn carve(config: Config, cap: Capacity, mem: &mut [u8]) -> Result<Ker
         in_adj: Slab::fixed(in_adj),
         #[cfg(feature = "alloc")]
         bounds: crate::Bounds::default(),
+        #[cfg(feature = "alloc")]
+        ann: None,
     })
 }

@@ -138,6 +138,15 @@ impl<'m> Kernel<'m> {
             )
             .map_err(full(Resource::Records))?;
         self.next_record = self.next_record.max(id + 1);
+        #[cfg(feature = "alloc")]
+        if let Some(ann) = self.ann.as_mut() {
+            let space = crate::hnsw::Space {
+                vectors: &self.vectors,
+                metric: self.config.metric,
+                backend: crate::simd::Backend::detect(),
+            };
+            ann.insert(id, row as u32, &space);
+        }
         Ok(())
     }
 
@@ -166,6 +175,10 @@ impl<'m> Kernel<'m> {
 
     /// Room for `n` records whose largest stored |component| is `max`.
     fn reserve_records(&mut self, n: usize, max: u32) -> Result<()> {
+        #[cfg(feature = "alloc")]
+        if let Some(ann) = self.ann.as_mut() {
+            ann.reserve(n).map_err(|()| Error::Full(Resource::Memory))?;
+        }
         self.index.reserve(n).map_err(full(Resource::Records))?;
         self.rows.reserve(n).map_err(full(Resource::Records))?;
         self.vectors
@@ -270,6 +283,16 @@ impl<'m> Kernel<'m> {
             |r| &mut r.meta_off,
         );
         let last = self.rows.len() - 1;
+        #[cfg(feature = "alloc")]
+        if let Some(ann) = self.ann.as_mut() {
+            let space = crate::hnsw::Space {
+                vectors: &self.vectors,
+                metric: self.config.metric,
+                backend: crate::simd::Backend::detect(),
+            };
+            ann.remove(row, &space);
+            ann.row_moved(row, last);
+        }
         if row != last {
             let moved = self.rows.as_slice().get(last).map_or(0, |r| r.id);
             if let Ok(p) = self.index_pos(moved) {

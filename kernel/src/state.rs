@@ -46,6 +46,10 @@ pub struct Kernel<'m> {
     /// How far a growable kernel may grow (not state: neither encoded nor hashed).
     #[cfg(feature = "alloc")]
     pub(crate) bounds: Bounds,
+    /// The approximate index, if one is configured (not state: neither encoded nor hashed;
+    /// it has its own encoding and hash).
+    #[cfg(feature = "alloc")]
+    pub(crate) ann: Option<alloc::boxed::Box<crate::hnsw::Hnsw>>,
 }
 
 /// Upper bounds for a growable kernel, checked before a command changes anything (a kernel in
@@ -94,6 +98,7 @@ impl Kernel<'static> {
             out_adj: Slab::growable(),
             in_adj: Slab::growable(),
             bounds: Bounds::default(),
+            ann: None,
         })
     }
 

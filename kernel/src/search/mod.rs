@@ -3,6 +3,8 @@
 //! A search plans, once per query, which exact kernel scores the store (`plan.rs`), scans the
 //! rows with it (`scan.rs`) and keeps the best in a bounded heap (`topk.rs`).
 
+#[cfg(feature = "alloc")]
+mod approx;
 mod plan;
 mod scan;
 mod topk;
