@@ -115,6 +115,21 @@ pub(crate) fn install_checkpoint(
     kernel: &Kernel<'_>,
     retain: Retention,
 ) -> Result<Box<dyn StorageFile>> {
+    rewrite_snapshot(storage, dir, seq, chain, kernel)?;
+    let file = new_segment(storage, dir, seq + 1, chain)?;
+    prune(storage, dir, retain)?;
+    Ok(file)
+}
+
+/// Writes the snapshot at `seq` atomically (a temporary file, synced, renamed over any
+/// snapshot of that name, the directory synced).
+pub(crate) fn rewrite_snapshot(
+    storage: &dyn Storage,
+    dir: &Path,
+    seq: u64,
+    chain: &Chain,
+    kernel: &Kernel<'_>,
+) -> Result<()> {
     let name = snapshot_name(seq);
     let path = dir.join(&name);
     let tmp = dir.join(format!("{name}.tmp"));
@@ -128,10 +143,7 @@ pub(crate) fn install_checkpoint(
         .map_err(Error::io("renaming to", &path))?;
     storage
         .sync_dir(dir)
-        .map_err(Error::io("syncing directory", dir))?;
-    let file = new_segment(storage, dir, seq + 1, chain)?;
-    prune(storage, dir, retain)?;
-    Ok(file)
+        .map_err(Error::io("syncing directory", dir))
 }
 
 /// What checkpoints keep (`Options::retain_snapshots`, `Options::retain_for`).

@@ -14,7 +14,9 @@ use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard};
-use valori_kernel::{fxp, Applied, Command, Config, Direction, Edge, Fxp, Hit, Hop, Kernel, Words};
+use valori_kernel::{
+    fxp, Applied, Command, Config, Direction, Edge, Fxp, Hit, Hop, Kernel, SearchOptions, Words,
+};
 
 /// Proof that the caller holds the writers' turn.
 type WriterTurn<'a> = MutexGuard<'a, ()>;
@@ -114,9 +116,31 @@ impl Engine {
         let dir = path.as_ref();
         let lock = directory::lock(&*storage, dir, !options.salvage)?;
         let recovered = recovery::recover(&*storage, dir, &options)?;
-        Ok(Engine::from_recovered(
-            dir, storage, options, lock, recovered,
-        ))
+        let add_index = options
+            .index
+            .filter(|_| !options.salvage && recovered.kernel.index_params().is_none());
+        let engine = Engine::from_recovered(dir, storage, options, lock, recovered);
+        if let Some(params) = add_index {
+            engine.add_index(params)?;
+        }
+        Ok(engine)
+    }
+
+    /// Builds an index over an existing database's records and snapshots it at once, so that
+    /// recovery finds the same index (and the commands after it update it the same way).
+    fn add_index(&self, params: valori_kernel::IndexParams) -> Result<()> {
+        let turn = self.writer_turn()?;
+        let (seq, snapshot_seq, chain) = {
+            let mut st = self.state.write().map_err(|_| Error::Poisoned)?;
+            st.kernel.set_index(Some(params))?;
+            (st.seq, st.snapshot_seq, st.chain)
+        };
+        if seq != snapshot_seq {
+            return self.checkpoint_in_turn(&turn);
+        }
+        // Nothing logged since the newest snapshot: rewrite it with the index.
+        let st = self.read_state()?;
+        directory::rewrite_snapshot(&*self.storage, &self.dir, seq, &chain, &st.kernel)
     }
 
     fn from_recovered(
@@ -467,6 +491,67 @@ impl Engine {
     /// [`Engine::search`] with a query already in Q16.16.
     pub fn search_fixed(&self, query: &[Fxp], k: u32, tag: Option<u64>) -> Result<Vec<Hit>> {
         Ok(self.read_state()?.kernel.search_vec(query, k, tag)?)
+    }
+
+    /// Approximate k nearest records through the index, keeping `ef` candidates
+    /// ([`Kernel::search_approx`]); `InvalidInput` if the database has no index.
+    pub fn search_approx(
+        &self,
+        query: &[f32],
+        k: u32,
+        tag: Option<u64>,
+        ef: u32,
+    ) -> Result<Vec<Hit>> {
+        self.search_approx_fixed(&fxp::to_vec(query)?, k, tag, ef)
+    }
+
+    /// [`Engine::search_approx`] with a query already in Q16.16.
+    pub fn search_approx_fixed(
+        &self,
+        query: &[Fxp],
+        k: u32,
+        tag: Option<u64>,
+        ef: u32,
+    ) -> Result<Vec<Hit>> {
+        Ok(self
+            .read_state()?
+            .kernel
+            .search_vec_approx(query, k, tag, ef)?)
+    }
+
+    /// The k nearest records as `opts` says ([`Kernel::search_vec_with`]): through the index
+    /// if the database has one, unless `opts.exact`.
+    pub fn search_with(
+        &self,
+        query: &[Fxp],
+        k: u32,
+        tag: Option<u64>,
+        opts: SearchOptions,
+    ) -> Result<Vec<Hit>> {
+        Ok(self
+            .read_state()?
+            .kernel
+            .search_vec_with(query, k, tag, opts)?)
+    }
+
+    /// [`Engine::search_with`] for each row of `queries`: the hits per query and the hits, as
+    /// [`Engine::search_batch_fixed`].
+    pub fn search_batch_with(
+        &self,
+        queries: &[Fxp],
+        k: u32,
+        tag: Option<u64>,
+        opts: SearchOptions,
+    ) -> Result<(usize, Vec<Hit>)> {
+        Ok(self
+            .read_state()?
+            .kernel
+            .search_batch_vec_with(queries, k, tag, opts)?)
+    }
+
+    /// The approximate index's parameters, if the database has one.
+    pub fn index_params(&self) -> Result<Option<valori_kernel::IndexParams>> {
+        Ok(self.read_state()?.kernel.index_params())
     }
 
     /// Exact k nearest records to each row of `queries` (a multiple of the dimension), in one

@@ -1,6 +1,6 @@
 //! How a database is opened.
 
-use valori_kernel::Metric;
+use valori_kernel::{IndexParams, Metric};
 
 /// When a commit is acknowledged, and so what survives a power loss.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -43,6 +43,12 @@ pub struct Options {
     /// Checkpoints also keep every snapshot written within this long (by its file's
     /// modification time), with the log after it. Default `None`.
     pub retain_for: Option<std::time::Duration>,
+    /// The approximate (HNSW) index: part of the database's configuration, kept in its
+    /// snapshots. Creating a database with it indexes every record from the start; given for an
+    /// existing database without one, the index is built over its records (in id order) and a
+    /// snapshot written at once; given with other parameters than the database's, opening
+    /// fails (`Mismatch`). `None` (the default) keeps whatever the database has.
+    pub index: Option<IndexParams>,
 }
 
 impl Default for Options {
@@ -56,6 +62,7 @@ impl Default for Options {
             salvage: false,
             retain_snapshots: 1,
             retain_for: None,
+            index: None,
         }
     }
 }
@@ -85,6 +92,12 @@ impl Options {
     /// Sets how many snapshots (and the log after the oldest of them) checkpoints keep.
     pub fn retain_snapshots(mut self, n: u32) -> Options {
         self.retain_snapshots = n;
+        self
+    }
+
+    /// Sets the approximate index's parameters.
+    pub fn index(mut self, params: IndexParams) -> Options {
+        self.index = Some(params);
         self
     }
 

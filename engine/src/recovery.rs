@@ -13,7 +13,7 @@ use crate::snapshot;
 use crate::storage::{Storage, StorageFile};
 use crate::wal::{self, genesis_chain, parse_segment, parse_segment_name, Chain, Segment, Tail};
 use std::path::{Path, PathBuf};
-use valori_kernel::{Command, Config, Kernel, Metric};
+use valori_kernel::{Command, Config, IndexParams, Kernel, Metric};
 
 /// The state recovery found, and where the log continues.
 pub(crate) struct Recovered {
@@ -177,6 +177,7 @@ pub(crate) fn recover(storage: &dyn Storage, dir: &Path, options: &Options) -> R
         ));
     }
     check_config(snap.kernel.config(), options)?;
+    check_index(snap.kernel.index_params(), options)?;
     let mut replay = Replay {
         kernel: snap.kernel,
         seq: snap.seq,
@@ -434,6 +435,17 @@ fn check_config(found: Config, options: &Options) -> Result<()> {
     Ok(())
 }
 
+/// An index asked for must be the database's (or the database has none yet).
+fn check_index(found: Option<IndexParams>, options: &Options) -> Result<()> {
+    match (found, options.index) {
+        (Some(f), Some(o)) if f != o => Err(Error::Mismatch(format!(
+            "the database's index has m = {} and ef_construction = {}, the options say m = {} and ef_construction = {}",
+            f.m, f.ef_construction, o.m, o.ef_construction
+        ))),
+        _ => Ok(()),
+    }
+}
+
 fn create(
     storage: &dyn Storage,
     dir: &Path,
@@ -455,7 +467,8 @@ fn create(
             })
         }
     };
-    let kernel = Kernel::new(Config::new(dim, options.metric.unwrap_or(Metric::L2))?)?;
+    let mut kernel = Kernel::new(Config::new(dim, options.metric.unwrap_or(Metric::L2))?)?;
+    kernel.set_index(options.index)?;
     let chain = genesis_chain();
     let segment =
         directory::install_checkpoint(storage, dir, 0, &chain, &kernel, Retention::NEWEST)?;

@@ -6,8 +6,9 @@
 //!                     chain value [32], state hash [32], BLAKE3 of the previous 88 bytes [32]
 //! section:            u32 kind, u32 reserved (0), u64 length L, L bytes, BLAKE3(kind‖0‖L‖bytes) [32]
 //! ```
-//! Section kind 1 is the kernel state encoding (`docs/FORMAT.md` §3). Identical states at the
-//! same sequence number give identical files.
+//! Section kind 1 is the kernel state encoding (`docs/FORMAT.md` §3); an optional second
+//! section, kind 2, is the approximate index's encoding (§15). Identical states (and indexes)
+//! at the same sequence number give identical files.
 
 use crate::error::{Error, Result};
 use crate::wal::{Chain, MAX_SEQ};
@@ -21,6 +22,8 @@ pub const SNAPSHOT_VERSION: u32 = 1;
 pub const SNAPSHOT_HEADER_LEN: usize = 120;
 /// Section kind: the kernel state encoding.
 pub const SECTION_KERNEL: u32 = 1;
+/// Section kind: the approximate index's encoding (present when one is configured).
+pub const SECTION_INDEX: u32 = 2;
 
 /// The dimension and metric of the snapshot file at `path`, from its first bytes alone (the
 /// file header's magic, the kernel section's kind and the state encoding's header): nothing
@@ -118,10 +121,12 @@ pub fn write(
     put: &mut dyn FnMut(&[u8]) -> std::io::Result<()>,
 ) -> std::io::Result<()> {
     let body_len = kernel.encoded_len_hint();
+    let index = kernel.index_bytes();
+    let sections = if index.is_some() { 2u32 } else { 1 };
     let mut head = Vec::with_capacity(SNAPSHOT_HEADER_LEN + 16);
     head.extend_from_slice(&SNAPSHOT_MAGIC);
     head.extend_from_slice(&SNAPSHOT_VERSION.to_le_bytes());
-    head.extend_from_slice(&1u32.to_le_bytes());
+    head.extend_from_slice(&sections.to_le_bytes());
     head.extend_from_slice(&seq.to_le_bytes());
     head.extend_from_slice(chain);
     head.extend_from_slice(&kernel.state_hash());
@@ -184,7 +189,19 @@ pub fn write(
         )));
     }
     let check = body.check.finalize();
-    (body.put)(check.as_bytes())
+    (body.put)(check.as_bytes())?;
+    if let Some(index) = index {
+        let section = [
+            &SECTION_INDEX.to_le_bytes()[..],
+            &0u32.to_le_bytes(),
+            &(index.len() as u64).to_le_bytes(),
+        ]
+        .concat();
+        (body.put)(&section)?;
+        (body.put)(&index)?;
+        (body.put)(section_check(SECTION_INDEX, &index).as_bytes())?;
+    }
+    Ok(())
 }
 
 /// Decodes and verifies a snapshot: header and section checksums, the kernel encoding, and the
@@ -212,7 +229,8 @@ pub fn decode(bytes: &[u8]) -> Result<Snapshot, (u64, String)> {
     if u32_at(8) != Some(SNAPSHOT_VERSION) {
         return Err(err(8, "unsupported snapshot version"));
     }
-    if u32_at(12) != Some(1) {
+    let sections = u32_at(12).unwrap_or(0);
+    if !(1..=2).contains(&sections) {
         return Err(err(12, "unsupported section count"));
     }
     let seq = head
@@ -246,22 +264,58 @@ pub fn decode(bytes: &[u8]) -> Result<Snapshot, (u64, String)> {
         .unwrap_or(u64::MAX);
     let body_at = at + 16;
     let remaining = (bytes.len() - body_at) as u64;
-    if len.checked_add(32) != Some(remaining) {
+    let fits = match sections {
+        1 => len.checked_add(32) == Some(remaining),
+        // The index section (at least its 16-byte header and checksum) follows.
+        _ => len.checked_add(32 + 48).is_some_and(|n| n <= remaining),
+    };
+    if !fits {
         return Err(err(at + 8, "section length does not match the file size"));
     }
     let body = bytes
         .get(body_at..body_at + len as usize)
         .unwrap_or_default();
-    let stored = bytes.get(body_at + len as usize..).unwrap_or_default();
+    let stored = bytes
+        .get(body_at + len as usize..body_at + len as usize + 32)
+        .unwrap_or_default();
     if section_check(SECTION_KERNEL, body).as_bytes().get(..) != Some(stored) {
         return Err(err(body_at + len as usize, "section checksum mismatch"));
     }
-    let kernel = Kernel::from_bytes(body).map_err(|e| match e {
+    let mut kernel = Kernel::from_bytes(body).map_err(|e| match e {
         valori_kernel::Error::Corrupt { offset, reason } => {
             (body_at as u64 + offset, reason.to_string())
         }
         other => (body_at as u64, other.to_string()),
     })?;
+    if sections == 2 {
+        let at = body_at + len as usize + 32;
+        let sec = bytes.get(at..at + 16).unwrap_or_default();
+        let word = |r: core::ops::Range<usize>| sec.get(r).unwrap_or_default();
+        if word(0..4) != SECTION_INDEX.to_le_bytes() || word(4..8) != [0, 0, 0, 0] {
+            return Err(err(at, "unknown snapshot section"));
+        }
+        let ilen = word(8..16)
+            .try_into()
+            .map(u64::from_le_bytes)
+            .unwrap_or(u64::MAX);
+        let index_at = at + 16;
+        if ilen.checked_add(32) != Some((bytes.len() - index_at) as u64) {
+            return Err(err(at + 8, "section length does not match the file size"));
+        }
+        let index = bytes
+            .get(index_at..index_at + ilen as usize)
+            .unwrap_or_default();
+        let stored = bytes.get(index_at + ilen as usize..).unwrap_or_default();
+        if section_check(SECTION_INDEX, index).as_bytes().get(..) != Some(stored) {
+            return Err(err(index_at + ilen as usize, "section checksum mismatch"));
+        }
+        kernel.load_index(index).map_err(|e| match e {
+            valori_kernel::Error::Corrupt { offset, reason } => {
+                (index_at as u64 + offset, reason.to_string())
+            }
+            other => (index_at as u64, other.to_string()),
+        })?;
+    }
     if kernel.state_hash() != state_hash {
         return Err(err(
             56,

@@ -4,7 +4,8 @@
 //! commands hold the same graph, byte for byte, on every CPU:
 //! - a record's level comes from a hash of its id ([`level_of`]), not from a random stream;
 //! - distances are exact integers (the kernel's own exact kernels), and every ordering is by
-//!   `(distance, id)`, so ties go to the lower id;
+//!   `(distance, slot)`: ties go to the lower slot, and slots are a function of the commands
+//!   (results are then reported in `(distance, id)` order);
 //! - neighbour lists keep their order, and the in-neighbours of a deleted record are repaired
 //!   in id order;
 //! - a new record takes the lowest free slot, so slot numbers (which the encoding holds) are a
@@ -106,8 +107,37 @@ pub fn level_of(id: u64, m: u32) -> u8 {
     level
 }
 
-/// A candidate: `(distance, id, slot)`, ordered by distance then id.
-type Cand = (i128, u64, u32);
+/// A candidate: `(distance, slot)`, ordered by distance then slot.
+type Cand = (i128, u32);
+
+/// Distances from one point (a query, or a stored node) to stored nodes.
+pub(crate) trait Dist {
+    /// A hint that `slot`'s vector is read soon.
+    fn prefetch(&self, _slot: u32) {}
+    /// A hint that `words` are read soon.
+    fn prefetch_words(&self, _words: &[u32]) {}
+    /// The exact distance to `slot`.
+    fn dist(&mut self, slot: u32) -> i128;
+}
+
+/// Distances from stored node `x` ([`Space::pair`]).
+struct FromNode<'s, 'a, 'm> {
+    space: &'s Space<'a, 'm>,
+    g: &'s Hnsw,
+    x: u32,
+}
+
+impl Dist for FromNode<'_, '_, '_> {
+    fn prefetch(&self, slot: u32) {
+        self.space.prefetch(self.g.row(slot));
+    }
+    fn prefetch_words(&self, words: &[u32]) {
+        self.space.prefetch_words(words);
+    }
+    fn dist(&mut self, slot: u32) -> i128 {
+        self.space.pair(self.g, self.x, slot)
+    }
+}
 
 /// Slots already seen by one search.
 struct Visited {
@@ -169,32 +199,71 @@ pub(crate) struct Space<'a, 'm> {
     pub(crate) vectors: &'a Vectors<'m>,
     pub(crate) metric: Metric,
     pub(crate) backend: Backend,
+    /// The narrow store's rows (`i16` data, stride, dimension), if the store is narrow.
+    narrow: Option<(&'a [i16], usize, usize)>,
 }
 
-impl Space<'_, '_> {
+impl<'a, 'm> Space<'a, 'm> {
+    pub(crate) fn new(vectors: &'a Vectors<'m>, metric: Metric) -> Space<'a, 'm> {
+        let narrow = match vectors.layout() {
+            crate::vectors::Layout::Narrow { data, stride } => Some((data, stride, vectors.dim())),
+            _ => None,
+        };
+        Space {
+            vectors,
+            metric,
+            backend: Backend::detect(),
+            narrow,
+        }
+    }
+
+    /// Row `row`'s components, if the store is narrow.
+    #[inline]
+    pub(crate) fn narrow_row(&self, row: usize) -> Option<&'a [i16]> {
+        let (data, stride, dim) = self.narrow?;
+        data.get(row * stride..row * stride + dim)
+    }
+
+    /// Asks the cache for row `row`.
+    #[inline]
+    pub(crate) fn prefetch(&self, row: usize) {
+        if let Some(x) = self.narrow_row(row) {
+            simd::prefetch_all(self.backend, x);
+        }
+    }
+
+    /// Asks the cache for `words`.
+    #[inline]
+    pub(crate) fn prefetch_words(&self, words: &[u32]) {
+        simd::prefetch_all(self.backend, bytemuck::cast_slice(words));
+    }
+
+    /// The exact inner product of two narrow rows with lane bounds `la`, `lb`.
+    #[inline]
+    pub(crate) fn dot16(&self, x: &[i16], y: &[i16], la: u64, lb: u64) -> i64 {
+        if simd::lanes_fit(la, lb) {
+            simd::dot_i16_free(self.backend, x, y)
+        } else {
+            let mx = self.vectors.max_abs().min(simd::NARROW_MAX);
+            simd::dot_i16(self.backend, x, y, simd::narrow_group(mx, mx))
+        }
+    }
+
     /// The exact pair distance between two stored rows: squared L2 under L2, the negated inner
     /// product otherwise (cosine vectors are stored unit length). Symmetric.
     fn pair(&self, g: &Hnsw, a: u32, b: u32) -> i128 {
         let (ra, rb) = (g.row(a), g.row(b));
-        let (Some(x), Some(y)) = (self.vectors.row(ra), self.vectors.row(rb)) else {
-            return i128::MAX;
-        };
-        let dot = match (x.narrow(), y.narrow()) {
-            (Some(x), Some(y)) => {
-                let (la, lb) = (g.lane(a), g.lane(b));
-                let group = if simd::lanes_fit(la, lb) {
-                    usize::MAX
-                } else {
-                    let mx = self.vectors.max_abs().min(simd::NARROW_MAX);
-                    simd::narrow_group(mx, mx)
+        let dot = match (self.narrow_row(ra), self.narrow_row(rb)) {
+            (Some(x), Some(y)) => i128::from(self.dot16(x, y, g.lane(a), g.lane(b))),
+            _ => {
+                let (Some(x), Some(y)) = (self.vectors.row(ra), self.vectors.row(rb)) else {
+                    return i128::MAX;
                 };
-                i128::from(simd::dot_i16(self.backend, x, y, group))
+                x.iter()
+                    .zip(y.iter())
+                    .map(|(p, q)| i128::from(p.0) * i128::from(q.0))
+                    .sum()
             }
-            _ => x
-                .iter()
-                .zip(y.iter())
-                .map(|(p, q)| i128::from(p.0) * i128::from(q.0))
-                .sum(),
         };
         match self.metric {
             Metric::L2 => g.norm(a) + g.norm(b) - 2 * dot,
@@ -248,17 +317,17 @@ impl Hnsw {
         self.live
     }
 
-    fn row(&self, slot: u32) -> usize {
+    pub(crate) fn row(&self, slot: u32) -> usize {
         self.rows
             .get(slot as usize)
             .map_or(usize::MAX, |&r| r as usize)
     }
 
-    fn lane(&self, slot: u32) -> u64 {
+    pub(crate) fn lane(&self, slot: u32) -> u64 {
         self.lanes.get(slot as usize).copied().unwrap_or(u64::MAX)
     }
 
-    fn norm(&self, slot: u32) -> i128 {
+    pub(crate) fn norm(&self, slot: u32) -> i128 {
         self.norms.get(slot as usize).copied().unwrap_or(0)
     }
 
@@ -331,6 +400,16 @@ impl Hnsw {
                 for (d, s) in rest.iter_mut().zip(new.iter().take(n)) {
                     *d = *s;
                 }
+            }
+        }
+    }
+
+    /// Asks the cache for `slot`'s level-`level` links.
+    fn prefetch_links(&self, slot: u32, level: u8, dist: &impl Dist) {
+        if level == 0 {
+            let w = 1 + self.params.max_links(0);
+            if let Some(list) = self.links0.get(slot as usize * w..(slot as usize + 1) * w) {
+                dist.prefetch_words(list);
             }
         }
     }
@@ -418,10 +497,10 @@ impl Hnsw {
         let level = self.level(x);
         let top = self.level(self.entry);
         let mut visited = Visited::new(self.ids.len());
-        let mut dist = |s: u32| space.pair(self, x, s);
+        let mut dist = FromNode { space, g: self, x };
         let mut eps: Vec<Cand> = {
             let e = self.entry;
-            alloc::vec![(dist(e), self.id(e), e)]
+            alloc::vec![(dist.dist(e), e)]
         };
         let mut l = top;
         while l > level {
@@ -477,22 +556,22 @@ impl Hnsw {
         let mut scored: Vec<Cand> = cands
             .iter()
             .filter(|&&c| c != n)
-            .map(|&c| (space.pair(self, n, c), self.id(c), c))
+            .map(|&c| (space.pair(self, n, c), c))
             .collect();
         scored.sort_unstable();
-        scored.dedup_by_key(|c| c.2);
+        scored.dedup_by_key(|c| c.1);
         self.select(&scored, self.params.max_links(level), space)
     }
 
     /// The neighbour-selection heuristic (the paper's algorithm 4, hnswlib's
     /// `getNeighborsByHeuristic2`): in order of distance, keep a candidate unless it is closer
-    /// to one already kept than to the base. `sorted` is ascending by `(distance, id)`.
+    /// to one already kept than to the base. `sorted` is ascending by `(distance, slot)`.
     fn select(&self, sorted: &[Cand], m: usize, space: &Space<'_, '_>) -> Vec<u32> {
         if sorted.len() <= m {
-            return sorted.iter().map(|c| c.2).collect();
+            return sorted.iter().map(|c| c.1).collect();
         }
         let mut kept: Vec<u32> = Vec::with_capacity(m);
-        for &(d, _, c) in sorted {
+        for &(d, c) in sorted {
             if kept.len() >= m {
                 break;
             }
@@ -504,14 +583,18 @@ impl Hnsw {
     }
 
     /// One greedy step per level (`ef = 1`): the closest node reachable from `eps`.
-    fn greedy(&self, eps: &[Cand], level: u8, dist: &mut impl FnMut(u32) -> i128) -> Vec<Cand> {
+    fn greedy(&self, eps: &[Cand], level: u8, dist: &mut impl Dist) -> Vec<Cand> {
         let Some(mut best) = eps.iter().min().copied() else {
             return Vec::new();
         };
         loop {
             let mut moved = false;
-            for &n in self.links(best.2, level) {
-                let c = (dist(n), self.id(n), n);
+            let links = self.links(best.1, level);
+            for &n in links {
+                dist.prefetch(n);
+            }
+            for &n in links {
+                let c = (dist.dist(n), n);
                 if c < best {
                     best = c;
                     moved = true;
@@ -531,15 +614,15 @@ impl Hnsw {
         ef: usize,
         level: u8,
         visited: &mut Visited,
-        dist: &mut impl FnMut(u32) -> i128,
+        dist: &mut impl Dist,
         keep: &dyn Fn(u32) -> bool,
     ) -> Vec<Cand> {
         let mut next: BinaryHeap<Reverse<Cand>> = BinaryHeap::new();
         let mut best: BinaryHeap<Cand> = BinaryHeap::new();
         for &e in eps {
-            if visited.insert(e.2) {
+            if visited.insert(e.1) {
                 next.push(Reverse(e));
-                if keep(e.2) {
+                if keep(e.1) {
                     best.push(e);
                 }
             }
@@ -547,15 +630,24 @@ impl Hnsw {
         while best.len() > ef {
             best.pop();
         }
+        let mut fresh: Vec<u32> = Vec::with_capacity(2 * self.params.m as usize);
         while let Some(Reverse(c)) = next.pop() {
             if best.len() >= ef && best.peek().is_some_and(|w| c > *w) {
                 break;
             }
-            for &n in self.links(c.2, level) {
-                if !visited.insert(n) {
-                    continue;
+            // The next candidate's links are read soon (the candidate to expand after this one).
+            if let Some(Reverse(n)) = next.peek() {
+                self.prefetch_links(n.1, level, dist);
+            }
+            fresh.clear();
+            for &n in self.links(c.1, level) {
+                if visited.insert(n) {
+                    dist.prefetch(n);
+                    fresh.push(n);
                 }
-                let cand = (dist(n), self.id(n), n);
+            }
+            for &n in &fresh {
+                let cand = (dist.dist(n), n);
                 let full = best.len() >= ef;
                 if !full || best.peek().is_some_and(|w| cand < *w) {
                     next.push(Reverse(cand));
@@ -571,32 +663,34 @@ impl Hnsw {
         best.into_sorted_vec()
     }
 
-    /// The approximate `ef` nearest records to a query whose exact distance to row `r` is
-    /// `dist(r)`, ascending by `(distance, id)`, only those whose row passes `keep`.
+    /// The approximate `ef` nearest records to a query (distances from `dist`), ascending by
+    /// `(distance, id)`, only those whose kernel row passes `keep`.
     pub(crate) fn search(
         &self,
         ef: usize,
-        dist: &mut impl FnMut(usize) -> i128,
+        dist: &mut impl Dist,
         keep: &dyn Fn(usize) -> bool,
     ) -> Vec<(i128, u64)> {
         if self.entry == NONE {
             return Vec::new();
         }
-        let mut d = |s: u32| dist(self.row(s));
         let e = self.entry;
-        let mut eps = alloc::vec![(d(e), self.id(e), e)];
+        let mut eps = alloc::vec![(dist.dist(e), e)];
         let mut l = self.level(e);
         while l > 0 {
-            eps = self.greedy(&eps, l, &mut d);
+            eps = self.greedy(&eps, l, dist);
             l -= 1;
         }
         let mut visited = Visited::new(self.ids.len());
         let rows = &self.rows;
         let keep_slot = |s: u32| rows.get(s as usize).is_some_and(|&r| keep(r as usize));
-        self.search_layer(&eps, ef.max(1), 0, &mut visited, &mut d, &keep_slot)
+        let mut out: Vec<(i128, u64)> = self
+            .search_layer(&eps, ef.max(1), 0, &mut visited, dist, &keep_slot)
             .into_iter()
-            .map(|(dist, id, _)| (dist, id))
-            .collect()
+            .map(|(d, s)| (d, self.id(s)))
+            .collect();
+        out.sort_unstable();
+        out
     }
 
     /// Removes the record at kernel row `row` before the kernel removes the row (its

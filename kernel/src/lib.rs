@@ -74,6 +74,8 @@ pub use hnsw::{
 };
 pub use memory::Capacity;
 pub use records::RecordRef;
+#[cfg(feature = "alloc")]
+pub use search::SearchOptions;
 pub use search::{Hit, HitSlot};
 pub use snapshot::{SNAPSHOT_MAGIC, SNAPSHOT_OVERHEAD, SNAPSHOT_VERSION};
 #[cfg(feature = "alloc")]

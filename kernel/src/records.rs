@@ -140,11 +140,7 @@ impl<'m> Kernel<'m> {
         self.next_record = self.next_record.max(id + 1);
         #[cfg(feature = "alloc")]
         if let Some(ann) = self.ann.as_mut() {
-            let space = crate::hnsw::Space {
-                vectors: &self.vectors,
-                metric: self.config.metric,
-                backend: crate::simd::Backend::detect(),
-            };
+            let space = crate::hnsw::Space::new(&self.vectors, self.config.metric);
             ann.insert(id, row as u32, &space);
         }
         Ok(())
@@ -285,11 +281,7 @@ impl<'m> Kernel<'m> {
         let last = self.rows.len() - 1;
         #[cfg(feature = "alloc")]
         if let Some(ann) = self.ann.as_mut() {
-            let space = crate::hnsw::Space {
-                vectors: &self.vectors,
-                metric: self.config.metric,
-                backend: crate::simd::Backend::detect(),
-            };
+            let space = crate::hnsw::Space::new(&self.vectors, self.config.metric);
             ann.remove(row, &space);
             ann.row_moved(row, last);
         }

@@ -152,6 +152,11 @@ impl<'m> Vectors<'m> {
         self.stride_for(self.width)
     }
 
+    #[cfg(feature = "alloc")]
+    pub(crate) fn dim(&self) -> usize {
+        self.dim
+    }
+
     pub(crate) fn max_abs(&self) -> u32 {
         self.max_abs
     }

@@ -72,6 +72,21 @@ proptest! {
     }
 
     #[test]
+    fn dot_i16_free_matches_scalar_when_the_lanes_fit((x, q) in pair16(300)) {
+        // Only with lane bounds that prove no overflow (the index checks them first): the
+        // query is scaled down until they do, so many pairs sit right at the bound.
+        let (_, bx) = simd::norms_i16(Backend::Scalar, &x);
+        let mut q = q;
+        while !simd::lanes_fit(bx, simd::norms_i16(Backend::Scalar, &q).1) {
+            q.iter_mut().for_each(|v| *v /= 2);
+        }
+        let want = exact_dot(&x, &q);
+        for b in Backend::available() {
+            prop_assert_eq!(simd::dot_i16_free(b, &x, &q), want, "{:?}", b);
+        }
+    }
+
+    #[test]
     fn dot_i16_x4_matches_scalar((x, q0) in pair16(80), seed in any::<u64>()) {
         let n = x.len();
         let qs: Vec<Vec<i16>> = (0..4u64)

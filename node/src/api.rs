@@ -82,7 +82,21 @@ fn info(name: &str, db: &Engine) -> Result<DatabaseInfo, ApiError> {
         metric: c.metric.name().to_string(),
         records: db.len()? as u64,
         seq: db.sequence()?,
+        index: db.index_params()?.map(|p| IndexInfo {
+            kind: IndexKind::Hnsw,
+            m: p.m,
+            ef_construction: p.ef_construction,
+        }),
     })
+}
+
+/// The search options of a request (`exact`, `ef`).
+fn search_options(exact: bool, ef: Option<u32>) -> valori_engine::valori_kernel::SearchOptions {
+    let default = valori_engine::valori_kernel::SearchOptions::default();
+    valori_engine::valori_kernel::SearchOptions {
+        exact,
+        ef: ef.unwrap_or(default.ef),
+    }
 }
 
 /// Lists the databases.
@@ -126,7 +140,17 @@ async fn create_database(
 ) -> Result<(StatusCode, Json<DatabaseInfo>), ApiError> {
     let metric = req.metric.map(MetricName::metric);
     blocking(move || {
-        let (created, db) = app.registry.ensure(&name, req.dim, metric)?;
+        let index = match req.index {
+            None => None,
+            Some(IndexKind::Hnsw) => {
+                let d = valori_engine::valori_kernel::IndexParams::default();
+                Some(valori_engine::valori_kernel::IndexParams::new(
+                    req.m.unwrap_or(d.m),
+                    req.ef_construction.unwrap_or(d.ef_construction),
+                )?)
+            }
+        };
+        let (created, db) = app.registry.ensure(&name, req.dim, metric, index)?;
         let status = if created {
             StatusCode::CREATED
         } else {
@@ -405,7 +429,7 @@ async fn search(
         check_k(&app, &db, req.k)?;
         let metric = db.config()?.metric;
         let hits = db
-            .search_fixed(&q, req.k, req.tag)?
+            .search_with(&q, req.k, req.tag, search_options(req.exact, req.ef))?
             .iter()
             .map(|h| Hit {
                 id: h.id,
@@ -449,21 +473,23 @@ async fn search_batch(
         let db = app.registry.get(&name)?;
         let config = db.config()?;
         let (dim, metric) = (config.dim as usize, config.metric);
-        let (n, queries, k, tag) = match json {
+        let (n, queries, k, tag, opts) = match json {
             Some(req) => (
                 req.vectors.len(),
                 fixed_rows(&req.vectors, dim)?,
                 req.k,
                 req.tag,
+                search_options(req.exact, req.ef),
             ),
             None => {
                 let (n, q) = binary_rows(&body, dim, params.dtype.unwrap_or_default())?;
-                (n, q, params.k.unwrap_or(10), params.tag)
+                let opts = search_options(params.exact.unwrap_or(false), params.ef);
+                (n, q, params.k.unwrap_or(10), params.tag, opts)
             }
         };
         check_k(&app, &db, k)?;
         check_batch(&app, n)?;
-        let (width, hits) = db.search_batch_fixed(&queries, k, tag)?;
+        let (width, hits) = db.search_batch_with(&queries, k, tag, opts)?;
         if binary_out {
             let mut out = Vec::with_capacity(8 + hits.len() * 16);
             out.extend_from_slice(&(n as u32).to_le_bytes());

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
-use valori_engine::valori_kernel::{Config, ErrorCode, Metric};
+use valori_engine::valori_kernel::{Config, ErrorCode, IndexParams, Metric};
 use valori_engine::{Durability, Engine, Options};
 
 /// The database that clients use when they name none.
@@ -141,7 +141,7 @@ impl Registry {
             Err(e) if name == DEFAULT_DATABASE && e.status == axum::http::StatusCode::NOT_FOUND => {
                 let dim = u32::try_from(dim)
                     .map_err(|_| ApiError::invalid("the vector has too many components"))?;
-                match self.ensure(name, dim, None) {
+                match self.ensure(name, dim, None, None) {
                     Ok((_, db)) => Ok(db),
                     // Another first insert created it meanwhile, maybe of another dimension:
                     // the insert itself then reports the dimension, as in process.
@@ -160,6 +160,7 @@ impl Registry {
         name: &str,
         dim: u32,
         metric: Option<Metric>,
+        index: Option<IndexParams>,
     ) -> Result<(bool, Arc<Engine>), ApiError> {
         check_name(name)?;
         let _turn = self.changes.lock().unwrap_or_else(|p| p.into_inner());
@@ -173,6 +174,18 @@ impl Registry {
                     metric.map_or(String::new(), |m| format!(" and metric '{}'", m.name()))
                 )));
             }
+            let has = db.index_params()?;
+            if index.is_some() && has != index {
+                return Err(ApiError::invalid(format!(
+                    "database '{name}' exists {}; asked for an index with m = {} and ef_construction = {}",
+                    has.map_or("without an index".to_string(), |p| format!(
+                        "with an index of m = {} and ef_construction = {}",
+                        p.m, p.ef_construction
+                    )),
+                    index.map_or(0, |p| p.m),
+                    index.map_or(0, |p| p.ef_construction),
+                )));
+            }
             return Ok((false, db));
         }
         // Checked before any file is made (the engine would lock the directory first).
@@ -180,12 +193,15 @@ impl Registry {
         let path = self.dir.join(name);
         let db = Arc::new(Engine::open(
             &path,
-            options(
-                &self.settings,
-                Some(dim),
-                Some(metric.unwrap_or(Metric::L2)),
-                true,
-            ),
+            Options {
+                index,
+                ..options(
+                    &self.settings,
+                    Some(dim),
+                    Some(metric.unwrap_or(Metric::L2)),
+                    true,
+                )
+            },
         )?);
         self.write().insert(name.to_string(), db.clone());
         tracing::info!(database = %name, dim, "created");
@@ -317,5 +333,6 @@ fn options(s: &OpenSettings, dim: Option<u32>, metric: Option<Metric>, create: b
         salvage: false,
         retain_snapshots: s.retain_snapshots,
         retain_for: s.retain_for,
+        index: None,
     }
 }

@@ -212,6 +212,34 @@ pub struct CreateDatabase {
     pub dim: u32,
     /// `l2` (default for a new database), `ip` or `cosine`; an existing database's must equal it.
     pub metric: Option<MetricName>,
+    /// `hnsw`: an approximate index that searches use (deterministic: the same commands give
+    /// the same answers everywhere). An existing database's must equal it.
+    pub index: Option<IndexKind>,
+    /// Links per node of the index (2 to 64, default 16).
+    #[schema(minimum = 2, maximum = 64, default = 16)]
+    pub m: Option<u32>,
+    /// Candidates considered per insert (m to 65536, default 200).
+    #[schema(minimum = 2, maximum = 65536, default = 200)]
+    pub ef_construction: Option<u32>,
+}
+
+/// A kind of approximate index.
+#[derive(Clone, Copy, Debug, Deserialize, Serialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum IndexKind {
+    /// A deterministic HNSW graph.
+    Hnsw,
+}
+
+/// A database's approximate index.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct IndexInfo {
+    /// `hnsw`.
+    pub kind: IndexKind,
+    /// Links per node.
+    pub m: u32,
+    /// Candidates considered per insert.
+    pub ef_construction: u32,
 }
 
 /// A database.
@@ -227,6 +255,8 @@ pub struct DatabaseInfo {
     pub records: u64,
     /// Sequence number of the last command.
     pub seq: u64,
+    /// The approximate index, if it has one.
+    pub index: Option<IndexInfo>,
 }
 
 /// The databases of the server.
@@ -330,6 +360,13 @@ pub struct SearchRequest {
     pub k: u32,
     /// Only records with this tag.
     pub tag: Option<u64>,
+    /// Always the exact search, also with an index (default false: through the index when the
+    /// database has one).
+    #[serde(default)]
+    pub exact: bool,
+    /// Candidates an approximate search keeps (1 to 65536, default 64; raised to k).
+    #[schema(minimum = 1, maximum = 65536, default = 64)]
+    pub ef: Option<u32>,
 }
 
 /// One hit.
@@ -360,6 +397,12 @@ pub struct BatchSearchRequest {
     pub k: u32,
     /// Only records with this tag.
     pub tag: Option<u64>,
+    /// Always the exact search, also with an index (default false).
+    #[serde(default)]
+    pub exact: bool,
+    /// Candidates an approximate search keeps (1 to 65536, default 64).
+    #[schema(minimum = 1, maximum = 65536, default = 64)]
+    pub ef: Option<u32>,
 }
 
 /// Options of a binary batch search.
@@ -372,6 +415,10 @@ pub struct BinarySearchParams {
     pub tag: Option<u64>,
     /// Element type of the rows in an `application/octet-stream` body.
     pub dtype: Option<Dtype>,
+    /// Always the exact search (binary body only; default false).
+    pub exact: Option<bool>,
+    /// Candidates an approximate search keeps (binary body only; default 64).
+    pub ef: Option<u32>,
 }
 
 /// The hits of each query, `width = min(k, matching records)` per query.

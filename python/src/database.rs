@@ -4,12 +4,12 @@
 
 use crate::buffers::Floats;
 use crate::errors::{guarded, Fail};
-use crate::store::{parse_metric, store_methods, Hits, RecordTuple, Store};
+use crate::store::{parse_index, parse_metric, store_methods, Hits, RecordTuple, Store};
 use pyo3::prelude::*;
 use pyo3::types::PyBytes;
 use std::sync::RwLock;
 use valori_engine::{Durability, Engine, Export, Options};
-use valori_kernel::{Applied, Command, Config, Direction, Fxp, Kernel as Core};
+use valori_kernel::{Applied, Command, Config, Direction, Fxp, Kernel as Core, SearchOptions};
 
 /// An export for Python: `(base_state, base_seq, commands, state_hash)`.
 type ExportTuple<'py> = (
@@ -85,10 +85,16 @@ impl Store for Database {
         Ok((ids.start, ids.end - ids.start))
     }
 
-    fn search(&self, q: &Floats, k: u32, tag: Option<u64>) -> Result<Hits, Fail> {
+    fn search(
+        &self,
+        q: &Floats,
+        k: u32,
+        tag: Option<u64>,
+        opts: SearchOptions,
+    ) -> Result<Hits, Fail> {
         let q = q.to_fxp()?;
         self.engine(|e| {
-            let hits = e.search_fixed(&q, k, tag)?;
+            let hits = e.search_with(&q, k, tag, opts)?;
             let m = e.config()?.metric;
             Ok((
                 hits.iter().map(|h| h.id).collect(),
@@ -168,7 +174,7 @@ impl Store for Database {
 #[pymethods]
 impl Database {
     #[new]
-    #[pyo3(signature = (path, dim=None, metric=None, durability="fsync", checkpoint_wal_bytes=256 << 20, create=true, salvage=false, retain_snapshots=1, retain_seconds=None))]
+    #[pyo3(signature = (path, dim=None, metric=None, durability="fsync", checkpoint_wal_bytes=256 << 20, create=true, salvage=false, retain_snapshots=1, retain_seconds=None, index=None, m=16, ef_construction=200))]
     #[allow(
         clippy::too_many_arguments,
         reason = "mirrors the keyword arguments of valori.Database"
@@ -184,6 +190,9 @@ impl Database {
         salvage: bool,
         retain_snapshots: u32,
         retain_seconds: Option<u64>,
+        index: Option<&str>,
+        m: u32,
+        ef_construction: u32,
     ) -> PyResult<Self> {
         let engine = guarded(py, || {
             let options = Options {
@@ -195,6 +204,7 @@ impl Database {
                 salvage,
                 retain_snapshots,
                 retain_for: retain_seconds.map(std::time::Duration::from_secs),
+                index: parse_index(index, m, ef_construction)?,
             };
             Ok(Engine::open(path, options)?)
         })?;

@@ -2,7 +2,7 @@
 //! capacity limits (the kernel's bounds).
 
 use crate::errors::{guarded, Fail};
-use crate::store::{parse_metric, store_methods, Store};
+use crate::store::{parse_index, parse_metric, store_methods, Store};
 use pyo3::prelude::*;
 use pyo3::types::PyBytes;
 use std::sync::{Mutex, MutexGuard};
@@ -16,10 +16,12 @@ pub(crate) struct Kernel {
 }
 
 impl Kernel {
-    /// Replaces the state, keeping the bounds.
+    /// Replaces the state, keeping the bounds and the index's parameters (the index is built
+    /// over the new state in id order).
     fn replace(&self, mut fresh: Core<'static>) -> Result<(), Fail> {
         let mut k = self.lock()?;
         fresh.set_bounds(k.bounds());
+        fresh.set_index(k.index_params())?;
         *k = fresh;
         Ok(())
     }
@@ -44,7 +46,11 @@ impl Store for Kernel {
 #[pymethods]
 impl Kernel {
     #[new]
-    #[pyo3(signature = (dim, metric="l2", max_records=None, max_nodes=None, max_edges=None))]
+    #[pyo3(signature = (dim, metric="l2", max_records=None, max_nodes=None, max_edges=None, index=None, m=16, ef_construction=200))]
+    #[allow(
+        clippy::too_many_arguments,
+        reason = "mirrors the keyword arguments of valori.EmbeddedKernel"
+    )]
     fn new(
         py: Python<'_>,
         dim: u32,
@@ -52,9 +58,13 @@ impl Kernel {
         max_records: Option<u64>,
         max_nodes: Option<u64>,
         max_edges: Option<u64>,
+        index: Option<&str>,
+        m: u32,
+        ef_construction: u32,
     ) -> PyResult<Self> {
         let core = guarded(py, || {
             let mut core = Core::new(Config::new(dim, parse_metric(metric)?)?)?;
+            core.set_index(parse_index(index, m, ef_construction)?)?;
             core.set_bounds(Bounds {
                 records: max_records,
                 nodes: max_nodes,

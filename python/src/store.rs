@@ -4,7 +4,10 @@
 
 use crate::buffers::Floats;
 use crate::errors::Fail;
-use valori_kernel::{Applied, Command, Config, Direction, Fxp, Hop, Kernel as Core, Metric, Words};
+use valori_kernel::{
+    Applied, Command, Config, Direction, Fxp, Hop, IndexParams, Kernel as Core, Metric,
+    SearchOptions, Words,
+};
 
 /// A search of one query: `(ids, distances)` in `(distance, id)` order.
 pub(crate) type Hits = (Vec<u64>, Vec<f64>);
@@ -31,6 +34,26 @@ pub(crate) fn parse_direction(name: &str) -> Result<Direction, Fail> {
     })
 }
 
+/// Index parameters from the Python keywords: `index` is `None` or `"hnsw"`.
+pub(crate) fn parse_index(
+    index: Option<&str>,
+    m: u32,
+    ef_construction: u32,
+) -> Result<Option<IndexParams>, Fail> {
+    match index {
+        None => Ok(None),
+        Some("hnsw") => Ok(Some(IndexParams::new(m, ef_construction)?)),
+        Some(other) => Err(Fail::invalid(format!(
+            "unknown index '{other}': use index=\"hnsw\" or leave it out"
+        ))),
+    }
+}
+
+/// Search options from the Python keywords.
+pub(crate) fn search_options(exact: bool, ef: u32) -> SearchOptions {
+    SearchOptions { exact, ef }
+}
+
 /// The id a create command answered.
 fn created(a: Applied) -> u64 {
     match a {
@@ -40,8 +63,14 @@ fn created(a: Applied) -> u64 {
 }
 
 /// A search of one converted query in one read of the kernel.
-fn search_one(k: &Core<'static>, q: &[Fxp], top: u32, tag: Option<u64>) -> Result<Hits, Fail> {
-    let hits = k.search_vec(q, top, tag)?;
+fn search_one(
+    k: &Core<'static>,
+    q: &[Fxp],
+    top: u32,
+    tag: Option<u64>,
+    opts: SearchOptions,
+) -> Result<Hits, Fail> {
+    let hits = k.search_vec_with(q, top, tag, opts)?;
     let m = k.config().metric;
     Ok((
         hits.iter().map(|h| h.id).collect(),
@@ -117,9 +146,15 @@ pub(crate) trait Store: Sync + Sized {
         self.apply(&Command::DeleteEdge { id }).map(drop)
     }
 
-    /// Exact k nearest records to one query.
-    fn search(&self, q: &Floats, k: u32, tag: Option<u64>) -> Result<Hits, Fail> {
-        by_command::search(self, q, k, tag)
+    /// The k nearest records to one query (through the index unless `opts.exact`).
+    fn search(
+        &self,
+        q: &Floats,
+        k: u32,
+        tag: Option<u64>,
+        opts: SearchOptions,
+    ) -> Result<Hits, Fail> {
+        by_command::search(self, q, k, tag, opts)
     }
 
     /// A record.
@@ -213,9 +248,10 @@ pub(crate) mod by_command {
         q: &Floats,
         k: u32,
         tag: Option<u64>,
+        opts: SearchOptions,
     ) -> Result<Hits, Fail> {
         let q = q.to_fxp()?;
-        s.read(|kern| search_one(kern, &q, k, tag))?
+        s.read(|kern| search_one(kern, &q, k, tag, opts))?
     }
 }
 
@@ -317,7 +353,8 @@ macro_rules! store_methods {
                     guarded(py, || Store::delete_edge(self, id))
                 }
 
-                #[pyo3(signature = (data, dtype, k, tag=None))]
+                #[pyo3(signature = (data, dtype, k, tag=None, exact=false, ef=64))]
+                #[allow(clippy::too_many_arguments, reason = "the Python keywords")]
                 fn search(
                     &self,
                     py: Python<'_>,
@@ -325,16 +362,29 @@ macro_rules! store_methods {
                     dtype: &str,
                     k: u32,
                     tag: Option<u64>,
+                    exact: bool,
+                    ef: u32,
                 ) -> PyResult<Hits> {
+                    let opts = $crate::store::search_options(exact, ef);
                     guarded(py, || {
-                        Store::search(self, &Floats::decode(data, dtype)?, k, tag)
+                        Store::search(self, &Floats::decode(data, dtype)?, k, tag, opts)
+                    })
+                }
+
+                /// `None`, or the index's `(m, ef_construction)`.
+                fn index_params(&self, py: Python<'_>) -> PyResult<Option<(u32, u32)>> {
+                    guarded(py, || {
+                        Store::read(self, |kern| {
+                            kern.index_params().map(|p| (p.m, p.ef_construction))
+                        })
                     })
                 }
 
                 /// Batch search in chunks, checking for Ctrl-C between chunks. Returns row-major
                 /// `(ids, distances)` bytes of `n * width` entries (ids `u64`, distances `f64`;
                 /// short rows padded with id `u64::MAX` and distance `inf`) and `width`.
-                #[pyo3(signature = (data, dtype, n, k, tag=None))]
+                #[pyo3(signature = (data, dtype, n, k, tag=None, exact=false, ef=64))]
+                #[allow(clippy::too_many_arguments, reason = "the Python keywords")]
                 fn search_batch<'py>(
                     &self,
                     py: Python<'py>,
@@ -343,7 +393,10 @@ macro_rules! store_methods {
                     n: usize,
                     k: u32,
                     tag: Option<u64>,
+                    exact: bool,
+                    ef: u32,
                 ) -> PyResult<(Bound<'py, PyBytes>, Bound<'py, PyBytes>, usize)> {
+                    let opts = $crate::store::search_options(exact, ef);
                     let q = guarded(py, || fxps(data, dtype))?;
                     let dim = if n == 0 { 0 } else { q.len() / n };
                     let (width, rows) = guarded(py, || {
@@ -361,11 +414,9 @@ macro_rules! store_methods {
                         py.check_signals()?;
                         let (got, metric) = guarded(py, || {
                             Store::read(self, |kern| {
-                                let nq = chunk.len() / dim.max(1);
-                                let want = kern.result_count(k, tag);
-                                hits.clear();
-                                hits.resize(nq * want, Hit::default());
-                                let got = kern.search_batch(chunk, k, tag, &mut hits)?;
+                                let (got, found) =
+                                    kern.search_batch_vec_with(chunk, k, tag, opts)?;
+                                hits = found;
                                 Ok::<_, Fail>((got, kern.config().metric))
                             })?
                         })?;

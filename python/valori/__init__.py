@@ -141,6 +141,28 @@ def _is_int(x: object) -> bool:
     return isinstance(x, int) and not isinstance(x, bool)
 
 
+def _index_int(name: str, value: object) -> int:
+    """An index parameter as a u32 (the engine checks its range, naming it)."""
+    if not _is_int(value) or value < 0:  # type: ignore[operator]
+        raise InvalidInputError(f"{name} must be a positive int, not {value!r}")
+    return min(int(value), 2**32 - 1)  # type: ignore[call-overload]
+
+
+def _ef(ef: object) -> int:
+    """``ef`` as a u32 (the engine refuses 0 and values over 65536, naming it)."""
+    if not _is_int(ef) or ef < 0:  # type: ignore[operator]
+        raise InvalidInputError(f"ef must be an int from 1 to 65536, not {ef!r}")
+    return min(int(ef), 2**32 - 1)  # type: ignore[call-overload]
+
+
+class IndexParams(NamedTuple):
+    """A store's approximate index: kind (``"hnsw"``), links per node, candidates per insert."""
+
+    kind: str
+    m: int
+    ef_construction: int
+
+
 def _check_retention(snapshots: object, seconds: object) -> None:
     """Refuses retention settings the engine cannot take, naming the keyword."""
     if not (_is_int(snapshots) and 1 <= snapshots <= 0xFFFFFFFF):  # type: ignore[operator]
@@ -192,23 +214,38 @@ class _Store:
         tag, meta, vec = r
         return Record(id, tag, bytes(meta), np.asarray(vec, dtype=np.float64))
 
-    def search(self, query: ArrayLike, k: int = 10, tag: Optional[int] = None) -> list:
-        """Exact k nearest records to ``query``, as :class:`SearchResult` ordered by
+    def search(self, query: ArrayLike, k: int = 10, tag: Optional[int] = None,
+               exact: bool = False, ef: int = 64) -> list:
+        """The k nearest records to ``query``, as :class:`SearchResult` ordered by
         (distance, id); only records tagged ``tag`` if given. ``k`` larger than the store
-        returns everything; ``k = 0`` raises :class:`InvalidInputError`."""
+        returns everything; ``k = 0`` raises :class:`InvalidInputError`.
+
+        With an index (``index="hnsw"``) the search is approximate, keeping ``ef`` candidates
+        (1 to 65536; more is closer to exact, and ``ef`` at or above the number of records is
+        exact); ``exact=True`` gives the exact answer. Without an index it is always exact.
+        Distances are exact either way, and the same commands give the same answers on every
+        machine."""
         data, dt = _vector(query, self.dim)
-        ids, dists = self._n.search(data, dt, _k(k), tag)
+        ids, dists = self._n.search(data, dt, _k(k), tag, bool(exact), _ef(ef))
         return [SearchResult(i, d) for i, d in zip(ids, dists)]
 
-    def search_batch(self, queries: ArrayLike, k: int = 10, tag: Optional[int] = None) -> Tuple[np.ndarray, np.ndarray]:
+    def search_batch(self, queries: ArrayLike, k: int = 10, tag: Optional[int] = None,
+                     exact: bool = False, ef: int = 64) -> Tuple[np.ndarray, np.ndarray]:
         """Searches every row of an ``(n, dim)`` array; returns ``(ids, distances)`` arrays of
-        shape ``(n, min(k, matches))`` (uint64 and float64). Each chunk of queries is one pass
-        over the store (much faster than one ``search`` per query), with the same results. Runs
-        without the GIL and can be interrupted with Ctrl-C between chunks."""
+        shape ``(n, min(k, matches))`` (uint64 and float64), with the same results as
+        :meth:`search` for each row (``exact`` and ``ef`` as there). An exact batch is one
+        pass over the store per chunk of queries (much faster than one ``search`` per query).
+        Runs without the GIL and can be interrupted with Ctrl-C between chunks."""
         data, dt, n = _matrix(queries, self.dim)
-        ids, dists, width = self._n.search_batch(data, dt, n, _k(k), tag)
+        ids, dists, width = self._n.search_batch(data, dt, n, _k(k), tag, bool(exact), _ef(ef))
         return (np.frombuffer(ids, dtype=np.uint64).reshape(n, width),
                 np.frombuffer(dists, dtype=np.float64).reshape(n, width))
+
+    @property
+    def index(self) -> Optional[IndexParams]:
+        """The approximate index (``IndexParams("hnsw", m, ef_construction)``), or ``None``."""
+        p = self._n.index_params()
+        return None if p is None else IndexParams("hnsw", p[0], p[1])
 
     def create_node(self, kind: int, record: Optional[int] = None, label: bytes = b"") -> int:
         """Creates a graph node, optionally linked to a record; returns its id."""
@@ -259,12 +296,16 @@ class EmbeddedKernel(_Store):
     """
 
     def __init__(self, max_records: Optional[int] = None, dim: int = 0, metric: str = "l2",
-                 max_nodes: Optional[int] = None, max_edges: Optional[int] = None) -> None:
+                 max_nodes: Optional[int] = None, max_edges: Optional[int] = None,
+                 index: Optional[str] = None, m: int = 16, ef_construction: int = 200) -> None:
         """A kernel of dimension ``dim`` and metric ``"l2"``, ``"ip"`` or ``"cosine"``; the
         ``max_*`` limits make inserts beyond them raise :class:`FullError`; an unknown metric
-        raises :class:`InvalidInputError`."""
+        raises :class:`InvalidInputError`. ``index="hnsw"`` keeps an approximate index
+        (``m`` links per node, 2 to 64; ``ef_construction`` candidates per insert, ``m`` to
+        65536) that :meth:`search` uses; it is deterministic, like the state."""
         self.dim = dim
-        self._n = _native.Kernel(dim, metric, max_records, max_nodes, max_edges)
+        self._n = _native.Kernel(dim, metric, max_records, max_nodes, max_edges, index,
+                                 _index_int("m", m), _index_int("ef_construction", ef_construction))
         self._limits = (max_records, max_nodes, max_edges)
         self._metric = metric
 
@@ -323,7 +364,8 @@ class Database(_Store):
     def __init__(self, path: str, dim: Optional[int] = None, metric: Optional[str] = None,
                  durability: str = "fsync", checkpoint_wal_bytes: int = 256 << 20,
                  create: bool = True, salvage: bool = False, retain_snapshots: int = 1,
-                 retain_seconds: Optional[int] = None) -> None:
+                 retain_seconds: Optional[int] = None, index: Optional[str] = None,
+                 m: int = 16, ef_construction: int = 200) -> None:
         """Opens (or, with ``dim``, creates) the database; recovers from its WAL and snapshot.
         A directory without a database raises :class:`NotFoundError` unless ``dim`` is given
         and ``create`` is true. ``metric`` (``"l2"``, ``"ip"`` or ``"cosine"``) is the one to
@@ -333,10 +375,15 @@ class Database(_Store):
         :class:`InvalidInputError`. ``retain_snapshots`` is how many snapshots a checkpoint
         keeps, with the log after the oldest of them, so past states stay reachable
         (:meth:`history`, :meth:`state_hash_at`, :meth:`checkout`); 1 keeps only the newest.
-        ``retain_seconds`` also keeps every snapshot written within that many seconds."""
+        ``retain_seconds`` also keeps every snapshot written within that many seconds.
+        ``index="hnsw"`` (with ``m`` and ``ef_construction``, as on :class:`EmbeddedKernel`)
+        gives the database an approximate index, kept in its snapshots; given for an existing
+        database without one, the index is built over its records; other parameters than the
+        database's raise :class:`InvalidInputError`. ``None`` keeps the database's."""
         _check_retention(retain_snapshots, retain_seconds)
         self._n = _native.Database(str(path), dim, metric, durability, checkpoint_wal_bytes, create, salvage,
-                                   retain_snapshots, retain_seconds)
+                                   retain_snapshots, retain_seconds, index, _index_int("m", m),
+                                   _index_int("ef_construction", ef_construction))
         #: Components per vector and the metric (``"l2"``, ``"ip"`` or ``"cosine"``).
         self.dim, self.metric = self._n.config()
         self.path = str(path)

@@ -129,7 +129,8 @@ class KernelClient:
     def __init__(self, url: str = "http://127.0.0.1:3000", database: str = "default",
                  dim: Optional[int] = None, metric: Optional[str] = None,
                  api_key: Optional[str] = None, timeout: float = 90.0, retries: int = 3,
-                 ca_file: Optional[str] = None) -> None:
+                 ca_file: Optional[str] = None, index: Optional[str] = None, m: int = 16,
+                 ef_construction: int = 200) -> None:
         self.url = url
         self.database = database
         self._conns = _Connections(url, timeout, ca_file)
@@ -147,9 +148,13 @@ class KernelClient:
             body: Dict[str, Any] = {"dim": int(dim)}
             if metric is not None:
                 body["metric"] = metric
+            if index is not None:
+                from . import _index_int
+                body.update(index=index, m=_index_int("m", m),
+                            ef_construction=_index_int("ef_construction", ef_construction))
             self._config(self._json("PUT", "", body, idempotent=True))
-        elif metric is not None:
-            raise InvalidInputError("metric is given without dim: give both to create a database")
+        elif metric is not None or index is not None:
+            raise InvalidInputError("metric or index is given without dim: give dim to create a database")
         else:
             try:
                 self._config(self._json("GET", "", idempotent=True))
@@ -161,6 +166,17 @@ class KernelClient:
 
     def _config(self, info: Dict[str, Any]) -> None:
         self.dim, self.metric = int(info["dim"]), str(info["metric"])
+
+    @property
+    def index(self):
+        """The approximate index (``valori.IndexParams("hnsw", m, ef_construction)``), or
+        ``None``."""
+        from . import IndexParams
+        try:
+            i = self._json("GET", "", idempotent=True).get("index")
+        except NotFoundError:
+            return None
+        return None if i is None else IndexParams(str(i["kind"]), int(i["m"]), int(i["ef_construction"]))
 
     def _request(self, method: str, path: str, body: Optional[bytes] = None,
                  content_type: Optional[str] = None, accept: Optional[str] = None,
@@ -312,24 +328,30 @@ class KernelClient:
         return Record(int(r["id"]), r["tag"], base64.b64decode(r["metadata"]),
                       np.asarray(r["vector"], dtype=np.float64))
 
-    def search(self, query: Any, k: int = 10, tag: Optional[int] = None) -> list:
-        """Exact k nearest records to ``query``, as :class:`valori.SearchResult` ordered by
-        (distance, id)."""
-        from . import SearchResult, _k
-        body: Dict[str, Any] = {"vector": self._vector(query), "k": _k(k)}
+    def search(self, query: Any, k: int = 10, tag: Optional[int] = None,
+               exact: bool = False, ef: int = 64) -> list:
+        """The k nearest records to ``query``, as :class:`valori.SearchResult` ordered by
+        (distance, id): through the database's index if it has one (keeping ``ef``
+        candidates) unless ``exact=True``, as ``Database.search``."""
+        from . import SearchResult, _ef, _k
+        body: Dict[str, Any] = {"vector": self._vector(query), "k": _k(k), "exact": bool(exact),
+                                "ef": _ef(ef)}
         if tag is not None:
             body["tag"] = int(tag)
         out = self._json("POST", "/search", body, idempotent=True)
         return [SearchResult(int(h["id"]), float(h["distance"])) for h in out["hits"]]
 
-    def search_batch(self, queries: Any, k: int = 10, tag: Optional[int] = None) -> Tuple[np.ndarray, np.ndarray]:
+    def search_batch(self, queries: Any, k: int = 10, tag: Optional[int] = None,
+                     exact: bool = False, ef: int = 64) -> Tuple[np.ndarray, np.ndarray]:
         """Searches every row of an ``(n, dim)`` array; returns ``(ids, distances)`` arrays of
-        shape ``(n, min(k, matches))`` (uint64 and float64)."""
-        from . import _k
+        shape ``(n, min(k, matches))`` (uint64 and float64); ``exact`` and ``ef`` as in
+        :meth:`search`."""
+        from . import _ef, _k
         arr, dtype = self._rows(queries)
         data = self._request("POST", "/search/batch", arr.tobytes(), "application/octet-stream",
                              accept="application/octet-stream", idempotent=True,
-                             query={"k": _k(k), "tag": tag, "dtype": dtype})
+                             query={"k": _k(k), "tag": tag, "dtype": dtype,
+                                    "exact": "true" if exact else "false", "ef": _ef(ef)})
         n, width = struct.unpack_from("<II", data, 0)
         ids = np.frombuffer(data, dtype="<u8", count=n * width, offset=8).astype(np.uint64)
         dists = np.frombuffer(data, dtype="<f8", count=n * width, offset=8 + 8 * n * width).astype(np.float64)

@@ -4,22 +4,92 @@
 
 use super::plan::{query_copy, Scorer};
 use super::{Hit, HitSlot};
+use crate::config::Metric;
 use crate::error::{Error, Invalid, Resource, Result};
 use crate::fxp::Fxp;
-use crate::hnsw::{Hnsw, IndexParams, Space, INDEX_HASH_DOMAIN, MAX_EF};
-use crate::simd::Backend;
+use crate::hnsw::{Dist, Hnsw, IndexParams, Space, INDEX_HASH_DOMAIN, MAX_EF};
 use crate::state::Kernel;
 use crate::tables::ROW_HAS_TAG;
+use crate::vectors::Layout;
 use alloc::boxed::Box;
 use alloc::vec::Vec;
 
-impl Kernel<'_> {
-    fn space(&self) -> Space<'_, '_> {
-        Space {
-            vectors: &self.vectors,
-            metric: self.config.metric,
-            backend: Backend::detect(),
+/// How a search finds its records: [`Kernel::search_vec_with`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SearchOptions {
+    /// Always the exact search (also with an index).
+    pub exact: bool,
+    /// Candidates an approximate search keeps (1 to 65536; raised to `k`).
+    pub ef: u32,
+}
+
+impl Default for SearchOptions {
+    /// Approximate through the index if there is one (`ef = 64`), else exact.
+    fn default() -> Self {
+        SearchOptions {
+            exact: false,
+            ef: 64,
         }
+    }
+}
+
+impl Kernel<'_> {
+    /// The k nearest records the way `opts` says: through the index (approximate) if there is
+    /// one and `opts.exact` is false, else the exact search. An `ef` out of range is refused
+    /// either way.
+    pub fn search_vec_with(
+        &self,
+        query: &[Fxp],
+        k: u32,
+        tag: Option<u64>,
+        opts: SearchOptions,
+    ) -> Result<Vec<Hit>> {
+        check_ef(opts.ef)?;
+        if opts.exact || self.ann.is_none() {
+            self.search_vec(query, k, tag)
+        } else {
+            self.search_vec_approx(query, k, tag, opts.ef)
+        }
+    }
+
+    /// [`Kernel::search_vec_with`] for each of `queries.len() / dim` queries: the hits per
+    /// query (`min(k, matching records)`) and the hits, that many per query in query order.
+    pub fn search_batch_vec_with(
+        &self,
+        queries: &[Fxp],
+        k: u32,
+        tag: Option<u64>,
+        opts: SearchOptions,
+    ) -> Result<(usize, Vec<Hit>)> {
+        check_ef(opts.ef)?;
+        let dim = self.config.dim as usize;
+        if !queries.len().is_multiple_of(dim) {
+            return Err(Error::Dimension {
+                expected: self.config.dim,
+                got: queries.len() as u64,
+            });
+        }
+        if k == 0 {
+            return Err(Error::InvalidInput(Invalid::ZeroK));
+        }
+        let width = self.result_count(k, tag);
+        let n = queries.len() / dim;
+        let mut hits = Vec::new();
+        hits.try_reserve_exact(n.saturating_mul(width))
+            .map_err(|_| Error::Full(Resource::Memory))?;
+        if opts.exact || self.ann.is_none() {
+            hits.resize(n * width, Hit::default());
+            let got = self.search_batch(queries, k, tag, &mut hits)?;
+            return Ok((got, hits));
+        }
+        for q in queries.chunks_exact(dim) {
+            hits.extend_from_slice(&self.search_vec_approx(q, k, tag, opts.ef)?);
+        }
+        Ok((width, hits))
+    }
+
+    fn space(&self) -> Space<'_, '_> {
+        Space::new(&self.vectors, self.config.metric)
     }
 
     /// Configures the approximate index (`None` removes it). A new index is built over the
@@ -110,12 +180,7 @@ impl Kernel<'_> {
         let Some(ann) = self.ann.as_deref() else {
             return Err(Error::InvalidInput(Invalid::NoIndex));
         };
-        if ef == 0 || ef > MAX_EF {
-            return Err(Error::InvalidInput(Invalid::IndexParam {
-                what: "ef",
-                value: u64::from(ef),
-            }));
-        }
+        check_ef(ef)?;
         let ef = ef.max(k) as usize;
         let matching = match tag {
             None => ann.len(),
@@ -133,10 +198,19 @@ impl Kernel<'_> {
                 needed: want as u64,
             });
         };
-        let layout = self.vectors.layout();
-        let dim = query.len();
+        let space = self.space();
+        let narrow = (!scorer.narrow.is_empty() && space.narrow_row(0).is_some()).then(|| {
+            let (qq, lanes) = crate::simd::norms_i16(space.backend, scorer.narrow);
+            (scorer.narrow, qq, lanes)
+        });
+        let mut dist = QueryDist {
+            scorer: &scorer,
+            layout: self.vectors.layout(),
+            space,
+            ann,
+            narrow,
+        };
         let rows = self.rows.as_slice();
-        let mut dist = |r: usize| scorer.one(&layout.rows(r, 1, dim));
         let keep = |r: usize| {
             tag.is_none_or(|t| {
                 rows.get(r)
@@ -174,5 +248,57 @@ impl Kernel<'_> {
         let got = self.search_approx(query, k, tag, ef, &mut out)?;
         out.truncate(got);
         Ok(out)
+    }
+}
+
+fn check_ef(ef: u32) -> Result<()> {
+    if ef == 0 || ef > MAX_EF {
+        return Err(Error::InvalidInput(Invalid::IndexParam {
+            what: "ef",
+            value: u64::from(ef),
+        }));
+    }
+    Ok(())
+}
+
+/// A query's exact distances to stored nodes: for a narrow store and query whose lane bounds
+/// fit, `x . q` by the fastest kernel, turned into the metric's distance exactly as exact
+/// search does (`|x|^2 + |q|^2 - 2 x . q` is the squared L2 distance, in integers); else the
+/// exact search's own scorer.
+struct QueryDist<'a, 'q> {
+    scorer: &'a Scorer<'q>,
+    layout: Layout<'a>,
+    space: Space<'a, 'a>,
+    ann: &'a Hnsw,
+    /// The `i16` query, `q . q` and its lane bound.
+    narrow: Option<(&'q [i16], i64, u64)>,
+}
+
+impl Dist for QueryDist<'_, '_> {
+    fn prefetch(&self, slot: u32) {
+        self.space.prefetch(self.ann.row(slot));
+    }
+
+    fn prefetch_words(&self, words: &[u32]) {
+        self.space.prefetch_words(words);
+    }
+
+    fn dist(&mut self, slot: u32) -> i128 {
+        let row = self.ann.row(slot);
+        if let Some((q, qq, q_lanes)) = self.narrow {
+            let lanes = self.ann.lane(slot);
+            if let (Some(x), true) = (
+                self.space.narrow_row(row),
+                crate::simd::lanes_fit(lanes, q_lanes),
+            ) {
+                let dot = i128::from(crate::simd::dot_i16_free(self.space.backend, x, q));
+                return match self.scorer.metric {
+                    Metric::L2 => self.ann.norm(slot) + i128::from(qq) - 2 * dot,
+                    _ => self.scorer.ip_distance(dot),
+                };
+            }
+        }
+        self.scorer
+            .one(&self.layout.rows(row, 1, self.scorer.query.len()))
     }
 }

@@ -5,6 +5,8 @@
 
 #[cfg(feature = "alloc")]
 mod approx;
+#[cfg(feature = "alloc")]
+pub use self::approx::SearchOptions;
 mod plan;
 mod scan;
 mod topk;

@@ -13,7 +13,7 @@ use crate::vectors::Layout;
 impl Scorer<'_> {
     /// The distance of an inner product under this metric.
     #[inline]
-    fn ip_distance(&self, ip: i128) -> i128 {
+    pub(super) fn ip_distance(&self, ip: i128) -> i128 {
         match self.metric {
             Metric::Cosine => {
                 // |ip| < 2^56 (x is unit length), so the shift fits.

@@ -38,6 +38,20 @@ impl Avx2 {
         unsafe { dot_i16(x, q, group) }
     }
 
+    /// [`super::dot_i16_free`].
+    #[inline]
+    pub(super) fn dot_i16_free(self, x: &[i16], q: &[i16]) -> i64 {
+        // SAFETY: `self` exists only because `Avx2::detect` found AVX2 on this CPU.
+        unsafe { dot_i16_free(x, q) }
+    }
+
+    /// [`super::prefetch_all`].
+    #[inline]
+    pub(super) fn prefetch_all(self, data: &[i16]) {
+        // SAFETY: `self` exists only because `Avx2::detect` found AVX2 on this CPU.
+        unsafe { prefetch_lines(data) }
+    }
+
     /// [`super::dot_i16_x4`]; `group >= 1`.
     #[inline]
     pub(super) fn dot_i16_x4(self, x: &[i16], q: [&[i16]; 4], group: usize) -> [i64; 4] {
@@ -169,6 +183,20 @@ fn prefetch<T>(data: &[T], at: usize) {
     }
 }
 
+/// A hint to fetch the first cache lines of `data` (the hardware prefetcher follows on).
+#[inline]
+#[target_feature(enable = "avx2")]
+fn prefetch_lines(data: &[i16]) {
+    let mut at = 0;
+    while at < data.len().min(PREFETCH_LINES * 32) {
+        prefetch(data, at);
+        at += 32;
+    }
+}
+
+/// Cache lines of a row that [`prefetch_lines`] asks for.
+const PREFETCH_LINES: usize = 4;
+
 /// Sign-extends the eight 32-bit lanes of `v` to 64 bits and adds them to `acc`.
 #[inline]
 #[target_feature(enable = "avx2")]
@@ -227,6 +255,40 @@ fn grouped<const L2: bool>(x: &[i16], q: &[i16], group: usize) -> i64 {
 #[target_feature(enable = "avx2")]
 fn dot_i16(x: &[i16], q: &[i16], group: usize) -> i64 {
     grouped::<false>(x, q, group)
+}
+
+/// `x . q` with four independent 32-bit accumulators and no widening: each accumulator lane
+/// sums a subset of one lane's products, so it is bounded as the lane's whole sum is
+/// (`lanes_fit`, required by the caller).
+#[inline]
+#[target_feature(enable = "avx2")]
+fn dot_i16_free(x: &[i16], q: &[i16]) -> i64 {
+    let n = x.len().min(q.len());
+    let (x, q) = (x.get(..n).unwrap_or(&[]), q.get(..n).unwrap_or(&[]));
+    let mut acc = [_mm256_setzero_si256(); 4];
+    let mut xs = x.chunks_exact(64);
+    let mut qs = q.chunks_exact(64);
+    for (a, b) in (&mut xs).zip(&mut qs) {
+        for (j, acc) in acc.iter_mut().enumerate() {
+            let (Some(a), Some(b)) = (a.get(j * 16..j * 16 + 16), b.get(j * 16..j * 16 + 16))
+            else {
+                continue;
+            };
+            *acc = _mm256_add_epi32(*acc, _mm256_madd_epi16(load16(a), load16(b)));
+        }
+    }
+    let (xr, qr) = (xs.remainder(), qs.remainder());
+    let mut xs = xr.chunks_exact(16);
+    let mut qs = qr.chunks_exact(16);
+    for (a, b) in (&mut xs).zip(&mut qs) {
+        acc[0] = _mm256_add_epi32(acc[0], _mm256_madd_epi16(load16(a), load16(b)));
+    }
+    let lane = _mm256_add_epi32(
+        _mm256_add_epi32(acc[0], acc[1]),
+        _mm256_add_epi32(acc[2], acc[3]),
+    );
+    let tail = scalar::dot_i16(xs.remainder(), qs.remainder());
+    hsum64(widen_add(_mm256_setzero_si256(), lane)).wrapping_add(tail)
 }
 
 #[inline]

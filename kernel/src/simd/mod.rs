@@ -126,6 +126,29 @@ pub fn dot_i16(backend: Backend, x: &[i16], q: &[i16], group: usize) -> i64 {
     }
 }
 
+/// Exact `sum(x[i] * q[i])` when the two vectors' lane bounds fit ([`lanes_fit`]), so no
+/// 32-bit lane needs widening: the fastest form (independent accumulators).
+#[inline]
+pub fn dot_i16_free(backend: Backend, x: &[i16], q: &[i16]) -> i64 {
+    match backend.usable() {
+        #[cfg(target_arch = "x86_64")]
+        Usable::Avx2(cpu) => cpu.dot_i16_free(x, q),
+        #[cfg(target_arch = "aarch64")]
+        Usable::Neon(cpu) => cpu.dot_i16(x, q),
+        _ => scalar::dot_i16(x, q),
+    }
+}
+
+/// Asks the cache to fetch every line of `data` (a hint: nothing else changes).
+#[cfg_attr(not(target_arch = "x86_64"), allow(unused_variables))]
+#[inline]
+pub fn prefetch_all(backend: Backend, data: &[i16]) {
+    #[cfg(target_arch = "x86_64")]
+    if let Usable::Avx2(cpu) = backend.usable() {
+        cpu.prefetch_all(data);
+    }
+}
+
 /// [`dot_i16`] of one stored vector against four queries at once (the batch scan's inner
 /// kernel: each loaded component of `x` is used four times).
 #[cfg_attr(not(target_arch = "x86_64"), allow(unused_variables))]
