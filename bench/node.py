@@ -10,7 +10,10 @@ For each side (``in-process``: ``valori.Database``; ``http``: ``valori.KernelCli
   (its own connection) over HTTP, or sharing the ``Database`` in process (searches release
   the GIL);
 - **transport**: the same single-search latency on a store of ``--small`` rows, where the search
-  itself costs microseconds, so the difference between the sides is what HTTP + JSON cost.
+  itself costs microseconds, so the difference between the sides is what HTTP + JSON cost;
+- **with the HNSW index** (``index="hnsw"``, m = 16, ef_construction = 200): the durable batch
+  insert, one approximate search (``ef`` = ``--ef``) p50 / p99, and the concurrent clients again,
+  with the approximate answers' recall@k against the exact search checked on both sides.
 
 Both databases are checked to hold the same state hash. Results go to stdout as a Markdown
 table, with the CPU model, and with ``--out FILE`` to that file too.
@@ -62,13 +65,19 @@ def load(store, n, d, batch, seed):
     return rows / (time.perf_counter() - start)
 
 
-def latencies(store, queries, k):
+def latencies(store, queries, k, **opts):
     out = []
     for q in queries:
         t = time.perf_counter()
-        store.search(q, k=k)
+        store.search(q, k=k, **opts)
         out.append(time.perf_counter() - t)
     return out
+
+
+def recall(store, queries, k, ef):
+    exact, _ = store.search_batch(queries, k, exact=True)
+    approx, _ = store.search_batch(queries, k, ef=ef)
+    return float(np.mean([len(set(a) & set(e)) / k for a, e in zip(approx, exact)]))
 
 
 def pct(xs, p):
@@ -76,7 +85,7 @@ def pct(xs, p):
     return xs[min(len(xs) - 1, int(round(p / 100 * (len(xs) - 1))))]
 
 
-def concurrent(make_store, queries, k, clients, seconds):
+def concurrent(make_store, queries, k, clients, seconds, **opts):
     """Searches per second with `clients` threads for about `seconds`."""
     stores = [make_store() for _ in range(clients)]
     done = [0] * clients
@@ -88,7 +97,7 @@ def concurrent(make_store, queries, k, clients, seconds):
         barrier.wait()
         j = i
         while time.perf_counter() < stop:
-            s.search(queries[j % len(queries)], k=k)
+            s.search(queries[j % len(queries)], k=k, **opts)
             done[i] += 1
             j += clients
 
@@ -113,6 +122,8 @@ def main():
     ap.add_argument("--small", type=int, default=1_000)
     ap.add_argument("--k", type=int, default=10)
     ap.add_argument("--seed", type=int, default=7)
+    ap.add_argument("--ef", type=int, default=64, help="ef of the approximate searches")
+    ap.add_argument("--no-index", action="store_true", help="skip the HNSW measures")
     ap.add_argument("--quick", action="store_true", help="N = 5,000, d = 64, short runs")
     ap.add_argument("--node", default=os.environ.get("VALORI_NODE_BIN", str(ROOT / "target/release/valori-node")))
     ap.add_argument("--out")
@@ -156,6 +167,29 @@ def main():
         rows[f"one search p99, N = {a.small:,}, d = 16 (ms)"] = (pct(sl, 99) * 1e3, pct(sr, 99) * 1e3)
         db.close()
         sdb.close()
+        if not a.no_index:
+            print("with the HNSW index: loading ...", file=sys.stderr, flush=True)
+            opts = dict(index="hnsw", m=16, ef_construction=200)
+            idb = valori.Database(os.path.join(tmp.name, "indexed"), dim=a.dim, **opts)
+            iremote = valori.KernelClient(url=url, database="indexed", dim=a.dim, **opts)
+            rows["HNSW: durable batch insert (vectors/s)"] = (
+                load(idb, a.n, a.dim, a.batch, a.seed), load(iremote, a.n, a.dim, a.batch, a.seed))
+            if idb.state_hash() != iremote.state_hash():
+                sys.exit("the two indexed sides hold different states")
+            r_local, r_remote = recall(idb, queries, a.k, a.ef), recall(iremote, queries, a.k, a.ef)
+            if r_local != r_remote:
+                sys.exit(f"the two indexed sides answer differently: recall {r_local} / {r_remote}")
+            rows[f"HNSW: recall@{a.k} at ef = {a.ef}"] = (r_local, r_remote)
+            for store in (idb, iremote):
+                latencies(store, queries[:10], a.k, ef=a.ef)
+            il, ir = latencies(idb, queries, a.k, ef=a.ef), latencies(iremote, queries, a.k, ef=a.ef)
+            rows["HNSW: one search p50 (ms)"] = (pct(il, 50) * 1e3, pct(ir, 50) * 1e3)
+            rows["HNSW: one search p99 (ms)"] = (pct(il, 99) * 1e3, pct(ir, 99) * 1e3)
+            rows[f"HNSW: {a.clients} clients (searches/s)"] = (
+                concurrent(lambda: idb, queries, a.k, a.clients, a.seconds, ef=a.ef),
+                concurrent(lambda: valori.KernelClient(url=url, database="indexed"), queries, a.k,
+                           a.clients, a.seconds, ef=a.ef))
+            idb.close()
     finally:
         proc.terminate()
         code = proc.wait(60)

@@ -366,6 +366,19 @@ typedef struct {
    * 1 to open read-only up to the first damage (salvage), default 0.
    */
   uint32_t salvage;
+  /**
+   * Links per node of an approximate (HNSW) index, 2 to 64 (16 is usual); 0 (default): no
+   * index for a new database, and an existing database's as it is. Creating with it indexes
+   * every record; given for an existing database without an index, one is built over its
+   * records; other parameters than an existing index's are `VALORI_INVALID_INPUT`.
+   * (Appended in version 2 of the struct.)
+   */
+  uint32_t index_m;
+  /**
+   * Candidates per insert of the index, `index_m` to 65536 (200 is usual); used only with
+   * `index_m`. (Version 2.)
+   */
+  uint32_t index_ef_construction;
 } valori_options;
 #endif
 
@@ -732,6 +745,43 @@ int valori_search(const valori_db *db,
                   valori_hit *out_hits,
                   size_t cap,
                   size_t *out_len);
+#endif
+
+#if defined(VALORI_HOSTED)
+/**
+ * Approximate k nearest records through the database's index (`valori_options.index_m`),
+ * keeping `ef` candidates (1 to 65536; raised to `k`; at least the number of records is the
+ * exact search), ordered by (distance, id). The distances are exact; the same commands give
+ * the same answers on every machine.
+ *
+ * - `db`: [in] the database.
+ * - `query`: [in] `dim` floats.
+ * - `tag`: [in, nullable] only records with this tag, or NULL for all.
+ * - `out_hits`: [out] room for `cap` hits.
+ * - `out_len`: [out] hits written; with `VALORI_INSUFFICIENT_SIZE`, hits needed.
+ *
+ * Returns `VALORI_INVALID_INPUT` if the database has no index or `ef` is out of range.
+ */
+int valori_search_approx(const valori_db *db,
+                         const float *query,
+                         size_t dim,
+                         uint32_t k,
+                         const uint64_t *tag,
+                         uint32_t ef,
+                         valori_hit *out_hits,
+                         size_t cap,
+                         size_t *out_len);
+#endif
+
+#if defined(VALORI_HOSTED)
+/**
+ * The database's approximate index: its `m` and `ef_construction`, or 0 and 0 without one.
+ *
+ * - `db`: [in] the database.
+ * - `out_m`: [out] links per node (0: no index).
+ * - `out_ef_construction`: [out] candidates per insert (0: no index).
+ */
+int valori_index_params(const valori_db *db, uint32_t *out_m, uint32_t *out_ef_construction);
 #endif
 
 #if defined(VALORI_HOSTED)

@@ -244,6 +244,17 @@ struct Options {
     std::uint64_t checkpoint_wal_bytes = 256ull << 20;
     bool create = true;
     bool salvage = false;
+    /// An approximate (HNSW) index: links per node (2 to 64, 16 is usual); 0 (the default):
+    /// none for a new database, an existing database's as it is.
+    std::uint32_t index_m = 0;
+    /// Candidates per insert of the index (index_m to 65536, 200 is usual).
+    std::uint32_t index_ef_construction = 200;
+};
+
+/// A database's approximate index.
+struct IndexParams {
+    std::uint32_t m = 0;                ///< links per node (0: no index)
+    std::uint32_t ef_construction = 0;  ///< candidates per insert
 };
 
 /// A durable database (a directory). Move-only; closed by the destructor or close().
@@ -272,6 +283,8 @@ class Database {
         o.checkpoint_wal_bytes = options.checkpoint_wal_bytes;
         o.create = options.create ? 1 : 0;
         o.salvage = options.salvage ? 1 : 0;
+        o.index_m = options.index_m;
+        o.index_ef_construction = options.index_m == 0 ? 0 : options.index_ef_construction;
         Database d;
         int rc = valori_open(path.c_str(), &o, &d.db_);
         if (rc != VALORI_OK) return detail::finish(Result<Database>(detail::error_of(rc, valori_errmsg(nullptr))));
@@ -338,6 +351,27 @@ class Database {
         return detail::finish(fill<Hit>(guess, [&](Hit *out, std::size_t cap, std::size_t *n) {
             return valori_search(db_, query.data(), query.size(), k, t, out, cap, n);
         }));
+    }
+
+    /// Approximate k nearest records through the index, keeping `ef` candidates (1 to 65536;
+    /// at least the number of records is exact), ordered by (distance, id); the same commands
+    /// give the same answers on every machine. An error (invalid_input) without an index.
+    detail::ret<std::vector<Hit>> search_approx(span<const float> query, std::uint32_t k, std::uint32_t ef = 64,
+                                                std::optional<std::uint64_t> tag = std::nullopt) const {
+        std::uint64_t count = 0;
+        valori_count(db_, &count);
+        std::size_t guess = static_cast<std::size_t>(count < k ? count : k);
+        const std::uint64_t *t = tag ? &*tag : nullptr;
+        return detail::finish(fill<Hit>(guess, [&](Hit *out, std::size_t cap, std::size_t *n) {
+            return valori_search_approx(db_, query.data(), query.size(), k, t, ef, out, cap, n);
+        }));
+    }
+
+    /// The approximate index's parameters ({0, 0} without one).
+    detail::ret<IndexParams> index_params() const {
+        IndexParams p;
+        int rc = valori_index_params(db_, &p.m, &p.ef_construction);
+        return detail::finish(value(rc, p));
     }
 
     detail::ret<std::vector<Edge>> neighbors(std::uint64_t node, Direction direction) const {

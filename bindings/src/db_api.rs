@@ -43,7 +43,20 @@ pub struct valori_options {
     pub create: u32,
     /// 1 to open read-only up to the first damage (salvage), default 0.
     pub salvage: u32,
+    /// Links per node of an approximate (HNSW) index, 2 to 64 (16 is usual); 0 (default): no
+    /// index for a new database, and an existing database's as it is. Creating with it indexes
+    /// every record; given for an existing database without an index, one is built over its
+    /// records; other parameters than an existing index's are `VALORI_INVALID_INPUT`.
+    /// (Appended in version 2 of the struct.)
+    pub index_m: u32,
+    /// Candidates per insert of the index, `index_m` to 65536 (200 is usual); used only with
+    /// `index_m`. (Version 2.)
+    pub index_ef_construction: u32,
 }
+
+/// Bytes of the first version of `valori_options` (through `salvage`): the smallest
+/// `struct_size` accepted.
+const OPTIONS_V1_SIZE: usize = core::mem::offset_of!(valori_options, salvage) + 4;
 
 /// A database handle (opaque). Every call except `valori_close` may run concurrently on one
 /// handle from several threads.
@@ -184,20 +197,59 @@ pub extern "C" fn valori_options_init(opts: *mut valori_options) -> c_int {
             checkpoint_wal_bytes: 256 << 20,
             create: 1,
             salvage: 0,
+            index_m: 0,
+            index_ef_construction: 0,
         };
         VALORI_OK
     })
 }
 
-fn parse_options(o: Option<&valori_options>) -> Result<Options, c_int> {
+/// A copy of the caller's options: the fields its `struct_size` covers, zero after them (a
+/// caller built against an older header has a shorter struct).
+///
+/// # Safety
+/// A non-NULL `p` must point to at least `struct_size` readable bytes, `struct_size` first.
+unsafe fn read_options(p: *const valori_options) -> Result<Option<valori_options>, c_int> {
+    if p.is_null() {
+        return Ok(None);
+    }
+    // SAFETY: non-NULL; `struct_size` is its first field by contract.
+    let size = unsafe { core::ptr::read_unaligned(p.cast::<u32>()) } as usize;
+    if size < OPTIONS_V1_SIZE {
+        return Err(VALORI_MISUSE);
+    }
+    let mut o = valori_options {
+        struct_size: 0,
+        dim: 0,
+        metric: 0,
+        durability: 0,
+        checkpoint_wal_bytes: 0,
+        create: 0,
+        salvage: 0,
+        index_m: 0,
+        index_ef_construction: 0,
+    };
+    let n = size.min(core::mem::size_of::<valori_options>());
+    // SAFETY: the caller's struct has `size >= n` bytes; `o` has `size_of` >= n; no overlap.
+    unsafe {
+        core::ptr::copy_nonoverlapping(p.cast::<u8>(), core::ptr::addr_of_mut!(o).cast::<u8>(), n);
+    }
+    Ok(Some(o))
+}
+
+fn parse_options(o: Option<valori_options>) -> Result<Options, c_int> {
     let Some(o) = o else {
         return Ok(Options::default());
     };
-    if (o.struct_size as usize) < core::mem::size_of::<valori_options>() {
-        // Every field so far is in version 1 of the struct; a smaller size is not ours.
-        return Err(VALORI_MISUSE);
-    }
+    let index = match o.index_m {
+        0 => None,
+        m => Some(
+            valori_engine::valori_kernel::IndexParams::new(m, o.index_ef_construction)
+                .map_err(|_| crate::VALORI_INVALID_INPUT)?,
+        ),
+    };
     Ok(Options {
+        index,
         dim: (o.dim != 0).then_some(o.dim),
         metric: match o.metric {
             VALORI_METRIC_ANY => None,
@@ -240,7 +292,7 @@ pub extern "C" fn valori_open(
             if path.is_null() {
                 return set_err(VALORI_MISUSE, "valori_open: path is NULL".into());
             }
-            (check!(ffi::opt(opts)), check!(ffi::out(out_db)))
+            (check!(read_options(opts)), check!(ffi::out(out_db)))
         };
         // SAFETY: checked non-NULL above; NUL-terminated by contract.
         let path = unsafe { CStr::from_ptr(path) };
@@ -498,6 +550,47 @@ pub extern "C" fn valori_search(
     out_len: *mut usize,
 ) -> c_int {
     entry::search(db, query, dim, k, tag, out_hits, cap, out_len)
+}
+
+/// Approximate k nearest records through the database's index (`valori_options.index_m`),
+/// keeping `ef` candidates (1 to 65536; raised to `k`; at least the number of records is the
+/// exact search), ordered by (distance, id). The distances are exact; the same commands give
+/// the same answers on every machine.
+///
+/// - `db`: [in] the database.
+/// - `query`: [in] `dim` floats.
+/// - `tag`: [in, nullable] only records with this tag, or NULL for all.
+/// - `out_hits`: [out] room for `cap` hits.
+/// - `out_len`: [out] hits written; with `VALORI_INSUFFICIENT_SIZE`, hits needed.
+///
+/// Returns `VALORI_INVALID_INPUT` if the database has no index or `ef` is out of range.
+#[no_mangle]
+pub extern "C" fn valori_search_approx(
+    db: *const valori_db,
+    query: *const f32,
+    dim: usize,
+    k: u32,
+    tag: *const u64,
+    ef: u32,
+    out_hits: *mut valori_hit,
+    cap: usize,
+    out_len: *mut usize,
+) -> c_int {
+    entry::search_approx(db, query, dim, k, tag, ef, out_hits, cap, out_len)
+}
+
+/// The database's approximate index: its `m` and `ef_construction`, or 0 and 0 without one.
+///
+/// - `db`: [in] the database.
+/// - `out_m`: [out] links per node (0: no index).
+/// - `out_ef_construction`: [out] candidates per insert (0: no index).
+#[no_mangle]
+pub extern "C" fn valori_index_params(
+    db: *const valori_db,
+    out_m: *mut u32,
+    out_ef_construction: *mut u32,
+) -> c_int {
+    entry::index_params(db, out_m, out_ef_construction)
 }
 
 /// Edges at a node.

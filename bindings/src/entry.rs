@@ -101,13 +101,18 @@ fn search_into(
     out_len: &mut usize,
 ) -> Read {
     let code = sized(kern.search(q, k, tag, out), out_len)?;
+    Ok(finish_hits(kern, code, out, out_len))
+}
+
+/// Fills in the float distances of the hits a search wrote.
+fn finish_hits(kern: &Kernel<'_>, code: c_int, out: &mut [valori_hit], out_len: &usize) -> c_int {
     if code == VALORI_OK {
         let metric = kern.config().metric;
         for h in out.iter_mut().take(*out_len) {
             h.distance = metric.distance_to_f64(h.hit().distance);
         }
     }
-    Ok(code)
+    code
 }
 
 fn neighbors_into(
@@ -186,6 +191,53 @@ pub(crate) fn search<H: Target>(
             let q = check!(ffi::slice(query, dim));
             let (tag, out, out_len) = check!(hits_out(tag, out_hits, cap, out_len));
             H::read_query(h, q, |kern, q| search_into(kern, q, k, tag, out, out_len))
+        }
+    })
+}
+
+/// `valori_search_approx`.
+#[allow(clippy::too_many_arguments, reason = "the C signature")]
+pub(crate) fn search_approx<H: Target>(
+    h: *const H,
+    query: *const f32,
+    dim: usize,
+    k: u32,
+    tag: *const u64,
+    ef: u32,
+    out_hits: *mut valori_hit,
+    cap: usize,
+    out_len: *mut usize,
+) -> c_int {
+    boundary(|| {
+        // SAFETY: pointers checked; buffers valid for their lengths by contract.
+        unsafe {
+            let q = check!(ffi::slice(query, dim));
+            let (tag, out, out_len) = check!(hits_out(tag, out_hits, cap, out_len));
+            H::read_query(h, q, |kern, q| {
+                let code = sized(kern.search_approx(q, k, tag, ef, out), out_len)?;
+                Ok(finish_hits(kern, code, out, out_len))
+            })
+        }
+    })
+}
+
+/// `valori_index_params`.
+pub(crate) fn index_params<H: Target>(
+    h: *const H,
+    out_m: *mut u32,
+    out_ef_construction: *mut u32,
+) -> c_int {
+    boundary(|| {
+        // SAFETY: pointers checked.
+        unsafe {
+            let m = check!(ffi::out(out_m));
+            let ef = check!(ffi::out(out_ef_construction));
+            H::read(h, |kern| {
+                let p = kern.index_params();
+                *m = p.map_or(0, |p| p.m);
+                *ef = p.map_or(0, |p| p.ef_construction);
+                Ok(VALORI_OK)
+            })
         }
     })
 }

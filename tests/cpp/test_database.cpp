@@ -86,6 +86,47 @@ TEST(Database, InsertSearchGetAndReopen) {
     EXPECT_EQ(again.state_hash(), hash);
 }
 
+TEST(Database, ApproximateIndexOnEveryMetric) {
+    const valori::Metric metrics[] = {valori::Metric::l2, valori::Metric::inner_product,
+                                      valori::Metric::cosine};
+    for (valori::Metric metric : metrics) {
+        std::string dir = test_dir("index" + std::to_string(static_cast<int>(metric)));
+        std::vector<float> rows;
+        for (int i = 0; i < 400; ++i) {
+            for (int j = 0; j < 6; ++j) rows.push_back(static_cast<float>((i * 7 + j * 13) % 31) / 40.0f - 0.3f);
+        }
+        std::vector<valori::Hit> approx;
+        {
+            valori::Options o;
+            o.dim = 6;
+            o.metric = metric;
+            o.index_m = 8;
+            o.index_ef_construction = 40;
+            Database db = Database::open(dir, o);
+            EXPECT_EQ(db.index_params().m, 8u);
+            EXPECT_EQ(db.index_params().ef_construction, 40u);
+            db.insert_batch(rows, 6);
+            valori::span<const float> q(rows.data() + 6 * 17, 6);
+            approx = db.search_approx(q, 5, 32);
+            ASSERT_EQ(approx.size(), 5u);
+            // An ef of at least the number of records is the exact search.
+            auto exact = db.search(q, 5);
+            auto full = db.search_approx(q, 5, 400);
+            ASSERT_EQ(full.size(), exact.size());
+            for (std::size_t i = 0; i < exact.size(); ++i) EXPECT_EQ(full[i].id, exact[i].id);
+            EXPECT_EQ(code_of([&] { db.search_approx(q, 5, 0); }), Errc::invalid_input);
+        }
+        Database again = Database::open(dir);
+        auto after = again.search_approx(valori::span<const float>(rows.data() + 6 * 17, 6), 5, 32);
+        ASSERT_EQ(after.size(), approx.size());
+        for (std::size_t i = 0; i < after.size(); ++i) EXPECT_EQ(after[i].id, approx[i].id);
+    }
+    Database plain = open_new("index_none", 2);
+    EXPECT_EQ(plain.index_params().m, 0u);
+    plain.insert(std::vector<float>{1, 2});
+    EXPECT_EQ(code_of([&] { plain.search_approx(std::vector<float>{1, 2}, 1); }), Errc::invalid_input);
+}
+
 TEST(Database, GraphAndTraversal) {
     Database db = open_new("graph", 2);
     std::vector<float> v{0.5f, -0.5f};
