@@ -1,5 +1,5 @@
 # shellcheck shell=bash
-# Leg "bench": the peer benchmark in its tiny configuration (in the virtualenv the python leg
+# Leg "bench": the peer benchmarks (exact and approximate) in their tiny configurations (in the virtualenv the python leg
 # builds; run alone, this leg builds the wheel into it first), the HTTP server next to the
 # in-process API (quick), valori verify's rate (quick), the benches compile, and the engine
 # bench runs in its quick configuration.
@@ -31,6 +31,13 @@ leg_bench() {
     test -s "target/bench-tiny/$f" || die "bench/peers.py wrote no $f"
   done
   cat target/bench-tiny/peers.md
+
+  step "approximate search (bench/ann.py) in its tiny configuration: valori, hnswlib, faiss, usearch"
+  rm -rf target/ann-tiny
+  target/pyenv/bin/python bench/ann.py --tiny --out target/ann-tiny --tmp target/ann-tiny/tmp
+  for f in ann.md ann.json ann.png; do
+    test -s "target/ann-tiny/$f" || die "bench/ann.py wrote no $f"
+  done
 
   step "valori-node next to the in-process API (bench/node.py --quick)"
   cargo build -q --release -p valori-node
