@@ -23,6 +23,10 @@ for t in x86_64-unknown-linux-gnu aarch64-unknown-linux-gnu s390x-unknown-linux-
   cargo test -q -p valori-kernel --target "$t" "${features[@]}" --test golden -- --exact final_hashes \
     --nocapture > "$work/$t.log" 2>&1 || true
   grep '^HASH ' "$work/$t.log" > "$work/$t.txt" || true
+  # The approximate index (docs/FORMAT.md §15): its hash and answers, on the hosted targets.
+  cargo test -q -p valori-kernel --target "$t" "${features[@]}" --test hnsw -- --exact golden_index \
+    --nocapture > "$work/$t-index.log" 2>&1 || true
+  grep '^HASH ' "$work/$t-index.log" > "$work/$t-index.txt" || true
 done
 for b in m4 m3; do
   bash examples-c/cortex-m/build.sh "$b" > "$work/firmware-$b.log" 2>&1 || true
@@ -55,8 +59,30 @@ for n in names:
             bad.append("%s on %s: %s" % (n, c, v))
         cells.append((v[:16] if v not in ("skip", "missing") else v) + ("" if ok else " ✗"))
     print("| %s | %s |" % (n, " | ".join(cells)))
+# The approximate index: hosted targets only (the firmware kernel has no allocator, no index).
+index = {}
+for col, f in cols[:4]:
+    for line in open(os.path.join(work, f + "-index.txt")):
+        _, name, value = line.split()[:3]
+        index.setdefault(name, {})[col] = value
+print("\n| approximate index | " + " | ".join(c for c, _ in cols[:4]) + " |")
+print("|---|" + "---|" * 4)
+for n in sorted(index) or ["(no index hashes)"]:
+    row = index.get(n, {})
+    ref = row.get("x86_64")
+    cells = []
+    for c, _ in cols[:4]:
+        v = row.get(c, "missing")
+        ok = ref is not None and v == ref
+        if not ok:
+            bad.append("%s on %s: %s" % (n, c, v))
+        cells.append((v[:16] if v != "missing" else v) + ("" if ok else " ✗"))
+    print("| %s | %s |" % (n, " | ".join(cells)))
+if len(index) != 6:
+    bad.append("expected 6 index hashes (3 metrics x index and answers), x86_64 printed %d" % len(index))
 if bad:
     print("\nDIFFERENT OR MISSING:\n  " + "\n  ".join(bad))
     sys.exit(1)
 print("\nall architectures agree on every golden script (cortex-m3 skips the dimension-4096 scripts: 64 KiB RAM)")
+print("and the hosted ones on the approximate index's hash and answers for every metric")
 PY

@@ -20,7 +20,7 @@ use crate::config::Metric;
 use crate::error::{Error, Invalid, Result};
 use crate::simd::{self, Backend};
 use crate::vectors::Vectors;
-use alloc::collections::{BTreeSet, BinaryHeap};
+use alloc::collections::{BTreeMap, BTreeSet, BinaryHeap};
 use alloc::vec::Vec;
 use core::cmp::Reverse;
 
@@ -177,14 +177,16 @@ pub(crate) struct Hnsw {
     rows: Vec<u32>,
     /// The slot of each kernel row (derived).
     slot_of_row: Vec<u32>,
-    /// `|x|^2` per slot (derived; L2's pair distances).
-    norms: Vec<i128>,
-    /// The AVX2 lane bound of each slot's narrow vector (`u64::MAX` if unknown; derived).
-    lanes: Vec<u64>,
+    /// `|x|^2` per slot, for a vector stored narrow (below 2^47; derived; L2's fast paths).
+    norms: Vec<i64>,
+    /// The AVX2 lane bound of each slot's narrow vector (`u32::MAX`: unknown or larger;
+    /// derived).
+    lanes: Vec<u32>,
     /// Level-0 links: per slot, a count then `2 m` slots.
     links0: Vec<u32>,
-    /// Links above level 0: per slot, for each level `1..=level`, a count then `m` slots.
-    upper: Vec<Vec<u32>>,
+    /// Links above level 0 of the slots above it (about one in `m`): for each level
+    /// `1..=level`, a count then `m` slots.
+    upper: BTreeMap<u32, Vec<u32>>,
     /// In-links per slot, `level << 28 | slot`, in no particular order (derived).
     ins: Vec<Vec<u32>>,
     /// Free slots (derived: the `FREE` ids).
@@ -253,38 +255,39 @@ impl<'a, 'm> Space<'a, 'm> {
     /// product otherwise (cosine vectors are stored unit length). Symmetric.
     fn pair(&self, g: &Hnsw, a: u32, b: u32) -> i128 {
         let (ra, rb) = (g.row(a), g.row(b));
-        let dot = match (self.narrow_row(ra), self.narrow_row(rb)) {
-            (Some(x), Some(y)) => i128::from(self.dot16(x, y, g.lane(a), g.lane(b))),
-            _ => {
-                let (Some(x), Some(y)) = (self.vectors.row(ra), self.vectors.row(rb)) else {
-                    return i128::MAX;
-                };
-                x.iter()
-                    .zip(y.iter())
-                    .map(|(p, q)| i128::from(p.0) * i128::from(q.0))
-                    .sum()
-            }
+        if let (Some(x), Some(y)) = (self.narrow_row(ra), self.narrow_row(rb)) {
+            let dot = i128::from(self.dot16(x, y, g.lane(a), g.lane(b)));
+            return match self.metric {
+                Metric::L2 => i128::from(g.norm(a)) + i128::from(g.norm(b)) - 2 * dot,
+                _ => -dot,
+            };
+        }
+        let (Some(x), Some(y)) = (self.vectors.row(ra), self.vectors.row(rb)) else {
+            return i128::MAX;
         };
+        let pairs = x.iter().zip(y.iter());
         match self.metric {
-            Metric::L2 => g.norm(a) + g.norm(b) - 2 * dot,
-            _ => -dot,
+            Metric::L2 => pairs
+                .map(|(p, q)| {
+                    let d = i128::from(p.0) - i128::from(q.0);
+                    d * d
+                })
+                .sum(),
+            _ => -pairs
+                .map(|(p, q)| i128::from(p.0) * i128::from(q.0))
+                .sum::<i128>(),
         }
     }
 
-    /// `|x|^2` and the lane bound of row `row`.
-    fn norm(&self, row: u32) -> (i128, u64) {
-        match self.vectors.row(row as usize) {
-            Some(v) => match v.narrow() {
-                Some(n) => {
-                    let (qq, lanes) = simd::norms_i16(self.backend, n);
-                    (i128::from(qq), lanes)
-                }
-                None => (
-                    v.iter().map(|p| i128::from(p.0) * i128::from(p.0)).sum(),
-                    u64::MAX,
-                ),
-            },
-            None => (0, u64::MAX),
+    /// `|x|^2` and the lane bound of row `row` if it is stored narrow (else unused: 0 and
+    /// unknown).
+    fn norm(&self, row: u32) -> (i64, u32) {
+        match self.narrow_row(row as usize) {
+            Some(n) => {
+                let (qq, lanes) = simd::norms_i16(self.backend, n);
+                (qq, u32::try_from(lanes).unwrap_or(u32::MAX))
+            }
+            None => (0, u32::MAX),
         }
     }
 }
@@ -300,7 +303,7 @@ impl Hnsw {
             norms: Vec::new(),
             lanes: Vec::new(),
             links0: Vec::new(),
-            upper: Vec::new(),
+            upper: BTreeMap::new(),
             ins: Vec::new(),
             free: BTreeSet::new(),
             entry: NONE,
@@ -324,10 +327,13 @@ impl Hnsw {
     }
 
     pub(crate) fn lane(&self, slot: u32) -> u64 {
-        self.lanes.get(slot as usize).copied().unwrap_or(u64::MAX)
+        match self.lanes.get(slot as usize) {
+            Some(&l) if l != u32::MAX => u64::from(l),
+            _ => u64::MAX,
+        }
     }
 
-    pub(crate) fn norm(&self, slot: u32) -> i128 {
+    pub(crate) fn norm(&self, slot: u32) -> i64 {
         self.norms.get(slot as usize).copied().unwrap_or(0)
     }
 
@@ -350,7 +356,7 @@ impl Hnsw {
             let w = 1 + self.params.max_links(1);
             let at = (level as usize - 1) * w;
             self.upper
-                .get(slot as usize)
+                .get(&slot)
                 .and_then(|u| u.get(at..at + w))
                 .unwrap_or(&[])
         };
@@ -390,7 +396,7 @@ impl Hnsw {
             let w = 1 + max;
             let at = (level as usize - 1) * w;
             self.upper
-                .get_mut(slot as usize)
+                .get_mut(&slot)
                 .and_then(|u| u.get_mut(at..at + w))
         };
         if let Some(list) = list {
@@ -429,7 +435,6 @@ impl Hnsw {
         self.norms.try_reserve(n).map_err(e)?;
         self.lanes.try_reserve(n).map_err(e)?;
         self.links0.try_reserve(n * w).map_err(e)?;
-        self.upper.try_reserve(n).map_err(e)?;
         self.ins.try_reserve(n).map_err(e)
     }
 
@@ -447,9 +452,8 @@ impl Hnsw {
                 self.levels.push(0);
                 self.rows.push(NONE);
                 self.norms.push(0);
-                self.lanes.push(u64::MAX);
+                self.lanes.push(u32::MAX);
                 self.links0.extend(core::iter::repeat_n(0, w));
-                self.upper.push(Vec::new());
                 self.ins.push(Vec::new());
                 s
             }
@@ -470,9 +474,8 @@ impl Hnsw {
         if let Some(x) = self.lanes.get_mut(i) {
             *x = lanes;
         }
-        if let Some(u) = self.upper.get_mut(i) {
-            u.clear();
-            u.resize(upper_len, 0);
+        if upper_len > 0 {
+            self.upper.insert(slot, alloc::vec![0; upper_len]);
         }
         if let Some(list) = self.links0.get_mut(i * w) {
             *list = 0;
@@ -737,9 +740,7 @@ impl Hnsw {
         if let Some(v) = self.ids.get_mut(i) {
             *v = FREE;
         }
-        if let Some(v) = self.upper.get_mut(i) {
-            *v = Vec::new();
-        }
+        self.upper.remove(&x);
         if let Some(v) = self.ins.get_mut(i) {
             *v = Vec::new();
         }
@@ -854,9 +855,8 @@ impl Hnsw {
             g.ids.push(id);
             g.rows.push(NONE);
             g.norms.push(0);
-            g.lanes.push(u64::MAX);
+            g.lanes.push(u32::MAX);
             g.links0.extend(core::iter::repeat_n(0, w0));
-            g.upper.push(Vec::new());
             g.ins.push(Vec::new());
             if id == FREE {
                 g.levels.push(0);
@@ -885,8 +885,11 @@ impl Hnsw {
                 *n = norm;
                 *l = lanes;
             }
-            if let Some(u) = g.upper.last_mut() {
-                u.resize(usize::from(level) * (1 + params.max_links(1)), 0);
+            if level > 0 {
+                g.upper.insert(
+                    s,
+                    alloc::vec![0; usize::from(level) * (1 + params.max_links(1))],
+                );
             }
             g.live += 1;
             for l in 0..=level {
@@ -906,9 +909,7 @@ impl Hnsw {
                     g.links0.get_mut(s as usize * w..(s as usize + 1) * w)
                 } else {
                     let o = (usize::from(l) - 1) * w;
-                    g.upper
-                        .get_mut(s as usize)
-                        .and_then(|u| u.get_mut(o..o + w))
+                    g.upper.get_mut(&s).and_then(|u| u.get_mut(o..o + w))
                 };
                 if let Some((count, rest)) = dst.and_then(|d| d.split_first_mut()) {
                     *count = n as u32;

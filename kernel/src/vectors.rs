@@ -447,15 +447,6 @@ impl<'k> VectorRef<'k> {
         }
     }
 
-    /// The components as `i16`s, if stored narrow.
-    #[cfg(feature = "alloc")]
-    pub(crate) fn narrow(&self) -> Option<&'k [i16]> {
-        match self.0 {
-            Repr::Narrow(n) => Some(n),
-            _ => None,
-        }
-    }
-
     /// The components in order.
     pub fn iter(&self) -> VectorIter<'k> {
         VectorIter(self.0, 0)

@@ -366,3 +366,89 @@ fn levels_follow_the_id_hash() {
         .collect();
     assert_eq!(third, [7326, 21694, 26372, 38521, 39758]);
 }
+
+/// A script of integer-only inputs (no float conversion): `n` inserts of Q16.16 vectors from a
+/// xorshift stream, every fifth record deleted again, then re-inserts under freed ids.
+fn golden_kernel(metric: Metric) -> Kernel<'static> {
+    const DIM: usize = 12;
+    let mut k = Kernel::new(Config::new(DIM as u32, metric).unwrap()).unwrap();
+    k.set_index(Some(IndexParams::new(6, 24).unwrap())).unwrap();
+    let mut g = Gen(0x5eed_1234_abcd_0001);
+    let vector = |g: &mut Gen| -> Vec<Fxp> {
+        let c = (g.next() % 5) as i32 * 9000 - 18000;
+        (0..DIM)
+            .map(|_| Fxp(c + (g.next() % 12000) as i32 - 6000))
+            .collect()
+    };
+    for i in 0..300u64 {
+        let v = vector(&mut g);
+        insert(&mut k, &v, Some(i % 3));
+        if i % 5 == 4 {
+            delete(&mut k, i - 2);
+        }
+    }
+    for id in (2..300u64).step_by(25) {
+        let v = vector(&mut g);
+        k.apply(&Command::Insert {
+            id: Some(id),
+            tag: None,
+            vector: v[..].into(),
+            meta: b"",
+        })
+        .unwrap();
+    }
+    k
+}
+
+/// The index hash and a digest of approximate answers, pinned for every architecture: the
+/// cross leg runs this file on aarch64, s390x (big-endian) and wasm32, and
+/// scripts/cross-hashes.sh prints the `HASH` lines next to x86_64's.
+#[test]
+fn golden_index() {
+    let want = [
+        (Metric::L2, "index-l2", GOLDEN_L2),
+        (Metric::InnerProduct, "index-ip", GOLDEN_IP),
+        (Metric::Cosine, "index-cosine", GOLDEN_COSINE),
+    ];
+    for (metric, name, (index_hash, answers)) in want {
+        let k = golden_kernel(metric);
+        let hash: String = k
+            .index_hash()
+            .unwrap()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        let mut h = blake3::Hasher::new();
+        let mut g = Gen(99);
+        for _ in 0..20 {
+            let q: Vec<Fxp> = (0..12)
+                .map(|_| Fxp((g.next() % 40000) as i32 - 20000))
+                .collect();
+            for hit in k.search_vec_approx(&q, 5, None, 8).unwrap() {
+                h.update(&hit.id.to_le_bytes());
+                h.update(&hit.distance.to_le_bytes());
+            }
+        }
+        let digest = h.finalize().to_hex().to_string();
+        println!("HASH {name} {hash}");
+        println!("HASH {name}-answers {digest}");
+        assert_eq!(
+            (hash.as_str(), digest.as_str()),
+            (index_hash, answers),
+            "{name}"
+        );
+    }
+}
+
+const GOLDEN_L2: (&str, &str) = (
+    "1c1c1e17183bb0f4e31e8dfd4d2f1768cfa518227c981a52057631c69338725b",
+    "59ef2513e2e2b913b5db5a23b4c4bb11a204edf181bd622d7a27f13d8ee5af77",
+);
+const GOLDEN_IP: (&str, &str) = (
+    "aa40e05d0f023618d5a7eeddde6d4ece289ce79e632dcc72ab143a78a192ef5c",
+    "91ba5682e9ae559c897ad5bcb4f21612372736c5fbdac44534c77b0c327df232",
+);
+const GOLDEN_COSINE: (&str, &str) = (
+    "10de245d3a708deac508dd4343c25f44be80f04f63fd31e45feeeefb84b91574",
+    "f6dcb1d33c7c4bec76c4750a6f0b518a18bcb5198b736ba3d32f2149799e5d4b",
+);

@@ -293,7 +293,7 @@ impl Dist for QueryDist<'_, '_> {
             ) {
                 let dot = i128::from(crate::simd::dot_i16_free(self.space.backend, x, q));
                 return match self.scorer.metric {
-                    Metric::L2 => self.ann.norm(slot) + i128::from(qq) - 2 * dot,
+                    Metric::L2 => i128::from(self.ann.norm(slot)) + i128::from(qq) - 2 * dot,
                     _ => self.scorer.ip_distance(dot),
                 };
             }
