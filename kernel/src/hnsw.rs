@@ -20,6 +20,7 @@ use crate::config::Metric;
 use crate::error::{Error, Invalid, Result};
 use crate::simd::{self, Backend};
 use crate::vectors::Vectors;
+use alloc::boxed::Box;
 use alloc::collections::{BTreeMap, BTreeSet, BinaryHeap};
 use alloc::vec::Vec;
 use core::cmp::Reverse;
@@ -177,18 +178,16 @@ pub(crate) struct Hnsw {
     rows: Vec<u32>,
     /// The slot of each kernel row (derived).
     slot_of_row: Vec<u32>,
-    /// `|x|^2` per slot, for a vector stored narrow (below 2^47; derived; L2's fast paths).
+    /// `|x|^2` per slot while the store is narrow (below 2^47; derived; L2's fast paths);
+    /// empty once it is wider (a store never narrows while open; a restored one computes them).
     norms: Vec<i64>,
-    /// The AVX2 lane bound of each slot's narrow vector (`u32::MAX`: unknown or larger;
-    /// derived).
-    lanes: Vec<u32>,
     /// Level-0 links: per slot, a count then `2 m` slots.
     links0: Vec<u32>,
     /// Links above level 0 of the slots above it (about one in `m`): for each level
     /// `1..=level`, a count then `m` slots.
     upper: BTreeMap<u32, Vec<u32>>,
     /// In-links per slot, `level << 28 | slot`, in no particular order (derived).
-    ins: Vec<Vec<u32>>,
+    ins: Vec<Box<[u32]>>,
     /// Free slots (derived: the `FREE` ids).
     free: BTreeSet<u32>,
     entry: u32,
@@ -256,7 +255,8 @@ impl<'a, 'm> Space<'a, 'm> {
     fn pair(&self, g: &Hnsw, a: u32, b: u32) -> i128 {
         let (ra, rb) = (g.row(a), g.row(b));
         if let (Some(x), Some(y)) = (self.narrow_row(ra), self.narrow_row(rb)) {
-            let dot = i128::from(self.dot16(x, y, g.lane(a), g.lane(b)));
+            let lanes = self.vectors.lane_bound();
+            let dot = i128::from(self.dot16(x, y, lanes, lanes));
             return match self.metric {
                 Metric::L2 => i128::from(g.norm(a)) + i128::from(g.norm(b)) - 2 * dot,
                 _ => -dot,
@@ -279,16 +279,10 @@ impl<'a, 'm> Space<'a, 'm> {
         }
     }
 
-    /// `|x|^2` and the lane bound of row `row` if it is stored narrow (else unused: 0 and
-    /// unknown).
-    fn norm(&self, row: u32) -> (i64, u32) {
-        match self.narrow_row(row as usize) {
-            Some(n) => {
-                let (qq, lanes) = simd::norms_i16(self.backend, n);
-                (qq, u32::try_from(lanes).unwrap_or(u32::MAX))
-            }
-            None => (0, u32::MAX),
-        }
+    /// `|x|^2` of row `row` if it is stored narrow (else unused: 0).
+    fn norm(&self, row: u32) -> i64 {
+        self.narrow_row(row as usize)
+            .map_or(0, |n| simd::norms_i16(self.backend, n).0)
     }
 }
 
@@ -301,7 +295,6 @@ impl Hnsw {
             rows: Vec::new(),
             slot_of_row: Vec::new(),
             norms: Vec::new(),
-            lanes: Vec::new(),
             links0: Vec::new(),
             upper: BTreeMap::new(),
             ins: Vec::new(),
@@ -324,13 +317,6 @@ impl Hnsw {
         self.rows
             .get(slot as usize)
             .map_or(usize::MAX, |&r| r as usize)
-    }
-
-    pub(crate) fn lane(&self, slot: u32) -> u64 {
-        match self.lanes.get(slot as usize) {
-            Some(&l) if l != u32::MAX => u64::from(l),
-            _ => u64::MAX,
-        }
     }
 
     pub(crate) fn norm(&self, slot: u32) -> i64 {
@@ -374,16 +360,14 @@ impl Hnsw {
         for &t in &old {
             if !new.contains(&t) {
                 if let Some(list) = self.ins.get_mut(t as usize) {
-                    if let Some(p) = list.iter().position(|&x| x == tag) {
-                        list.swap_remove(p);
-                    }
+                    unlink(list, tag);
                 }
             }
         }
         for &t in new {
             if !old.contains(&t) {
                 if let Some(list) = self.ins.get_mut(t as usize) {
-                    list.push(tag);
+                    link(list, tag);
                 }
             }
         }
@@ -432,8 +416,6 @@ impl Hnsw {
         self.levels.try_reserve(n).map_err(e)?;
         self.rows.try_reserve(n).map_err(e)?;
         self.slot_of_row.try_reserve(n).map_err(e)?;
-        self.norms.try_reserve(n).map_err(e)?;
-        self.lanes.try_reserve(n).map_err(e)?;
         self.links0.try_reserve(n * w).map_err(e)?;
         self.ins.try_reserve(n).map_err(e)
     }
@@ -441,7 +423,7 @@ impl Hnsw {
     /// Takes the lowest free slot (or a new one) for record `id` at kernel row `row`.
     fn take_slot(&mut self, id: u64, row: u32, space: &Space<'_, '_>) -> u32 {
         let level = level_of(id, self.params.m);
-        let (norm, lanes) = space.norm(row);
+        let norm = space.norm(row);
         let w = 1 + self.params.max_links(0);
         let upper_len = usize::from(level) * (1 + self.params.max_links(1));
         let slot = match self.free.pop_first() {
@@ -451,10 +433,8 @@ impl Hnsw {
                 self.ids.push(FREE);
                 self.levels.push(0);
                 self.rows.push(NONE);
-                self.norms.push(0);
-                self.lanes.push(u32::MAX);
                 self.links0.extend(core::iter::repeat_n(0, w));
-                self.ins.push(Vec::new());
+                self.ins.push(Box::default());
                 s
             }
         };
@@ -468,11 +448,15 @@ impl Hnsw {
         if let Some(x) = self.rows.get_mut(i) {
             *x = row;
         }
-        if let Some(x) = self.norms.get_mut(i) {
-            *x = norm;
-        }
-        if let Some(x) = self.lanes.get_mut(i) {
-            *x = lanes;
+        if space.narrow.is_some() {
+            if self.norms.len() <= i {
+                self.norms.resize(i + 1, 0);
+            }
+            if let Some(x) = self.norms.get_mut(i) {
+                *x = norm;
+            }
+        } else if !self.norms.is_empty() {
+            self.norms = Vec::new();
         }
         if upper_len > 0 {
             self.upper.insert(slot, alloc::vec![0; upper_len]);
@@ -742,7 +726,7 @@ impl Hnsw {
         }
         self.upper.remove(&x);
         if let Some(v) = self.ins.get_mut(i) {
-            *v = Vec::new();
+            *v = Box::default();
         }
         if let Some(v) = self.rows.get_mut(i) {
             *v = NONE;
@@ -770,6 +754,24 @@ impl Hnsw {
             }
         }
         self.slot_of_row.truncate(last);
+    }
+}
+
+/// Adds `tag` to an in-list. In-lists are many and small: each is exactly as long as it holds
+/// (no spare capacity, a 16-byte handle).
+fn link(list: &mut Box<[u32]>, tag: u32) {
+    let mut v = core::mem::take(list).into_vec();
+    v.reserve_exact(1);
+    v.push(tag);
+    *list = v.into_boxed_slice();
+}
+
+/// Removes `tag` from an in-list (if there).
+fn unlink(list: &mut Box<[u32]>, tag: u32) {
+    if let Some(p) = list.iter().position(|&x| x == tag) {
+        let mut v = core::mem::take(list).into_vec();
+        v.swap_remove(p);
+        *list = v.into_boxed_slice();
     }
 }
 
@@ -854,10 +856,11 @@ impl Hnsw {
             let id = r.u64()?;
             g.ids.push(id);
             g.rows.push(NONE);
-            g.norms.push(0);
-            g.lanes.push(u32::MAX);
+            if space.narrow.is_some() {
+                g.norms.push(0);
+            }
             g.links0.extend(core::iter::repeat_n(0, w0));
-            g.ins.push(Vec::new());
+            g.ins.push(Box::default());
             if id == FREE {
                 g.levels.push(0);
                 g.free.insert(s);
@@ -877,13 +880,11 @@ impl Hnsw {
                 ));
             }
             g.levels.push(level);
-            let (norm, lanes) = space.norm(row as u32);
-            if let (Some(x), Some(n), Some(l)) =
-                (g.rows.last_mut(), g.norms.last_mut(), g.lanes.last_mut())
-            {
+            if let Some(x) = g.rows.last_mut() {
                 *x = row as u32;
-                *n = norm;
-                *l = lanes;
+            }
+            if let Some(n) = g.norms.last_mut() {
+                *n = space.norm(row as u32);
             }
             if level > 0 {
                 g.upper.insert(
@@ -940,7 +941,7 @@ impl Hnsw {
                     ));
                 }
                 if let Some(list) = g.ins.get_mut(t as usize) {
-                    list.push((u32::from(l) << 28) | s);
+                    link(list, (u32::from(l) << 28) | s);
                 }
             }
         }

@@ -452,3 +452,42 @@ const GOLDEN_COSINE: (&str, &str) = (
     "10de245d3a708deac508dd4343c25f44be80f04f63fd31e45feeeefb84b91574",
     "f6dcb1d33c7c4bec76c4750a6f0b518a18bcb5198b736ba3d32f2149799e5d4b",
 );
+
+#[test]
+fn an_index_over_a_store_that_widens_stays_exact_and_deterministic() {
+    for metric in METRICS {
+        let dim = 8;
+        let mut g = Gen(21);
+        let cs = centres(&mut g, 6, dim);
+        let mut k = indexed(metric, dim as u32);
+        for _ in 0..300 {
+            insert(&mut k, &g.vector(dim, &cs), None);
+        }
+        // One large component widens the store (narrow -> mid -> wide) under the index.
+        let mut big = g.vector(dim, &cs);
+        big[0] = Fxp::from_f32(3.0, 0).unwrap();
+        insert(&mut k, &big, None);
+        big[1] = Fxp::from_f32(300.0, 1).unwrap();
+        insert(&mut k, &big, None);
+        let mut restored = Kernel::from_bytes(&k.to_bytes()).unwrap();
+        restored.load_index(&k.index_bytes().unwrap()).unwrap();
+        let mut g2 = Gen(g.0);
+        for _ in 0..300 {
+            insert(&mut k, &g.vector(dim, &cs), None);
+            insert(&mut restored, &g2.vector(dim, &cs), None);
+        }
+        assert_eq!(k.index_bytes(), restored.index_bytes(), "{metric:?}");
+        let queries: Vec<_> = (0..20).map(|_| g.vector(dim, &cs)).collect();
+        for q in &queries {
+            assert_eq!(
+                k.search_vec_approx(q, 10, None, 1000).unwrap(),
+                k.search_vec(q, 10, None).unwrap()
+            );
+            assert_eq!(
+                k.search_vec_approx(q, 10, None, 32).unwrap(),
+                restored.search_vec_approx(q, 10, None, 32).unwrap()
+            );
+        }
+        assert!(recall(&k, &queries, 10, 64) >= 0.9, "{metric:?}");
+    }
+}

@@ -286,7 +286,7 @@ impl Dist for QueryDist<'_, '_> {
     fn dist(&mut self, slot: u32) -> i128 {
         let row = self.ann.row(slot);
         if let Some((q, qq, q_lanes)) = self.narrow {
-            let lanes = self.ann.lane(slot);
+            let lanes = self.space.vectors.lane_bound();
             if let (Some(x), true) = (
                 self.space.narrow_row(row),
                 crate::simd::lanes_fit(lanes, q_lanes),
