@@ -18,7 +18,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 all_targets=(command kernel_state kernel_snapshot wal_segment snapshot_file export recovery c_api
-  c_api_db)
+  c_api_db index)
 
 usage() {
   sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//' >&2

@@ -287,6 +287,12 @@ pub fn decode(bytes: &[u8]) -> Result<Snapshot, (u64, String)> {
         }
         other => (body_at as u64, other.to_string()),
     })?;
+    if kernel.state_hash() != state_hash {
+        return Err(err(
+            56,
+            "recomputed state hash differs from the recorded one",
+        ));
+    }
     if sections == 2 {
         let at = body_at + len as usize + 32;
         let sec = bytes.get(at..at + 16).unwrap_or_default();
@@ -315,12 +321,6 @@ pub fn decode(bytes: &[u8]) -> Result<Snapshot, (u64, String)> {
             }
             other => (index_at as u64, other.to_string()),
         })?;
-    }
-    if kernel.state_hash() != state_hash {
-        return Err(err(
-            56,
-            "recomputed state hash differs from the recorded one",
-        ));
     }
     Ok(Snapshot {
         seq,

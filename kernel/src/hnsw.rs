@@ -222,7 +222,8 @@ impl<'a, 'm> Space<'a, 'm> {
     #[inline]
     pub(crate) fn narrow_row(&self, row: usize) -> Option<&'a [i16]> {
         let (data, stride, dim) = self.narrow?;
-        data.get(row * stride..row * stride + dim)
+        let at = row.checked_mul(stride)?;
+        data.get(at..at.checked_add(dim)?)
     }
 
     /// Asks the cache for row `row`.
@@ -416,7 +417,9 @@ impl Hnsw {
         self.levels.try_reserve(n).map_err(e)?;
         self.rows.try_reserve(n).map_err(e)?;
         self.slot_of_row.try_reserve(n).map_err(e)?;
-        self.links0.try_reserve(n * w).map_err(e)?;
+        self.links0
+            .try_reserve(n.checked_mul(w).ok_or(())?)
+            .map_err(e)?;
         self.ins.try_reserve(n).map_err(e)
     }
 
@@ -702,7 +705,8 @@ impl Hnsw {
                         .collect()
                 })
                 .unwrap_or_default();
-            // In id order: the repair of one changes what the next sees.
+            // Each repair reads only its own links and the deleted node's, so the order does
+            // not change the result; id order keeps it obviously so.
             from.sort_unstable_by_key(|&p| self.id(p));
             for p in from {
                 let mut cands: Vec<u32> = self

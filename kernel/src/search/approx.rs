@@ -192,7 +192,8 @@ impl Kernel<'_> {
         }
         let copy = query_copy(self, query);
         let scorer = Scorer::new(self, query, copy.as_deref())?;
-        let want = self.result_count(k, tag);
+        // `result_count(k, tag)`, from the count above (one pass over the rows, not two).
+        let want = matching.min(k as usize);
         let Some(out) = out.get_mut(..want) else {
             return Err(Error::InsufficientSize {
                 needed: want as u64,
