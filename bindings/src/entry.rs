@@ -196,6 +196,7 @@ pub(crate) fn search<H: Target>(
 }
 
 /// `valori_search_approx`.
+#[cfg(feature = "hosted")]
 #[allow(clippy::too_many_arguments, reason = "the C signature")]
 pub(crate) fn search_approx<H: Target>(
     h: *const H,
@@ -222,6 +223,7 @@ pub(crate) fn search_approx<H: Target>(
 }
 
 /// `valori_index_params`.
+#[cfg(feature = "hosted")]
 pub(crate) fn index_params<H: Target>(
     h: *const H,
     out_m: *mut u32,
