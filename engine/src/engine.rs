@@ -725,6 +725,27 @@ impl Engine {
         Ok(LogPin::new(Arc::clone(&self.pins), from))
     }
 
+    /// The next up to `max` logged commands a pinned reader has not read, through sequence
+    /// number `through` (none once past it), and advances the pin past them. `Corrupt` if the
+    /// log no longer holds every one of them.
+    pub fn read_pinned(&self, pin: &mut LogPin, through: u64, max: usize) -> Result<Vec<LogEntry>> {
+        let from = pin.from();
+        if from > through {
+            return Ok(Vec::new());
+        }
+        let want = usize::try_from(through - from + 1).map_or(max, |n| n.min(max));
+        let entries = self.history(from, want)?;
+        if entries.len() != want || entries.iter().zip(from..).any(|(e, seq)| e.seq != seq) {
+            return Err(Error::corrupt(
+                &self.dir,
+                0,
+                format!("the log no longer holds commands {from}..={through}"),
+            ));
+        }
+        pin.advance(from + want as u64);
+        Ok(entries)
+    }
+
     /// Reads this database's export (`docs/FORMAT.md` §12) a piece at a time: the newest
     /// snapshot's state now, the commands after it page by page (held against retention
     /// meanwhile), so an export of any size streams in bounded memory.

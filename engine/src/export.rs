@@ -167,29 +167,19 @@ impl ExportReader {
             encode_head(&mut out, self.base_seq, &base, self.last - self.base_seq);
             return Ok(Some(out));
         }
-        let from = self.pin.from();
-        if from > self.last {
+        let entries = engine.read_pinned(&mut self.pin, self.last, PAGE)?;
+        if entries.is_empty() {
             if self.done {
                 return Ok(None);
             }
             self.done = true;
             return Ok(Some(self.state_hash.to_vec()));
         }
-        let want = usize::try_from(self.last - from + 1).map_or(PAGE, |n| n.min(PAGE));
-        let entries = engine.history(from, want)?;
-        if entries.len() != want || entries.iter().zip(from..).any(|(e, seq)| e.seq != seq) {
-            return Err(Error::corrupt(
-                engine.path(),
-                0,
-                format!("the log no longer holds commands {from}..={}", self.last),
-            ));
-        }
         let bytes: usize = entries.iter().map(|e| 4 + e.command.len()).sum();
         let mut out = Vec::with_capacity(bytes);
         for e in &entries {
             encode_command(&mut out, &e.command);
         }
-        self.pin.advance(from + want as u64);
         Ok(Some(out))
     }
 }

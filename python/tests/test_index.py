@@ -54,7 +54,7 @@ def test_approximate_search_is_close_to_exact_and_the_same_everywhere(make, metr
     rows, queries = data()
     s = make(16, metric, index="hnsw", m=8, ef_construction=64)
     assert s.index == valori.IndexParams("hnsw", 8, 64)
-    s.insert_batch(rows[:1000])
+    s.insert_batch(rows[:1000], tags=[i % 3 for i in range(1000)])
     for r in rows[1000:1100]:
         s.insert(r)
     for i in range(0, 300, 3):
@@ -70,10 +70,17 @@ def test_approximate_search_is_close_to_exact_and_the_same_everywhere(make, metr
         assert [h.id for h in hits] == list(row_ids)
         assert [h.distance for h in hits] == list(row_d)
         assert s.search(q, 10, exact=True) == s.search(q, 10, ef=65536)
+    # A tag filter through the index: min(k, matching) hits, all tagged, close to exact.
+    tagged, _ = s.search_batch(queries, 10, tag=2, ef=32)
+    exact_tagged, _ = s.search_batch(queries, 10, tag=2, exact=True)
+    assert tagged.shape == (40, 10)
+    assert all(i % 3 == 2 for i in tagged.ravel().tolist())
+    assert np.mean([len(set(a) & set(e)) / 10 for a, e in zip(tagged, exact_tagged)]) >= 0.8
     # The expected answers of this script, the same in every store (and on every machine):
-    # a hash of the approximate ids.
+    # hashes of the approximate ids, unfiltered and tagged.
     assert s.state_hash() == reference_hash(metric)[0]
     assert hash_ids(ids) == reference_hash(metric)[1]
+    assert hash_ids(tagged) == reference_hash(metric)[2]
 
 
 _reference = {}
@@ -84,12 +91,13 @@ def reference_hash(metric):
     if metric not in _reference:
         rows, queries = data()
         k = valori.EmbeddedKernel(dim=16, metric=metric, index="hnsw", m=8, ef_construction=64)
-        k.insert_batch(rows[:1000])
+        k.insert_batch(rows[:1000], tags=[i % 3 for i in range(1000)])
         for r in rows[1000:1100]:
             k.insert(r)
         for i in range(0, 300, 3):
             k.delete(i)
-        _reference[metric] = (k.state_hash(), hash_ids(k.search_batch(queries, 10, ef=32)[0]))
+        _reference[metric] = (k.state_hash(), hash_ids(k.search_batch(queries, 10, ef=32)[0]),
+                              hash_ids(k.search_batch(queries, 10, tag=2, ef=32)[0]))
     return _reference[metric]
 
 

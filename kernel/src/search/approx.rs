@@ -62,28 +62,23 @@ impl Kernel<'_> {
         opts: SearchOptions,
     ) -> Result<(usize, Vec<Hit>)> {
         check_ef(opts.ef)?;
-        let dim = self.config.dim as usize;
-        if !queries.len().is_multiple_of(dim) {
-            return Err(Error::Dimension {
-                expected: self.config.dim,
-                got: queries.len() as u64,
-            });
-        }
-        if k == 0 {
-            return Err(Error::InvalidInput(Invalid::ZeroK));
-        }
+        let n = self.batch_len(queries, k)?;
         let width = self.result_count(k, tag);
-        let n = queries.len() / dim;
         let mut hits = Vec::new();
         hits.try_reserve_exact(n.saturating_mul(width))
             .map_err(|_| Error::Full(Resource::Memory))?;
-        if opts.exact || self.ann.is_none() {
-            hits.resize(n * width, Hit::default());
+        hits.resize(n * width, Hit::default());
+        // Exact, or nothing to find (the exact batch still checks every query).
+        if opts.exact || self.ann.is_none() || width == 0 {
             let got = self.search_batch(queries, k, tag, &mut hits)?;
             return Ok((got, hits));
         }
-        for q in queries.chunks_exact(dim) {
-            hits.extend_from_slice(&self.search_vec_approx(q, k, tag, opts.ef)?);
+        let dim = self.config.dim as usize;
+        for (q, out) in queries
+            .chunks_exact(dim)
+            .zip(hits.chunks_exact_mut(width.max(1)))
+        {
+            self.search_approx(q, k, tag, opts.ef, out)?;
         }
         Ok((width, hits))
     }
@@ -237,18 +232,9 @@ impl Kernel<'_> {
         tag: Option<u64>,
         ef: u32,
     ) -> Result<Vec<Hit>> {
-        let n = if query.len() == self.config.dim as usize && k != 0 {
-            self.result_count(k, tag)
-        } else {
-            0
-        };
-        let mut out = Vec::new();
-        out.try_reserve_exact(n)
-            .map_err(|_| Error::Full(Resource::Memory))?;
-        out.resize(n, Hit::default());
-        let got = self.search_approx(query, k, tag, ef, &mut out)?;
-        out.truncate(got);
-        Ok(out)
+        self.hits_vec(query, k, tag, |out| {
+            self.search_approx(query, k, tag, ef, out)
+        })
     }
 }
 

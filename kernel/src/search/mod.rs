@@ -150,16 +150,7 @@ impl<'m> Kernel<'m> {
         out: &mut [S],
     ) -> Result<usize> {
         let dim = self.config.dim as usize;
-        if !queries.len().is_multiple_of(dim) {
-            return Err(Error::Dimension {
-                expected: self.config.dim,
-                got: queries.len() as u64,
-            });
-        }
-        if k == 0 {
-            return Err(Error::InvalidInput(Invalid::ZeroK));
-        }
-        let nq = queries.len() / dim;
+        let nq = self.batch_len(queries, k)?;
         let copy = query_copy(self, queries);
         let narrow = copy.as_deref();
         let scorers = queries
@@ -212,6 +203,18 @@ impl<'m> Kernel<'m> {
         k: u32,
         tag: Option<u64>,
     ) -> Result<alloc::vec::Vec<Hit>> {
+        self.hits_vec(query, k, tag, |out| self.search(query, k, tag, out))
+    }
+
+    /// A search (`fill`) into a new vector of exactly the result's length.
+    #[cfg(feature = "alloc")]
+    pub(super) fn hits_vec(
+        &self,
+        query: &[Fxp],
+        k: u32,
+        tag: Option<u64>,
+        fill: impl FnOnce(&mut [Hit]) -> Result<usize>,
+    ) -> Result<alloc::vec::Vec<Hit>> {
         let mut out = alloc::vec::Vec::new();
         let n = if query.len() == self.config.dim as usize && k != 0 {
             self.result_count(k, tag)
@@ -221,8 +224,25 @@ impl<'m> Kernel<'m> {
         out.try_reserve_exact(n)
             .map_err(|_| Error::Full(crate::error::Resource::Memory))?;
         out.resize(n, Hit::default());
-        let got = self.search(query, k, tag, &mut out)?;
+        let got = fill(&mut out)?;
         out.truncate(got);
         Ok(out)
+    }
+
+    /// The number of queries in a batch (`queries.len() / dim`), after the checks every batch
+    /// search makes first: a whole number of vectors (`Dimension`), `k > 0`.
+    #[cfg(feature = "alloc")]
+    pub(super) fn batch_len(&self, queries: &[Fxp], k: u32) -> Result<usize> {
+        let dim = self.config.dim as usize;
+        if !queries.len().is_multiple_of(dim) {
+            return Err(Error::Dimension {
+                expected: self.config.dim,
+                got: queries.len() as u64,
+            });
+        }
+        if k == 0 {
+            return Err(Error::InvalidInput(Invalid::ZeroK));
+        }
+        Ok(queries.len() / dim)
     }
 }
