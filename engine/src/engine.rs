@@ -5,7 +5,7 @@ use crate::directory::HistoryTag;
 use crate::error::{Error, Result};
 use crate::export::{Export, ExportReader};
 use crate::history::{self, LogEntry, Span};
-use crate::options::{Durability, Options};
+use crate::options::{Durability, Options, INDEX_REPLAY_WEIGHT};
 use crate::pin::{LogPin, Pins};
 use crate::recovery::{self, Recovered, RecoveryReport, SalvageReport};
 use crate::storage::{FsStorage, LockGuard, Storage};
@@ -291,9 +291,18 @@ impl Engine {
     /// geometrically spaced sizes (snapshot writes at most about twice the log's, instead of
     /// a full rewrite every `checkpoint_wal_bytes`), and recovery replays at most
     /// `max(checkpoint_wal_bytes, last snapshot)` of log.
+    ///
+    /// With an approximate index each logged byte counts [`INDEX_REPLAY_WEIGHT`] times: recovery
+    /// replays an insert into the index at the index's build rate, far slower than it loads
+    /// the same record from a snapshot, so the log is kept that much shorter.
     fn checkpoint_due(&self, st: &State) -> bool {
         let limit = self.options.checkpoint_wal_bytes;
-        limit > 0 && st.segment_bytes >= limit.max(st.snapshot_bytes)
+        let weight = if st.kernel.index_params().is_some() {
+            INDEX_REPLAY_WEIGHT
+        } else {
+            1
+        };
+        limit > 0 && st.segment_bytes.saturating_mul(weight) >= limit.max(st.snapshot_bytes)
     }
 
     fn checkpoint_if_due(&self, turn: &WriterTurn<'_>) {

@@ -48,7 +48,7 @@ pub use engine::{Engine, Record, Stats};
 pub use error::{Error, Hint, Result};
 pub use export::{replay_export, replay_into, Export, ExportReader, EXPORT_MAGIC, EXPORT_VERSION};
 pub use history::{decode_entry, Files, History, LogEntry, Span, Verified};
-pub use options::{Durability, Options};
+pub use options::{Durability, Options, INDEX_REPLAY_WEIGHT};
 pub use pin::LogPin;
 pub use recovery::{RecoveryReport, SalvageReport, TornTail};
 pub use snapshot::decode_file as decode_snapshot;

@@ -19,6 +19,14 @@ pub enum Durability {
     None,
 }
 
+/// How many times a logged byte counts towards the automatic checkpoint when the database has
+/// an approximate index. Recovery replays each logged insert into the index at the index's build
+/// rate (about 2,000 records/s at d = 384, N = 1M on one core), some 60 times slower than it
+/// loads the same record from a snapshot; counting the log 16 times keeps the replay after the
+/// newest snapshot to at most a sixteenth of that snapshot's records, at the price of a
+/// checkpoint every sixteenth of the store (bench/README.md measures both).
+pub const INDEX_REPLAY_WEIGHT: u64 = 16;
+
 /// Options for [`crate::Engine::open`].
 #[derive(Clone, Debug)]
 pub struct Options {
@@ -30,6 +38,7 @@ pub struct Options {
     pub durability: Durability,
     /// Checkpoint automatically when the current WAL segment grows past this many bytes and
     /// past the size of the last snapshot (0 disables automatic checkpoints). Default 256 MiB.
+    /// With an approximate index the log counts [`INDEX_REPLAY_WEIGHT`] times its size.
     pub checkpoint_wal_bytes: u64,
     /// Create the database if the directory holds none. Default true.
     pub create: bool,

@@ -180,3 +180,57 @@ fn a_damaged_index_section_is_reported() {
     assert_eq!(e.code(), ErrorCode::Corrupt, "{e}");
     assert!(e.to_string().contains("checksum"), "{e}");
 }
+
+/// Bytes of log after the newest snapshot once `n` records are inserted under automatic
+/// checkpoints, and the state's size; a reopened copy must hold the same state and index.
+fn logged_after_bulk_load(options: Options, n: u32) -> (usize, usize) {
+    let sim = SimStorage::new();
+    let db = Engine::open_with_storage(dir(), options, Arc::new(sim.clone())).unwrap();
+    for i in 0..n {
+        db.insert(&vector(i), None, b"").unwrap();
+    }
+    let wal: usize = sim
+        .state()
+        .files()
+        .iter()
+        .filter(|(p, _)| p.to_string_lossy().ends_with(".log"))
+        .map(|(_, c)| c.len())
+        .sum();
+    let state = db.with_kernel(|k| k.encoded_len_hint()).unwrap() as usize;
+    let (hash, index) = (
+        db.state_hash().unwrap(),
+        db.with_kernel(|k| k.index_hash()).unwrap(),
+    );
+    drop(db);
+    let db = Engine::open_with_storage(dir(), Options::default(), Arc::new(sim)).unwrap();
+    assert_eq!(db.state_hash().unwrap(), hash);
+    assert_eq!(db.with_kernel(|k| k.index_hash()).unwrap(), index);
+    (wal, state)
+}
+
+/// With an index, the automatic checkpoint counts the log `INDEX_REPLAY_WEIGHT` times: recovery
+/// replays at most a sixteenth of the state's size into the index. Without an index the same
+/// load leaves up to the state's size in the log, which the indexed bound would refuse (the
+/// control that the load is large enough for the weight to matter).
+#[test]
+fn with_an_index_the_automatic_checkpoint_keeps_the_log_a_weight_shorter() {
+    let limit = 2048;
+    let weight = valori_engine::INDEX_REPLAY_WEIGHT as usize;
+    assert_eq!(weight, 16);
+    let (wal, state) =
+        logged_after_bulk_load(options(Metric::L2).checkpoint_wal_bytes(limit), 2000);
+    let record = 100; // one logged insert of six components, with its frame, is below this
+    assert!(
+        wal < limit as usize / weight + state / weight + record,
+        "indexed: {wal} bytes of log after the newest snapshot, state {state}"
+    );
+    let (plain_wal, plain_state) = logged_after_bulk_load(
+        Options::new(6, Metric::L2).checkpoint_wal_bytes(limit),
+        2000,
+    );
+    assert_eq!(plain_state, state);
+    assert!(
+        plain_wal > state / weight + limit as usize / weight + record,
+        "without an index the log may grow to the state's size: {plain_wal} of {state}"
+    );
+}
