@@ -149,7 +149,10 @@ def main():
             p = "%s_%d" % (ident, i)
             op = s["op"]
             expect = s["expect"]
-            if op == "get":
+            if op in ("get", "search_approx"):
+                # The bare-metal library has no approximate index (it needs an allocator); the
+                # firmware still replays an indexed script's commands and checks its state
+                # hashes, which the index does not change.
                 continue
             if op == "search":
                 q = vector(s["query"], dim)

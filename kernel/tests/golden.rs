@@ -17,7 +17,8 @@
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 use valori_kernel::{
-    Applied, Capacity, Command, Config, Direction, Fxp, Hit, Hop, Kernel, Metric, Words,
+    Applied, Capacity, Command, Config, Direction, Fxp, Hit, Hop, IndexParams, Kernel, Metric,
+    Words,
 };
 
 fn vectors_dir() -> PathBuf {
@@ -224,6 +225,18 @@ fn run_step(k: &mut Kernel<'_>, step: &Value) -> Value {
                 Err(e) => err_value(e),
             }
         }
+        "search_approx" => {
+            let q = vector(&step["query"], dim);
+            let k_ = step["k"].as_u64().expect("k") as u32;
+            let ef = step["ef"].as_u64().expect("ef") as u32;
+            let mut out = vec![Hit::default(); 64];
+            match k.search_approx(&q, k_, opt_u64(step, "tag"), ef, &mut out) {
+                Ok(n) => json!({
+                    "hits": out[..n].iter().map(|h| json!([h.id, h.distance.to_string()])).collect::<Vec<_>>()
+                }),
+                Err(e) => err_value(e),
+            }
+        }
         "traverse" => {
             let mut out = vec![
                 Hop::default();
@@ -256,7 +269,25 @@ fn run_step(k: &mut Kernel<'_>, step: &Value) -> Value {
 }
 
 fn is_query(op: &str) -> bool {
-    matches!(op, "search" | "traverse" | "get")
+    matches!(op, "search" | "search_approx" | "traverse" | "get")
+}
+
+/// The script's approximate index (`"index": {"m", "ef_construction"}`), if it has one.
+fn index_params(script: &Value) -> Option<IndexParams> {
+    let i = script.get("index")?;
+    Some(
+        IndexParams::new(
+            i["m"].as_u64().expect("index m") as u32,
+            i["ef_construction"]
+                .as_u64()
+                .expect("index ef_construction") as u32,
+        )
+        .expect("index parameters"),
+    )
+}
+
+fn index_hex(k: &Kernel<'_>) -> Option<String> {
+    k.index_hash().map(|h| hex(&h))
 }
 
 fn replay(path: &Path, bless: bool) -> usize {
@@ -277,6 +308,11 @@ fn replay(path: &Path, bless: bool) -> usize {
     let mem_len = Kernel::mem_size(config, cap).expect("size");
     let mut mem = vec![0u8; mem_len];
     let mut fixed = Kernel::with_memory(config, cap, &mut mem).expect("fixed");
+    let index = index_params(&script);
+    if index.is_some() {
+        grow.set_index(index).expect("index");
+        fixed.set_index(index).expect("index");
+    }
     let name = path.file_name().unwrap().to_string_lossy().into_owned();
     let mut checked = 0;
     let initial = hex(&grow.state_hash());
@@ -301,6 +337,12 @@ fn replay(path: &Path, bless: bool) -> usize {
             fixed.state_hash(),
             "{name} step {i}: hashes differ between stores"
         );
+        let index_hash = index_hex(&grow);
+        assert_eq!(
+            index_hash,
+            index_hex(&fixed),
+            "{name} step {i}: index hashes differ between stores"
+        );
         if a.get("error").is_some() {
             assert_eq!(
                 hash, before,
@@ -313,6 +355,9 @@ fn replay(path: &Path, bless: bool) -> usize {
             step.insert("expect".into(), a);
             if !is_query(&op) {
                 step.insert("hash".into(), json!(hex(&hash)));
+                if let Some(h) = &index_hash {
+                    step.insert("index_hash".into(), json!(h));
+                }
             }
         } else {
             assert_eq!(
@@ -325,6 +370,11 @@ fn replay(path: &Path, bless: bool) -> usize {
                     step.get("hash"),
                     Some(&json!(hex(&hash))),
                     "{name} step {i} ({op}): state hash"
+                );
+                assert_eq!(
+                    step.get("index_hash").and_then(Value::as_str),
+                    index_hash.as_deref(),
+                    "{name} step {i} ({op}): index hash"
                 );
             }
             checked += 1;
@@ -402,8 +452,10 @@ fn golden_conversions() {
     }
 }
 
-/// Prints `HASH <script> <final state hash>` for every golden script: the rows of the
-/// cross-architecture table (`scripts/cross-hashes.sh` runs this on every target).
+/// Prints `HASH <script> <final state hash>` for every golden script, and `INDEX <script>
+/// <final index hash>` for those with an approximate index: the rows of the cross-architecture
+/// table (`scripts/cross-hashes.sh` runs this on every target). The scripts are replayed here,
+/// and every query's answer (approximate ones included) must be the file's.
 #[test]
 fn final_hashes() {
     for path in scripts() {
@@ -421,14 +473,32 @@ fn final_hashes() {
         let config =
             Config::new(dim, metric(script["metric"].as_str().expect("metric"))).expect("config");
         let mut k = Kernel::new(config).expect("kernel");
-        for step in script["steps"].as_array().expect("steps") {
-            run_step(&mut k, step);
+        k.set_index(index_params(&script)).expect("index");
+        let name = path.file_stem().unwrap().to_string_lossy().into_owned();
+        for (i, step) in script["steps"]
+            .as_array()
+            .expect("steps")
+            .iter()
+            .enumerate()
+        {
+            let got = run_step(&mut k, step);
+            if is_query(step["op"].as_str().expect("op")) {
+                assert_eq!(step.get("expect"), Some(&got), "{name} step {i}");
+            }
         }
         let hash = hex(&k.state_hash());
         assert_eq!(hash, last, "{}", path.display());
-        println!(
-            "HASH {} {hash}",
-            path.file_stem().unwrap().to_string_lossy()
-        );
+        println!("HASH {name} {hash}");
+        if let Some(index) = index_hex(&k) {
+            let last_index = script["steps"]
+                .as_array()
+                .expect("steps")
+                .iter()
+                .rev()
+                .find_map(|s| s.get("index_hash").and_then(Value::as_str))
+                .expect("a step with an index hash");
+            assert_eq!(index, last_index, "{name}: index hash");
+            println!("INDEX {name} {index}");
+        }
     }
 }

@@ -447,20 +447,24 @@ macro_rules! store_methods {
                     Ok((PyBytes::new(py, &ids), PyBytes::new(py, &dist), width))
                 }
 
-                /// Exact search with a raw Q16.16 query: `[(id, exact distance in 2^-32 units)]`.
-                #[pyo3(signature = (query, k, tag=None))]
+                /// Search with a raw Q16.16 query (exact unless `exact` is false):
+                /// `[(id, exact distance in 2^-32 units)]`.
+                #[pyo3(signature = (query, k, tag=None, exact=true, ef=64))]
                 fn search_raw(
                     &self,
                     py: Python<'_>,
                     query: Vec<i32>,
                     k: u32,
                     tag: Option<u64>,
+                    exact: bool,
+                    ef: u32,
                 ) -> PyResult<Vec<(u64, i128)>> {
                     guarded(py, || {
                         let q: Vec<Fxp> = query.into_iter().map(Fxp).collect();
+                        let opts = $crate::store::search_options(exact, ef);
                         Store::read(self, |kern| -> Result<Vec<(u64, i128)>, Fail> {
                             Ok(kern
-                                .search_vec(&q, k, tag)?
+                                .search_vec_with(&q, k, tag, opts)?
                                 .iter()
                                 .map(|h: &Hit| (h.id, h.distance))
                                 .collect())

@@ -24,18 +24,24 @@ def test_there_are_golden_scripts():
 def test_golden_script(path):
     script = json.load(open(path))
     dim = script["dim"]
-    k = valori.EmbeddedKernel(dim=dim, metric=METRICS[script["metric"]])
+    index = script.get("index")
+    if index:
+        k = valori.EmbeddedKernel(dim=dim, metric=METRICS[script["metric"]], index="hnsw", m=index["m"],
+                                  ef_construction=index["ef_construction"])
+    else:
+        k = valori.EmbeddedKernel(dim=dim, metric=METRICS[script["metric"]])
     assert k.get_state_hash().hex() == script["initial_hash"]
     for i, step in enumerate(script["steps"]):
         op, expect = step["op"], step["expect"]
         error = ERRORS.get(expect.get("error")) if isinstance(expect, dict) else None
-        if op == "search":
+        if op in ("search", "search_approx"):
             q = wire.vector(step["query"], dim)
+            how = {"exact": False, "ef": step["ef"]} if op == "search_approx" else {}
             if error:
                 with pytest.raises(error):
-                    k.search_raw(q, step["k"], step.get("tag"))
+                    k.search_raw(q, step["k"], step.get("tag"), **how)
             else:
-                got = k.search_raw(q, step["k"], step.get("tag"))
+                got = k.search_raw(q, step["k"], step.get("tag"), **how)
                 assert got == [(h[0], int(h[1])) for h in expect["hits"]], f"step {i}"
         elif op == "traverse":
             if isinstance(expect, dict) and "hops" in expect and step.get("max", 64) >= len(expect["hops"]):

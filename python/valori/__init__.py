@@ -347,10 +347,12 @@ class EmbeddedKernel(_Store):
             raise InvalidInputError(f"expected_hash is {len(h)} bytes; a state hash has 32")
         return self._n.apply_all([bytes(c) for c in wal], h)
 
-    def search_raw(self, query: Sequence[int], k: int, tag: Optional[int] = None) -> list:
-        """Exact search with a raw Q16.16 query (``int(value * 65536)``): ``[(id, exact
-        distance in units of 2**-32)]``."""
-        return self._n.search_raw([int(x) for x in query], _k(k), tag)
+    def search_raw(self, query: Sequence[int], k: int, tag: Optional[int] = None,
+                   exact: bool = True, ef: int = 64) -> list:
+        """Search with a raw Q16.16 query (``int(value * 65536)``): ``[(id, exact distance in
+        units of 2**-32)]``. Exact unless ``exact=False``, which searches the index (if there
+        is one) keeping ``ef`` candidates, as :meth:`search` does."""
+        return self._n.search_raw([int(x) for x in query], _k(k), tag, bool(exact), _ef(ef))
 
 
 class Database(_Store):

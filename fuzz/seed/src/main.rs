@@ -214,7 +214,7 @@ fn commands(script: &Value, dim: usize) -> Result<Vec<Owned>, Failure> {
                 weight: step.get("weight").map(raw).transpose()?,
             },
             "delete_edge" => Owned::DeleteEdge(need(step, "id")?),
-            "search" | "traverse" | "get" => continue,
+            "search" | "search_approx" | "traverse" | "get" => continue,
             other => return Err(fail(format!("unknown op {other}"))),
         });
     }
