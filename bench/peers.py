@@ -11,6 +11,11 @@ process generates the data in chunks, inserts them (timed), measures its RSS gro
 queries one at a time (timed, up to --single-seconds), then all of them in one call (timed;
 fewer if the single-query rate predicts more than --batch-seconds), and reports recall@k against an exact float64 ground truth.
 Results: bench/results/peers.md (table), peers.json, peers.png (plot).
+
+Approximate k-NN (HNSW: valori's deterministic index against hnswlib, faiss IndexHNSWFlat and
+usearch, recall/QPS over ef, build rate, memory, the durable database's reopen time):
+
+    python bench/peers.py ann [options]   # the same as python bench/ann.py [options]
 """
 import argparse
 import gc
@@ -504,4 +509,6 @@ def main():
 
 
 if __name__ == "__main__":
+    if sys.argv[1:2] == ["ann"]:
+        os.execv(sys.executable, [sys.executable, str(HERE / "ann.py"), *sys.argv[2:]])
     main()

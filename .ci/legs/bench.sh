@@ -32,9 +32,9 @@ leg_bench() {
   done
   cat target/bench-tiny/peers.md
 
-  step "approximate search (bench/ann.py) in its tiny configuration: valori, hnswlib, faiss, usearch"
+  step "approximate search (bench/peers.py ann, i.e. bench/ann.py) in its tiny configuration: valori, hnswlib, faiss, usearch"
   rm -rf target/ann-tiny
-  target/pyenv/bin/python bench/ann.py --tiny --out target/ann-tiny --tmp target/ann-tiny/tmp
+  target/pyenv/bin/python bench/peers.py ann --tiny --out target/ann-tiny --tmp target/ann-tiny/tmp
   for f in ann.md ann.json ann.png; do
     test -s "target/ann-tiny/$f" || die "bench/ann.py wrote no $f"
   done
