@@ -9,7 +9,7 @@ use crate::options::{Durability, Options, INDEX_REPLAY_WEIGHT};
 use crate::pin::{LogPin, Pins};
 use crate::recovery::{self, Recovered, RecoveryReport, SalvageReport};
 use crate::storage::{FsStorage, LockGuard, Storage};
-use crate::wal::{self, Chain, FlushError, Writer};
+use crate::wal::{self, Chain, FlushError, ReplicaDamage, Writer};
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
@@ -20,6 +20,28 @@ use valori_kernel::{
 
 /// Proof that the caller holds the writers' turn.
 type WriterTurn<'a> = MutexGuard<'a, ()>;
+
+/// The "file" a replica record's damage is reported in ([`Engine::apply_replica`]).
+pub const REPLICA_STREAM: &str = "replication stream";
+
+/// What [`Engine::apply_replica`] did with a record.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReplicaApplied {
+    /// Applied and logged as sequence number `seq`.
+    Applied {
+        /// Its sequence number.
+        seq: u64,
+        /// What the command did.
+        applied: Applied,
+    },
+    /// Already applied (numbered at or below this copy's sequence number): nothing changed.
+    Duplicate(u64),
+}
+
+/// The first 8 bytes of a chain value in hex, for messages.
+fn hex8(chain: &[u8; 32]) -> String {
+    chain.iter().take(8).map(|b| format!("{b:02x}")).collect()
+}
 
 /// In-memory state guarded by the state lock.
 struct State {
@@ -243,9 +265,79 @@ impl Engine {
     pub fn apply(&self, cmd: &Command<'_>) -> Result<Applied> {
         // Checked before anything changes: the log's reader refuses a longer record, so an
         // acknowledged command must never be one.
+        if self.options.follower {
+            return Err(Error::ReadOnly);
+        }
         check_record_len(cmd.encoded_len() as u64)?;
         let payload = cmd.to_vec();
         let turn = self.writer_turn()?;
+        self.commit(turn, cmd, &payload)
+    }
+
+    /// Applies a record of another copy of this log ([`wal::replica_record`], `docs/FORMAT.md`
+    /// §8): a follower's way to take the leader's commands. The record must be the next one
+    /// (sequence number one past this database's) and its chain value must follow from this
+    /// database's: then its command is applied and logged like [`Engine::apply`], and this
+    /// database's chain value is the record's. A record already applied (numbered at or below
+    /// the current sequence number) changes nothing ([`ReplicaApplied::Duplicate`]: streams
+    /// redeliver). A gap, a record whose chain does not verify (altered, or from a log this
+    /// one does not continue), a malformed one, or a command the kernel refuses (the leader
+    /// logged it, so this copy has diverged) is [`Error::Corrupt`] with nothing changed.
+    pub fn apply_replica(&self, record: &[u8]) -> Result<ReplicaApplied> {
+        let turn = self.writer_turn()?;
+        // Stable while this caller holds the writers' turn: only writers change them.
+        let (now, chain) = {
+            let st = self.read_state()?;
+            (st.seq, st.chain)
+        };
+        let next = now.saturating_add(1);
+        let damage = |why: String| Error::corrupt(REPLICA_STREAM, next, why);
+        match wal::read_replica_record(record, &chain, next) {
+            Ok((seq, payload, _)) => {
+                check_record_len(payload.len() as u64)?;
+                let cmd = Command::decode(payload).map_err(|e| {
+                    damage(format!("record {seq}: its command does not decode: {e}"))
+                })?;
+                match self.commit(turn, &cmd, payload) {
+                    Ok(applied) => Ok(ReplicaApplied::Applied { seq, applied }),
+                    Err(Error::Kernel(e)) => Err(damage(format!(
+                        "record {seq}: the leader logged a command this copy refuses ({e}): \
+                         the copies have diverged"
+                    ))),
+                    Err(e) => Err(e),
+                }
+            }
+            Err(ReplicaDamage::Sequence(seq)) if seq <= now => Ok(ReplicaApplied::Duplicate(seq)),
+            Err(ReplicaDamage::Sequence(seq)) => Err(damage(format!(
+                "gap: record {seq} arrived but the next this copy needs is {next}"
+            ))),
+            Err(ReplicaDamage::Chain) => Err(damage(format!(
+                "record {next}: its chain value does not follow from this copy's ({}): the \
+                 record was altered or does not continue this log",
+                hex8(&chain)
+            ))),
+            Err(ReplicaDamage::Malformed(why)) => Err(damage(format!("record {next}: {why}"))),
+        }
+    }
+
+    /// The last sequence number whose record is durable (fsynced): what may leave this
+    /// machine, e.g. to a replication stream. It trails [`Engine::sequence`] while a commit's
+    /// fsync is under way, and in [`Durability::None`] mode until a flush or checkpoint.
+    pub fn durable_sequence(&self) -> Result<u64> {
+        self.check_usable()?;
+        Ok(self.log.synced_seq())
+    }
+
+    /// The last sequence number and the chain value after it: where a replica stands
+    /// ([`Engine::apply_replica`] needs the record after it).
+    pub fn position(&self) -> Result<(u64, [u8; 32])> {
+        let st = self.read_state()?;
+        Ok((st.seq, st.chain))
+    }
+
+    /// Applies `cmd` (its encoding is `payload`) in the caller's writer turn, logs it and
+    /// returns when the durability mode acknowledges it.
+    fn commit(&self, turn: WriterTurn<'_>, cmd: &Command<'_>, payload: &[u8]) -> Result<Applied> {
         let (applied, seq) = {
             let mut st = self.state.write().map_err(|_| Error::Poisoned)?;
             // The reader refuses a record numbered past `MAX_SEQ`: checked before the kernel
@@ -256,7 +348,7 @@ impl Engine {
                 .filter(|s| *s <= wal::MAX_SEQ)
                 .ok_or(Error::SequenceExhausted)?;
             let applied = st.kernel.apply(cmd)?;
-            let (chain, bytes) = self.log.stage(seq, &st.chain, &payload);
+            let (chain, bytes) = self.log.stage(seq, &st.chain, payload);
             st.chain = chain;
             st.segment_bytes += bytes;
             st.seq = seq;
@@ -904,6 +996,45 @@ impl Engine {
             within: (secs != u64::MAX).then(|| std::time::Duration::from_secs(secs)),
             log_from: self.pins.lowest(),
         }
+    }
+
+    /// Creates a database in `dir` (which must hold none) from a snapshot file's bytes
+    /// (`docs/FORMAT.md` §9; [`Engine::newest_snapshot`] names a database's newest), verified
+    /// first, and opens it with `options` (dimension and metric are the snapshot's): a
+    /// replica's starting point. Its sequence number and chain value are the snapshot's, so
+    /// [`Engine::apply_replica`] takes the source's records after it. `Corrupt` if the bytes
+    /// do not verify, with nothing written.
+    pub fn create_from_snapshot(
+        dir: impl AsRef<Path>,
+        snapshot: &[u8],
+        options: Options,
+    ) -> Result<Engine> {
+        let snap = crate::snapshot::decode(snapshot)
+            .map_err(|(at, why)| Error::corrupt("snapshot", at, why))?;
+        let dir = dir.as_ref();
+        directory::create_with_state(&FsStorage, dir, snap.seq, &snap.chain, &snap.kernel)?;
+        let config = snap.kernel.config();
+        Engine::open(
+            dir,
+            Options {
+                dim: Some(config.dim),
+                metric: Some(config.metric),
+                create: false,
+                ..options
+            },
+        )
+    }
+
+    /// The newest snapshot file in the database's directory: its sequence number and path
+    /// (`None` before the first checkpoint of a database created empty). A checkpoint may
+    /// remove it later (retention); read it soon, and treat a missing file as "take the next".
+    pub fn newest_snapshot(&self) -> Result<Option<(u64, PathBuf)>> {
+        let (_turn, _) = self.files_turn()?;
+        let listing = directory::list(&*self.storage, &self.dir)?;
+        Ok(listing
+            .snapshots
+            .last()
+            .map(|(seq, name)| (*seq, self.dir.join(name))))
     }
 
     /// Writes the current state as a new database in `dir` (which must hold none), at the

@@ -36,7 +36,7 @@ pub enum Error {
     },
     /// An earlier write or fsync failed; the handle refuses further work until reopened.
     Poisoned,
-    /// The handle was opened read-only (salvage) and refuses writes.
+    /// The handle refuses writes: opened read-only (salvage), or a follower ([`crate::Options::follower`]).
     ReadOnly,
     /// The directory holds no database, and the options do not create one.
     NoDatabase {
@@ -177,7 +177,7 @@ impl Error {
                 path.display()
             ),
             Error::Poisoned => "an earlier write or fsync failed, so this handle stopped; close and re-open the database".into(),
-            Error::ReadOnly => "this handle is read-only (opened for salvage)".into(),
+            Error::ReadOnly => "this handle is read-only: a salvage open, or a follower, which takes only its leader's records (write to the leader)".into(),
             Error::NoDatabase { path } => format!("no database in {}", path.display()),
             Error::TooLarge { bytes, limit } => format!(
                 "the command is {bytes} bytes, over the limit of {limit} bytes for one log record; nothing was written: insert the batch in smaller parts"

@@ -45,6 +45,10 @@ pub struct Options {
     /// Open read-only, recovering the intact prefix and stopping at the first damage instead
     /// of failing (see [`crate::Engine::salvage_report`]). Changes no file.
     pub salvage: bool,
+    /// A follower: it takes its leader's records ([`crate::Engine::apply_replica`]) and
+    /// refuses commands of its own ([`crate::Error::ReadOnly`]), which would make it diverge.
+    /// Default false.
+    pub follower: bool,
     /// How many of the newest snapshots a checkpoint keeps, with every WAL segment after the
     /// oldest of them, so that past states stay reachable ([`crate::History`]). Default 1 (only
     /// the newest); 0 is taken as 1. Tags ([`crate::History::set_tag`]) pin older points too.
@@ -69,6 +73,7 @@ impl Default for Options {
             checkpoint_wal_bytes: 256 << 20,
             create: true,
             salvage: false,
+            follower: false,
             retain_snapshots: 1,
             retain_for: None,
             index: None,
@@ -101,6 +106,12 @@ impl Options {
     /// Sets how many snapshots (and the log after the oldest of them) checkpoints keep.
     pub fn retain_snapshots(mut self, n: u32) -> Options {
         self.retain_snapshots = n;
+        self
+    }
+
+    /// Opens as a follower (see [`Options::follower`]).
+    pub fn follower(mut self) -> Options {
+        self.follower = true;
         self
     }
 

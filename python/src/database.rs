@@ -202,6 +202,7 @@ impl Database {
                 checkpoint_wal_bytes,
                 create,
                 salvage,
+                follower: false,
                 retain_snapshots,
                 retain_for: retain_seconds.map(std::time::Duration::from_secs),
                 index: parse_index(index, m, ef_construction)?,

@@ -5,10 +5,13 @@
 //!   before the first record, and a 16-byte BLAKE3 check of those 48 bytes;
 //! - record: a 24-byte header (magic `VLRR`, payload length, sequence number, an 8-byte BLAKE3
 //!   check of the first 16 bytes), the payload (an encoded command), and the 32-byte chain
-//!   value `BLAKE3(previous chain ‖ header[0..16] ‖ payload)`.
+//!   value `BLAKE3(previous chain ‖ header[0..16] ‖ payload)`, the header's fence flag taken
+//!   as clear (version 3).
 //!
 //! The chain value is the record's checksum and links it to everything before it, so any
-//! change, removal or reordering of records is detected.
+//! change, removal or reordering of records is detected. Since version 3 it depends on the
+//! commands and their sequence numbers alone, not on when the writer synced: every replica of
+//! a log has the same chain value at every sequence number.
 
 mod reader;
 mod writer;
@@ -16,15 +19,19 @@ mod writer;
 pub(crate) use reader::{
     damage_is_tail, parse_segment, Segment, SegmentStream, StreamRecord, Tail,
 };
+pub use reader::{read_replica_record, ReplicaDamage};
 pub(crate) use writer::{chain_value, FlushError, Writer};
-pub use writer::{encode_record, encode_record_fenced, segment_header, LogStats, FSYNC_BUCKETS};
+pub use writer::{
+    encode_record, encode_record_fenced, replica_record, segment_header, LogStats, FSYNC_BUCKETS,
+};
 
 /// Segment file magic.
 pub const SEGMENT_MAGIC: [u8; 4] = *b"VLRW";
 /// Record magic.
 pub const RECORD_MAGIC: [u8; 4] = *b"VLRR";
-/// Version of the WAL layout written (version 1 segments are still read).
-pub const WAL_VERSION: u32 = 2;
+/// Version of the WAL layout written (versions 1 and 2 are still read). Version 3 leaves the
+/// fence flag out of the chain value.
+pub const WAL_VERSION: u32 = 3;
 /// Version 2 record flag, bit 31 of the length word: every byte before this record in its
 /// segment was durable (fsynced) when the record was written. Recovery uses it to tell a torn
 /// tail from damage to durable data (`docs/FORMAT.md` §8, §10).

@@ -106,6 +106,7 @@ pub(crate) fn parse_segment(bytes: &[u8]) -> Result<Segment, (Damage, Option<Seg
             .get(payload.end..payload.end + CHAIN_LEN)
             .unwrap_or_default();
         let computed = chain_value(
+            version,
             &seg.chain_out,
             h.get(0..16).unwrap_or_default(),
             bytes.get(payload.clone()).unwrap_or_default(),
@@ -247,7 +248,12 @@ impl<R: std::io::Read> SegmentStream<R> {
             return Err(());
         }
         let payload = out.get(start..).unwrap_or_default();
-        let after = chain_value(&self.chain, h.get(0..16).unwrap_or_default(), payload);
+        let after = chain_value(
+            self.version,
+            &self.chain,
+            h.get(0..16).unwrap_or_default(),
+            payload,
+        );
         if after != stored {
             return Err(());
         }
@@ -405,20 +411,101 @@ mod tests {
         for (i, fence) in fenced.into_iter().enumerate() {
             starts.push(out.len());
             let payload = [i as u8; 40];
-            chain = if fence {
-                crate::wal::encode_record_fenced(i as u64 + 1, &chain, &payload, &mut out)
-            } else {
-                encode_record(i as u64 + 1, &chain, &payload, &mut out)
-            };
+            chain = super::super::writer::encode_as(
+                version,
+                i as u64 + 1,
+                &chain,
+                &payload,
+                fence,
+                &mut out,
+            );
         }
         (out, starts)
     }
 
+    /// Version 3 chains leave the fence bit out: the same records fenced or not have the same
+    /// chain values. Versions 1 and 2 are read with their own rule (a version 2 segment with
+    /// fenced records read by the version 3 rule does not verify: the control that the rule
+    /// is chosen by the segment's version).
+    #[test]
+    fn the_chain_rule_follows_the_segment_version() {
+        let chains = |bytes: &[u8]| -> Vec<Chain> {
+            parse_segment(bytes)
+                .unwrap()
+                .records
+                .iter()
+                .map(|r| r.after)
+                .collect()
+        };
+        let (all, _) = records(3, [true, true, true]);
+        let (none, _) = records(3, [false, false, false]);
+        let (mixed, _) = records(3, [true, false, true]);
+        assert_eq!(chains(&all), chains(&none));
+        assert_eq!(chains(&mixed), chains(&none));
+        assert_ne!(all, none, "the fence flags differ in the bytes");
+        // Version 2: the flag is chained, so fenced and unfenced chains differ.
+        let (v2_all, _) = records(2, [true, true, true]);
+        let (v2_none, _) = records(2, [false, false, false]);
+        assert_ne!(chains(&v2_all), chains(&v2_none));
+        assert_eq!(chains(&v2_none), chains(&none), "no fence: the rules agree");
+        let mut relabelled = v2_all.clone();
+        relabelled[4..8].copy_from_slice(&3u32.to_le_bytes());
+        let check = blake3::hash(&relabelled[0..48]);
+        relabelled[48..64].copy_from_slice(&check.as_bytes()[..16]);
+        assert!(parse_segment(&relabelled).is_err());
+    }
+
+    #[test]
+    fn replica_records_verify_against_the_chain_before_them() {
+        let g = genesis_chain();
+        let mut seg = Vec::new();
+        let c1 = crate::wal::encode_record_fenced(1, &g, b"one", &mut seg);
+        let r1 = crate::wal::replica_record(1, b"one", &c1);
+        assert_eq!(read_replica_record(&r1, &g, 1), Ok((1, &b"one"[..], c1)));
+        // Its bytes are the log record's with the fence bit clear.
+        let mut unfenced = seg.clone();
+        unfenced[7] &= 0x7f;
+        let check = blake3::hash(&unfenced[0..16]);
+        unfenced[16..24].copy_from_slice(&check.as_bytes()[..8]);
+        assert_eq!(r1, unfenced);
+        assert_eq!(
+            read_replica_record(&r1, &g, 2),
+            Err(ReplicaDamage::Sequence(1))
+        );
+        assert_eq!(read_replica_record(&r1, &c1, 1), Err(ReplicaDamage::Chain));
+        let mut bad = r1.clone();
+        bad[RECORD_HEADER_LEN] ^= 1;
+        assert_eq!(read_replica_record(&bad, &g, 1), Err(ReplicaDamage::Chain));
+        let mut bad = r1.clone();
+        bad[2] ^= 1;
+        assert!(matches!(
+            read_replica_record(&bad, &g, 1),
+            Err(ReplicaDamage::Malformed(_))
+        ));
+        assert!(matches!(
+            read_replica_record(&r1[..r1.len() - 1], &g, 1),
+            Err(ReplicaDamage::Malformed(_))
+        ));
+        assert!(matches!(
+            read_replica_record(&seg, &g, 1),
+            Err(ReplicaDamage::Malformed(_))
+        ));
+        assert!(matches!(
+            read_replica_record(&[], &g, 1),
+            Err(ReplicaDamage::Malformed(_))
+        ));
+    }
+
     #[test]
     fn damage_is_a_tail_unless_a_fenced_record_follows() {
-        // Version 2: damage in record 2 followed by record 3.
-        for (fence3, tail) in [(false, true), (true, false)] {
-            let (mut bytes, starts) = records(2, [true, false, fence3]);
+        // Versions 2 and 3: damage in record 2 followed by record 3.
+        for (version, fence3, tail) in [
+            (2, false, true),
+            (2, true, false),
+            (3, false, true),
+            (3, true, false),
+        ] {
+            let (mut bytes, starts) = records(version, [true, false, fence3]);
             assert!(parse_segment(&bytes).is_ok());
             bytes[starts[1] + 30] ^= 1; // record 2's payload
             let (d, partial) = parse_segment(&bytes).unwrap_err();
@@ -439,8 +526,8 @@ mod tests {
         let (mut bytes, starts) = records(2, [true, false, true]);
         bytes[starts[1] + 2] ^= 1;
         assert!(!damage_is_tail(&bytes, starts[1] as u64));
-        // Zeros after the last record: a tail in both versions.
-        for version in [1, 2] {
+        // Zeros after the last record: a tail in every version.
+        for version in [1, 2, 3] {
             let (mut bytes, _) = records(version, [true, true, true]);
             let end = bytes.len() as u64;
             bytes.extend_from_slice(&[0; 600]);
@@ -463,4 +550,64 @@ mod tests {
         assert!(parse_segment(&out).is_err());
         assert!(damage_is_tail(&out, start as u64));
     }
+}
+
+/// A replica record ([`super::replica_record`]) read and checked against the chain value
+/// before it: `(sequence number, payload, chain value after it)`, or why it does not verify.
+/// `expect_seq` is the sequence number the reader needs next; a record numbered otherwise is
+/// reported as such (the caller tells a duplicate from a gap).
+pub fn read_replica_record<'a>(
+    bytes: &'a [u8],
+    prev: &Chain,
+    expect_seq: u64,
+) -> Result<(u64, &'a [u8], Chain), ReplicaDamage> {
+    let h = bytes
+        .get(..RECORD_HEADER_LEN)
+        .ok_or(ReplicaDamage::Malformed("shorter than a record header"))?;
+    let seq = u64_at(h, 8).unwrap_or(0);
+    if seq != expect_seq {
+        // Checked first so that a caller can skip a duplicate it has already applied; a
+        // record that is not where it belongs is not verified further.
+        check_record_header(h, WAL_VERSION, seq)
+            .map_err(|(_, why)| ReplicaDamage::Malformed(why))?;
+        return Err(ReplicaDamage::Sequence(seq));
+    }
+    let len = check_record_header(h, WAL_VERSION, seq)
+        .map_err(|(_, why)| ReplicaDamage::Malformed(why))?;
+    if u32_at(h, 4).is_some_and(|w| w & RECORD_FENCE != 0) {
+        return Err(ReplicaDamage::Malformed(
+            "a replica record carries no fence flag",
+        ));
+    }
+    if bytes.len() != RECORD_HEADER_LEN + len + CHAIN_LEN {
+        return Err(ReplicaDamage::Malformed(
+            "its length differs from the payload length in its header",
+        ));
+    }
+    let payload = bytes
+        .get(RECORD_HEADER_LEN..RECORD_HEADER_LEN + len)
+        .unwrap_or_default();
+    let mut stored = [0u8; CHAIN_LEN];
+    stored.copy_from_slice(
+        bytes
+            .get(RECORD_HEADER_LEN + len..)
+            .unwrap_or(&[0; CHAIN_LEN]),
+    );
+    let computed = chain_value(WAL_VERSION, prev, h.get(0..16).unwrap_or_default(), payload);
+    if computed != stored {
+        return Err(ReplicaDamage::Chain);
+    }
+    Ok((seq, payload, stored))
+}
+
+/// Why a replica record was refused ([`read_replica_record`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReplicaDamage {
+    /// Not a well-formed record.
+    Malformed(&'static str),
+    /// Well formed, but numbered this instead of the sequence number expected.
+    Sequence(u64),
+    /// Its chain value does not follow from the chain value before it and its bytes: the
+    /// record was altered, or it does not continue this log.
+    Chain,
 }

@@ -26,16 +26,24 @@ pub fn segment_header(first_seq: u64, chain_in: &Chain) -> [u8; SEGMENT_HEADER_L
 /// Appends one record to `out` (without the fence flag: it may follow bytes not yet durable);
 /// returns the new chain value.
 pub fn encode_record(seq: u64, prev: &Chain, payload: &[u8], out: &mut Vec<u8>) -> Chain {
-    encode(seq, prev, payload, false, out)
+    encode_as(WAL_VERSION, seq, prev, payload, false, out)
 }
 
 /// Appends one record carrying the fence flag ([`RECORD_FENCE`]: everything before it in the
 /// segment was durable when it was written); returns the new chain value.
 pub fn encode_record_fenced(seq: u64, prev: &Chain, payload: &[u8], out: &mut Vec<u8>) -> Chain {
-    encode(seq, prev, payload, true, out)
+    encode_as(WAL_VERSION, seq, prev, payload, true, out)
 }
 
-fn encode(seq: u64, prev: &Chain, payload: &[u8], fence: bool, out: &mut Vec<u8>) -> Chain {
+/// A record chained by the rule of WAL `version` (tests write older segments with it).
+pub(crate) fn encode_as(
+    version: u32,
+    seq: u64,
+    prev: &Chain,
+    payload: &[u8],
+    fence: bool,
+    out: &mut Vec<u8>,
+) -> Chain {
     let mut head = [0u8; RECORD_HEADER_LEN];
     let len = payload.len() as u32 | if fence { RECORD_FENCE } else { 0 };
     head[0..4].copy_from_slice(&RECORD_MAGIC);
@@ -43,17 +51,43 @@ fn encode(seq: u64, prev: &Chain, payload: &[u8], fence: bool, out: &mut Vec<u8>
     head[8..16].copy_from_slice(&seq.to_le_bytes());
     let check = blake3::hash(&head[0..16]);
     head[16..24].copy_from_slice(&check.as_bytes()[..8]);
-    let chain = chain_value(prev, &head[0..16], payload);
+    let chain = chain_value(version, prev, &head[0..16], payload);
     out.extend_from_slice(&head);
     out.extend_from_slice(payload);
     out.extend_from_slice(&chain);
     chain
 }
 
-pub(crate) fn chain_value(prev: &Chain, head16: &[u8], payload: &[u8]) -> Chain {
+/// A logged command as replicas exchange it (`docs/FORMAT.md` §8): its record without the
+/// fence flag (which says when this writer synced, nothing about the command). `chain` is the
+/// value after it; the record verifies only against the chain value before it.
+pub fn replica_record(seq: u64, payload: &[u8], chain: &Chain) -> Vec<u8> {
+    let mut out = Vec::with_capacity(RECORD_HEADER_LEN + payload.len() + chain.len());
+    let mut head = [0u8; RECORD_HEADER_LEN];
+    head[0..4].copy_from_slice(&RECORD_MAGIC);
+    head[4..8].copy_from_slice(&(payload.len() as u32).to_le_bytes());
+    head[8..16].copy_from_slice(&seq.to_le_bytes());
+    let check = blake3::hash(&head[0..16]);
+    head[16..24].copy_from_slice(&check.as_bytes()[..8]);
+    out.extend_from_slice(&head);
+    out.extend_from_slice(payload);
+    out.extend_from_slice(chain);
+    out
+}
+
+/// `BLAKE3(prev ‖ header[0..16] ‖ payload)`; from version 3 on with the header's fence flag
+/// taken as clear, so that the value depends on the log's content alone.
+pub(crate) fn chain_value(version: u32, prev: &Chain, head16: &[u8], payload: &[u8]) -> Chain {
     let mut h = blake3::Hasher::new();
     h.update(prev);
-    h.update(head16);
+    if version >= 3 && head16.len() == 16 {
+        let mut head = [0u8; 16];
+        head.copy_from_slice(head16);
+        head[7] &= 0x7f; // bit 31 of the little-endian length word at 4..8
+        h.update(&head);
+    } else {
+        h.update(head16);
+    }
     h.update(payload);
     *h.finalize().as_bytes()
 }
@@ -175,7 +209,7 @@ impl Writer {
         // Fenced when every byte before it is durable now (nothing staged, nothing in flight,
         // the file synced to its end): it stays true when the record is written.
         let fence = s.buf.is_empty() && !s.flushing && s.synced_len == s.file_len;
-        let chain = encode(seq, prev, payload, fence, &mut s.buf);
+        let chain = encode_as(WAL_VERSION, seq, prev, payload, fence, &mut s.buf);
         s.staged_seq = seq;
         (chain, (s.buf.len() - before) as u64)
     }
@@ -276,6 +310,11 @@ impl Writer {
     /// The log's I/O counters.
     pub(crate) fn stats(&self) -> LogStats {
         self.lock().stats.clone()
+    }
+
+    /// The last sequence number made durable by an fsync (or present when the writer began).
+    pub(crate) fn synced_seq(&self) -> u64 {
+        self.lock().synced_seq
     }
 
     /// True once the writer stopped (a failed or panicked flush, or the handle poisoned).
