@@ -72,6 +72,21 @@ setup_apt() {
   done
 }
 
+# nats-server (Debian's 2.9, JetStream) for the replication tests (fleet/tests, the Python
+# replication suite): they start their own servers on loopback ports and stop them. The
+# package's systemd unit is not needed (and is not started where there is no systemd).
+setup_nats() {
+  [ -z "${SETUP_DONE_NATS:-}" ] || return 0
+  if ! command -v nats-server >/dev/null; then
+    step "system packages (nats-server)"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends nats-server >/dev/null
+  fi
+  command -v nats-server >/dev/null || die "nats-server is still missing after apt-get install"
+  nats-server --version
+  SETUP_DONE_NATS=1
+}
+
 # Node (>= 20, with WASI) runs the wasm32-wasip1 tests (scripts/wasi-run).
 setup_node() {
   [ -z "${SETUP_DONE_NODE:-}" ] || return 0
@@ -109,6 +124,7 @@ all_targets=(thumbv7em-none-eabihf thumbv7m-none-eabi aarch64-unknown-linux-gnu
 # Everything every leg needs, in one go (what a plain `bash .ci/run` does first).
 setup_all() {
   setup_apt host cross
+  setup_nats
   setup_node
   setup_rust
   setup_targets "${all_targets[@]}"

@@ -1,6 +1,7 @@
 # shellcheck shell=bash
 # Leg "cross": the kernel suites on the other architectures, the golden-hash table on every
-# architecture and the Cortex-M firmware under QEMU, then the table's negative control.
+# architecture and the Cortex-M firmware under QEMU, an aarch64 replication follower, then the
+# table's negative control.
 # Leg "cross-negative": the negative control alone.
 
 cross_setup() {
@@ -51,10 +52,17 @@ cross_negative_control() {
   echo "negative control: s390x failed as it must ($(wc -l <<<"$bad") cells), every other leg agreed"
 }
 
+cross_fleet() {
+  step "replication across architectures: an aarch64 follower (qemu-user) of an x86_64 writer's stream"
+  setup_nats
+  bash scripts/fleet-demo.sh aarch64-unknown-linux-gnu
+}
+
 leg_cross() {
   cross_setup
   cross_kernel_suites
   cross_hashes
+  cross_fleet
   cross_negative_control
 }
 

@@ -4,6 +4,7 @@
 
 leg_python() {
   setup_apt host
+  setup_nats
   setup_rust
   step "Python: build the wheel from this repository, install it in a venv, pytest, quick benchmark"
   bash python/run_tests.sh

@@ -1,6 +1,7 @@
 # shellcheck shell=bash
 # Leg "quickstart": the README's first command, the Rust quickstart and the kernel example
-# must print the same state hash; the README's valori commands run on the quickstart's database.
+# must print the same state hash; the README's valori commands run on the quickstart's database;
+# the replication example's writer and follower agree.
 
 leg_quickstart() {
   setup_apt host
@@ -29,4 +30,7 @@ leg_quickstart() {
     die "state hashes differ between the engine quickstart runs and the kernel example"
   fi
   rm -rf "$data_dir"
+  step "the replication example: a writer and a follower through nats-server print the same hash"
+  setup_nats
+  bash scripts/fleet-demo.sh
 }

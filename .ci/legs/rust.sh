@@ -47,6 +47,7 @@ rust_bare_metal() {
 
 leg_rust() {
   setup_rust
+  setup_nats
   setup_targets thumbv7em-none-eabihf
   rust_fmt
   rust_clippy
@@ -57,6 +58,7 @@ leg_rust() {
 
 leg_quick() {
   setup_rust
+  setup_nats
   rust_fmt
   rust_clippy
   rust_tests

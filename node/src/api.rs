@@ -47,6 +47,7 @@ pub fn routes() -> OpenApiRouter<Arc<App>> {
     OpenApiRouter::new()
         .routes(routes!(list_databases))
         .routes(routes!(database_info, create_database, drop_database))
+        .routes(routes!(replication_status))
         .routes(routes!(insert))
         .routes(routes!(insert_batch))
         .routes(routes!(get_record, delete_record))
@@ -632,6 +633,38 @@ async fn delete_edge(
     Path(DbIdPath { db: name, id }): Path<DbIdPath>,
 ) -> Result<StatusCode, ApiError> {
     write(app, name, move |db| db.delete_edge(id)).await
+}
+
+/// The database's replication (docs/REPLICATION.md): `leader` (it publishes its log to the
+/// stream: the last record the stream acknowledged), `follower` (it applies the stream's
+/// records: how many are pending), or `none`; its sequence number and state hash, so that a
+/// leader and its followers can be compared; and why replication stopped, if it did.
+#[utoipa::path(get, path = "/v1/databases/{db}/replication", tag = "state",
+    params(DbPath),
+    responses((status = 200, body = crate::replication::ReplicationStatus)))]
+async fn replication_status(
+    State(app): Shared,
+    Path(DbPath { db: name }): Path<DbPath>,
+) -> Result<Json<crate::replication::ReplicationStatus>, ApiError> {
+    blocking(move || {
+        let db = app.registry.get(&name)?;
+        match app.replication() {
+            Some(r) => Ok(Json(r.status(&name, &db)?)),
+            None => {
+                let (hash, sequence) = db.state_hash_at()?;
+                Ok(Json(crate::replication::ReplicationStatus {
+                    role: "none".into(),
+                    url: None,
+                    sequence,
+                    state_hash: hex::encode(hash),
+                    published: None,
+                    pending: None,
+                    error: None,
+                }))
+            }
+        }
+    })
+    .await
 }
 
 /// The state hash and the sequence number it is at; with `at`, the hash of that past state,

@@ -17,6 +17,9 @@ pub enum DurabilityArg {
     Group,
     /// Written to the OS, not fsynced (bulk loads; a power loss may lose recent writes).
     None,
+    /// Fsynced here and acknowledged by the replication stream (with --replicate: on a
+    /// cluster, stored by a quorum of its servers) before it is answered.
+    Stream,
 }
 
 /// Log line format.
@@ -77,6 +80,23 @@ pub struct Args {
     /// Also keep every snapshot written within this many seconds, with the log after it.
     #[arg(long, value_name = "SECS")]
     pub retain_for: Option<u64>,
+    /// Make every database a leader that publishes its log to this NATS JetStream server
+    /// (or comma-separated servers of a cluster): `nats://HOST:PORT`. See docs/REPLICATION.md.
+    #[arg(
+        long,
+        env = "VALORI_REPLICATE",
+        value_name = "URL",
+        conflicts_with = "follow"
+    )]
+    pub replicate: Option<String>,
+    /// Serve read-only followers of every database on this NATS JetStream server's stream
+    /// (writes are answered 409): `nats://HOST:PORT`.
+    #[arg(long, env = "VALORI_FOLLOW", value_name = "URL")]
+    pub follow: Option<String>,
+    /// Copies the stream and snapshot bucket keep when this server creates them (1, or 3 on
+    /// a cluster of at least 3 servers).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=5))]
+    pub stream_replicas: u64,
     /// Log line format.
     #[arg(long, value_enum, default_value = "text")]
     pub log_format: LogFormat,
@@ -138,10 +158,12 @@ impl Args {
                 DurabilityArg::Fsync => Durability::Fsync,
                 DurabilityArg::Group => Durability::GroupCommit,
                 DurabilityArg::None => Durability::None,
+                DurabilityArg::Stream => Durability::Fsync,
             },
             checkpoint_wal_bytes: self.checkpoint_wal_bytes,
             retain_snapshots: self.retain_snapshots,
             retain_for: self.retain_for.map(std::time::Duration::from_secs),
+            follower: self.follow.is_some(),
         }
     }
 

@@ -19,6 +19,7 @@ mod config;
 pub mod error;
 mod metrics;
 pub mod registry;
+pub mod replication;
 pub mod wire;
 
 pub use config::{Args, DurabilityArg, Limits, LogFormat as LogFormatArg};
@@ -54,6 +55,7 @@ pub struct App {
     limits: Limits,
     metrics: Metrics,
     ready: AtomicBool,
+    replication: std::sync::Mutex<Option<Arc<replication::Replication>>>,
 }
 
 impl App {
@@ -65,7 +67,28 @@ impl App {
             limits,
             metrics: Metrics::default(),
             ready: AtomicBool::new(true),
+            replication: std::sync::Mutex::new(None),
         })
+    }
+
+    /// The server's replication (`--replicate` or `--follow`), if any.
+    pub fn replication(&self) -> Option<Arc<replication::Replication>> {
+        self.replication
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    pub(crate) fn set_replication(&self, r: Arc<replication::Replication>) {
+        *self.replication.lock().unwrap_or_else(|p| p.into_inner()) = Some(r);
+    }
+
+    /// Stops replicating (at shutdown, so that the databases can be closed).
+    fn stop_replication(&self) {
+        self.replication
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
     }
 }
 
@@ -213,9 +236,55 @@ pub fn router(app: Arc<App>) -> Router {
                 "this route does not take that method: see /openapi.json",
             )
         })
+        .layer(middleware::from_fn_with_state(app.clone(), stream_ack))
         .layer(middleware::from_fn_with_state(app.clone(), authorize))
         .layer(middleware::from_fn_with_state(app.clone(), track))
         .with_state(app)
+}
+
+/// With `--durability stream`, a write to a database is answered only once the replication
+/// stream has acknowledged everything the database has logged (one place for every route
+/// that writes: by route template, as [`reads_only`] decides).
+async fn stream_ack(State(app): State<Arc<App>>, req: Request, next: Next) -> Response {
+    let Some(rep) = app.replication() else {
+        return next.run(req).await;
+    };
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|m| m.as_str().to_string());
+    let writes = !reads_only(req.method(), route.as_deref())
+        && route
+            .as_deref()
+            .is_some_and(|r| r.starts_with("/v1/databases/{db}"));
+    let db = writes
+        .then(|| req.uri().path().strip_prefix("/v1/databases/"))
+        .flatten()
+        .and_then(|rest| rest.split('/').next())
+        .map(str::to_string);
+    if let Some(name) = &db {
+        if let Err(e) = rep.before_write(name) {
+            return e.into_response();
+        }
+        if req.method() == Method::DELETE && route.as_deref() == Some("/v1/databases/{db}") {
+            // Dropping: stop replicating it first, so that nothing else holds it.
+            rep.stop(name).await;
+        }
+    }
+    let response = next.run(req).await;
+    let Some(name) = db.filter(|_| response.status().is_success()) else {
+        return response;
+    };
+    let Ok(engine) = app.registry.get(&name) else {
+        return response; // dropped by this request
+    };
+    match rep
+        .after_write(&name, &engine, app.limits.request_timeout)
+        .await
+    {
+        Ok(()) => response,
+        Err(e) => e.into_response(),
+    }
 }
 
 async fn overloaded(e: tower::BoxError) -> ApiError {
@@ -381,6 +450,7 @@ pub async fn serve(
                 .map_err(|e| format!("serving: {e}"))
         }
     };
+    app.stop_replication();
     let closing = app.clone();
     let errors =
         tokio::task::spawn_blocking(move || closing.registry.close_all(Duration::from_secs(30)))

@@ -3,7 +3,8 @@
 use clap::Parser;
 use std::process::ExitCode;
 use valori_node::registry::Registry;
-use valori_node::{check_listen, serve, App, Args, Tls};
+use valori_node::replication::Replication;
+use valori_node::{check_listen, serve, App, Args, DurabilityArg, Tls};
 
 fn main() -> ExitCode {
     let args = Args::parse();
@@ -48,6 +49,18 @@ fn run(args: Args) -> Result<(), String> {
         let scheme = if tls.is_some() { "https" } else { "http" };
         let registry = Registry::open(&args.data, args.open_settings())?;
         let app = App::new(registry, keys, args.limits()?);
+        let replicas = args.stream_replicas as usize;
+        let stream_ack = matches!(args.durability, DurabilityArg::Stream);
+        match (&args.replicate, &args.follow) {
+            (Some(url), _) => Replication::lead(url, replicas, stream_ack, &app).await?,
+            (None, Some(url)) => {
+                Replication::follow(url, replicas, args.data.clone(), &app).await?;
+            }
+            (None, None) if stream_ack => {
+                return Err("--durability stream needs --replicate URL".into());
+            }
+            (None, None) => {}
+        }
         let addr = listener.local_addr().map_err(|e| e.to_string())?;
         // The one line on stdout: scripts and tests that listen on port 0 read the port here.
         println!("valori-node listening on {scheme}://{addr}");

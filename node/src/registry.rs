@@ -55,7 +55,13 @@ pub struct OpenSettings {
     pub retain_snapshots: u32,
     /// And every snapshot younger than this.
     pub retain_for: Option<std::time::Duration>,
+    /// Databases are followers (`--follow`): they take only their leader's records, and none
+    /// is created here.
+    pub follower: bool,
 }
+
+/// Called with each database the registry creates (replication starts leading it).
+pub type OnCreate = Box<dyn Fn(&str, Arc<Engine>) + Send + Sync>;
 
 /// The open databases.
 pub struct Registry {
@@ -64,6 +70,7 @@ pub struct Registry {
     open: RwLock<BTreeMap<String, Arc<Engine>>>,
     /// Serialises creating and dropping (opening files), never held during a request.
     changes: Mutex<()>,
+    on_create: std::sync::OnceLock<OnCreate>,
 }
 
 impl Registry {
@@ -110,6 +117,7 @@ impl Registry {
             settings,
             open: RwLock::new(open),
             changes: Mutex::new(()),
+            on_create: std::sync::OnceLock::new(),
         })
     }
 
@@ -188,6 +196,9 @@ impl Registry {
             }
             return Ok((false, db));
         }
+        if self.settings.follower {
+            return Err(follower_refuses(name));
+        }
         // Checked before any file is made (the engine would lock the directory first).
         Config::new(dim, metric.unwrap_or(Metric::L2))?;
         let path = self.dir.join(name);
@@ -205,6 +216,9 @@ impl Registry {
         )?);
         self.write().insert(name.to_string(), db.clone());
         tracing::info!(database = %name, dim, "created");
+        if let Some(f) = self.on_create.get() {
+            f(name, db.clone());
+        }
         Ok((true, db))
     }
 
@@ -219,6 +233,9 @@ impl Registry {
     ) -> Result<(Arc<Engine>, [u8; 32]), ApiError> {
         check_name(into)?;
         let db = self.get(name)?;
+        if self.settings.follower {
+            return Err(follower_refuses(into));
+        }
         let _turn = self.changes.lock().unwrap_or_else(|p| p.into_inner());
         let path = self.dir.join(into);
         if self.read().contains_key(into) || path.exists() {
@@ -233,6 +250,9 @@ impl Registry {
         )?);
         self.write().insert(into.to_string(), new.clone());
         tracing::info!(database = %into, from = %name, seq, "checked out");
+        if let Some(f) = self.on_create.get() {
+            f(into, new.clone());
+        }
         Ok((new, hash))
     }
 
@@ -278,6 +298,18 @@ impl Registry {
         std::fs::remove_dir_all(&tomb).map_err(|e| io("removing", e))?;
         tracing::info!(database = %name, "dropped");
         Ok(())
+    }
+
+    /// Registers `f` to be called with every database created from now on (once; a second
+    /// registration is ignored).
+    pub fn on_create(&self, f: OnCreate) {
+        let _ = self.on_create.set(f);
+    }
+
+    /// Serves `db`, opened elsewhere (a follower's database), as `name`, unless a database of
+    /// that name is served already.
+    pub fn insert_open(&self, name: &str, db: Arc<Engine>) {
+        self.write().entry(name.to_string()).or_insert(db);
     }
 
     /// Every open database, by name.
@@ -331,8 +363,19 @@ fn options(s: &OpenSettings, dim: Option<u32>, metric: Option<Metric>, create: b
         checkpoint_wal_bytes: s.checkpoint_wal_bytes,
         create,
         salvage: false,
+        follower: s.follower,
         retain_snapshots: s.retain_snapshots,
         retain_for: s.retain_for,
         index: None,
     }
+}
+
+/// The answer to a request that would create a database on a follower.
+pub fn follower_refuses(name: &str) -> ApiError {
+    ApiError::new(
+        ErrorCode::Misuse,
+        format!(
+            "this server follows a stream (--follow): its databases come from their leader, so '{name}' cannot be created or written here; send writes to the leader"
+        ),
+    )
 }

@@ -40,6 +40,7 @@ async fn start(dir: &std::path::Path, keys: Keys, limits: Limits) -> Server {
             checkpoint_wal_bytes: 1 << 20,
             retain_snapshots: 1,
             retain_for: None,
+            follower: false,
         },
     )
     .unwrap();
@@ -547,6 +548,7 @@ fn an_interrupted_drop_is_finished_at_start() {
             checkpoint_wal_bytes: 0,
             retain_snapshots: 1,
             retain_for: None,
+            follower: false,
         },
     )
     .unwrap();

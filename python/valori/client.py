@@ -408,6 +408,13 @@ class KernelClient:
         """The sequence number of the last command (the database's position in its history)."""
         return int(self._json("GET", "/state", idempotent=True)["seq"])
 
+    def replication(self) -> Dict[str, Any]:
+        """This database's replication on the server (docs/REPLICATION.md): ``role``
+        (``"leader"``, ``"follower"`` or ``"none"``), ``sequence`` and ``state_hash`` (hex),
+        and for a leader ``published`` (the last record the stream acknowledged), for a
+        follower ``pending`` (records not yet applied), and ``error`` if replication stopped."""
+        return self._json("GET", "/replication", idempotent=True)
+
     def state_hash_at(self, seq: int) -> bytes:
         """The state hash after command ``seq``, rebuilt on the server from its retained
         snapshots and log; :class:`NotFoundError` once retention no longer reaches it."""

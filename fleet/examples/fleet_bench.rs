@@ -1,0 +1,163 @@
+//! Replication throughput and lag (bench/README.md, "Replication"): a 3-server JetStream
+//! cluster on loopback ports (R3 stream), a leader inserting batches of d = 384 vectors with
+//! the stream's acknowledgment awaited for each (`--durability stream`), a follower applying
+//! them; then a new follower catching up from the bucket's snapshot and the stream.
+//!
+//! ```text
+//! cargo run --release -p valori-fleet --example fleet_bench -- [BATCHES] [BATCH] [SERVERS]
+//! ```
+//!
+//! Defaults: 100 batches of 1,000 vectors, 3 servers. Prints the insert rate (vectors
+//! acknowledged by the stream per second), the follower's lag per batch (from the leader's
+//! local commit to the follower's apply: p50, p99, max) and the catch-up rate.
+
+#[path = "../tests/support/mod.rs"]
+mod support;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use valori_engine::valori_kernel::Metric;
+use valori_engine::{Engine, Options};
+use valori_fleet::Fleet;
+
+const DIM: usize = 384;
+
+fn batch(round: usize, n: usize) -> Vec<f32> {
+    // A cheap deterministic generator (splitmix-like), values in [-1, 1).
+    let mut x = (round as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ 0xD1B5_4A32_D192_ED03;
+    (0..n * DIM)
+        .map(|_| {
+            x = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
+            let mut z = x;
+            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+            z ^= z >> 31;
+            (z >> 40) as f32 / (1u64 << 23) as f32 - 1.0
+        })
+        .collect()
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted.get(i).copied().unwrap_or(f64::NAN)
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let args: Vec<usize> = std::env::args()
+        .skip(1)
+        .map(|a| a.parse())
+        .collect::<Result<_, _>>()?;
+    let batches = args.first().copied().unwrap_or(100);
+    let per = args.get(1).copied().unwrap_or(1000);
+    let servers = args.get(2).copied().unwrap_or(3);
+    let dir = std::env::temp_dir().join(format!("valori-fleet-bench-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir)?;
+    let nats = support::start(servers, &dir);
+    let urls: Vec<String> = nats.iter().map(support::Server::url).collect();
+    let replicas = if servers >= 3 { 3 } else { 1 };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let fleet = loop {
+        match Fleet::connect(&urls.join(","), replicas).await {
+            Ok(f) => break f,
+            Err(e) if Instant::now() < deadline => {
+                let _ = e;
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+            Err(e) => return Err(e.into()),
+        }
+    };
+    println!(
+        "replication benchmark: {servers} nats-server(s) (stream R{replicas}), {batches} batches of {per} vectors, d = {DIM}"
+    );
+    let leader = Arc::new(Engine::open(
+        dir.join("leader"),
+        Options::new(DIM as u32, Metric::L2),
+    )?);
+    let lead = fleet.lead("bench", Arc::clone(&leader)).await?;
+    let follower = fleet.follow("bench", &dir.join("follower")).await?;
+
+    // Load: each batch committed locally (fsync), then acknowledged by the stream.
+    let data: Vec<Vec<f32>> = (0..batches).map(|r| batch(r, per)).collect();
+    let mut committed = Vec::with_capacity(batches);
+    let start = Instant::now();
+    for b in &data {
+        leader.insert_batch(b, &[])?;
+        let seq = leader.sequence()?;
+        committed.push((seq, Instant::now()));
+        lead.wait_published(seq).await?;
+    }
+    let load = start.elapsed().as_secs_f64();
+    // Lag: when the follower applied each batch (sampled every 0.2 ms while it catches up).
+    let mut lags = Vec::with_capacity(batches);
+    let mut next = 0;
+    let watch_deadline = Instant::now() + Duration::from_secs(300);
+    while next < committed.len() {
+        let applied = follower.status().applied;
+        let now = Instant::now();
+        while let Some(&(_, at)) = committed.get(next).filter(|(s, _)| *s <= applied) {
+            lags.push(now.duration_since(at).as_secs_f64() * 1e3);
+            next += 1;
+        }
+        if let Some(e) = follower.status().error {
+            return Err(e.into());
+        }
+        if Instant::now() > watch_deadline {
+            return Err("the follower did not catch up".into());
+        }
+        tokio::time::sleep(Duration::from_micros(200)).await;
+    }
+    let vectors = (batches * per) as f64;
+    println!(
+        "RESULT replicated insert: {:.0} vectors/s ({vectors} vectors in {load:.2} s, each batch fsynced and acknowledged by the stream)",
+        vectors / load
+    );
+    let mut sorted = lags.clone();
+    sorted.sort_by(f64::total_cmp);
+    println!(
+        "RESULT follower lag (leader commit -> follower applied, per batch): p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
+        percentile(&sorted, 0.5),
+        percentile(&sorted, 0.99),
+        sorted.last().copied().unwrap_or(f64::NAN)
+    );
+    assert_eq!(follower.engine().state_hash()?, leader.state_hash()?);
+
+    // Catch-up: a checkpoint puts a snapshot in the bucket, more batches go to the stream,
+    // then a new follower starts from the bucket and the stream.
+    leader.checkpoint()?;
+    let snap = leader.newest_snapshot()?.map_or(0, |(s, _)| s);
+    let more = (batches / 5).max(1);
+    for r in 0..more {
+        leader.insert_batch(&batch(batches + r, per), &[])?;
+    }
+    let last = leader.sequence()?;
+    lead.wait_published(last).await?;
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let bytes = fleet.snapshot("bench").await?;
+        if valori_engine::decode_snapshot(&bytes)?.0 >= snap {
+            break;
+        }
+        if Instant::now() > deadline {
+            return Err("the bucket never got the checkpoint's snapshot".into());
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let start = Instant::now();
+    let late = fleet.follow("bench", &dir.join("late")).await?;
+    late.wait_applied(last).await?;
+    let catch_up = start.elapsed().as_secs_f64();
+    let total = leader.len()? as f64;
+    assert_eq!(late.engine().state_hash()?, leader.state_hash()?);
+    println!(
+        "RESULT new follower catch-up: {:.0} vectors/s ({total} vectors: the snapshot at sequence number {} and {} batches from the stream, in {catch_up:.2} s)",
+        total / catch_up,
+        snap,
+        more
+    );
+    drop((lead, follower, late));
+    drop(nats);
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(())
+}

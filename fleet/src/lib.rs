@@ -1,0 +1,876 @@
+//! Fleet replication: a Valori database's log streamed through NATS JetStream
+//! (`docs/REPLICATION.md`).
+//!
+//! - A **leader** ([`Fleet::lead`]) publishes every committed record of its database, as a
+//!   replica record (`docs/FORMAT.md` §8: the exact log record, sequence number and chain
+//!   value), to the subject `valori.wal.<database>` of the stream `VALORI`. Each publish
+//!   names the stream sequence of the subject's last message
+//!   (`Nats-Expected-Last-Subject-Sequence`), so two leaders can never interleave records:
+//!   the second is fenced off ([`FleetError::Fenced`]). Each carries a message id
+//!   (`<database>.<sequence>.<chain>`), so a retried publish is stored once.
+//! - Its snapshots go to the object store bucket `valori-snapshots` (object `<database>`):
+//!   a **follower** ([`Fleet::follow`]) starts from the newest one, then applies the stream's
+//!   records after it with [`Engine::apply_replica`], which checks each record's chain value
+//!   against its own before applying it. A gap, an altered record or one from another log
+//!   stops the follower with `Corrupt` ([`FollowerStatus::error`]); it never applies it.
+//!
+//! Chain values depend on the commands alone (WAL version 3), so leader and followers have
+//! the same sequence number, chain value and state hash after the same record, on every CPU.
+
+#![forbid(unsafe_code)]
+
+use async_nats::jetstream::consumer::pull::OrderedConfig;
+use async_nats::jetstream::consumer::DeliverPolicy;
+use async_nats::jetstream::context::PublishErrorKind;
+use async_nats::jetstream::message::PublishMessage;
+use async_nats::jetstream::stream::{self, LastRawMessageErrorKind};
+use async_nats::jetstream::{self, object_store};
+use futures_util::StreamExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::AsyncReadExt;
+use tokio::sync::watch;
+use valori_engine::wal::replica_record;
+use valori_engine::{Engine, Options, ReplicaApplied};
+
+/// The JetStream stream that holds every database's records.
+pub const STREAM: &str = "VALORI";
+/// Subjects of the stream: `valori.wal.<database>`.
+pub const SUBJECT_PREFIX: &str = "valori.wal.";
+/// The object store bucket that holds each database's newest snapshot (object `<database>`).
+pub const BUCKET: &str = "valori-snapshots";
+/// Records a leader reads from its log per page.
+const PAGE: usize = 1024;
+/// How long a leader waits between looks at its log when nothing new was committed.
+const IDLE: Duration = Duration::from_millis(2);
+
+/// What went wrong.
+#[derive(Debug)]
+pub enum FleetError {
+    /// The NATS server (connection, stream, object store) failed or refused.
+    Nats(String),
+    /// The database refused (a follower's `Corrupt` says which record and why).
+    Engine(valori_engine::Error),
+    /// Another leader has published to this database's subject: this one may not.
+    Fenced(String),
+    /// The stream's records and this database's log differ.
+    Diverged(String),
+    /// The name cannot be a database on the stream.
+    InvalidName(String),
+}
+
+impl std::fmt::Display for FleetError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            FleetError::Nats(m) => write!(f, "NATS: {m}"),
+            FleetError::Engine(e) => write!(f, "{e}"),
+            FleetError::Fenced(m) => write!(f, "fenced off: {m}"),
+            FleetError::Diverged(m) => write!(f, "diverged: {m}"),
+            FleetError::InvalidName(m) => write!(f, "invalid database name: {m}"),
+        }
+    }
+}
+
+impl std::error::Error for FleetError {}
+
+impl From<valori_engine::Error> for FleetError {
+    fn from(e: valori_engine::Error) -> Self {
+        FleetError::Engine(e)
+    }
+}
+
+fn nats(what: &str) -> impl FnOnce(&dyn std::fmt::Display) -> FleetError + '_ {
+    move |e| FleetError::Nats(format!("{what}: {e}"))
+}
+
+/// Result of fleet operations.
+pub type Result<T> = std::result::Result<T, FleetError>;
+
+/// The subject of a database's records.
+pub fn subject(database: &str) -> Result<String> {
+    let ok = !database.is_empty()
+        && database.len() <= 64
+        && database
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+    if !ok {
+        return Err(FleetError::InvalidName(format!(
+            "{database:?}: 1 to 64 of A-Z, a-z, 0-9, '_' and '-'"
+        )));
+    }
+    Ok(format!("{SUBJECT_PREFIX}{database}"))
+}
+
+/// Header of every message: the sequence number of the record it carries (part of).
+const SEQ_HEADER: &str = "Valori-Seq";
+/// Header of every message: `i/n`, this message is part `i` (from 1) of the record's `n`.
+const PART_HEADER: &str = "Valori-Part";
+/// Header of every message: the record's chain value (hex), as in its last 32 bytes.
+const CHAIN_HEADER: &str = "Valori-Chain";
+/// Bytes kept free in each message for the headers.
+const HEADER_ROOM: usize = 1024;
+
+/// A message's place in its record: `(sequence number, part, parts, chain value)`.
+fn part_of(headers: Option<&async_nats::HeaderMap>) -> Option<(u64, u32, u32, [u8; 32])> {
+    let h = headers?;
+    let seq = h.get(SEQ_HEADER)?.as_str().parse().ok()?;
+    let (i, n) = h.get(PART_HEADER)?.as_str().split_once('/')?;
+    let (i, n): (u32, u32) = (i.parse().ok()?, n.parse().ok()?);
+    if i == 0 || i > n {
+        return None;
+    }
+    let hex = h.get(CHAIN_HEADER)?.as_str();
+    let mut chain = [0u8; 32];
+    if hex.len() != 64 {
+        return None;
+    }
+    for (k, b) in chain.iter_mut().enumerate() {
+        *b = u8::from_str_radix(hex.get(2 * k..2 * k + 2)?, 16).ok()?;
+    }
+    Some((seq, i, n, chain))
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn hex8(chain: &[u8; 32]) -> String {
+    chain.iter().take(8).map(|b| format!("{b:02x}")).collect()
+}
+
+/// A connection to a JetStream server (or cluster) holding the fleet's stream and bucket.
+#[derive(Clone)]
+pub struct Fleet {
+    js: jetstream::Context,
+    url: String,
+}
+
+impl std::fmt::Debug for Fleet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Fleet").field("url", &self.url).finish()
+    }
+}
+
+impl Fleet {
+    /// Connects to `url` (`nats://host:port`, several separated by commas) and creates the
+    /// stream and the bucket if they do not exist, with `replicas` copies each (1, or 3 on a
+    /// cluster: a write the stream acknowledges is then on a quorum of servers).
+    pub async fn connect(url: &str, replicas: usize) -> Result<Fleet> {
+        let addrs = url
+            .split(',')
+            .map(|u| u.trim().parse::<async_nats::ServerAddr>())
+            .collect::<std::result::Result<Vec<_>, _>>()
+            .map_err(|e| FleetError::Nats(format!("{url}: {e}")))?;
+        let client = async_nats::connect(addrs)
+            .await
+            .map_err(|e| nats("connecting")(&e))?;
+        let js = jetstream::new(client);
+        js.get_or_create_stream(stream::Config {
+            name: STREAM.into(),
+            subjects: vec![format!("{SUBJECT_PREFIX}>")],
+            num_replicas: replicas,
+            storage: stream::StorageType::File,
+            duplicate_window: Duration::from_secs(120),
+            ..Default::default()
+        })
+        .await
+        .map_err(|e| nats("creating the stream")(&e))?;
+        if js.get_object_store(BUCKET).await.is_err() {
+            js.create_object_store(object_store::Config {
+                bucket: BUCKET.into(),
+                num_replicas: replicas,
+                storage: stream::StorageType::File,
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| nats("creating the snapshot bucket")(&e))?;
+        }
+        Ok(Fleet {
+            js,
+            url: url.into(),
+        })
+    }
+
+    /// The server URL this fleet connected to.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    async fn stream(&self) -> Result<stream::Stream> {
+        self.js
+            .get_stream(STREAM)
+            .await
+            .map_err(|e| nats("opening the stream")(&e))
+    }
+
+    /// The databases that have records on the stream.
+    pub async fn databases(&self) -> Result<Vec<String>> {
+        let stream = self.stream().await?;
+        let mut subjects = stream
+            .info_with_subjects(format!("{SUBJECT_PREFIX}>"))
+            .await
+            .map_err(|e| nats("listing the stream's subjects")(&e))?;
+        let mut names = Vec::new();
+        while let Some(s) = subjects.next().await {
+            let (subject, _) = s.map_err(|e| nats("listing the stream's subjects")(&e))?;
+            if let Some(name) = subject.strip_prefix(SUBJECT_PREFIX) {
+                names.push(name.to_string());
+            }
+        }
+        names.sort();
+        Ok(names)
+    }
+
+    /// The stream's last message of `database`: its stream sequence and the record it
+    /// carries (part of), `None` if it has none.
+    pub async fn last_record(&self, database: &str) -> Result<Option<LastRecord>> {
+        let subject = subject(database)?;
+        let stream = self.stream().await?;
+        match stream.get_last_raw_message_by_subject(&subject).await {
+            Ok(m) => {
+                let (seq, part, parts, chain) = part_of(Some(&m.headers)).ok_or_else(|| {
+                    FleetError::Diverged(format!(
+                        "the stream's last message on {subject} is not part of a replica record"
+                    ))
+                })?;
+                Ok(Some(LastRecord {
+                    stream_seq: m.sequence,
+                    seq,
+                    chain,
+                    complete: part == parts,
+                }))
+            }
+            Err(e) if e.kind() == LastRawMessageErrorKind::NoMessageFound => Ok(None),
+            Err(e) => Err(nats("reading the stream's last record")(&e)),
+        }
+    }
+
+    /// Puts a snapshot file of `database` (sequence number `seq`, at `path`) into the bucket
+    /// as its followers' starting point, replacing the one there.
+    pub async fn publish_snapshot(&self, database: &str, seq: u64, path: &Path) -> Result<()> {
+        subject(database)?;
+        let bucket = self
+            .js
+            .get_object_store(BUCKET)
+            .await
+            .map_err(|e| nats("opening the snapshot bucket")(&e))?;
+        let mut file = tokio::fs::File::open(path).await.map_err(|e| {
+            FleetError::Engine(valori_engine::Error::Io {
+                op: "opening",
+                path: path.to_path_buf(),
+                source: e,
+            })
+        })?;
+        let meta = object_store::ObjectMetadata {
+            name: database.to_string(),
+            description: Some(format!("valori snapshot at sequence number {seq}")),
+            ..Default::default()
+        };
+        bucket
+            .put(meta, &mut file)
+            .await
+            .map_err(|e| nats("putting the snapshot")(&e))?;
+        Ok(())
+    }
+
+    /// The bytes of `database`'s snapshot in the bucket.
+    pub async fn snapshot(&self, database: &str) -> Result<Vec<u8>> {
+        subject(database)?;
+        let bucket = self
+            .js
+            .get_object_store(BUCKET)
+            .await
+            .map_err(|e| nats("opening the snapshot bucket")(&e))?;
+        let mut object = bucket
+            .get(database)
+            .await
+            .map_err(|e| nats("getting the snapshot")(&e))?;
+        let mut bytes = Vec::new();
+        object
+            .read_to_end(&mut bytes)
+            .await
+            .map_err(|e| nats("reading the snapshot")(&e))?;
+        Ok(bytes)
+    }
+
+    /// Makes `engine` (the database `database`) a leader: publishes its snapshot, then every
+    /// record the stream does not hold yet, and from then on every record it commits.
+    ///
+    /// Refused ([`FleetError::Fenced`]) if the stream holds records past this database's
+    /// log (another leader wrote them), and ([`FleetError::Diverged`]) if the stream's last
+    /// record differs from this log's record of that number.
+    pub async fn lead(&self, database: &str, engine: Arc<Engine>) -> Result<Leader> {
+        let subject = subject(database)?;
+        let last = self.last_record(database).await?;
+        let (from, subject_seq) = match last {
+            None => {
+                // A new subject: followers start from a snapshot of everything logged so far
+                // (older log segments may chain by an older rule, so none of them is sent).
+                let e = Arc::clone(&engine);
+                let (seq, path) = blocking(move || {
+                    e.checkpoint()?;
+                    e.newest_snapshot()
+                })
+                .await?
+                .ok_or_else(|| FleetError::Nats("no snapshot after a checkpoint".into()))?;
+                self.publish_snapshot(database, seq, &path).await?;
+                (seq + 1, 0)
+            }
+            Some(LastRecord {
+                stream_seq,
+                seq,
+                chain,
+                complete,
+            }) => {
+                let (local_seq, local_chain) = engine.position()?;
+                if seq > local_seq {
+                    return Err(FleetError::Fenced(format!(
+                        "the stream holds {database}'s records through sequence number {seq}, \
+                         this database only through {local_seq}: another leader wrote them"
+                    )));
+                }
+                let ours = if seq == local_seq {
+                    local_chain
+                } else {
+                    let e = Arc::clone(&engine);
+                    blocking(move || e.history(seq, 1))
+                        .await?
+                        .first()
+                        .map(|e| e.chain)
+                        .ok_or_else(|| {
+                            FleetError::Diverged(format!(
+                                "this database's log no longer holds record {seq}, the stream's last"
+                            ))
+                        })?
+                };
+                if ours != chain {
+                    return Err(FleetError::Diverged(format!(
+                        "record {seq} of {database}: the stream's chain value {} differs from \
+                         this database's {}",
+                        hex8(&chain),
+                        hex8(&ours)
+                    )));
+                }
+                // A record whose parts the stream holds only in part (its leader stopped while
+                // publishing it) is published again, whole.
+                (if complete { seq + 1 } else { seq }, stream_seq)
+            }
+        };
+        let (tx, rx) = watch::channel(LeaderStatus {
+            published: from - 1,
+            error: None,
+            retrying: None,
+        });
+        let task = tokio::spawn(publish_loop(
+            self.clone(),
+            subject,
+            database.to_string(),
+            engine,
+            from,
+            subject_seq,
+            tx,
+        ));
+        Ok(Leader {
+            status: rx,
+            task,
+            database: database.to_string(),
+        })
+    }
+
+    /// Opens (or, if `dir` holds no database, creates from the bucket's snapshot) a follower
+    /// of `database` and applies the stream's records as they come.
+    pub async fn follow(&self, database: &str, dir: &Path) -> Result<Follower> {
+        subject(database)?;
+        let dir: PathBuf = dir.to_path_buf();
+        let exists = dir.join(valori_engine::LOCK_NAME).exists()
+            || std::fs::read_dir(&dir).is_ok_and(|mut d| d.next().is_some());
+        let engine = if exists {
+            let d = dir.clone();
+            blocking(move || {
+                Engine::open(
+                    &d,
+                    Options {
+                        create: false,
+                        ..Options::default().follower()
+                    },
+                )
+            })
+            .await?
+        } else {
+            let bytes = self.snapshot(database).await?;
+            let d = dir.clone();
+            blocking(move || {
+                Engine::create_from_snapshot(&d, &bytes, Options::default().follower())
+            })
+            .await?
+        };
+        self.follow_engine(database, Arc::new(engine)).await
+    }
+
+    /// Makes an open database (opened with [`Options::follower`]) a follower of `database`:
+    /// applies the stream's records after its position as they come.
+    pub async fn follow_engine(&self, database: &str, engine: Arc<Engine>) -> Result<Follower> {
+        let subject = subject(database)?;
+        let (applied, _) = engine.position()?;
+        let (tx, rx) = watch::channel(FollowerStatus {
+            applied,
+            pending: 0,
+            error: None,
+        });
+        let stream = self.stream().await?;
+        let (stop, stopping) = watch::channel(false);
+        let task = tokio::spawn(apply_loop(
+            stream,
+            subject,
+            Arc::clone(&engine),
+            tx,
+            stopping,
+        ));
+        Ok(Follower {
+            engine,
+            status: rx,
+            task,
+            stop,
+            database: database.to_string(),
+        })
+    }
+}
+
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> valori_engine::Result<T> + Send + 'static,
+) -> Result<T> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| FleetError::Nats(format!("a blocking task failed: {e}")))?
+        .map_err(FleetError::Engine)
+}
+
+/// The stream's last message of a database ([`Fleet::last_record`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LastRecord {
+    /// Its stream sequence.
+    pub stream_seq: u64,
+    /// The sequence number of the record it carries (part of).
+    pub seq: u64,
+    /// That record's chain value.
+    pub chain: [u8; 32],
+    /// Whether it is the record's last part (the record is whole on the stream).
+    pub complete: bool,
+}
+
+/// Where a leader stands.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LeaderStatus {
+    /// The last record the stream acknowledged.
+    pub published: u64,
+    /// Why the leader stopped publishing for good (fenced off by another leader, or its log
+    /// no longer readable), if it did.
+    pub error: Option<String>,
+    /// The last failure while the stream is unreachable (publishing is retried, from the
+    /// log, until it succeeds); `None` once a publish succeeds.
+    pub retrying: Option<String>,
+}
+
+/// A database publishing its records ([`Fleet::lead`]). Dropping it stops the publishing.
+#[derive(Debug)]
+pub struct Leader {
+    status: watch::Receiver<LeaderStatus>,
+    task: tokio::task::JoinHandle<()>,
+    database: String,
+}
+
+impl Leader {
+    /// Where it stands.
+    pub fn status(&self) -> LeaderStatus {
+        self.status.borrow().clone()
+    }
+
+    /// Waits until the stream has acknowledged record `seq` (the write acknowledgment of the
+    /// "stream" durability), or reports why it never will.
+    pub async fn wait_published(&self, seq: u64) -> Result<()> {
+        let mut rx = self.status.clone();
+        let s = rx
+            .wait_for(|s| s.published >= seq || s.error.is_some())
+            .await
+            .map_err(|_| FleetError::Nats(format!("{}: the publisher stopped", self.database)))?;
+        match &s.error {
+            Some(e) if s.published < seq => Err(FleetError::Nats(e.clone())),
+            _ => Ok(()),
+        }
+    }
+}
+
+impl Leader {
+    /// Stops publishing and waits until the publishing task has let go of the database.
+    pub async fn stop(mut self) {
+        self.task.abort();
+        let _ = (&mut self.task).await;
+    }
+}
+
+impl Drop for Leader {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+async fn publish_loop(
+    fleet: Fleet,
+    subject: String,
+    database: String,
+    engine: Arc<Engine>,
+    from: u64,
+    mut subject_seq: u64,
+    tx: watch::Sender<LeaderStatus>,
+) {
+    let js = fleet.js.clone();
+    let fail = |e: String| {
+        tracing::error!(database = %database, "replication stopped: {e}");
+        tx.send_modify(|s| s.error = Some(e));
+    };
+    // Retention: `bucket` is the snapshot in the bucket and the stream sequence of its record;
+    // `acked` the stream sequences of the records published since. A newer snapshot goes to
+    // the bucket, and the stream drops the records before the previous one (a follower that
+    // started from that one, or lags less than a snapshot interval, still finds its next
+    // record).
+    let mut acked: std::collections::VecDeque<(u64, u64)> = std::collections::VecDeque::new();
+    let mut bucket: Option<(u64, u64)> = None;
+    let mut next_look = tokio::time::Instant::now() + RETENTION_LOOK;
+    let e = Arc::clone(&engine);
+    let mut pin = match tokio::task::spawn_blocking(move || e.pin_log(from)).await {
+        Ok(Ok(p)) => p,
+        Ok(Err(e)) => return fail(format!("the log from record {from}: {e}")),
+        Err(e) => return fail(format!("the log from record {from}: {e}")),
+    };
+    loop {
+        // Only what is durable here leaves the machine: a record whose fsync is under way (or
+        // fails) is never on the stream.
+        let through = match engine.durable_sequence() {
+            Ok(s) => s,
+            Err(e) => return fail(e.to_string()),
+        };
+        if tokio::time::Instant::now() >= next_look {
+            next_look = tokio::time::Instant::now() + RETENTION_LOOK;
+            if let Err(e) = retire(
+                &fleet,
+                &database,
+                &subject,
+                &engine,
+                subject_seq,
+                &mut bucket,
+                &mut acked,
+            )
+            .await
+            {
+                tracing::warn!(database = %database, "retention: {e}");
+            }
+        }
+        if through < pin.from() {
+            tokio::time::sleep(IDLE).await;
+            continue;
+        }
+        let e2 = Arc::clone(&engine);
+        let page = tokio::task::spawn_blocking(move || {
+            let entries = e2.read_pinned(&mut pin, through, PAGE);
+            (pin, entries)
+        })
+        .await;
+        let entries = match page {
+            Ok((p, Ok(entries))) => {
+                pin = p;
+                entries
+            }
+            Ok((_, Err(e))) => return fail(e.to_string()),
+            Err(e) => return fail(format!("reading the log: {e}")),
+        };
+        for e in entries {
+            let record = bytes::Bytes::from(replica_record(e.seq, &e.command, &e.chain));
+            // A record larger than a message (the server's max_payload, 1 MiB by default) goes
+            // in parts; the follower joins them and verifies the whole record.
+            let room = js
+                .client()
+                .max_payload()
+                .saturating_sub(HEADER_ROOM)
+                .max(HEADER_ROOM);
+            let parts = record.len().div_ceil(room).max(1);
+            let chain = hex(&e.chain);
+            for part in 0..parts {
+                let piece = record.slice(part * room..((part + 1) * room).min(record.len()));
+                let msg = Part {
+                    id: format!("{database}.{}.{}.{part}", e.seq, hex8(&e.chain)),
+                    seq: e.seq,
+                    label: format!("{}/{parts}", part + 1),
+                    chain: &chain,
+                };
+                match publish_part(&js, &subject, &msg, piece, subject_seq, &tx).await {
+                    Ok(stream_seq) => subject_seq = stream_seq,
+                    Err(why) => return fail(why),
+                }
+            }
+            acked.push_back((e.seq, subject_seq));
+            tx.send_modify(|s| s.published = e.seq);
+        }
+    }
+}
+
+/// One message of a record.
+struct Part<'a> {
+    id: String,
+    seq: u64,
+    label: String,
+    chain: &'a str,
+}
+
+/// Publishes one message of a record; its stream sequence. A failure of the stream or the
+/// connection is retried until it succeeds (the message id makes a retry stored once; the
+/// log keeps the record meanwhile), reported in [`LeaderStatus::retrying`]. Being fenced off
+/// is final.
+async fn publish_part(
+    js: &jetstream::Context,
+    subject: &str,
+    part: &Part<'_>,
+    piece: bytes::Bytes,
+    subject_seq: u64,
+    tx: &watch::Sender<LeaderStatus>,
+) -> std::result::Result<u64, String> {
+    let mut tries: u32 = 0;
+    loop {
+        tries = tries.saturating_add(1);
+        let msg = PublishMessage::build()
+            .payload(piece.clone())
+            .message_id(&part.id)
+            .expected_last_subject_sequence(subject_seq)
+            .header(SEQ_HEADER, part.seq.to_string().as_str())
+            .header(PART_HEADER, part.label.as_str())
+            .header(CHAIN_HEADER, part.chain);
+        let result = match js.send_publish(subject.to_string(), msg).await {
+            Ok(ack) => ack.await,
+            Err(e) => Err(e),
+        };
+        match result {
+            Ok(ack) => {
+                if tries > 1 {
+                    tx.send_modify(|s| s.retrying = None);
+                }
+                return Ok(ack.sequence);
+            }
+            Err(err) if err.kind() == PublishErrorKind::WrongLastSequence => {
+                return Err(format!(
+                    "fenced off at record {}: another leader has published to {subject} ({err})",
+                    part.seq
+                ))
+            }
+            Err(err) => {
+                let why = format!("publishing record {} (try {tries}): {err}", part.seq);
+                tracing::warn!(subject = %subject, "{why}; retrying");
+                tx.send_modify(|s| s.retrying = Some(why));
+                tokio::time::sleep(Duration::from_millis(50 * u64::from(tries.min(20)))).await;
+            }
+        }
+    }
+}
+
+/// How often a leader looks for a newer snapshot to put in the bucket.
+const RETENTION_LOOK: Duration = Duration::from_secs(1);
+
+/// If the database has a snapshot newer than the bucket's, every record it covers is on the
+/// stream, and this leader still holds the subject (its last message is this leader's): puts
+/// the snapshot in the bucket, then lets the stream drop the records before the previous
+/// bucket snapshot's record.
+async fn retire(
+    fleet: &Fleet,
+    database: &str,
+    subject: &str,
+    engine: &Arc<Engine>,
+    subject_seq: u64,
+    bucket: &mut Option<(u64, u64)>,
+    acked: &mut std::collections::VecDeque<(u64, u64)>,
+) -> Result<()> {
+    let e = Arc::clone(engine);
+    let Some((seq, path)) = blocking(move || e.newest_snapshot()).await? else {
+        return Ok(());
+    };
+    let Some(&(_, stream_seq)) = acked.iter().find(|(s, _)| *s == seq) else {
+        // Not published by this leader yet (or before it started): nothing to do now.
+        return Ok(());
+    };
+    if bucket.is_some_and(|(b, _)| b >= seq) {
+        return Ok(());
+    }
+    match fleet.last_record(database).await? {
+        Some(last) if last.stream_seq == subject_seq => {}
+        _ => return Ok(()), // another leader wrote: the publish loop finds out and stops
+    }
+    fleet.publish_snapshot(database, seq, &path).await?;
+    if let Some((previous, previous_stream_seq)) = bucket.replace((seq, stream_seq)) {
+        let stream = fleet.stream().await?;
+        stream
+            .purge()
+            .filter(subject)
+            .sequence(previous_stream_seq)
+            .await
+            .map_err(|e| nats("dropping the records the snapshots cover")(&e))?;
+        tracing::info!(database = %database, snapshot = seq, dropped_before = previous, "snapshot in the bucket; the stream dropped the records before the previous one");
+    }
+    acked.retain(|(s, _)| *s >= seq);
+    Ok(())
+}
+
+/// Where a follower stands.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FollowerStatus {
+    /// Its last applied record (its sequence number).
+    pub applied: u64,
+    /// Records on the stream not yet delivered to it (its lag, in records).
+    pub pending: u64,
+    /// Why it stopped applying, if it did (a record that did not verify is `Corrupt`).
+    pub error: Option<String>,
+}
+
+/// A read-only copy of a leader's database ([`Fleet::follow`]). Dropping it stops applying.
+#[derive(Debug)]
+pub struct Follower {
+    engine: Arc<Engine>,
+    status: watch::Receiver<FollowerStatus>,
+    task: tokio::task::JoinHandle<()>,
+    stop: watch::Sender<bool>,
+    database: String,
+}
+
+impl Follower {
+    /// The database (read it; writes to it would diverge from the leader).
+    pub fn engine(&self) -> &Arc<Engine> {
+        &self.engine
+    }
+
+    /// The database's name on the stream.
+    pub fn database(&self) -> &str {
+        &self.database
+    }
+
+    /// Where it stands.
+    pub fn status(&self) -> FollowerStatus {
+        self.status.borrow().clone()
+    }
+
+    /// Waits until record `seq` is applied, or reports why it never will.
+    pub async fn wait_applied(&self, seq: u64) -> Result<()> {
+        let mut rx = self.status.clone();
+        let s = rx
+            .wait_for(|s| s.applied >= seq || s.error.is_some())
+            .await
+            .map_err(|_| FleetError::Nats(format!("{}: the follower stopped", self.database)))?;
+        match &s.error {
+            Some(e) if s.applied < seq => Err(FleetError::Diverged(e.clone())),
+            _ => Ok(()),
+        }
+    }
+}
+
+impl Follower {
+    /// Stops applying (an apply under way finishes first) and returns the database, which
+    /// the follower no longer holds.
+    pub async fn stop(mut self) -> Arc<Engine> {
+        let _ = self.stop.send(true);
+        if tokio::time::timeout(Duration::from_secs(10), &mut self.task)
+            .await
+            .is_err()
+        {
+            self.task.abort();
+            let _ = (&mut self.task).await;
+        }
+        Arc::clone(&self.engine)
+    }
+}
+
+impl Drop for Follower {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+async fn apply_loop(
+    stream: stream::Stream,
+    subject: String,
+    engine: Arc<Engine>,
+    tx: watch::Sender<FollowerStatus>,
+    mut stopping: watch::Receiver<bool>,
+) {
+    let fail = |e: String| {
+        tracing::error!(subject = %subject, "following stopped: {e}");
+        tx.send_modify(|s| s.error = Some(e));
+    };
+    let consumer = match stream
+        .create_consumer(OrderedConfig {
+            filter_subject: subject.clone(),
+            deliver_policy: DeliverPolicy::All,
+            ..Default::default()
+        })
+        .await
+    {
+        Ok(c) => c,
+        Err(e) => return fail(format!("creating the consumer: {e}")),
+    };
+    let mut messages = match consumer.messages().await {
+        Ok(m) => m,
+        Err(e) => return fail(format!("consuming: {e}")),
+    };
+    // The parts of the record being joined: its sequence number, parts received, bytes.
+    let mut joining: Option<(u64, u32, Vec<u8>)> = None;
+    loop {
+        let next = tokio::select! {
+            m = messages.next() => m,
+            _ = stopping.changed() => return,
+        };
+        let Some(m) = next else { break };
+        let m = match m {
+            Ok(m) => m,
+            Err(e) => return fail(format!("consuming: {e}")),
+        };
+        let pending = m.info().map(|i| i.pending).unwrap_or(0);
+        let Some((seq, part, parts, _)) = part_of(m.headers.as_ref()) else {
+            return fail(format!(
+                "Corrupt: a message on {subject} is not part of a replica record (no valid {SEQ_HEADER}/{PART_HEADER}/{CHAIN_HEADER} headers)"
+            ));
+        };
+        let applied = tx.borrow().applied;
+        if seq <= applied {
+            // A redelivery, or the tail of a record a snapshot already holds.
+            tx.send_modify(|s| s.pending = pending);
+            continue;
+        }
+        let record = if parts == 1 {
+            joining = None;
+            m.payload.to_vec()
+        } else {
+            let mut j = match (part, joining.take()) {
+                (1, _) => (seq, 0, Vec::new()),
+                (_, Some(j)) if j.0 == seq && j.1 + 1 == part => j,
+                _ => {
+                    return fail(format!(
+                        "Corrupt: record {seq}: part {part} of {parts} arrived without the parts before it"
+                    ))
+                }
+            };
+            j.1 = part;
+            j.2.extend_from_slice(&m.payload);
+            if part < parts {
+                joining = Some(j);
+                continue;
+            }
+            j.2
+        };
+        let e2 = Arc::clone(&engine);
+        match tokio::task::spawn_blocking(move || e2.apply_replica(&record)).await {
+            Ok(Ok(ReplicaApplied::Applied { seq, .. })) => tx.send_modify(|s| {
+                s.applied = seq;
+                s.pending = pending;
+            }),
+            Ok(Ok(ReplicaApplied::Duplicate(_))) => tx.send_modify(|s| s.pending = pending),
+            Ok(Err(e)) => return fail(e.to_string()),
+            Err(e) => return fail(format!("applying: {e}")),
+        }
+    }
+    fail("the stream's consumer ended".into());
+}
