@@ -14,7 +14,7 @@ work=$(mktemp -d)
 port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 nats-server -js -sd "$work/nats" -a 127.0.0.1 -p "$port" >"$work/nats.log" 2>&1 &
 nats=$!
-trap 'kill "$nats" 2>/dev/null; wait "$nats" 2>/dev/null; rm -rf "$work"' EXIT
+trap 'kill "$nats" 2>/dev/null || true; wait "$nats" 2>/dev/null || true; rm -rf "$work"' EXIT
 for _ in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break; sleep 0.1; done
 target=${1:-}
 cargo build -q -p valori-fleet --example fleet
