@@ -78,36 +78,51 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let lead = fleet.lead("bench", Arc::clone(&leader)).await?;
     let follower = fleet.follow("bench", &dir.join("follower")).await?;
 
-    // Load: each batch committed locally (fsync), then acknowledged by the stream.
+    // Load: each batch committed locally (fsync), then acknowledged by the stream; meanwhile
+    // the follower's progress is sampled every 0.2 ms (when it first applied each record).
     let data: Vec<Vec<f32>> = (0..batches).map(|r| batch(r, per)).collect();
-    let mut committed = Vec::with_capacity(batches);
     let start = Instant::now();
-    for b in &data {
-        leader.insert_batch(b, &[])?;
-        let seq = leader.sequence()?;
-        committed.push((seq, Instant::now()));
-        lead.wait_published(seq).await?;
-    }
-    let load = start.elapsed().as_secs_f64();
-    // Lag: when the follower applied each batch (sampled every 0.2 ms while it catches up).
-    let mut lags = Vec::with_capacity(batches);
-    let mut next = 0;
-    let watch_deadline = Instant::now() + Duration::from_secs(300);
-    while next < committed.len() {
-        let applied = follower.status().applied;
-        let now = Instant::now();
-        while let Some(&(_, at)) = committed.get(next).filter(|(s, _)| *s <= applied) {
-            lags.push(now.duration_since(at).as_secs_f64() * 1e3);
-            next += 1;
+    let load = async {
+        let mut committed = Vec::with_capacity(batches);
+        for b in &data {
+            leader.insert_batch(b, &[])?;
+            let seq = leader.sequence()?;
+            committed.push((seq, Instant::now()));
+            lead.wait_published(seq).await?;
         }
-        if let Some(e) = follower.status().error {
-            return Err(e.into());
+        Ok::<_, Box<dyn std::error::Error>>((committed, start.elapsed().as_secs_f64()))
+    };
+    let target = data.len() as u64 + leader.sequence()?;
+    let watch = async {
+        let mut seen: Vec<(u64, Instant)> = Vec::new();
+        let deadline = Instant::now() + Duration::from_secs(300);
+        loop {
+            let s = follower.status();
+            if seen.last().is_none_or(|(a, _)| *a < s.applied) {
+                seen.push((s.applied, Instant::now()));
+            }
+            if let Some(e) = s.error {
+                return Err(e);
+            }
+            if s.applied >= target {
+                return Ok(seen);
+            }
+            if Instant::now() > deadline {
+                return Err("the follower did not catch up".to_string());
+            }
+            tokio::time::sleep(Duration::from_micros(200)).await;
         }
-        if Instant::now() > watch_deadline {
-            return Err("the follower did not catch up".into());
-        }
-        tokio::time::sleep(Duration::from_micros(200)).await;
-    }
+    };
+    let (loaded, seen) = tokio::join!(load, watch);
+    let (committed, load) = loaded?;
+    let seen = seen?;
+    let lags: Vec<f64> = committed
+        .iter()
+        .filter_map(|(seq, at)| {
+            let applied = seen.iter().find(|(a, _)| a >= seq)?.1;
+            Some(applied.saturating_duration_since(*at).as_secs_f64() * 1e3)
+        })
+        .collect();
     let vectors = (batches * per) as f64;
     println!(
         "RESULT replicated insert: {:.0} vectors/s ({vectors} vectors in {load:.2} s, each batch fsynced and acknowledged by the stream)",
@@ -132,7 +147,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         leader.insert_batch(&batch(batches + r, per), &[])?;
     }
     let last = leader.sequence()?;
+    eprintln!("checkpoint at {snap}; {more} more batches committed; waiting for the stream");
     lead.wait_published(last).await?;
+    eprintln!("published through {last}; waiting for the bucket");
     let deadline = Instant::now() + Duration::from_secs(120);
     loop {
         let bytes = fleet.snapshot("bench").await?;
@@ -144,6 +161,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    eprintln!("the bucket holds the snapshot; starting a new follower");
     let start = Instant::now();
     let late = fleet.follow("bench", &dir.join("late")).await?;
     late.wait_applied(last).await?;

@@ -42,6 +42,10 @@ pub const SUBJECT_PREFIX: &str = "valori.wal.";
 pub const BUCKET: &str = "valori-snapshots";
 /// Records a leader reads from its log per page.
 const PAGE: usize = 1024;
+/// Attempts at reading a snapshot from the bucket, half a second apart.
+const SNAPSHOT_TRIES: u32 = 20;
+/// Messages a follower asks for at once (each up to the server's max_payload).
+const PULL_BATCH: i64 = 16;
 /// How long a leader waits between looks at its log when nothing new was committed.
 const IDLE: Duration = Duration::from_millis(2);
 
@@ -274,9 +278,26 @@ impl Fleet {
         Ok(())
     }
 
-    /// The bytes of `database`'s snapshot in the bucket.
+    /// The bytes of `database`'s snapshot in the bucket. Retried for a few seconds while the
+    /// servers answer with errors (e.g. the bucket's stream electing a new leader after a
+    /// server died).
     pub async fn snapshot(&self, database: &str) -> Result<Vec<u8>> {
         subject(database)?;
+        let mut tries = 0;
+        loop {
+            tries += 1;
+            match self.try_snapshot(database).await {
+                Ok(bytes) => return Ok(bytes),
+                Err(e) if tries < SNAPSHOT_TRIES => {
+                    tracing::warn!(database = %database, "reading the snapshot: {e}; retrying");
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    async fn try_snapshot(&self, database: &str) -> Result<Vec<u8>> {
         let bucket = self
             .js
             .get_object_store(BUCKET)
@@ -392,7 +413,7 @@ impl Fleet {
                     &d,
                     Options {
                         create: false,
-                        ..Options::default().follower()
+                        ..follower_options()
                     },
                 )
             })
@@ -400,10 +421,7 @@ impl Fleet {
         } else {
             let bytes = self.snapshot(database).await?;
             let d = dir.clone();
-            blocking(move || {
-                Engine::create_from_snapshot(&d, &bytes, Options::default().follower())
-            })
-            .await?
+            blocking(move || Engine::create_from_snapshot(&d, &bytes, follower_options())).await?
         };
         self.follow_engine(database, Arc::new(engine)).await
     }
@@ -417,6 +435,7 @@ impl Fleet {
             applied,
             pending: 0,
             error: None,
+            retrying: None,
         });
         let stream = self.stream().await?;
         let (stop, stopping) = watch::channel(false);
@@ -435,6 +454,16 @@ impl Fleet {
             database: database.to_string(),
         })
     }
+}
+
+/// How a follower's database is opened: a follower, and without an fsync per record: the
+/// stream holds every record it applies, so after a crash it recovers an earlier consistent
+/// state (docs/FORMAT.md §10) and takes the rest from the stream again. It is flushed whenever
+/// it has caught up.
+fn follower_options() -> Options {
+    Options::default()
+        .follower()
+        .durability(valori_engine::Durability::None)
 }
 
 async fn blocking<T: Send + 'static>(
@@ -726,6 +755,8 @@ pub struct FollowerStatus {
     pub pending: u64,
     /// Why it stopped applying, if it did (a record that did not verify is `Corrupt`).
     pub error: Option<String>,
+    /// The last failure of the servers while it retries (`None` once messages come again).
+    pub retrying: Option<String>,
 }
 
 /// A read-only copy of a leader's database ([`Fleet::follow`]). Dropping it stops applying.
@@ -801,50 +832,82 @@ async fn apply_loop(
         tracing::error!(subject = %subject, "following stopped: {e}");
         tx.send_modify(|s| s.error = Some(e));
     };
-    let consumer = match stream
-        .create_consumer(OrderedConfig {
-            filter_subject: subject.clone(),
-            deliver_policy: DeliverPolicy::All,
-            ..Default::default()
-        })
-        .await
-    {
-        Ok(c) => c,
-        Err(e) => return fail(format!("creating the consumer: {e}")),
-    };
-    let mut messages = match consumer.messages().await {
-        Ok(m) => m,
-        Err(e) => return fail(format!("consuming: {e}")),
-    };
-    // The parts of the record being joined: its sequence number, parts received, bytes.
-    let mut joining: Option<(u64, u32, Vec<u8>)> = None;
-    loop {
-        let next = tokio::select! {
-            m = messages.next() => m,
-            _ = stopping.changed() => return,
+    // A failure of the servers (a leader election, a lost connection) is retried: the
+    // consumer is made again and the records already applied come as duplicates. Only a
+    // record that does not verify stops the follower.
+    let mut tries: u32 = 0;
+    'consume: loop {
+        if tries > 0 {
+            tokio::select! {
+                () = tokio::time::sleep(Duration::from_millis(100 * u64::from(tries.min(20)))) => {}
+                _ = stopping.changed() => return,
+            }
+        }
+        tries = tries.saturating_add(1);
+        let consumer = match stream
+            .create_consumer(OrderedConfig {
+                filter_subject: subject.clone(),
+                deliver_policy: DeliverPolicy::All,
+                // Messages are up to a megabyte: a pull of the default 500 would exceed what
+                // the server buffers for a client (64 MB) and get the follower cut off as a
+                // slow consumer, over and over, on a backlog.
+                max_batch: PULL_BATCH,
+                ..Default::default()
+            })
+            .await
+        {
+            Ok(c) => c,
+            Err(e) => {
+                retrying(&tx, &subject, format!("creating the consumer: {e}"));
+                continue;
+            }
         };
-        let Some(m) = next else { break };
-        let m = match m {
+        let mut messages = match consumer.messages().await {
             Ok(m) => m,
-            Err(e) => return fail(format!("consuming: {e}")),
+            Err(e) => {
+                retrying(&tx, &subject, format!("consuming: {e}"));
+                continue;
+            }
         };
-        let pending = m.info().map(|i| i.pending).unwrap_or(0);
-        let Some((seq, part, parts, _)) = part_of(m.headers.as_ref()) else {
-            return fail(format!(
+        // The parts of the record being joined: its sequence number, parts received, bytes.
+        let mut joining: Option<(u64, u32, Vec<u8>)> = None;
+        loop {
+            let next = tokio::select! {
+                m = messages.next() => m,
+                _ = stopping.changed() => return,
+            };
+            let Some(m) = next else {
+                retrying(&tx, &subject, "the consumer ended".into());
+                continue 'consume;
+            };
+            let m = match m {
+                Ok(m) => m,
+                Err(e) => {
+                    retrying(&tx, &subject, format!("consuming: {e}"));
+                    continue 'consume;
+                }
+            };
+            if tries > 1 {
+                tries = 1;
+                tx.send_modify(|s| s.retrying = None);
+            }
+            let pending = m.info().map(|i| i.pending).unwrap_or(0);
+            let Some((seq, part, parts, _)) = part_of(m.headers.as_ref()) else {
+                return fail(format!(
                 "Corrupt: a message on {subject} is not part of a replica record (no valid {SEQ_HEADER}/{PART_HEADER}/{CHAIN_HEADER} headers)"
             ));
-        };
-        let applied = tx.borrow().applied;
-        if seq <= applied {
-            // A redelivery, or the tail of a record a snapshot already holds.
-            tx.send_modify(|s| s.pending = pending);
-            continue;
-        }
-        let record = if parts == 1 {
-            joining = None;
-            m.payload.to_vec()
-        } else {
-            let mut j = match (part, joining.take()) {
+            };
+            let applied = tx.borrow().applied;
+            if seq <= applied {
+                // A redelivery, or the tail of a record a snapshot already holds.
+                tx.send_modify(|s| s.pending = pending);
+                continue;
+            }
+            let record = if parts == 1 {
+                joining = None;
+                m.payload.to_vec()
+            } else {
+                let mut j = match (part, joining.take()) {
                 (1, _) => (seq, 0, Vec::new()),
                 (_, Some(j)) if j.0 == seq && j.1 + 1 == part => j,
                 _ => {
@@ -853,24 +916,40 @@ async fn apply_loop(
                     ))
                 }
             };
-            j.1 = part;
-            j.2.extend_from_slice(&m.payload);
-            if part < parts {
-                joining = Some(j);
-                continue;
+                j.1 = part;
+                j.2.extend_from_slice(&m.payload);
+                if part < parts {
+                    joining = Some(j);
+                    continue;
+                }
+                j.2
+            };
+            let e2 = Arc::clone(&engine);
+            match tokio::task::spawn_blocking(move || e2.apply_replica(&record)).await {
+                Ok(Ok(ReplicaApplied::Applied { seq, .. })) => {
+                    if pending == 0 {
+                        // Caught up: make what it applied durable (it was written, not synced).
+                        let e3 = Arc::clone(&engine);
+                        match tokio::task::spawn_blocking(move || e3.flush()).await {
+                            Ok(Ok(())) => {}
+                            Ok(Err(e)) => return fail(e.to_string()),
+                            Err(e) => return fail(format!("flushing: {e}")),
+                        }
+                    }
+                    tx.send_modify(|s| {
+                        s.applied = seq;
+                        s.pending = pending;
+                    });
+                }
+                Ok(Ok(ReplicaApplied::Duplicate(_))) => tx.send_modify(|s| s.pending = pending),
+                Ok(Err(e)) => return fail(e.to_string()),
+                Err(e) => return fail(format!("applying: {e}")),
             }
-            j.2
-        };
-        let e2 = Arc::clone(&engine);
-        match tokio::task::spawn_blocking(move || e2.apply_replica(&record)).await {
-            Ok(Ok(ReplicaApplied::Applied { seq, .. })) => tx.send_modify(|s| {
-                s.applied = seq;
-                s.pending = pending;
-            }),
-            Ok(Ok(ReplicaApplied::Duplicate(_))) => tx.send_modify(|s| s.pending = pending),
-            Ok(Err(e)) => return fail(e.to_string()),
-            Err(e) => return fail(format!("applying: {e}")),
         }
     }
-    fail("the stream's consumer ended".into());
+}
+
+fn retrying(tx: &watch::Sender<FollowerStatus>, subject: &str, why: String) {
+    tracing::warn!(subject = %subject, "following: {why}; retrying");
+    tx.send_modify(|s| s.retrying = Some(why));
 }

@@ -254,7 +254,7 @@ impl Replication {
             let s = f.status();
             st.role = "follower".into();
             st.pending = Some(s.pending);
-            st.error = s.error;
+            st.error = s.error.or(s.retrying);
         }
         Ok(st)
     }
