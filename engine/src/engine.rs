@@ -945,16 +945,7 @@ impl Engine {
             &wal::genesis_chain(),
             &base,
         )?;
-        let config = base.config();
-        let engine = Engine::open(
-            dir,
-            Options {
-                dim: Some(config.dim),
-                metric: Some(config.metric),
-                create: false,
-                ..options
-            },
-        )?;
+        let engine = Engine::open_created(dir, base.config(), options)?;
         let total = export.commands.len() as u64;
         for (i, bytes) in export.commands.iter().enumerate() {
             let cmd = Command::decode(bytes).map_err(|e| {
@@ -1013,7 +1004,12 @@ impl Engine {
             .map_err(|(at, why)| Error::corrupt("snapshot", at, why))?;
         let dir = dir.as_ref();
         directory::create_with_state(&FsStorage, dir, snap.seq, &snap.chain, &snap.kernel)?;
-        let config = snap.kernel.config();
+        Engine::open_created(dir, snap.kernel.config(), options)
+    }
+
+    /// Opens a database just written in `dir` (by an import or from a snapshot) with
+    /// `options`, its dimension and metric taken from the state written.
+    fn open_created(dir: &Path, config: Config, options: Options) -> Result<Engine> {
         Engine::open(
             dir,
             Options {
