@@ -13,8 +13,8 @@ fn le_u32(b: &[u8], at: usize) -> Option<u32> {
 }
 
 /// A WAL segment (§8): the header check, then each record's header check and chain value,
-/// walking the records as the reader does (version 2 keeps the fence flag in bit 31 of the
-/// length word).
+/// walking the records as the reader does (versions 2 and 3 keep the fence flag in bit 31 of
+/// the length word; version 3 leaves it out of the chain value).
 pub fn wal_segment(seg: &mut [u8]) {
     let Some(head) = seg.get_mut(..SEGMENT_HEADER_LEN) else {
         return;
@@ -43,9 +43,14 @@ pub fn wal_segment(seg: &mut [u8]) {
         let Some(payload) = seg.get(pos + RECORD_HEADER_LEN..end) else {
             return;
         };
+        let mut head16 = [0u8; 16];
+        head16.copy_from_slice(&seg[pos..pos + 16]);
+        if version >= 3 {
+            head16[7] &= 0x7f; // version 3 chains the length word without the fence flag
+        }
         let mut hasher = blake3::Hasher::new();
         hasher.update(&chain);
-        hasher.update(&seg[pos..pos + 16]);
+        hasher.update(&head16);
         hasher.update(payload);
         chain = *hasher.finalize().as_bytes();
         let Some(stored) = seg.get_mut(end..end + CHAIN_LEN) else {
