@@ -263,11 +263,20 @@ impl Engine {
     /// checkpoint: a search running concurrently may see a command whose fsync is still under
     /// way (if that fsync fails, the handle is poisoned and every later call fails).
     pub fn apply(&self, cmd: &Command<'_>) -> Result<Applied> {
-        // Checked before anything changes: the log's reader refuses a longer record, so an
-        // acknowledged command must never be one.
         if self.options.follower {
             return Err(Error::ReadOnly);
         }
+        self.apply_ordered(cmd)
+    }
+
+    /// Applies a command that a replication layer has ordered for this database, even when
+    /// it is opened as a [`Options::follower`]: the way a member of a shared fleet stream
+    /// (`docs/REPLICATION.md`) applies every member's commands in the stream's order while
+    /// its own callers may only read. Otherwise exactly [`Engine::apply`]; a command the
+    /// kernel refuses changes and logs nothing, so every member refuses it alike.
+    pub fn apply_ordered(&self, cmd: &Command<'_>) -> Result<Applied> {
+        // Checked before anything changes: the log's reader refuses a longer record, so an
+        // acknowledged command must never be one.
         check_record_len(cmd.encoded_len() as u64)?;
         let payload = cmd.to_vec();
         let turn = self.writer_turn()?;

@@ -19,6 +19,12 @@
 
 #![forbid(unsafe_code)]
 
+mod shared;
+pub use shared::{
+    shared_subject, Outcome, Shared, SharedStatus, Ticket, MAX_SHARED_COMMAND, SHARED_PREFIX,
+    SHARED_STREAM,
+};
+
 use async_nats::jetstream::consumer::pull::OrderedConfig;
 use async_nats::jetstream::consumer::DeliverPolicy;
 use async_nats::jetstream::context::PublishErrorKind;
@@ -62,6 +68,9 @@ pub enum FleetError {
     Diverged(String),
     /// The name cannot be a database on the stream.
     InvalidName(String),
+    /// Every member of a shared database refused the command (or the servers would not
+    /// store it); nothing changed.
+    Refused(String),
 }
 
 impl std::fmt::Display for FleetError {
@@ -72,6 +81,7 @@ impl std::fmt::Display for FleetError {
             FleetError::Fenced(m) => write!(f, "fenced off: {m}"),
             FleetError::Diverged(m) => write!(f, "diverged: {m}"),
             FleetError::InvalidName(m) => write!(f, "invalid database name: {m}"),
+            FleetError::Refused(m) => write!(f, "refused: {m}"),
         }
     }
 }

@@ -20,11 +20,19 @@ pub fn free_port() -> u16 {
 pub struct Server {
     child: Option<Child>,
     port: u16,
+    args: Vec<std::ffi::OsString>,
 }
 
 impl Server {
     pub fn url(&self) -> String {
         format!("nats://127.0.0.1:{}", self.port)
+    }
+
+    /// Starts it again after [`Server::kill`], with the same ports and store (its streams
+    /// recover from disk and catch up from the cluster).
+    pub fn restart(&mut self) {
+        assert!(self.child.is_none(), "restart of a running server");
+        self.child = Some(spawn(&self.args));
     }
 
     pub fn kill(&mut self) {
@@ -45,7 +53,8 @@ pub fn nats_server() -> String {
     std::env::var("NATS_SERVER").unwrap_or_else(|_| "nats-server".into())
 }
 
-/// `n` servers: one alone, or a cluster whose members route to each other.
+/// `n` servers: one alone, or a cluster whose members route to each other (and do not
+/// advertise each other to clients).
 pub fn start(n: usize, dir: &Path) -> Vec<Server> {
     let ports: Vec<(u16, u16)> = (0..n).map(|_| (free_port(), free_port())).collect();
     ports
@@ -54,14 +63,14 @@ pub fn start(n: usize, dir: &Path) -> Vec<Server> {
         .map(|(i, (port, cluster))| {
             let store = dir.join(format!("n{i}"));
             std::fs::create_dir_all(&store).unwrap();
-            let mut cmd = Command::new(nats_server());
-            cmd.args(["-a", "127.0.0.1", "-p", &port.to_string(), "-js", "-sd"])
-                .arg(&store)
-                .args(["--server_name", &format!("n{i}")])
-                .arg("-l")
-                .arg(dir.join(format!("n{i}.log")))
-                .stdout(Stdio::null())
-                .stderr(Stdio::null());
+            let mut cmd: Vec<std::ffi::OsString> =
+                ["-a", "127.0.0.1", "-p", &port.to_string(), "-js", "-sd"]
+                    .iter()
+                    .map(std::ffi::OsString::from)
+                    .collect();
+            cmd.push(store.into_os_string());
+            cmd.extend(["--server_name".into(), format!("n{i}").into(), "-l".into()]);
+            cmd.push(dir.join(format!("n{i}.log")).into_os_string());
             if n > 1 {
                 let routes: Vec<String> = ports
                     .iter()
@@ -69,17 +78,34 @@ pub fn start(n: usize, dir: &Path) -> Vec<Server> {
                     .filter(|(j, _)| *j != i)
                     .map(|(_, (_, c))| format!("nats://127.0.0.1:{c}"))
                     .collect();
-                cmd.args(["--cluster_name", "valori-test"])
-                    .args(["--cluster", &format!("nats://127.0.0.1:{cluster}")])
-                    .args(["--routes", &routes.join(",")]);
+                for a in [
+                    "--cluster_name".to_string(),
+                    "valori-test".into(),
+                    "--cluster".into(),
+                    format!("nats://127.0.0.1:{cluster}"),
+                    "--routes".into(),
+                    routes.join(","),
+                    // Clients reach the servers they are given, no others: a test cuts a
+                    // client off by stopping its server.
+                    "--no_advertise".into(),
+                ] {
+                    cmd.push(a.into());
+                }
             }
-            let child = cmd.spawn().unwrap_or_else(|e| {
-                panic!("starting {} (install nats-server): {e}", nats_server())
-            });
             Server {
-                child: Some(child),
+                child: Some(spawn(&cmd)),
                 port: *port,
+                args: cmd,
             }
         })
         .collect()
+}
+
+fn spawn(args: &[std::ffi::OsString]) -> Child {
+    Command::new(nats_server())
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| panic!("starting {} (install nats-server): {e}", nats_server()))
 }
