@@ -33,6 +33,9 @@
  * HOSTED AND EMBEDDED. The database (valori_open ...) is only in hosted builds, where
  * VALORI_HOSTED is defined. Define VALORI_EMBEDDED_ONLY before including this header when
  * linking the bare-metal (no_std) library, which has only the valori_kernel_* functions.
+ * Followers of a replication stream (valori_follow, docs/REPLICATION.md) are in hosted builds
+ * with the fleet feature (the default), where VALORI_FLEET is defined; define VALORI_NO_FLEET
+ * when linking a hosted library built without it.
  */
 
 #ifndef VALORI_H
@@ -49,6 +52,9 @@
 
 #if !defined(VALORI_EMBEDDED_ONLY)
 #define VALORI_HOSTED 1
+#if !defined(VALORI_NO_FLEET)
+#define VALORI_FLEET 1
+#endif
 #endif
 
 
@@ -452,6 +458,37 @@ typedef struct {
   uint32_t reserved;
 } valori_hop;
 
+#if (defined(VALORI_HOSTED) && defined(VALORI_FLEET))
+/**
+ * Where a follower stands (`valori_replication_status`). New fields come with a new function,
+ * never in this struct.
+ */
+typedef struct {
+  /**
+   * 1 if the handle follows a stream (`valori_follow`), else 0 (and the rest is 0).
+   */
+  int following;
+  /**
+   * The last record applied (its sequence number).
+   */
+  uint64_t applied;
+  /**
+   * Records on the stream not yet applied (the lag).
+   */
+  uint64_t pending;
+  /**
+   * 1 if the follower has stopped: a record did not verify (`valori_wait_applied` returns
+   * `VALORI_CORRUPT` and `valori_errmsg` says which and why). It never applies such a
+   * record.
+   */
+  int stopped;
+  /**
+   * 1 while the servers fail and it retries (it resumes by itself).
+   */
+  int retrying;
+} valori_replication;
+#endif
+
 #if defined(VALORI_HOSTED)
 /**
  * What `valori_open` found and did (see `valori_recovery_report`). New fields come with a
@@ -819,6 +856,49 @@ int valori_traverse(const valori_db *db,
                     valori_hop *out_hops,
                     size_t cap,
                     size_t *out_len);
+#endif
+
+#if (defined(VALORI_HOSTED) && defined(VALORI_FLEET))
+/**
+ * Follows database `database` as its leader publishes it to the NATS JetStream servers at
+ * `url` (docs/REPLICATION.md), into directory `path`: a read-only handle whose records
+ * arrive in the background, each checked against its chain value before it is applied.
+ * A `path` without a database starts from the newest snapshot in the stream's bucket.
+ * Reads work as on any handle; writes return `VALORI_MISUSE`. `valori_close` stops
+ * following.
+ *
+ * - `url`: [in] NUL-terminated, `nats://host:port` (several separated by commas).
+ * - `database`: [in] NUL-terminated, the database's name on the stream.
+ * - `path`: [in] NUL-terminated UTF-8 directory path.
+ * - `out_db`: [out] the handle; close it with `valori_close`.
+ *
+ * Returns `VALORI_NOT_FOUND` if the servers hold no such database, `VALORI_IO` if they
+ * cannot be reached. On failure, `valori_errmsg(NULL)` on the same thread says why.
+ */
+int valori_follow(const char *url, const char *database, const char *path, valori_db **out_db);
+#endif
+
+#if (defined(VALORI_HOSTED) && defined(VALORI_FLEET))
+/**
+ * Where this handle stands in a replication stream.
+ *
+ * - `db`: [in] the database.
+ * - `out`: [out] its position (all 0 for a handle that follows nothing).
+ */
+int valori_replication_status(const valori_db *db, valori_replication *out);
+#endif
+
+#if (defined(VALORI_HOSTED) && defined(VALORI_FLEET))
+/**
+ * Waits up to `timeout_ms` milliseconds until a follower has applied record `seq`.
+ *
+ * - `db`: [in] a handle from `valori_follow`.
+ * - `out_applied`: [out] 1 if record `seq` is applied, 0 if the time ran out.
+ *
+ * Returns `VALORI_MISUSE` for a handle that follows nothing, `VALORI_CORRUPT` if the
+ * follower stopped on a record that did not verify (`valori_errmsg` says which and why).
+ */
+int valori_wait_applied(const valori_db *db, uint64_t seq, uint64_t timeout_ms, int *out_applied);
 #endif
 
 #if defined(VALORI_HOSTED)

@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # The replication example as a user runs it (docs/REPLICATION.md): a nats-server on a loopback
 # port, the writer and the follower of fleet/examples/fleet.rs in two processes; their last
-# lines must be the same sequence number and state hash.
+# lines must be the same sequence number and state hash. Without TARGET, a follower in C
+# (examples-c/follow.c, linked with libvalori.a, valori_follow) must print the same line too.
+# Then shared memory: two writers (the second built for TARGET, if given) submit commands to one
+# stream at the same time; both must end with the same stream position and state hash.
 #
 #   bash scripts/fleet-demo.sh [TARGET]
 #
@@ -30,3 +33,23 @@ w=$(tail -n 1 "$work/writer.out")
 f=$(tail -n 1 "$work/follower.out")
 [ "$w" = "$f" ] || { echo "writer: $w / follower: $f" >&2; exit 1; }
 echo "FLEET_DEMO writer (x86_64) and follower (${target:-x86_64}) agree: $w"
+if [ -z "$target" ]; then
+  cargo build -q -p valori-c
+  gcc -std=c99 -Wall -Wextra -Wpedantic -Werror -Iinclude examples-c/follow.c target/debug/libvalori.a \
+    -lpthread -ldl -lm -lgcc_s -o "$work/follow-c"
+  c=$(timeout 300 "$work/follow-c" "nats://127.0.0.1:$port" "$work/follower-c" "$seq")
+  [ "$w" = "$c" ] || { echo "writer: $w / C follower: $c" >&2; exit 1; }
+  echo "FLEET_DEMO writer and C follower (valori_follow) agree: $c"
+fi
+
+# Shared memory: two writers at once, each 4 commands; both wait for all 8.
+target/debug/examples/fleet share "nats://127.0.0.1:$port" "$work/robot-a" robot-a 4 8 >"$work/a.out" &
+a=$!
+timeout 300 "${follow[@]}" share "nats://127.0.0.1:$port" "$work/robot-b" robot-b 4 8 >"$work/b.out"
+wait "$a"
+cat "$work/a.out" "$work/b.out"
+ra=$(tail -n 1 "$work/a.out")
+rb=$(tail -n 1 "$work/b.out")
+[ "$ra" = "$rb" ] || { echo "robot-a: $ra / robot-b: $rb" >&2; exit 1; }
+case "$ra" in "stream 8 seq 8 hash "*) ;; *) echo "unexpected: $ra" >&2; exit 1 ;; esac
+echo "FLEET_DEMO shared memory: robot-a (x86_64) and robot-b (${target:-x86_64}) agree: $ra"

@@ -64,7 +64,10 @@ pub struct valori_db {
     magic: u32,
     /// The key of this handle's `valori_errmsg` messages.
     id: HandleId,
-    engine: Engine,
+    engine: std::sync::Arc<Engine>,
+    /// The follower applying a stream's records to it (`valori_follow`), if any.
+    #[cfg(feature = "fleet")]
+    follower: Option<valori_fleet::BackgroundFollower>,
 }
 
 const DB_MAGIC: u32 = 0x564c_5244;
@@ -311,7 +314,9 @@ pub extern "C" fn valori_open(
                 *out = Box::into_raw(Box::new(valori_db {
                     magic: DB_MAGIC,
                     id: HandleId::new(),
-                    engine,
+                    engine: std::sync::Arc::new(engine),
+                    #[cfg(feature = "fleet")]
+                    follower: None,
                 }));
                 VALORI_OK
             }
@@ -343,6 +348,10 @@ pub extern "C" fn valori_close(db: *mut *mut valori_db) -> c_int {
             let mut boxed = Box::from_raw(h);
             messages::forget(boxed.id);
             boxed.magic = 0;
+            #[cfg(feature = "fleet")]
+            if let Some(f) = boxed.follower.take() {
+                drop(f.stop());
+            }
             match boxed.engine.flush() {
                 Ok(()) => VALORI_OK,
                 Err(e) => engine_code(&e),
@@ -630,6 +639,184 @@ pub extern "C" fn valori_traverse(
     out_len: *mut usize,
 ) -> c_int {
     entry::traverse(db, start, hops, direction, kind, out_hops, cap, out_len)
+}
+
+/// Where a follower stands (`valori_replication_status`). New fields come with a new function,
+/// never in this struct.
+#[cfg(feature = "fleet")]
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct valori_replication {
+    /// 1 if the handle follows a stream (`valori_follow`), else 0 (and the rest is 0).
+    pub following: c_int,
+    /// The last record applied (its sequence number).
+    pub applied: u64,
+    /// Records on the stream not yet applied (the lag).
+    pub pending: u64,
+    /// 1 if the follower has stopped: a record did not verify (`valori_wait_applied` returns
+    /// `VALORI_CORRUPT` and `valori_errmsg` says which and why). It never applies such a
+    /// record.
+    pub stopped: c_int,
+    /// 1 while the servers fail and it retries (it resumes by itself).
+    pub retrying: c_int,
+}
+
+/// Follows database `database` as its leader publishes it to the NATS JetStream servers at
+/// `url` (docs/REPLICATION.md), into directory `path`: a read-only handle whose records
+/// arrive in the background, each checked against its chain value before it is applied.
+/// A `path` without a database starts from the newest snapshot in the stream's bucket.
+/// Reads work as on any handle; writes return `VALORI_MISUSE`. `valori_close` stops
+/// following.
+///
+/// - `url`: [in] NUL-terminated, `nats://host:port` (several separated by commas).
+/// - `database`: [in] NUL-terminated, the database's name on the stream.
+/// - `path`: [in] NUL-terminated UTF-8 directory path.
+/// - `out_db`: [out] the handle; close it with `valori_close`.
+///
+/// Returns `VALORI_NOT_FOUND` if the servers hold no such database, `VALORI_IO` if they
+/// cannot be reached. On failure, `valori_errmsg(NULL)` on the same thread says why.
+#[cfg(feature = "fleet")]
+#[no_mangle]
+pub extern "C" fn valori_follow(
+    url: *const c_char,
+    database: *const c_char,
+    path: *const c_char,
+    out_db: *mut *mut valori_db,
+) -> c_int {
+    boundary(|| {
+        let set_err = |code: c_int, msg: String| {
+            OPEN_ERROR.with(|e| *e.borrow_mut() = cstring(msg));
+            code
+        };
+        // SAFETY: checked.
+        let out = unsafe { check!(ffi::out(out_db)) };
+        let text = |p: *const c_char, what: &str| -> Result<&str, c_int> {
+            if p.is_null() {
+                return Err(set_err(
+                    VALORI_MISUSE,
+                    format!("valori_follow: {what} is NULL"),
+                ));
+            }
+            // SAFETY: non-NULL; NUL-terminated by contract.
+            unsafe { CStr::from_ptr(p) }.to_str().map_err(|_| {
+                set_err(
+                    crate::VALORI_INVALID_INPUT,
+                    format!("valori_follow: {what} is not UTF-8"),
+                )
+            })
+        };
+        // In order: the message names the first argument that is wrong.
+        let args = (|| {
+            Ok((
+                text(url, "url")?,
+                text(database, "database")?,
+                text(path, "path")?,
+            ))
+        })();
+        let (url, database, path) = match args {
+            Ok(a) => a,
+            Err(rc) => return rc,
+        };
+        match valori_fleet::BackgroundFollower::start(url, database, std::path::Path::new(path)) {
+            Ok(f) => {
+                *out = Box::into_raw(Box::new(valori_db {
+                    magic: DB_MAGIC,
+                    id: HandleId::new(),
+                    engine: std::sync::Arc::clone(f.engine()),
+                    follower: Some(f),
+                }));
+                VALORI_OK
+            }
+            Err(e) => set_err(fleet_code(&e), e.to_string()),
+        }
+    })
+}
+
+/// Result code of a follower's failure.
+#[cfg(feature = "fleet")]
+fn fleet_code(e: &valori_fleet::FleetError) -> c_int {
+    use valori_fleet::FleetError;
+    match e {
+        FleetError::Engine(e) => engine_code(e),
+        FleetError::NotFound(_) => crate::VALORI_NOT_FOUND,
+        FleetError::InvalidName(_) => crate::VALORI_INVALID_INPUT,
+        FleetError::Diverged(_) => crate::VALORI_CORRUPT,
+        _ => crate::VALORI_IO,
+    }
+}
+
+/// Where this handle stands in a replication stream.
+///
+/// - `db`: [in] the database.
+/// - `out`: [out] its position (all 0 for a handle that follows nothing).
+#[cfg(feature = "fleet")]
+#[no_mangle]
+pub extern "C" fn valori_replication_status(
+    db: *const valori_db,
+    out: *mut valori_replication,
+) -> c_int {
+    boundary(|| {
+        // SAFETY: pointers checked.
+        let (h, out) = unsafe { (check!(db_ref(db)), check!(ffi::out(out))) };
+        *out = match &h.follower {
+            None => valori_replication::default(),
+            Some(f) => {
+                let s = f.status();
+                valori_replication {
+                    following: 1,
+                    applied: s.applied,
+                    pending: s.pending,
+                    stopped: c_int::from(s.error.is_some()),
+                    retrying: c_int::from(s.retrying.is_some()),
+                }
+            }
+        };
+        VALORI_OK
+    })
+}
+
+/// Waits up to `timeout_ms` milliseconds until a follower has applied record `seq`.
+///
+/// - `db`: [in] a handle from `valori_follow`.
+/// - `out_applied`: [out] 1 if record `seq` is applied, 0 if the time ran out.
+///
+/// Returns `VALORI_MISUSE` for a handle that follows nothing, `VALORI_CORRUPT` if the
+/// follower stopped on a record that did not verify (`valori_errmsg` says which and why).
+#[cfg(feature = "fleet")]
+#[no_mangle]
+pub extern "C" fn valori_wait_applied(
+    db: *const valori_db,
+    seq: u64,
+    timeout_ms: u64,
+    out_applied: *mut c_int,
+) -> c_int {
+    boundary(|| {
+        // SAFETY: pointers checked.
+        let (h, out) = unsafe { (check!(db_ref(db)), check!(ffi::out(out_applied))) };
+        let Some(f) = &h.follower else {
+            messages::set(
+                h.id,
+                cstring(
+                    "valori_wait_applied: this handle follows no stream (valori_follow)".into(),
+                ),
+            );
+            return VALORI_MISUSE;
+        };
+        match f.wait_applied(seq, std::time::Duration::from_millis(timeout_ms)) {
+            Ok(done) => {
+                *out = c_int::from(done);
+                VALORI_OK
+            }
+            Err(e) => {
+                let why = f.status().error.unwrap_or_else(|| e.to_string());
+                messages::set(h.id, cstring(why));
+                match e {
+                    valori_fleet::FleetError::Diverged(_) => crate::VALORI_CORRUPT,
+                    other => fleet_code(&other),
+                }
+            }
+        }
+    })
 }
 
 /// What `valori_open` found and did (see `valori_recovery_report`). New fields come with a

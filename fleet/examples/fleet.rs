@@ -11,13 +11,25 @@
 //! second), and prints `seq N hash H` once the stream has acknowledged each. `follow URL DIR
 //! [SEQ]` prints `seq N hash H` each time it has applied more, and exits once it reaches `SEQ`
 //! (if given).
+//!
+//! Shared memory (several writers, one stream of commands): in each terminal
+//!
+//! ```text
+//! cargo run -p valori-fleet --example fleet -- share nats://127.0.0.1:4222 /tmp/robot-a robot-a 5 10
+//! cargo run -p valori-fleet --example fleet -- share nats://127.0.0.1:4222 /tmp/robot-b robot-b 5 10
+//! ```
+//!
+//! `share URL DIR WRITER ROUNDS TOTAL` submits a memory a round (one a second), prints
+//! `stream S seq N id I` as each comes back from the stream (applied in the stream's order),
+//! then waits until the stream holds `TOTAL` commands and prints `stream S seq N hash H`: the
+//! same line in every terminal.
 
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 use valori_engine::valori_kernel::Metric;
 use valori_engine::{Engine, Options};
-use valori_fleet::Fleet;
+use valori_fleet::{Fleet, Shared};
 
 const DATABASE: &str = "demo";
 
@@ -28,11 +40,15 @@ fn hex(h: [u8; 32]) -> String {
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let usage = "usage: fleet write URL DIR [ROUNDS] | fleet follow URL DIR [SEQ]";
+    let usage = "usage: fleet write URL DIR [ROUNDS] | fleet follow URL DIR [SEQ] | \
+                 fleet share URL DIR WRITER ROUNDS TOTAL";
     let (mode, url, dir) = match args.as_slice() {
         [m, u, d, ..] => (m.as_str(), u.as_str(), Path::new(d)),
         _ => return Err(usage.into()),
     };
+    if mode == "share" {
+        return share(url, dir, args.get(3..).unwrap_or_default()).await;
+    }
     let fleet = Fleet::connect(url, 1).await?;
     match mode {
         "write" => {
@@ -75,5 +91,59 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
         _ => return Err(usage.into()),
     }
+    Ok(())
+}
+
+/// One member of the shared database `demo-shared`: submits `ROUNDS` memories, then waits for
+/// `TOTAL` commands on the stream and prints where it stands.
+async fn share(url: &str, dir: &Path, args: &[String]) -> Result<(), Box<dyn std::error::Error>> {
+    use valori_engine::valori_kernel::{fxp, Applied, Command, Words};
+    let [writer, rounds, total] = args else {
+        return Err("usage: fleet share URL DIR WRITER ROUNDS TOTAL".into());
+    };
+    let (rounds, total): (u32, u64) = (rounds.parse()?, total.parse()?);
+    let member = Shared::open(
+        url,
+        "demo-shared",
+        dir,
+        Options::new(8, Metric::Cosine),
+        1,
+        Some(writer),
+    )
+    .await?;
+    let salt = writer.bytes().map(u32::from).sum::<u32>();
+    for round in 0..rounds {
+        let v: Vec<f32> = (0..8)
+            .map(|i| ((salt * 31 + round * 8 + i) % 97) as f32 / 97.0 - 0.5)
+            .collect();
+        let v = fxp::to_vec(&v)?;
+        let (stream, applied) = member
+            .write(&Command::Insert {
+                id: None,
+                tag: Some(u64::from(salt)),
+                vector: Words::Native(&v),
+                meta: writer.as_bytes(),
+            })
+            .await?;
+        let id = match applied {
+            Applied::Created(id) => id,
+            other => return Err(format!("unexpected {other:?}").into()),
+        };
+        println!(
+            "stream {stream} seq {} id {id}",
+            member.engine().sequence()?
+        );
+        if round + 1 < rounds {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+    }
+    member.wait_stream(total).await?;
+    let (hash, seq) = member.engine().state_hash_at()?;
+    println!(
+        "stream {} seq {seq} hash {}",
+        member.status().stream_seq,
+        hex(hash)
+    );
+    drop(member.stop().await);
     Ok(())
 }

@@ -71,6 +71,8 @@ pub enum FleetError {
     /// Every member of a shared database refused the command (or the servers would not
     /// store it); nothing changed.
     Refused(String),
+    /// The servers hold no such database (no snapshot of it in the bucket).
+    NotFound(String),
 }
 
 impl std::fmt::Display for FleetError {
@@ -82,6 +84,7 @@ impl std::fmt::Display for FleetError {
             FleetError::Diverged(m) => write!(f, "diverged: {m}"),
             FleetError::InvalidName(m) => write!(f, "invalid database name: {m}"),
             FleetError::Refused(m) => write!(f, "refused: {m}"),
+            FleetError::NotFound(m) => write!(f, "{m}"),
         }
     }
 }
@@ -298,6 +301,7 @@ impl Fleet {
             tries += 1;
             match self.try_snapshot(database).await {
                 Ok(bytes) => return Ok(bytes),
+                // During an election the bucket may answer "not found" for a moment.
                 Err(e) if tries < SNAPSHOT_TRIES => {
                     tracing::warn!(database = %database, "reading the snapshot: {e}; retrying");
                     tokio::time::sleep(Duration::from_millis(500)).await;
@@ -313,10 +317,16 @@ impl Fleet {
             .get_object_store(BUCKET)
             .await
             .map_err(|e| nats("opening the snapshot bucket")(&e))?;
-        let mut object = bucket
-            .get(database)
-            .await
-            .map_err(|e| nats("getting the snapshot")(&e))?;
+        let mut object = bucket.get(database).await.map_err(|e| {
+            if e.kind() == object_store::GetErrorKind::NotFound {
+                FleetError::NotFound(format!(
+                    "no snapshot of database {database:?} in bucket {BUCKET} on these servers: \
+                     has a leader of it published here (valori-node --replicate)?"
+                ))
+            } else {
+                nats("getting the snapshot")(&e)
+            }
+        })?;
         let mut bytes = Vec::new();
         object
             .read_to_end(&mut bytes)
@@ -962,4 +972,96 @@ async fn apply_loop(
 fn retrying(tx: &watch::Sender<FollowerStatus>, subject: &str, why: String) {
     tracing::warn!(subject = %subject, "following: {why}; retrying");
     tx.send_modify(|s| s.retrying = Some(why));
+}
+
+/// A follower for callers without an async runtime (the C and Python bindings): it owns a
+/// one-thread runtime that applies the stream's records in the background while the caller
+/// reads [`BackgroundFollower::engine`].
+pub struct BackgroundFollower {
+    runtime: Option<tokio::runtime::Runtime>,
+    follower: Option<Follower>,
+    engine: Arc<Engine>,
+}
+
+impl std::fmt::Debug for BackgroundFollower {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BackgroundFollower")
+            .field("database", &self.follower.as_ref().map(Follower::database))
+            .finish()
+    }
+}
+
+impl BackgroundFollower {
+    /// Connects to `url` and follows `database` into directory `dir` ([`Fleet::follow`]:
+    /// created from the bucket's newest snapshot if `dir` holds no database). Returns once
+    /// the follower has started; it catches up in the background.
+    pub fn start(url: &str, database: &str, dir: &Path) -> Result<BackgroundFollower> {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .max_blocking_threads(2)
+            .thread_name("valori-follower")
+            .enable_all()
+            .build()
+            .map_err(|e| FleetError::Nats(format!("starting the follower's runtime: {e}")))?;
+        let follower = runtime.block_on(async {
+            let fleet = Fleet::connect(url, 1).await?;
+            fleet.follow(database, dir).await
+        })?;
+        Ok(BackgroundFollower {
+            engine: Arc::clone(follower.engine()),
+            runtime: Some(runtime),
+            follower: Some(follower),
+        })
+    }
+
+    /// The database (read it; it refuses writes).
+    pub fn engine(&self) -> &Arc<Engine> {
+        &self.engine
+    }
+
+    /// Where it stands.
+    pub fn status(&self) -> FollowerStatus {
+        match &self.follower {
+            Some(f) => f.status(),
+            None => FollowerStatus {
+                applied: 0,
+                pending: 0,
+                error: Some("stopped".into()),
+                retrying: None,
+            },
+        }
+    }
+
+    /// Waits up to `timeout` until record `seq` is applied: `Ok(false)` if the time ran out,
+    /// an error if the follower stopped before it.
+    pub fn wait_applied(&self, seq: u64, timeout: Duration) -> Result<bool> {
+        let (Some(rt), Some(f)) = (&self.runtime, &self.follower) else {
+            return Err(FleetError::Nats("the follower is stopped".into()));
+        };
+        match rt.block_on(async { tokio::time::timeout(timeout, f.wait_applied(seq)).await }) {
+            Ok(r) => r.map(|()| true),
+            Err(_) => Ok(false),
+        }
+    }
+
+    /// Stops applying and shuts the runtime down; the database is the caller's alone after.
+    pub fn stop(mut self) -> Arc<Engine> {
+        self.shutdown();
+        Arc::clone(&self.engine)
+    }
+
+    fn shutdown(&mut self) {
+        if let (Some(rt), Some(f)) = (self.runtime.take(), self.follower.take()) {
+            rt.block_on(async {
+                drop(f.stop().await);
+            });
+            rt.shutdown_timeout(Duration::from_secs(5));
+        }
+    }
+}
+
+impl Drop for BackgroundFollower {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
 }

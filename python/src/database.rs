@@ -7,8 +7,9 @@ use crate::errors::{guarded, Fail};
 use crate::store::{parse_index, parse_metric, store_methods, Hits, RecordTuple, Store};
 use pyo3::prelude::*;
 use pyo3::types::PyBytes;
-use std::sync::RwLock;
+use std::sync::{Arc, RwLock};
 use valori_engine::{Durability, Engine, Export, Options};
+use valori_fleet::BackgroundFollower;
 use valori_kernel::{Applied, Command, Config, Direction, Fxp, Kernel as Core, SearchOptions};
 
 /// An export for Python: `(base_state, base_seq, commands, state_hash)`.
@@ -19,13 +20,31 @@ type ExportTuple<'py> = (
     Bound<'py, PyBytes>,
 );
 
+/// A follower's position for Python: `(applied, pending, error, retrying)`.
+type ReplicationTuple = (u64, u64, Option<String>, Option<String>);
+
 /// A recovery report for Python: `(snapshot_seq, replayed, seq, torn_tail)`.
 type RecoveryTuple = (u64, u64, u64, Option<(String, u64, u64, String)>);
 
 /// The durable database; `None` once closed.
 #[pyclass(module = "valori._native", frozen)]
 pub(crate) struct Database {
-    inner: RwLock<Option<Engine>>,
+    inner: RwLock<Option<Handle>>,
+}
+
+/// An open database, and the follower applying a stream's records to it, if it follows one.
+struct Handle {
+    engine: Arc<Engine>,
+    follower: Option<BackgroundFollower>,
+}
+
+impl Handle {
+    fn own(engine: Engine) -> Handle {
+        Handle {
+            engine: Arc::new(engine),
+            follower: None,
+        }
+    }
 }
 
 /// A durability mode from its Python name.
@@ -50,10 +69,10 @@ impl Database {
             .inner
             .read()
             .map_err(|_| Fail::internal("lock poisoned"))?;
-        let e = g
+        let h = g
             .as_ref()
             .ok_or_else(|| Fail::new(valori_kernel::ErrorCode::Misuse, "the database is closed"))?;
-        Ok(f(e)?)
+        Ok(f(&h.engine)?)
     }
 }
 
@@ -210,7 +229,64 @@ impl Database {
             Ok(Engine::open(path, options)?)
         })?;
         Ok(Database {
-            inner: RwLock::new(Some(engine)),
+            inner: RwLock::new(Some(Handle::own(engine))),
+        })
+    }
+
+    /// Follows `database` on the NATS JetStream servers at `url` into directory `path`
+    /// (created from the newest snapshot in the bucket if it holds no database): a read-only
+    /// database that applies the leader's records, verified, in the background.
+    #[staticmethod]
+    fn follow(py: Python<'_>, url: &str, database: &str, path: &str) -> PyResult<Self> {
+        let follower = guarded(py, || {
+            BackgroundFollower::start(url, database, std::path::Path::new(path)).map_err(fleet_fail)
+        })?;
+        Ok(Database {
+            inner: RwLock::new(Some(Handle {
+                engine: Arc::clone(follower.engine()),
+                follower: Some(follower),
+            })),
+        })
+    }
+
+    /// Where a follower stands: `(applied, pending, error, retrying)`; `None` for a database
+    /// that follows nothing.
+    fn replication(&self, py: Python<'_>) -> PyResult<Option<ReplicationTuple>> {
+        guarded(py, || {
+            let g = self
+                .inner
+                .read()
+                .map_err(|_| Fail::internal("lock poisoned"))?;
+            let h = g.as_ref().ok_or_else(|| {
+                Fail::new(valori_kernel::ErrorCode::Misuse, "the database is closed")
+            })?;
+            Ok(h.follower.as_ref().map(|f| {
+                let s = f.status();
+                (s.applied, s.pending, s.error, s.retrying)
+            }))
+        })
+    }
+
+    /// Waits up to `timeout` seconds until a follower has applied record `seq`; False if the
+    /// time ran out.
+    fn wait_applied(&self, py: Python<'_>, seq: u64, timeout: f64) -> PyResult<bool> {
+        guarded(py, || {
+            let g = self
+                .inner
+                .read()
+                .map_err(|_| Fail::internal("lock poisoned"))?;
+            let h = g.as_ref().ok_or_else(|| {
+                Fail::new(valori_kernel::ErrorCode::Misuse, "the database is closed")
+            })?;
+            let f = h.follower.as_ref().ok_or_else(|| {
+                Fail::new(
+                    valori_kernel::ErrorCode::Misuse,
+                    "wait_applied: this database follows no stream (open it with Database.follow)",
+                )
+            })?;
+            let timeout = std::time::Duration::try_from_secs_f64(timeout)
+                .map_err(|_| Fail::invalid(format!("timeout {timeout}: give seconds >= 0")))?;
+            f.wait_applied(seq, timeout).map_err(fleet_fail)
         })
     }
 
@@ -230,9 +306,17 @@ impl Database {
                 .write()
                 .map_err(|_| Fail::internal("lock poisoned"))?
                 .take();
-            match taken {
-                Some(e) => Ok(e.close()?),
-                None => Ok(()),
+            let Some(h) = taken else { return Ok(()) };
+            let engine = match h.follower {
+                Some(f) => {
+                    drop(h.engine);
+                    f.stop()
+                }
+                None => h.engine,
+            };
+            match Arc::try_unwrap(engine) {
+                Ok(e) => Ok(e.close()?),
+                Err(e) => Ok(e.flush()?),
             }
         })
     }
@@ -372,4 +456,16 @@ pub(crate) fn replay<'py>(
         Ok(k.state_hash())
     })?;
     Ok(PyBytes::new(py, &h))
+}
+
+/// A follower's failure as Python sees it: the engine's own errors keep their class; the
+/// servers' are `ValoriError` with what they said.
+fn fleet_fail(e: valori_fleet::FleetError) -> Fail {
+    match e {
+        valori_fleet::FleetError::Engine(e) => Fail::from(e),
+        e @ valori_fleet::FleetError::NotFound(_) => {
+            Fail::new(valori_kernel::ErrorCode::NotFound, e.to_string())
+        }
+        other => Fail::new(valori_kernel::ErrorCode::Io, other.to_string()),
+    }
 }

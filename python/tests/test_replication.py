@@ -137,3 +137,50 @@ def test_a_promoted_follower_leads_and_the_old_leader_is_refused(nats, tmp_path)
             new.stop()
     finally:
         old.stop() if old.proc.poll() is None else None
+
+
+@pytest.mark.parametrize("metric", ["l2", "ip", "cosine"])
+def test_a_database_follows_in_process_and_hashes_the_same(nats, tmp_path, metric):
+    """``Database.follow``: a follower inside this process (no server of its own) reaches the
+    leader's state hash, refuses writes, reopens where it stopped, and tells its position."""
+    leader = NodeServer("--replicate", nats.url, "--durability", "stream")
+    try:
+        c = valori.KernelClient(leader.url, "robot", dim=16, metric=metric)
+        rng = np.random.default_rng(11)
+        c.insert_batch(rng.standard_normal((200, 16)).astype(np.float32), tags=range(200))
+        c.delete(5)
+        a, b = c.create_node(1, label=b"robot"), c.create_node(2, label=b"dock")
+        c.create_edge(7, a, b, 0.5)
+        want = (c.sequence(), c.state_hash())
+        f = valori.Database.follow(nats.url, "robot", str(tmp_path / "f"))
+        try:
+            assert f.wait_applied(want[0], timeout=60)
+            assert (f.sequence(), f.state_hash()) == want
+            assert (f.dim, f.metric) == (16, metric)
+            q = rng.standard_normal(16).astype(np.float32)
+            assert f.search(q, 5) == c.search(q, 5)
+            r = f.replication()
+            assert r["role"] == "follower" and r["sequence"] == want[0] and r["error"] is None, r
+            assert r["state_hash"] == want[1].hex()
+            with pytest.raises(valori.MisuseError, match="read-only"):
+                f.insert(q)
+        finally:
+            f.close()
+        with pytest.raises(valori.MisuseError, match="closed"):
+            f.sequence()
+        # More records while it is closed; reopened, it takes them from the stream.
+        c.insert(rng.standard_normal(16).astype(np.float32), tag=1)
+        want = (c.sequence(), c.state_hash())
+        with valori.Database.follow(nats.url, "robot", str(tmp_path / "f")) as f:
+            assert f.wait_applied(want[0], timeout=60)
+            assert (f.sequence(), f.state_hash()) == want
+        # A database that follows nothing says so.
+        with valori.Database(str(tmp_path / "plain"), dim=4) as d:
+            assert d.replication()["role"] == "none"
+            with pytest.raises(valori.MisuseError, match="follows no stream"):
+                d.wait_applied(1, 0.1)
+        # A database the stream does not have is a clear error.
+        with pytest.raises(valori.NotFoundError, match="no snapshot of database .nowhere."):
+            valori.Database.follow(nats.url, "nowhere", str(tmp_path / "n"))
+    finally:
+        leader.stop()

@@ -390,6 +390,39 @@ class Database(_Store):
         self.dim, self.metric = self._n.config()
         self.path = str(path)
 
+    @classmethod
+    def follow(cls, url: str, database: str, path: str) -> "Database":
+        """A read-only copy of ``database`` as its leader publishes it to the NATS JetStream
+        servers at ``url`` (``"nats://host:port"``, several separated by commas), kept in
+        directory ``path`` (docs/REPLICATION.md). A ``path`` without a database starts from
+        the newest snapshot in the stream's bucket. The leader's records are applied in the
+        background, each checked against its chain value first; a record that does not
+        verify stops the follower (:meth:`replication` says why) and is never applied.
+        Writes raise :class:`ReadOnlyError`. :meth:`close` stops following."""
+        self = cls.__new__(cls)
+        self._n = _native.Database.follow(str(url), str(database), str(path))
+        self.dim, self.metric = self._n.config()
+        self.path = str(path)
+        return self
+
+    def replication(self) -> "dict":
+        """Where this database stands in a replication stream, in the shape of
+        :meth:`KernelClient.replication`: ``role`` (``"follower"`` for one opened with
+        :meth:`follow`, else ``"none"``), ``sequence`` and ``state_hash`` (hex), and for a
+        follower ``pending`` (records on the stream not yet applied), ``error`` (why it
+        stopped, or None) and ``retrying`` (the servers' last failure while it retries)."""
+        r = self._n.replication()
+        out = {"role": "none" if r is None else "follower", "sequence": self.sequence(),
+               "state_hash": self.state_hash().hex()}
+        if r is not None:
+            _applied, out["pending"], out["error"], out["retrying"] = r
+        return out
+
+    def wait_applied(self, seq: int, timeout: float = 30.0) -> bool:
+        """For a follower: waits up to ``timeout`` seconds until record ``seq`` is applied;
+        False if the time ran out. Raises if the follower stopped before it."""
+        return self._n.wait_applied(int(seq), float(timeout))
+
     def __enter__(self) -> "Database":
         """Returns the database itself; leaving the block flushes and closes it."""
         return self

@@ -547,6 +547,40 @@ static int test_recovery_report(void) {
     return 0;
 }
 
+/* The follower functions without a stream: argument checks, an unreachable server (loopback
+ * port 1, where nothing listens) reported with a message, and a handle that follows nothing.
+ * Following a real stream is scripts/fleet-demo.sh (examples-c/follow.c against nats-server). */
+static int test_follow_errors(void) {
+    char path[512], nowhere[512];
+    valori_db *db = NULL;
+    valori_options opts;
+    valori_replication r;
+    int applied = 7;
+    dir_for(path, sizeof path, "follow-plain");
+    dir_for(nowhere, sizeof nowhere, "follow-nowhere");
+    CHECK_RC(valori_follow(NULL, "demo", nowhere, &db), VALORI_MISUSE);
+    CHECK(strstr(valori_errmsg(NULL), "url is NULL") != NULL);
+    CHECK_RC(valori_follow("nats://127.0.0.1:1", NULL, nowhere, &db), VALORI_MISUSE);
+    CHECK_RC(valori_follow("nats://127.0.0.1:1", "demo", nowhere, NULL), VALORI_MISUSE);
+    CHECK_RC(valori_follow("nats://127.0.0.1:1", "demo", nowhere, &db), VALORI_IO);
+    CHECK(db == NULL);
+    CHECK(strstr(valori_errmsg(NULL), "connecting") != NULL);
+    CHECK_RC(valori_follow("not a url", "demo", nowhere, &db), VALORI_IO);
+    CHECK(db == NULL);
+    CHECK_RC(valori_options_init(&opts), VALORI_OK);
+    opts.dim = 2;
+    CHECK_RC(valori_open(path, &opts, &db), VALORI_OK);
+    memset(&r, 0xff, sizeof r);
+    CHECK_RC(valori_replication_status(db, &r), VALORI_OK);
+    CHECK(r.following == 0 && r.applied == 0 && r.pending == 0 && r.stopped == 0 && r.retrying == 0);
+    CHECK_RC(valori_replication_status(db, NULL), VALORI_MISUSE);
+    CHECK_RC(valori_wait_applied(db, 1, 10, &applied), VALORI_MISUSE);
+    CHECK(applied == 7);
+    CHECK(strstr(valori_errmsg(db), "follows no stream") != NULL);
+    CHECK_RC(valori_close(&db), VALORI_OK);
+    return 0;
+}
+
 /* A batch over the log's 1 GiB record limit is refused before anything changes, so the
  * database reopens with the same hash. 270,000 x 1,024 floats (1.1 GB, calloc: pages are
  * never touched). Skipped under valgrind (VALORI_TEST_NO_BIG), whose heap cannot hold it. */
@@ -1186,6 +1220,7 @@ int main(int argc, char **argv) {
     run("snapshot_flips_every_metric", test_snapshot_flips_every_metric);
     run("history", test_history);
     run("index", test_index);
+    run("follow_errors", test_follow_errors);
     run("null_arguments", test_null_arguments);
     printf("checks: %d\n", checks);
     printf("%d passed, %d failed\n", passed, failed);
