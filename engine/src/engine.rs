@@ -844,7 +844,16 @@ impl Engine {
             return Ok(Vec::new());
         }
         let want = usize::try_from(through - from + 1).map_or(max, |n| n.min(max));
-        let entries = self.history(from, want)?;
+        // Where the last read ended, if it is still this segment's next record; else (a new
+        // segment, or anything that did not read back) the log is read the usual way.
+        let resumed = pin.cursor().and_then(|c| {
+            history::entries_at(&*self.storage, &c.path, c, through, want)
+                .filter(|e| e.len() == want)
+        });
+        let entries = match resumed {
+            Some(e) => e,
+            None => self.history(from, want)?,
+        };
         if entries.len() != want || entries.iter().zip(from..).any(|(e, seq)| e.seq != seq) {
             return Err(Error::corrupt(
                 &self.dir,
@@ -853,6 +862,15 @@ impl Engine {
             ));
         }
         pin.advance(from + want as u64);
+        if let Some(last) = entries.last() {
+            pin.set_cursor(crate::pin::Cursor {
+                path: last.file.clone(),
+                pos: last.offset
+                    + (wal::RECORD_HEADER_LEN + last.command.len() + wal::CHAIN_LEN) as u64,
+                seq: last.seq + 1,
+                chain: last.chain,
+            });
+        }
         Ok(entries)
     }
 

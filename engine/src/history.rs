@@ -306,6 +306,41 @@ pub(crate) fn entries(
     Ok(out)
 }
 
+/// Up to `limit` records through `through` of the segment at `path`, read from byte `pos` on,
+/// where an earlier read found record `seq` to begin after chain value `chain` (a pinned
+/// reader's [`crate::pin::Cursor`]): no rescan from the segment's start. Each record is
+/// checked against the chain as a full read checks it; reading stops at the segment's end or
+/// at anything that does not verify (the caller then reads the usual way, which reports
+/// damage). `None` if the segment cannot be read from there.
+pub(crate) fn entries_at(
+    storage: &dyn Storage,
+    path: &Path,
+    at: &crate::pin::Cursor,
+    through: u64,
+    limit: usize,
+) -> Option<Vec<LogEntry>> {
+    let mut head = [0u8; wal::SEGMENT_HEADER_LEN];
+    std::io::Read::read_exact(&mut storage.open_read_at(path, 0).ok()?, &mut head).ok()?;
+    let r = storage.open_read_at(path, at.pos).ok()?;
+    let mut stream = wal::SegmentStream::resume(&head, r, at.seq, at.chain, at.pos)?;
+    let mut out = Vec::new();
+    let mut payload = Vec::new();
+    while out.len() < limit {
+        payload.clear();
+        match stream.next(&mut payload) {
+            Ok(Some(rec)) if rec.seq <= through => out.push(LogEntry {
+                seq: rec.seq,
+                chain: rec.after,
+                command: std::mem::take(&mut payload),
+                file: path.to_path_buf(),
+                offset: rec.offset,
+            }),
+            _ => break,
+        }
+    }
+    Some(out)
+}
+
 /// The end of the log: the last intact record's sequence number (or the newest snapshot's).
 fn last_seq(storage: &dyn Storage, dir: &Path, listing: &Listing) -> Result<u64> {
     let newest = listing.snapshots.last().map_or(0, |(s, _)| *s);

@@ -42,12 +42,37 @@ impl Pins {
 pub struct LogPin {
     pins: Arc<Pins>,
     from: u64,
+    /// Where the record `from` begins, if the last read found it: the next read continues
+    /// there instead of rescanning the segment from its start.
+    cursor: Option<Cursor>,
+}
+
+/// A place in a segment: record `seq` begins at byte `pos` of `path`, after chain value `chain`.
+#[derive(Clone, Debug)]
+pub(crate) struct Cursor {
+    pub(crate) path: std::path::PathBuf,
+    pub(crate) pos: u64,
+    pub(crate) seq: u64,
+    pub(crate) chain: [u8; 32],
 }
 
 impl LogPin {
     pub(crate) fn new(pins: Arc<Pins>, from: u64) -> LogPin {
         pins.add(from);
-        LogPin { pins, from }
+        LogPin {
+            pins,
+            from,
+            cursor: None,
+        }
+    }
+
+    /// Where the record [`LogPin::from`] begins, if known.
+    pub(crate) fn cursor(&self) -> Option<&Cursor> {
+        self.cursor.as_ref().filter(|c| c.seq == self.from)
+    }
+
+    pub(crate) fn set_cursor(&mut self, cursor: Cursor) {
+        self.cursor = Some(cursor);
     }
 
     /// The first sequence number held.

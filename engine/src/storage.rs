@@ -22,6 +22,13 @@ pub trait Storage: Send + Sync + Debug {
     fn open_read(&self, path: &Path) -> io::Result<Box<dyn io::Read + Send>> {
         Ok(Box::new(io::Cursor::new(self.read(path)?)))
     }
+    /// A reader of a file from byte `offset` on (by default: [`Storage::open_read`] with the
+    /// bytes before `offset` read and dropped).
+    fn open_read_at(&self, path: &Path, offset: u64) -> io::Result<Box<dyn io::Read + Send>> {
+        let mut r = self.open_read(path)?;
+        io::copy(&mut io::Read::take(&mut r, offset), &mut io::sink())?;
+        Ok(r)
+    }
     /// A file's last modification time (for time-based retention); by default unknown
     /// (`Unsupported`), and retention then keeps the file.
     fn modified(&self, path: &Path) -> io::Result<std::time::SystemTime> {
@@ -116,6 +123,11 @@ impl Storage for FsStorage {
             1 << 20,
             File::open(path)?,
         )))
+    }
+    fn open_read_at(&self, path: &Path, offset: u64) -> io::Result<Box<dyn io::Read + Send>> {
+        let mut f = File::open(path)?;
+        io::Seek::seek(&mut f, io::SeekFrom::Start(offset))?;
+        Ok(Box::new(io::BufReader::with_capacity(1 << 20, f)))
     }
     fn create(&self, path: &Path) -> io::Result<Box<dyn StorageFile>> {
         let f = options()

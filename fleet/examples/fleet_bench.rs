@@ -4,10 +4,14 @@
 //! them; then a new follower catching up from the bucket's snapshot and the stream.
 //!
 //! ```text
-//! cargo run --release -p valori-fleet --example fleet_bench -- [BATCHES] [BATCH] [SERVERS]
+//! cargo run --release -p valori-fleet --example fleet_bench -- [BATCHES] [BATCH] [SERVERS] [WINDOW]
 //! ```
 //!
-//! Defaults: 100 batches of 1,000 vectors, 3 servers. Prints the insert rate (vectors
+//! Defaults: 100 batches of 1,000 vectors, 3 servers, a window of 1: each batch is committed
+//! only once the stream has acknowledged the one before (one writer waiting for each write).
+//! With a window of `W`, up to `W` committed batches wait for the stream's acknowledgment at
+//! once (as `W` concurrent writers each waiting for its own): the leader commits the next
+//! batch locally while the stream stores the previous one. Prints the insert rate (vectors
 //! acknowledged by the stream per second), the follower's lag per batch (from the leader's
 //! local commit to the follower's apply: p50, p99, max) and the catch-up rate.
 
@@ -51,6 +55,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let batches = args.first().copied().unwrap_or(100);
     let per = args.get(1).copied().unwrap_or(1000);
     let servers = args.get(2).copied().unwrap_or(3);
+    let window = args.get(3).copied().unwrap_or(1).max(1);
     let dir = std::env::temp_dir().join(format!("valori-fleet-bench-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir)?;
@@ -69,7 +74,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
     };
     println!(
-        "replication benchmark: {servers} nats-server(s) (stream R{replicas}), {batches} batches of {per} vectors, d = {DIM}"
+        "replication benchmark: {servers} nats-server(s) (stream R{replicas}), {batches} batches of {per} vectors, d = {DIM}, window {window}"
     );
     let leader = Arc::new(Engine::open(
         dir.join("leader"),
@@ -84,10 +89,19 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let start = Instant::now();
     let load = async {
         let mut committed = Vec::with_capacity(batches);
+        let mut waiting = std::collections::VecDeque::new();
         for b in &data {
+            if waiting.len() >= window {
+                if let Some(seq) = waiting.pop_front() {
+                    lead.wait_published(seq).await?;
+                }
+            }
             leader.insert_batch(b, &[])?;
             let seq = leader.sequence()?;
             committed.push((seq, Instant::now()));
+            waiting.push_back(seq);
+        }
+        if let Some(&seq) = waiting.back() {
             lead.wait_published(seq).await?;
         }
         Ok::<_, Box<dyn std::error::Error>>((committed, start.elapsed().as_secs_f64()))
@@ -125,7 +139,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .collect();
     let vectors = (batches * per) as f64;
     println!(
-        "RESULT replicated insert: {:.0} vectors/s ({vectors} vectors in {load:.2} s, each batch fsynced and acknowledged by the stream)",
+        "RESULT replicated insert, window {window}: {:.0} vectors/s ({vectors} vectors in {load:.2} s, each batch fsynced and acknowledged by the stream)",
         vectors / load
     );
     let mut sorted = lags.clone();
@@ -161,6 +175,18 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    let t = Instant::now();
+    let bytes = fleet.snapshot("bench").await?;
+    let fetched = t.elapsed().as_secs_f64();
+    let t = Instant::now();
+    let probe = dir.join("probe");
+    Engine::create_from_snapshot(&probe, &bytes, Options::default())?;
+    let created = t.elapsed().as_secs_f64();
+    let _ = std::fs::remove_dir_all(&probe);
+    println!(
+        "RESULT catch-up parts: the snapshot ({:.0} MB) read from the bucket in {fetched:.2} s, a database made from it in {created:.2} s",
+        bytes.len() as f64 / 1e6
+    );
     eprintln!("the bucket holds the snapshot; starting a new follower");
     let start = Instant::now();
     let late = fleet.follow("bench", &dir.join("late")).await?;
@@ -175,6 +201,62 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         more
     );
     drop((lead, follower, late));
+
+    // The stream's own ceiling on this machine, for comparison: the same bytes as the load
+    // above (each batch's record, in messages of the size the leader uses) published by a bare
+    // JetStream client to a stream of the same replication, each message's acknowledgment
+    // awaited before the next (as the leader does), then all in flight at once.
+    let addrs = urls
+        .iter()
+        .map(|u| u.parse::<async_nats::ServerAddr>())
+        .collect::<Result<Vec<_>, _>>()?;
+    let client = async_nats::connect(addrs).await?;
+    let js = async_nats::jetstream::new(client);
+    js.get_or_create_stream(async_nats::jetstream::stream::Config {
+        name: "CEILING".into(),
+        subjects: vec!["ceiling.>".into()],
+        num_replicas: replicas,
+        storage: async_nats::jetstream::stream::StorageType::File,
+        ..Default::default()
+    })
+    .await?;
+    let record = per * DIM * 4 + 64;
+    let room = js.client().max_payload() - 4096;
+    let piece = bytes::Bytes::from(vec![7u8; room]);
+    let messages: Vec<bytes::Bytes> = (0..batches)
+        .flat_map(|_| {
+            let mut left = record;
+            let mut out = Vec::new();
+            while left > 0 {
+                let n = left.min(room);
+                out.push(piece.slice(..n));
+                left -= n;
+            }
+            out
+        })
+        .collect();
+    let start = Instant::now();
+    for m in &messages {
+        js.publish("ceiling.one", m.clone()).await?.await?;
+    }
+    let one = start.elapsed().as_secs_f64();
+    let start = Instant::now();
+    let mut acks = Vec::with_capacity(messages.len());
+    for m in &messages {
+        acks.push(js.publish("ceiling.all", m.clone()).await?);
+    }
+    for a in acks {
+        a.await?;
+    }
+    let all = start.elapsed().as_secs_f64();
+    println!(
+        "RESULT stream ceiling (bare JetStream client, the same {} messages, R{replicas}): {:.0} vectors/s ({:.0} MB/s) one acknowledgment at a time; {:.0} vectors/s ({:.0} MB/s) all in flight",
+        messages.len(),
+        vectors / one,
+        (batches * record) as f64 / one / 1e6,
+        vectors / all,
+        (batches * record) as f64 / all / 1e6
+    );
     drop(nats);
     let _ = std::fs::remove_dir_all(&dir);
     Ok(())

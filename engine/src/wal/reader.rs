@@ -225,6 +225,29 @@ impl<R: std::io::Read> SegmentStream<R> {
         })
     }
 
+    /// Continues reading a segment whose header is `head` from byte `pos`, where an earlier
+    /// read of it found record `seq` to begin after chain value `chain`; `r` reads from `pos`
+    /// on. Every record from there is checked as [`SegmentStream::next`] checks it, against
+    /// that chain value. `None` if the header is not valid or the place is not in the segment.
+    pub(crate) fn resume(
+        head: &[u8; SEGMENT_HEADER_LEN],
+        r: R,
+        seq: u64,
+        chain: Chain,
+        pos: u64,
+    ) -> Option<SegmentStream<R>> {
+        let (version, first_seq, chain_in) = check_segment_header(head).ok()?;
+        (seq >= first_seq && pos >= SEGMENT_HEADER_LEN as u64).then_some(SegmentStream {
+            r,
+            version,
+            first_seq,
+            chain_in,
+            seq,
+            chain,
+            pos,
+        })
+    }
+
     /// The next record, its payload appended to `out`: `Ok(None)` at a clean end of the
     /// file, `Err(())` on any problem (`out` may then hold part of a payload).
     pub(crate) fn next(&mut self, out: &mut Vec<u8>) -> Result<Option<StreamRecord>, ()> {
