@@ -77,6 +77,13 @@ thread_local! {
     static OPEN_ERROR: RefCell<CString> = RefCell::new(CString::default());
 }
 
+/// Records why a `valori_open` or `valori_follow` failed, for `valori_errmsg(NULL)` on this
+/// thread; returns `code`.
+fn open_failed(code: c_int, msg: String) -> c_int {
+    OPEN_ERROR.with(|e| *e.borrow_mut() = cstring(msg));
+    code
+}
+
 fn cstring(s: String) -> CString {
     CString::new(s.replace('\0', " ")).unwrap_or_default()
 }
@@ -286,10 +293,7 @@ pub extern "C" fn valori_open(
     out_db: *mut *mut valori_db,
 ) -> c_int {
     boundary(|| {
-        let set_err = |code: c_int, msg: String| {
-            OPEN_ERROR.with(|e| *e.borrow_mut() = cstring(msg));
-            code
-        };
+        let set_err = open_failed;
         // SAFETY: pointers checked; `path` is NUL-terminated by contract.
         let (opts, out) = unsafe {
             if path.is_null() {
@@ -684,10 +688,7 @@ pub extern "C" fn valori_follow(
     out_db: *mut *mut valori_db,
 ) -> c_int {
     boundary(|| {
-        let set_err = |code: c_int, msg: String| {
-            OPEN_ERROR.with(|e| *e.borrow_mut() = cstring(msg));
-            code
-        };
+        let set_err = open_failed;
         // SAFETY: checked.
         let out = unsafe { check!(ffi::out(out_db)) };
         let text = |p: *const c_char, what: &str| -> Result<&str, c_int> {

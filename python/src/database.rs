@@ -65,6 +65,12 @@ impl Database {
         &self,
         f: impl FnOnce(&Engine) -> Result<R, valori_engine::Error>,
     ) -> Result<R, Fail> {
+        self.handle(|h| Ok(f(&h.engine)?))
+    }
+
+    /// Runs `f` on the open handle (the engine and its follower, if any); a closed database
+    /// is `MisuseError`.
+    fn handle<R>(&self, f: impl FnOnce(&Handle) -> Result<R, Fail>) -> Result<R, Fail> {
         let g = self
             .inner
             .read()
@@ -72,7 +78,7 @@ impl Database {
         let h = g
             .as_ref()
             .ok_or_else(|| Fail::new(valori_kernel::ErrorCode::Misuse, "the database is closed"))?;
-        Ok(f(&h.engine)?)
+        f(h)
     }
 }
 
@@ -253,17 +259,12 @@ impl Database {
     /// that follows nothing.
     fn replication(&self, py: Python<'_>) -> PyResult<Option<ReplicationTuple>> {
         guarded(py, || {
-            let g = self
-                .inner
-                .read()
-                .map_err(|_| Fail::internal("lock poisoned"))?;
-            let h = g.as_ref().ok_or_else(|| {
-                Fail::new(valori_kernel::ErrorCode::Misuse, "the database is closed")
-            })?;
-            Ok(h.follower.as_ref().map(|f| {
-                let s = f.status();
-                (s.applied, s.pending, s.error, s.retrying)
-            }))
+            self.handle(|h| {
+                Ok(h.follower.as_ref().map(|f| {
+                    let s = f.status();
+                    (s.applied, s.pending, s.error, s.retrying)
+                }))
+            })
         })
     }
 
@@ -271,22 +272,17 @@ impl Database {
     /// time ran out.
     fn wait_applied(&self, py: Python<'_>, seq: u64, timeout: f64) -> PyResult<bool> {
         guarded(py, || {
-            let g = self
-                .inner
-                .read()
-                .map_err(|_| Fail::internal("lock poisoned"))?;
-            let h = g.as_ref().ok_or_else(|| {
-                Fail::new(valori_kernel::ErrorCode::Misuse, "the database is closed")
-            })?;
-            let f = h.follower.as_ref().ok_or_else(|| {
-                Fail::new(
-                    valori_kernel::ErrorCode::Misuse,
-                    "wait_applied: this database follows no stream (open it with Database.follow)",
-                )
-            })?;
             let timeout = std::time::Duration::try_from_secs_f64(timeout)
                 .map_err(|_| Fail::invalid(format!("timeout {timeout}: give seconds >= 0")))?;
-            f.wait_applied(seq, timeout).map_err(fleet_fail)
+            self.handle(|h| {
+                let f = h.follower.as_ref().ok_or_else(|| {
+                    Fail::new(
+                        valori_kernel::ErrorCode::Misuse,
+                        "wait_applied: this database follows no stream (open it with Database.follow)",
+                    )
+                })?;
+                f.wait_applied(seq, timeout).map_err(fleet_fail)
+            })
         })
     }
 
