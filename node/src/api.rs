@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
-use valori_engine::valori_kernel::{ErrorCode, Fxp};
+use valori_engine::valori_kernel::{Applied, Command, ErrorCode, Fxp};
 use valori_engine::Engine;
 
 type Shared = State<Arc<App>>;
@@ -192,7 +192,22 @@ async fn insert(
     let vector = fixed(&req.vector)?;
     blocking(move || {
         let db = app.registry.get_for_insert(&name, vector.len())?;
-        let id = db.insert_fixed(&vector, req.tag, &meta)?;
+        let id = match req.id {
+            None => db.insert_fixed(&vector, req.tag, &meta)?,
+            Some(id) => match db.apply(&Command::Insert {
+                id: Some(id),
+                tag: req.tag,
+                vector: vector.as_slice().into(),
+                meta: &meta,
+            })? {
+                Applied::Created(id) => id,
+                other => {
+                    return Err(ApiError::internal(format!(
+                        "an insert reported {other:?} (a bug in valori)"
+                    )))
+                }
+            },
+        };
         Ok((StatusCode::CREATED, Json(Created { id })))
     })
     .await

@@ -273,6 +273,9 @@ pub struct InsertRequest {
     /// The vector (its length is the database's dimension).
     #[schema(example = json!([0.1, 0.2, 0.3]))]
     pub vector: Vec<f64>,
+    /// The record's id (0 to 2^64 - 2), or none for the next automatic id; one already taken
+    /// is 409 `EXISTS` with nothing changed.
+    pub id: Option<u64>,
     /// An optional tag (search can filter by it).
     pub tag: Option<u64>,
     /// Metadata bytes, base64.

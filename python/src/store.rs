@@ -223,6 +223,24 @@ pub(crate) mod by_command {
         .map(created)
     }
 
+    /// An insert under a caller-chosen id (the kernel refuses one that is taken).
+    pub(crate) fn insert_as<S: Store>(
+        s: &S,
+        id: u64,
+        v: &Floats,
+        tag: Option<u64>,
+        meta: &[u8],
+    ) -> Result<u64, Fail> {
+        let v = v.to_fxp()?;
+        s.apply(&Command::Insert {
+            id: Some(id),
+            tag,
+            vector: v.as_slice().into(),
+            meta,
+        })
+        .map(created)
+    }
+
     /// [`Store::insert_batch`] as a command.
     pub(crate) fn insert_batch<S: Store>(
         s: &S,
@@ -278,7 +296,7 @@ macro_rules! store_methods {
 
             #[pymethods]
             impl $ty {
-                #[pyo3(signature = (data, dtype, tag=None, meta=b"".as_slice()))]
+                #[pyo3(signature = (data, dtype, tag=None, meta=b"".as_slice(), id=None))]
                 fn insert(
                     &self,
                     py: Python<'_>,
@@ -286,9 +304,16 @@ macro_rules! store_methods {
                     dtype: &str,
                     tag: Option<u64>,
                     meta: &[u8],
+                    id: Option<u64>,
                 ) -> PyResult<u64> {
                     guarded(py, || {
-                        Store::insert(self, &Floats::decode(data, dtype)?, tag, meta)
+                        let v = Floats::decode(data, dtype)?;
+                        match id {
+                            None => Store::insert(self, &v, tag, meta),
+                            Some(id) => {
+                                $crate::store::by_command::insert_as(self, id, &v, tag, meta)
+                            }
+                        }
                     })
                 }
 

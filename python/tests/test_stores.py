@@ -142,3 +142,26 @@ def test_batches_of_every_dtype_agree(make):
     rids, rdists = reference.search_batch(queries, k=5)
     assert ids.shape == (9, 5)
     assert np.array_equal(ids, rids) and np.array_equal(dists, rdists)
+
+
+@pytest.mark.parametrize("metric", METRICS)
+def test_caller_chosen_ids_on_every_store(make, metric):
+    """``insert(..., id=)``: the record is stored under that id (a 63-bit one too, as the
+    agent-framework stores use), the next automatic id follows the largest used, a taken id
+    raises ExistsError with nothing changed, and an id out of range raises InvalidInputError."""
+    s = make(4, metric)
+    big = 2**63 - 12345
+    assert s.insert([1.0, 2.0, 3.0, 4.0], tag=5, metadata=b"chosen", id=big) == big
+    assert s.insert([0.5, 0.5, 0.5, 0.5], id=3) == 3
+    r = s.get(big)
+    assert (r.id, r.tag, r.metadata) == (big, 5, b"chosen")
+    assert s.search([1.0, 2.0, 3.0, 4.0], k=1)[0].id == big
+    before = s.state_hash()
+    with pytest.raises(valori.ExistsError):
+        s.insert([9.0, 9.0, 9.0, 9.0], id=big)
+    assert s.state_hash() == before and len(s) == 2
+    for bad in (-1, 2**64, 2**64 - 1, 1.5, "7", True):
+        with pytest.raises(InvalidInputError):
+            s.insert([1.0, 1.0, 1.0, 1.0], id=bad)
+    assert s.state_hash() == before and len(s) == 2
+    assert s.insert([1.0, 0.0, 0.0, 0.0]) == big + 1

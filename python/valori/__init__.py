@@ -179,11 +179,14 @@ class _Store:
     _n: "_native.Kernel | _native.Database"
     dim: int
 
-    def insert(self, vector: ArrayLike, tag: Optional[int] = None, metadata: bytes = b"") -> int:
+    def insert(self, vector: ArrayLike, tag: Optional[int] = None, metadata: bytes = b"",
+               id: Optional[int] = None) -> int:
         """Inserts one vector (``dim`` components) with an optional tag and metadata bytes;
-        returns its id."""
+        returns its id: ``id`` if given (0 to 2**64 - 2; one already taken raises
+        :class:`ExistsError` and changes nothing), else the next automatic id (one past the
+        largest ever used)."""
         data, dt = _vector(vector, self.dim)
-        return self._n.insert(data, dt, tag, bytes(metadata))
+        return self._n.insert(data, dt, tag, bytes(metadata), _id(id))
 
     def insert_batch(self, vectors: ArrayLike, tags: Optional[Iterable[int]] = None) -> range:
         """Inserts an ``(n, dim)`` array (or list of lists) atomically, as one command; returns
@@ -278,6 +281,15 @@ class _Store:
     def __len__(self) -> int:
         """Number of records."""
         return self._n.count()
+
+
+def _id(id: Optional[int]) -> Optional[int]:
+    """Validates a caller-chosen id (the kernel refuses the reserved 2**64 - 1)."""
+    if id is None:
+        return None
+    if isinstance(id, bool) or not isinstance(id, (int, np.integer)) or not 0 <= int(id) < 2**64 - 1:
+        raise InvalidInputError(f"id must be an integer from 0 to 2**64 - 2, got {id!r}")
+    return int(id)
 
 
 def _k(k: int) -> int:

@@ -260,9 +260,15 @@ class KernelClient:
 
     # -- the Database / EmbeddedKernel API ----------------------------------------------------
 
-    def insert(self, vector: Any, tag: Optional[int] = None, metadata: bytes = b"") -> int:
-        """Inserts one vector with an optional tag and metadata bytes; returns its id."""
+    def insert(self, vector: Any, tag: Optional[int] = None, metadata: bytes = b"",
+               id: Optional[int] = None) -> int:
+        """Inserts one vector with an optional tag and metadata bytes; returns its id: ``id``
+        if given (one already taken raises :class:`ExistsError`), else the next automatic
+        one."""
+        from . import _id
         body: Dict[str, Any] = {"vector": self._vector(vector)}
+        if id is not None:
+            body["id"] = _id(id)
         if tag is not None:
             body["tag"] = int(tag)
         if metadata:
