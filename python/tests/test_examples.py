@@ -25,3 +25,15 @@ def test_langchain_retrieval(tmp_path):
     again = _run("langchain_retrieval.py", str(tmp_path / "b"))
     hashes = [line for line in (out + again).splitlines() if line.startswith("state hash:")]
     assert len(hashes) == 2 and hashes[0] == hashes[1], hashes
+
+
+def test_llama_index_retrieval(tmp_path):
+    pytest.importorskip("llama_index.core")
+    out = _run("llama_index_retrieval.py", str(tmp_path / "a"))
+    assert "kitchen: plant: Water the kitchen plant on Mondays." in out
+    assert "kitchen: cup: The red cup is on the kitchen table." in out
+    assert "hall" not in out.split("reopened")[0]
+    assert "reopened: dock: The charging dock is in the hall." in out
+    again = _run("llama_index_retrieval.py", str(tmp_path / "b"))
+    hashes = [line for line in (out + again).splitlines() if line.startswith("state hash:")]
+    assert len(hashes) == 2 and hashes[0] == hashes[1], hashes

@@ -242,10 +242,22 @@ class DocumentStore:
                 n += 1
         return n
 
-    def search(self, vector: Sequence[float], k: int, where: Optional[Dict[str, Any]] = None,
+    def all(self, where: Any = None) -> List[Stored]:
+        """Every document of this collection that satisfies ``where`` (a filter as
+        :func:`matches` reads it, or a function of a document), in record id order."""
+        if self.store is None or len(self.store) == 0:
+            return []
+        probe = np.ones(self.dim or 1)
+        found = self.search(probe, len(self.store), where)
+        return sorted((s for s, _ in found), key=lambda s: record_id(self.collection, s.id))
+
+    def search(self, vector: Sequence[float], k: int, where: Any = None,
                with_vectors: bool = False) -> List[tuple]:
         """The ``k`` nearest documents of this collection to ``vector`` that satisfy
-        ``where``, as ``(Stored, distance)`` nearest first (ties by record id)."""
+        ``where`` (a filter as :func:`matches` reads it, or a function of a
+        :class:`Stored` document), as ``(Stored, distance)`` nearest first (ties by record
+        id)."""
+        keep = where if callable(where) else (lambda s: matches(s.metadata, where))
         if k <= 0:
             raise ValueError(f"k must be at least 1, got {k}")
         if self.store is None or len(self.store) == 0:
@@ -259,10 +271,12 @@ class DocumentStore:
             for h in hits:
                 r = self.store.get(h.id)
                 d = None if r is None else decode(r.metadata)
-                if d is None or not matches(d["metadata"], where):
+                if d is None:
                     continue
-                out.append((Stored(d["id"], d["text"], d["metadata"], r.vector if with_vectors else None),
-                            float(h.distance)))
+                doc = Stored(d["id"], d["text"], d["metadata"], r.vector if with_vectors else None)
+                if not keep(doc):
+                    continue
+                out.append((doc, float(h.distance)))
                 if len(out) == k:
                     return out
             if len(hits) < want or want >= total:
