@@ -194,19 +194,15 @@ async fn insert(
         let db = app.registry.get_for_insert(&name, vector.len())?;
         let id = match req.id {
             None => db.insert_fixed(&vector, req.tag, &meta)?,
-            Some(id) => match db.apply(&Command::Insert {
-                id: Some(id),
-                tag: req.tag,
-                vector: vector.as_slice().into(),
-                meta: &meta,
-            })? {
-                Applied::Created(id) => id,
-                other => {
-                    return Err(ApiError::internal(format!(
-                        "an insert reported {other:?} (a bug in valori)"
-                    )))
-                }
-            },
+            Some(id) => created_by(
+                &db,
+                &Command::Insert {
+                    id: Some(id),
+                    tag: req.tag,
+                    vector: vector.as_slice().into(),
+                    meta: &meta,
+                },
+            )?,
         };
         Ok((StatusCode::CREATED, Json(Created { id })))
     })
@@ -541,6 +537,16 @@ async fn search_batch(
     .await
 }
 
+/// Applies a create command under a caller-chosen id; the id.
+fn created_by(db: &Engine, cmd: &Command<'_>) -> Result<u64, valori_engine::Error> {
+    match db.apply(cmd)? {
+        Applied::Created(id) => Ok(id),
+        other => Err(valori_engine::Error::Invalid(format!(
+            "a create command reported {other:?} (a bug in valori)"
+        ))),
+    }
+}
+
 /// Creates a graph node; returns its id.
 #[utoipa::path(post, path = "/v1/databases/{db}/nodes", tag = "graph",
     params(DbPath),
@@ -552,8 +558,17 @@ async fn create_node(
     Json(req): Json<NodeRequest>,
 ) -> Result<(StatusCode, Json<Created>), ApiError> {
     let label = unb64("label", req.label.as_deref())?;
-    create(app, name, move |db| {
-        db.create_node(req.kind, req.record, &label)
+    create(app, name, move |db| match req.id {
+        None => db.create_node(req.kind, req.record, &label),
+        Some(id) => created_by(
+            db,
+            &Command::CreateNode {
+                id: Some(id),
+                kind: req.kind,
+                record: req.record,
+                label: &label,
+            },
+        ),
     })
     .await
 }
@@ -633,8 +648,18 @@ async fn create_edge(
     Json(req): Json<EdgeRequest>,
 ) -> Result<(StatusCode, Json<Created>), ApiError> {
     let weight = req.weight.map(|w| Fxp::from_f64(w, 0)).transpose()?;
-    create(app, name, move |db| {
-        db.create_edge_fixed(req.kind, req.source, req.target, weight)
+    create(app, name, move |db| match req.id {
+        None => db.create_edge_fixed(req.kind, req.source, req.target, weight),
+        Some(id) => created_by(
+            db,
+            &Command::CreateEdge {
+                id: Some(id),
+                kind: req.kind,
+                from: req.source,
+                to: req.target,
+                weight,
+            },
+        ),
     })
     .await
 }

@@ -439,6 +439,9 @@ pub struct BatchSearchResponse {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NodeRequest {
+    /// The node's id (0 to 2^64 - 2), or none for the next automatic id; one already taken is
+    /// 409 `EXISTS`.
+    pub id: Option<u64>,
     /// Application-defined kind.
     pub kind: u32,
     /// A record to link it to.
@@ -451,6 +454,9 @@ pub struct NodeRequest {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct EdgeRequest {
+    /// The edge's id (0 to 2^64 - 2), or none for the next automatic id; one already taken is
+    /// 409 `EXISTS`.
+    pub id: Option<u64>,
     /// Application-defined kind.
     pub kind: u32,
     /// Source node.

@@ -241,6 +241,42 @@ pub(crate) mod by_command {
         .map(created)
     }
 
+    /// A node under a caller-chosen id (the kernel refuses one that is taken).
+    pub(crate) fn node_as<S: Store>(
+        s: &S,
+        id: u64,
+        kind: u32,
+        record: Option<u64>,
+        label: &[u8],
+    ) -> Result<u64, Fail> {
+        s.apply(&Command::CreateNode {
+            id: Some(id),
+            kind,
+            record,
+            label,
+        })
+        .map(created)
+    }
+
+    /// An edge under a caller-chosen id (the kernel refuses one that is taken).
+    pub(crate) fn edge_as<S: Store>(
+        s: &S,
+        id: u64,
+        kind: u32,
+        from: u64,
+        to: u64,
+        weight: Option<Fxp>,
+    ) -> Result<u64, Fail> {
+        s.apply(&Command::CreateEdge {
+            id: Some(id),
+            kind,
+            from,
+            to,
+            weight,
+        })
+        .map(created)
+    }
+
     /// [`Store::insert_batch`] as a command.
     pub(crate) fn insert_batch<S: Store>(
         s: &S,
@@ -344,22 +380,28 @@ macro_rules! store_methods {
                     guarded(py, || Store::set_tag(self, id, tag))
                 }
 
-                #[pyo3(signature = (kind, record=None, label=b"".as_slice()))]
+                #[pyo3(signature = (kind, record=None, label=b"".as_slice(), id=None))]
                 fn create_node(
                     &self,
                     py: Python<'_>,
                     kind: u32,
                     record: Option<u64>,
                     label: &[u8],
+                    id: Option<u64>,
                 ) -> PyResult<u64> {
-                    guarded(py, || Store::create_node(self, kind, record, label))
+                    guarded(py, || match id {
+                        None => Store::create_node(self, kind, record, label),
+                        Some(id) => {
+                            $crate::store::by_command::node_as(self, id, kind, record, label)
+                        }
+                    })
                 }
 
                 fn delete_node(&self, py: Python<'_>, id: u64) -> PyResult<()> {
                     guarded(py, || Store::delete_node(self, id))
                 }
 
-                #[pyo3(signature = (kind, source, target, weight=None))]
+                #[pyo3(signature = (kind, source, target, weight=None, id=None))]
                 fn create_edge(
                     &self,
                     py: Python<'_>,
@@ -367,10 +409,16 @@ macro_rules! store_methods {
                     source: u64,
                     target: u64,
                     weight: Option<f64>,
+                    id: Option<u64>,
                 ) -> PyResult<u64> {
                     guarded(py, || {
                         let weight = weight.map(|w| Fxp::from_f64(w, 0)).transpose()?;
-                        Store::create_edge(self, kind, source, target, weight)
+                        match id {
+                            None => Store::create_edge(self, kind, source, target, weight),
+                            Some(id) => $crate::store::by_command::edge_as(
+                                self, id, kind, source, target, weight,
+                            ),
+                        }
                     })
                 }
 

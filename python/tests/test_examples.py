@@ -37,3 +37,30 @@ def test_llama_index_retrieval(tmp_path):
     again = _run("llama_index_retrieval.py", str(tmp_path / "b"))
     hashes = [line for line in (out + again).splitlines() if line.startswith("state hash:")]
     assert len(hashes) == 2 and hashes[0] == hashes[1], hashes
+
+
+async def test_the_mcp_config_snippet_starts_a_working_server(tmp_path):
+    """examples-python/mcp-config.json as an MCP client reads it: its command (the installed
+    valori-mcp script) and arguments, with the data directory moved into this test's."""
+    pytest.importorskip("mcp")
+    pytest.importorskip("wordllama")
+    import json
+    import shutil
+
+    from mcp import ClientSession
+    from mcp.client.stdio import StdioServerParameters, stdio_client
+
+    with open(os.path.join(ROOT, "examples-python", "mcp-config.json")) as f:
+        server = json.load(f)["mcpServers"]["valori-memory"]
+    command = shutil.which(server["command"], path=os.path.dirname(sys.executable))
+    assert command, "the valori-mcp script is not installed beside this Python"
+    args = [str(tmp_path / "memory") if a.endswith(".valori-memory") else a for a in server["args"]]
+    async with stdio_client(StdioServerParameters(command=command, args=args, env=dict(os.environ))) as (r, w):
+        async with ClientSession(r, w) as session:
+            await session.initialize()
+            made = await session.call_tool("create_entities", {"entities": [{"name": "Ada", "entityType": "robot"}]})
+            state = await session.call_tool("memory_state", {})
+    assert not made.is_error and not state.is_error
+    body = state.structured_content or json.loads(state.content[0].text)
+    body = body.get("result", body)
+    assert body.get("entities") == 1 and len(body.get("state_hash", "")) == 64, (body, state.content)

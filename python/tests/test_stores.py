@@ -165,3 +165,23 @@ def test_caller_chosen_ids_on_every_store(make, metric):
             s.insert([1.0, 1.0, 1.0, 1.0], id=bad)
     assert s.state_hash() == before and len(s) == 2
     assert s.insert([1.0, 0.0, 0.0, 0.0]) == big + 1
+
+
+def test_caller_chosen_node_and_edge_ids_on_every_store(make):
+    s = make(2)
+    r = s.insert([1.0, 2.0])
+    a = s.create_node(1, record=r, label=b"a", id=2**62 + 1)
+    b = s.create_node(2, id=7)
+    assert (a, b) == (2**62 + 1, 7)
+    e = s.create_edge(3, a, b, weight=0.5, id=2**40)
+    assert e == 2**40
+    assert [(x.id, x.kind, x.source, x.target) for x in s.neighbors(a)] == [(2**40, 3, a, b)]
+    before = s.state_hash()
+    with pytest.raises(valori.ExistsError):
+        s.create_node(1, id=7)
+    with pytest.raises(valori.ExistsError):
+        s.create_edge(1, b, a, id=2**40)
+    with pytest.raises(InvalidInputError):
+        s.create_node(1, id=-3)
+    assert s.state_hash() == before
+    assert s.create_node(1) == 2**62 + 2

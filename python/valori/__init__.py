@@ -250,17 +250,21 @@ class _Store:
         p = self._n.index_params()
         return None if p is None else IndexParams("hnsw", p[0], p[1])
 
-    def create_node(self, kind: int, record: Optional[int] = None, label: bytes = b"") -> int:
-        """Creates a graph node, optionally linked to a record; returns its id."""
-        return self._n.create_node(kind, record, bytes(label))
+    def create_node(self, kind: int, record: Optional[int] = None, label: bytes = b"",
+                    id: Optional[int] = None) -> int:
+        """Creates a graph node, optionally linked to a record; returns its id (``id`` if
+        given: one already taken raises :class:`ExistsError`)."""
+        return self._n.create_node(kind, record, bytes(label), _id(id))
 
     def delete_node(self, id: int) -> None:
         """Deletes a node and every edge into or out of it."""
         self._n.delete_node(id)
 
-    def create_edge(self, kind: int, source: int, target: int, weight: Optional[float] = None) -> int:
-        """Creates a directed edge between existing nodes; returns its id."""
-        return self._n.create_edge(kind, source, target, weight)
+    def create_edge(self, kind: int, source: int, target: int, weight: Optional[float] = None,
+                    id: Optional[int] = None) -> int:
+        """Creates a directed edge between existing nodes; returns its id (``id`` if given:
+        one already taken raises :class:`ExistsError`)."""
+        return self._n.create_edge(kind, source, target, weight, _id(id))
 
     def delete_edge(self, id: int) -> None:
         """Deletes an edge."""

@@ -368,9 +368,14 @@ class KernelClient:
         dists = np.frombuffer(data, dtype="<f8", count=n * width, offset=8 + 8 * n * width).astype(np.float64)
         return ids.reshape(n, width), dists.reshape(n, width)
 
-    def create_node(self, kind: int, record: Optional[int] = None, label: bytes = b"") -> int:
-        """Creates a graph node, optionally linked to a record; returns its id."""
+    def create_node(self, kind: int, record: Optional[int] = None, label: bytes = b"",
+                    id: Optional[int] = None) -> int:
+        """Creates a graph node, optionally linked to a record; returns its id (``id`` if
+        given: one already taken raises :class:`ExistsError`)."""
+        from . import _id
         body: Dict[str, Any] = {"kind": int(kind), "record": None if record is None else int(record)}
+        if id is not None:
+            body["id"] = _id(id)
         if label:
             body["label"] = base64.b64encode(bytes(label)).decode()
         return int(self._json("POST", "/nodes", body)["id"])
@@ -379,10 +384,15 @@ class KernelClient:
         """Deletes a node and every edge into or out of it."""
         self._request("DELETE", f"/nodes/{int(id)}")
 
-    def create_edge(self, kind: int, source: int, target: int, weight: Optional[float] = None) -> int:
-        """Creates a directed edge between existing nodes; returns its id."""
-        body = {"kind": int(kind), "source": int(source), "target": int(target),
-                "weight": None if weight is None else float(weight)}
+    def create_edge(self, kind: int, source: int, target: int, weight: Optional[float] = None,
+                    id: Optional[int] = None) -> int:
+        """Creates a directed edge between existing nodes; returns its id (``id`` if given:
+        one already taken raises :class:`ExistsError`)."""
+        from . import _id
+        body: Dict[str, Any] = {"kind": int(kind), "source": int(source), "target": int(target),
+                                "weight": None if weight is None else float(weight)}
+        if id is not None:
+            body["id"] = _id(id)
         return int(self._json("POST", "/edges", body)["id"])
 
     def delete_edge(self, id: int) -> None:
