@@ -64,3 +64,35 @@ def node():
     server = NodeServer("--durability", "group")
     yield server
     assert server.stop() == 0, server.proc.stderr.read()
+
+
+_backend_names = __import__("itertools").count()
+
+
+@pytest.fixture(params=["embedded", "database", "client"])
+def backend(request, tmp_path):
+    """For the agent-framework stores: a function (metric) -> keyword arguments placing a new
+    store on this test's backend (in memory, a Database in tmp_path, or a database on the
+    session's valori-node, dropped afterwards)."""
+    made = []
+
+    def kwargs(metric="cosine"):
+        if request.param == "embedded":
+            return {"metric": metric}
+        if request.param == "database":
+            return {"metric": metric, "path": str(tmp_path / f"db{next(_backend_names)}")}
+        server = request.getfixturevalue("node")
+        name = f"fw{next(_backend_names)}"
+        made.append(name)
+        return {"metric": metric, "url": server.url, "database": name}
+
+    kwargs.kind = request.param
+    yield kwargs
+    if made:
+        import valori
+        server = request.getfixturevalue("node")
+        for name in made:
+            try:
+                valori.KernelClient(server.url, name).drop()
+            except valori.NotFoundError:
+                pass

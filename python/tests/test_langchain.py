@@ -54,32 +54,6 @@ def _emb():
     return DeterministicFakeEmbedding(size=16)
 
 
-@pytest.fixture(params=["embedded", "database", "client"])
-def backend(request, tmp_path):
-    """A function (metric) -> keyword arguments placing a new store on this test's backend."""
-    made = []
-
-    def kwargs(metric):
-        if request.param == "embedded":
-            return {"metric": metric}
-        if request.param == "database":
-            return {"metric": metric, "path": str(tmp_path / f"db{next(_names)}")}
-        node = request.getfixturevalue("node")
-        name = f"lcb{next(_names)}"
-        made.append(name)
-        return {"metric": metric, "url": node.url, "database": name}
-
-    kwargs.kind = request.param
-    yield kwargs
-    if made:
-        node = request.getfixturevalue("node")
-        for name in made:
-            try:
-                valori.KernelClient(node.url, name).drop()
-            except valori.NotFoundError:
-                pass
-
-
 @pytest.mark.parametrize("metric", ["cosine", "l2", "ip"])
 @pytest.mark.filterwarnings("ignore:Relevance scores must be between")
 def test_search_filters_mmr_and_scores_on_every_metric(backend, metric):

@@ -5,7 +5,6 @@ KernelClient, for every metric; bad input leaving nothing written; and an end-to
 documents -> VectorStoreIndex -> retriever, persisted, reopened and retrieved again."""
 
 import hashlib
-import itertools
 
 import numpy as np
 import pytest
@@ -23,7 +22,6 @@ import valori  # noqa: E402
 from valori.integrations.llama_index import ValoriVectorStore  # noqa: E402
 
 DIM = 16
-_names = itertools.count()
 
 
 def embed(text: str) -> list:
@@ -44,30 +42,6 @@ class HashEmbedding(BaseEmbedding):
 
     async def _aget_query_embedding(self, query: str) -> list:
         return embed(query)
-
-
-@pytest.fixture(params=["embedded", "database", "client"])
-def backend(request, tmp_path):
-    made = []
-
-    def kwargs(metric="cosine"):
-        if request.param == "embedded":
-            return {"metric": metric}
-        if request.param == "database":
-            return {"metric": metric, "path": str(tmp_path / f"db{next(_names)}")}
-        node = request.getfixturevalue("node")
-        name = f"li{next(_names)}"
-        made.append(name)
-        return {"metric": metric, "url": node.url, "database": name}
-
-    yield kwargs
-    if made:
-        node = request.getfixturevalue("node")
-        for name in made:
-            try:
-                valori.KernelClient(node.url, name).drop()
-            except valori.NotFoundError:
-                pass
 
 
 def _nodes():

@@ -164,6 +164,37 @@ def _op(op: str, have: Any, v: Any) -> bool:
                      "$and or $or")
 
 
+def open_backend(store: Any = None, path: Optional[str] = None, url: Optional[str] = None,
+                 database: str = "default", metric: str = "cosine") -> tuple:
+    """Where an adapter's documents live: ``(store, make, metric)``. ``store`` is the open
+    Valori store (the one given, the ``Database`` at ``path`` or the database ``database`` on
+    the ``valori-node`` at ``url`` if it exists, else ``None``); ``make(dim)`` creates it when
+    the first embeddings tell the dimension; ``metric`` is the store's own if it exists (else
+    the one given, for creating)."""
+    if sum(x is not None for x in (store, path, url)) > 1:
+        raise ValueError("give at most one of store, path and url")
+    if metric not in ("cosine", "l2", "ip"):
+        raise ValueError(f"unknown metric {metric!r}: use 'cosine', 'l2' or 'ip'")
+    import os
+
+    import valori
+    if path is not None:
+        exists = os.path.isdir(path) and bool(os.listdir(path))
+        store = valori.Database(path) if exists else None
+        make = lambda dim: valori.Database(path, dim=dim, metric=metric)  # noqa: E731
+    elif url is not None:
+        try:
+            store = valori.KernelClient(url, database)  # an existing database
+        except valori.NotFoundError:
+            store = None  # made on the first add
+        make = lambda dim: valori.KernelClient(url, database, dim=dim, metric=metric)  # noqa: E731
+    else:
+        make = lambda dim: valori.EmbeddedKernel(dim=dim, metric=metric)  # noqa: E731
+    if store is not None:
+        metric = getattr(store, "metric", None) or metric
+    return store, make, metric
+
+
 class DocumentStore:
     """Documents over a Valori store (an ``EmbeddedKernel``, a ``Database`` or a
     ``KernelClient``), in one collection; what the framework adapters share.

@@ -32,9 +32,8 @@ except ImportError as e:  # pragma: no cover - the extra is missing
     raise ImportError("valori.integrations.langchain needs langchain-core: "
                       "pip install 'valori[langchain]'") from e
 
-import valori
 
-from .documents import DocumentStore, Stored
+from .documents import DocumentStore, Stored, open_backend
 
 __all__ = ["ValoriVectorStore"]
 
@@ -57,28 +56,10 @@ class ValoriVectorStore(VectorStore):
     def __init__(self, embedding: Embeddings, *, store: Any = None, path: Optional[str] = None,
                  url: Optional[str] = None, database: str = "langchain", collection: str = "langchain",
                  metric: str = "cosine", relevance_score_fn: Optional[Callable[[float], float]] = None) -> None:
-        if sum(x is not None for x in (store, path, url)) > 1:
-            raise ValueError("give at most one of store, path and url")
-        if metric not in ("cosine", "l2", "ip"):
-            raise ValueError(f"unknown metric {metric!r}: use 'cosine', 'l2' or 'ip'")
+        store, make, metric = open_backend(store, path, url, database, metric)
         self._embedding = embedding
         self._metric = metric
         self._relevance = relevance_score_fn
-        if path is not None:
-            import os
-            exists = os.path.isdir(path) and bool(os.listdir(path))
-            store = valori.Database(path) if exists else None
-            make = lambda dim: valori.Database(path, dim=dim, metric=metric)  # noqa: E731
-        elif url is not None:
-            try:
-                store = valori.KernelClient(url, database)  # an existing database
-            except valori.NotFoundError:
-                store = None  # made on the first add
-            make = lambda dim: valori.KernelClient(url, database, dim=dim, metric=metric)  # noqa: E731
-        else:
-            make = lambda dim: valori.EmbeddedKernel(dim=dim, metric=metric)  # noqa: E731
-        if store is not None:
-            self._metric = getattr(store, "metric", metric) or metric
         self._docs = DocumentStore(store, collection, make)
 
     # -- what LangChain asks of a vector store ------------------------------------------

@@ -32,9 +32,8 @@ except ImportError as e:  # pragma: no cover - the extra is missing
     raise ImportError("valori.integrations.llama_index needs llama-index-core: "
                       "pip install 'valori[llama-index]'") from e
 
-import valori
 
-from .documents import DocumentStore, Stored
+from .documents import DocumentStore, Stored, open_backend
 
 __all__ = ["ValoriVectorStore"]
 
@@ -57,26 +56,8 @@ class ValoriVectorStore(BasePydanticVectorStore):
     def __init__(self, *, store: Any = None, path: Optional[str] = None, url: Optional[str] = None,
                  database: str = "llama_index", collection: str = "llama_index", metric: str = "cosine",
                  **kwargs: Any) -> None:
-        if sum(x is not None for x in (store, path, url)) > 1:
-            raise ValueError("give at most one of store, path and url")
-        if metric not in ("cosine", "l2", "ip"):
-            raise ValueError(f"unknown metric {metric!r}: use 'cosine', 'l2' or 'ip'")
-        if store is not None:
-            metric = getattr(store, "metric", None) or metric
+        store, make, metric = open_backend(store, path, url, database, metric)
         super().__init__(collection=collection, metric=metric, **kwargs)
-        if path is not None:
-            import os
-            exists = os.path.isdir(path) and bool(os.listdir(path))
-            store = valori.Database(path) if exists else None
-            make = lambda dim: valori.Database(path, dim=dim, metric=metric)  # noqa: E731
-        elif url is not None:
-            try:
-                store = valori.KernelClient(url, database)
-            except valori.NotFoundError:
-                store = None
-            make = lambda dim: valori.KernelClient(url, database, dim=dim, metric=metric)  # noqa: E731
-        else:
-            make = lambda dim: valori.EmbeddedKernel(dim=dim, metric=metric)  # noqa: E731
         self._docs = DocumentStore(store, collection, make)
 
     @classmethod
