@@ -242,9 +242,13 @@ struct Outbox {
     file: std::fs::File,
     items: VecDeque<(u64, bytes::Bytes)>,
     next: u64,
+    /// A failed append could not be undone: further appends are refused.
+    broken: bool,
 }
 
 const FRAME_HEAD: usize = 12;
+/// Outbox bytes past which a mostly-done file is rewritten with what is left.
+const OUTBOX_REWRITE: u64 = 8 << 20;
 const FRAME_SUM: usize = 16;
 
 fn frame_sum(n: u64, command: &[u8]) -> [u8; FRAME_SUM] {
@@ -253,6 +257,16 @@ fn frame_sum(n: u64, command: &[u8]) -> [u8; FRAME_SUM] {
     h.update(command);
     let mut out = [0u8; FRAME_SUM];
     out.copy_from_slice(&h.finalize().as_bytes()[..FRAME_SUM]);
+    out
+}
+
+/// The frame of command `n` (`len` bytes).
+fn frame(n: u64, len: u32, command: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(FRAME_HEAD + command.len() + FRAME_SUM);
+    out.extend_from_slice(&len.to_le_bytes());
+    out.extend_from_slice(&n.to_le_bytes());
+    out.extend_from_slice(command);
+    out.extend_from_slice(&frame_sum(n, command));
     out
 }
 
@@ -317,6 +331,7 @@ impl Outbox {
             file,
             items,
             next: last + 1,
+            broken: false,
         })
     }
 
@@ -326,13 +341,31 @@ impl Outbox {
         let len = u32::try_from(command.len()).map_err(|_| {
             FleetError::Engine(valori_engine::Error::Invalid("command too large".into()))
         })?;
-        let mut frame = Vec::with_capacity(FRAME_HEAD + command.len() + FRAME_SUM);
-        frame.extend_from_slice(&len.to_le_bytes());
-        frame.extend_from_slice(&n.to_le_bytes());
-        frame.extend_from_slice(&command);
-        frame.extend_from_slice(&frame_sum(n, &command));
-        self.file.write_all(&frame).map_err(io(&self.path))?;
-        self.file.sync_data().map_err(io(&self.path))?;
+        if self.broken {
+            return Err(corrupt(
+                &self.path,
+                "an earlier write to the outbox failed and could not be undone: reopen the member",
+            ));
+        }
+        let frame = frame(n, len, &command);
+        let before = self.file.metadata().map_err(io(&self.path))?.len();
+        let written = self
+            .file
+            .write_all(&frame)
+            .and_then(|()| self.file.sync_data());
+        if let Err(e) = written {
+            // Not acknowledged: take the frame back, so the next one does not follow a frame
+            // of the same number.
+            if self
+                .file
+                .set_len(before)
+                .and_then(|()| self.file.sync_all())
+                .is_err()
+            {
+                self.broken = true;
+            }
+            return Err(io(&self.path)(e));
+        }
         self.items.push_back((n, command));
         self.next = n + 1;
         Ok(n)
@@ -350,9 +383,33 @@ impl Outbox {
     /// Empties the file if every command in it is done (called after the position that says
     /// so is durable).
     fn compact(&mut self) -> Result<()> {
-        if self.items.is_empty() && self.file.metadata().map_err(io(&self.path))?.len() > 0 {
-            self.file.set_len(0).map_err(io(&self.path))?;
-            self.file.sync_all().map_err(io(&self.path))?;
+        let len = self.file.metadata().map_err(io(&self.path))?.len();
+        if self.items.is_empty() {
+            if len > 0 {
+                self.file.set_len(0).map_err(io(&self.path))?;
+                self.file.sync_all().map_err(io(&self.path))?;
+            }
+            return Ok(());
+        }
+        // A writer that never empties its queue: rewrite the file with what is left once the
+        // part done is most of a large file.
+        let left: u64 = self
+            .items
+            .iter()
+            .map(|(_, c)| (FRAME_HEAD + c.len() + FRAME_SUM) as u64)
+            .sum();
+        if len > OUTBOX_REWRITE && left < len / 2 {
+            let mut bytes = Vec::with_capacity(usize::try_from(left).unwrap_or(0));
+            for (n, c) in &self.items {
+                // Lengths were checked when the commands were queued.
+                bytes.extend(frame(*n, c.len() as u32, c));
+            }
+            write_atomic(&self.path, &bytes)?;
+            self.file = std::fs::OpenOptions::new()
+                .read(true)
+                .append(true)
+                .open(&self.path)
+                .map_err(io(&self.path))?;
         }
         Ok(())
     }
@@ -360,6 +417,8 @@ impl Outbox {
 
 struct Inner {
     database: String,
+    /// Log bytes after which `commit` checkpoints.
+    checkpoint_bytes: u64,
     subject: String,
     writer: String,
     config: String,
@@ -442,10 +501,19 @@ impl Shared {
             .collect::<std::result::Result<Vec<_>, _>>()
             .map_err(|e| FleetError::Nats(format!("{url}: {e}")))?;
         let db_dir = dir.join("db");
+        // No automatic checkpoints: one could drop log records past the member's position,
+        // which a restart must match against the stream. `commit` checkpoints once the
+        // position covering them is durable.
+        let checkpoint_bytes = if options.checkpoint_wal_bytes == 0 {
+            u64::MAX
+        } else {
+            options.checkpoint_wal_bytes
+        };
         let engine = {
             let opts = options
                 .follower()
-                .durability(valori_engine::Durability::None);
+                .durability(valori_engine::Durability::None)
+                .checkpoint_wal_bytes(0);
             let d = db_dir.clone();
             Arc::new(crate::blocking(move || Engine::open(&d, opts)).await?)
         };
@@ -468,11 +536,20 @@ impl Shared {
             let e = Arc::clone(&engine);
             let from = position.local_seq + 1;
             let n = usize::try_from(local - position.local_seq).unwrap_or(usize::MAX);
-            crate::blocking(move || e.history(from, n))
-                .await?
-                .into_iter()
-                .map(|e| e.command)
-                .collect()
+            let entries = crate::blocking(move || e.history(from, n)).await?;
+            // Every command past the position must still be in the log, in order: matching a
+            // part of them would apply the rest twice.
+            if entries.len() != n || entries.iter().zip(from..).any(|(e, seq)| e.seq != seq) {
+                return Err(corrupt(
+                    &pos_path,
+                    format!(
+                        "the database holds commands {from}..={local} past the member's position, \
+                         but its log no longer holds them all to match against the stream: \
+                         rebuild this member (a new directory) from the stream"
+                    ),
+                ));
+            }
+            entries.into_iter().map(|e| e.command).collect()
         } else if local < position.local_seq {
             return Err(corrupt(
                 &pos_path,
@@ -492,6 +569,7 @@ impl Shared {
         });
         let inner = Arc::new(Inner {
             database: database.to_string(),
+            checkpoint_bytes,
             subject,
             writer,
             config,
@@ -584,6 +662,9 @@ impl Shared {
     pub async fn wait(&self, ticket: Ticket) -> Result<Outcome> {
         let mut rx = self.status.clone();
         loop {
+            // Marked seen first: an outcome recorded after the look below comes with a status
+            // change that wakes this loop.
+            let stopped = rx.borrow_and_update().error.clone();
             if let Some(o) = self
                 .inner
                 .outcomes
@@ -593,7 +674,7 @@ impl Shared {
             {
                 return Ok(o);
             }
-            if let Some(e) = &rx.borrow_and_update().error {
+            if let Some(e) = stopped {
                 return Err(FleetError::Nats(format!(
                     "{}: this member has stopped: {e}",
                     self.inner.database
@@ -929,6 +1010,13 @@ async fn consume_loop(
                 return inner.fail(why);
             }
             uncommitted += 1;
+            if pending == 0 && !ahead.is_empty() {
+                return inner.fail(format!(
+                    "Corrupt: the database holds {} command(s) past the member's position that \
+                     the stream does not: rebuild this member (a new directory) from the stream",
+                    ahead.len()
+                ));
+            }
             if pending == 0 || uncommitted >= COMMIT_EVERY {
                 if let Err(e) = commit(&inner, &mut pos).await {
                     inner.fail(e.to_string());
@@ -1016,6 +1104,11 @@ async fn take(
         let applied = tokio::task::spawn_blocking(move || match Command::decode(&payload) {
             Ok(cmd) => match engine.apply_ordered(&cmd) {
                 Ok(a) => Ok(Take::Applied(a)),
+                // A full store (memory, capacity) depends on this member, not on the
+                // command: stop rather than refuse what the others apply.
+                Err(
+                    e @ valori_engine::Error::Kernel(valori_engine::valori_kernel::Error::Full(_)),
+                ) => Err(e.to_string()),
                 Err(
                     e @ (valori_engine::Error::Kernel(_) | valori_engine::Error::TooLarge { .. }),
                 ) => Ok(Take::Refused(e.to_string())),
@@ -1060,7 +1153,17 @@ async fn commit(inner: &Arc<Inner>, pos: &mut Position) -> Result<()> {
     .await?;
     pos.local_seq = local;
     write_atomic(&inner.dir.join("position"), &pos.encode())?;
-    inner.lock_outbox().compact()
+    inner.lock_outbox().compact()?;
+    // The position now covers the whole log: a checkpoint may drop it.
+    let engine = Arc::clone(&inner.engine);
+    let limit = inner.checkpoint_bytes;
+    crate::blocking(move || {
+        if engine.stats()?.wal_bytes >= limit {
+            engine.checkpoint()?;
+        }
+        Ok(())
+    })
+    .await
 }
 
 #[cfg(test)]
@@ -1129,6 +1232,27 @@ mod tests {
                 vec![1, 2]
             );
             assert_eq!(o.next, 3);
+        }
+        // A mostly-done large outbox is rewritten with what is left, and reads back the same.
+        {
+            let big = tmp("compact");
+            let path = big.join("outbox");
+            let mut o = Outbox::open(&path).unwrap();
+            for i in 0..10u8 {
+                o.push(bytes::Bytes::from(vec![i; 1_000_000])).unwrap();
+            }
+            o.done_through(8).unwrap();
+            o.compact().unwrap();
+            assert!(std::fs::metadata(&path).unwrap().len() < 3 << 20);
+            o.push(bytes::Bytes::from(vec![42u8; 10])).unwrap();
+            drop(o);
+            let o = Outbox::open(&path).unwrap();
+            assert_eq!(
+                o.items.iter().map(|(n, _)| *n).collect::<Vec<_>>(),
+                vec![9, 10, 11]
+            );
+            assert_eq!(o.items.back().map(|(_, c)| c.len()), Some(10));
+            let _ = std::fs::remove_dir_all(&big);
         }
         // Damage with a good frame after it is refused.
         let mut b = full.clone();

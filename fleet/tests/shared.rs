@@ -309,6 +309,27 @@ async fn a_member_behind_its_database_matches_commands_again_instead_of_applying
     converged(&[&a, &b]).await;
     assert_eq!(hash(&a), hash(&b));
     assert_eq!(b.engine().len().unwrap(), 1 + 3 + 1 + 1 + 2 + 1);
+    // A command in b's database that the stream never had: matching cannot finish, and b
+    // stops with Corrupt instead of skipping the stream's commands as refused.
+    drop(b.stop().await);
+    let old_position = std::fs::read(bdir.join("position")).unwrap();
+    {
+        let db =
+            valori_engine::Engine::open(bdir.join("db"), Options::default().follower()).unwrap();
+        db.apply_ordered(&insert(&vs[0], None, 7)).unwrap();
+        db.close().unwrap();
+    }
+    std::fs::write(bdir.join("position"), &old_position).unwrap();
+    let b = Shared::open(&url, "fleet", &bdir, options(), 1, Some("b"))
+        .await
+        .unwrap();
+    a.write(&insert(&vs[1], None, 1)).await.unwrap();
+    until("b to stop", || b.status().error.is_some()).await;
+    let e = b.status().error.unwrap();
+    assert!(
+        e.contains("Corrupt") && e.contains("the stream does not"),
+        "{e}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
