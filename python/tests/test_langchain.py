@@ -163,3 +163,16 @@ def test_a_record_that_is_not_this_documents_is_never_overwritten():
     assert s.state_hash() == before and s.get_by_ids(["other", "doc"]) == []
     s.delete(["doc"])
     assert s.store.get(rid).metadata == b"not a document"
+
+
+def test_a_replacement_that_cannot_be_stored_keeps_the_old_document():
+    """Replacing a document deletes the old record and inserts the new one: anything the insert
+    would refuse (a zero vector under cosine, a component beyond Q16.16) is refused first, so
+    the old document stays."""
+    docs = mapping.DocumentStore(valori.EmbeddedKernel(dim=3, metric="cosine"), "c")
+    docs.upsert(["a"], ["old"], [{}], [[1.0, 0.0, 0.0]])
+    before = docs.store.state_hash()
+    for bad in ([0.0, 0.0, 0.0], [1e6, 0.0, 0.0]):
+        with pytest.raises(ValueError):
+            docs.upsert(["a"], ["new"], [{}], [bad])
+        assert docs.get("a").text == "old" and docs.store.state_hash() == before

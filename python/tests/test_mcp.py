@@ -180,3 +180,41 @@ def test_search_finds_by_meaning_with_the_default_embedder(tmp_path):
     assert not grams("flowers") & target
     assert [e["name"] for e in m.search_nodes("flowers", limit=1)["entities"]] == ["Garden"]
     db.close()
+
+
+def test_bad_input_anywhere_in_a_call_writes_nothing_and_half_writes_are_repaired(tmp_path):
+    """Every check comes before the first write: a too-long name, an observation too large for a
+    record, or text that cannot be UTF-8, anywhere in a call, leaves the state hash unchanged.
+    A node lost between its entity's write and its own (a crash) is made again by the next
+    create of that entity, and relations to it work afterwards."""
+    from valori.memory_server import GraphMemory, hash_embedder
+    db = valori.Database(str(tmp_path / "m"), dim=256, metric="cosine")
+    m = GraphMemory(db, hash_embedder())
+    m.create_entities([{"name": "Ada", "entityType": "robot"}])
+    before = db.state_hash()
+    for bad in ([{"name": "Bob", "entityType": "robot"}, {"name": "x" * 5000, "entityType": "robot"}],
+                [{"name": "Bob", "entityType": "robot", "observations": ["ok", "y" * 40_000]}],
+                [{"name": "Bob", "entityType": "robot", "observations": ["ok", "bad \ud800"]}]):
+        with pytest.raises(ValueError):
+            m.create_entities(bad)
+        assert db.state_hash() == before
+    with pytest.raises(ValueError):
+        m.add_observations([{"entityName": "Ada", "contents": ["fine"]}, {"entityName": "Ghost", "contents": ["x"]}])
+    assert db.state_hash() == before
+    # As if a crash came between an entity's record and its node.
+    from valori.integrations.documents import record_id
+    node = record_id("mcp-memory", "entity\0Ada")
+    db.delete_node(node)
+    with pytest.raises(valori.NotFoundError):
+        db.neighbors(node)
+    assert m.create_entities([{"name": "Ada", "entityType": "robot"}]) == []
+    db.neighbors(node)  # made again
+    m.create_entities([{"name": "Dock", "entityType": "place"}])
+    assert len(m.create_relations([{"from": "Ada", "to": "Dock", "relationType": "charges at"}])) == 1
+    assert [(e.kind, e.target) for e in db.neighbors(node)] == [(1, record_id("mcp-memory", "entity\0Dock"))]
+    # The same observation twice in one call is added once.
+    assert m.add_observations([{"entityName": "Ada", "contents": ["tall", "tall"]}]) == \
+        [{"entityName": "Ada", "addedObservations": ["tall"]}]
+    m.delete_entities(["Dock"])
+    assert m.read_graph()["relations"] == [] and db.neighbors(node) != []
+    db.close()

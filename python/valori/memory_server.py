@@ -30,6 +30,7 @@ import hashlib
 import importlib
 import os
 import sys
+import threading
 from typing import Any, Callable, Dict, List, Optional, Sequence
 
 import numpy as np
@@ -109,6 +110,8 @@ class GraphMemory:
         self.db = db
         self.embed = embed
         self.docs = DocumentStore(db, COLLECTION)
+        # The MCP SDK runs tools on worker threads: one call at a time changes the memory.
+        self.lock = threading.RLock()
 
     def _vectors(self, texts: List[str]) -> List[List[float]]:
         vecs = [list(map(float, v)) for v in self.embed(texts)]
@@ -117,9 +120,33 @@ class GraphMemory:
                              f"{self.db.dim} (open it with the embedder it was made with)")
         return vecs
 
-    def _put(self, doc_id: str, text: str, meta: Dict[str, Any]) -> int:
-        self.docs.upsert([doc_id], [text], [meta], self._vectors([text]))
-        return record_id(COLLECTION, doc_id)
+    def _write(self, docs: List[tuple], graph: List[Callable[[], None]]) -> None:
+        """Writes documents ``(doc id, text, metadata)`` and then runs the graph steps, once
+        every document, label and vector has been checked: bad input writes nothing."""
+        if docs:
+            ids, texts, metas = (list(x) for x in zip(*docs))
+            self.docs.write(self.docs.prepare(ids, texts, metas, self._vectors(texts)))
+        for step in graph:
+            step()
+
+    def _node(self, node: int, kind: int, label: bytes = b"") -> None:
+        """Makes node ``node`` (linked to the record of the same id) unless it exists: also
+        repairs a node lost between a record's write and the node's (a crash)."""
+        try:
+            self.db.neighbors(node)
+        except valori.NotFoundError:
+            self.db.create_node(kind, record=node, label=label, id=node)
+
+    def _edge(self, edge: int, kind: int, source: int, target: int) -> None:
+        """Makes edge ``edge`` unless it exists."""
+        if all(e.id != edge for e in self.db.neighbors(source)):
+            self.db.create_edge(kind, source, target, id=edge)
+
+    def _drop_edge(self, edge: int) -> None:
+        try:
+            self.db.delete_edge(edge)
+        except valori.NotFoundError:
+            pass
 
     def _entity(self, name: str) -> Optional[Stored]:
         return self.docs.get(_entity_id(name))
@@ -149,86 +176,115 @@ class GraphMemory:
     # The tools, with the reference server's arguments and answers.
 
     def create_entities(self, entities: List[Dict[str, Any]]) -> List[Dict[str, Any]]:
-        checked = []
-        for e in entities:
-            name, etype = _text(e, "name"), _text(e, "entityType")
-            obs = [_plain(o, "observation") for o in e.get("observations", [])]
-            checked.append((name, etype, obs))
-        made = []
-        seen = set()
-        for name, etype, obs in checked:
-            if name in seen or self._entity(name) is not None:
-                continue
-            seen.add(name)
-            rid = self._put(_entity_id(name), f"{name} ({etype})", {"kind": "entity", "name": name, "entityType": etype})
-            self.db.create_node(ENTITY_NODE, record=rid, label=name.encode(), id=rid)
-            added = self._add_observations(name, rid, obs)
-            made.append({"name": name, "entityType": etype, "observations": added})
-        return made
+        with self.lock:
+            checked = []
+            for e in entities:
+                name, etype = _text(e, "name"), _text(e, "entityType")
+                _label(name)
+                obs = [_plain(o, "observation") for o in e.get("observations", [])]
+                checked.append((name, etype, obs))
+            docs: List[tuple] = []
+            graph: List[Callable[[], None]] = []
+            made = []
+            seen = set()
+            for name, etype, obs in checked:
+                node = record_id(COLLECTION, _entity_id(name))
+                if name in seen:
+                    continue
+                seen.add(name)
+                if self._entity(name) is not None:
+                    graph.append(lambda n=node, nm=name: self._node(n, ENTITY_NODE, nm.encode()))
+                    continue
+                docs.append((_entity_id(name), f"{name} ({etype})", {"kind": "entity", "name": name, "entityType": etype}))
+                graph.append(lambda n=node, nm=name: self._node(n, ENTITY_NODE, nm.encode()))
+                added = self._plan_observations(name, node, obs, docs, graph)
+                made.append({"name": name, "entityType": etype, "observations": added})
+            self._write(docs, graph)
+            return made
 
-    def _add_observations(self, name: str, node: int, contents: List[str]) -> List[str]:
+    def _plan_observations(self, name: str, node: int, contents: List[str], docs: List[tuple],
+                           graph: List[Callable[[], None]]) -> List[str]:
         added = []
         for text in contents:
             doc = _observation_id(name, text)
-            if text in added or self.docs.get(doc) is not None:
+            rid = record_id(COLLECTION, doc)
+            if text in added or any(d[0] == doc for d in docs):
                 continue
-            rid = self._put(doc, text, {"kind": "observation", "entity": name})
-            self.db.create_node(OBSERVATION_NODE, record=rid, id=rid)
-            self.db.create_edge(OBSERVED_EDGE, node, rid, id=rid)
-            added.append(text)
+            if self.docs.get(doc) is None:
+                docs.append((doc, text, {"kind": "observation", "entity": name}))
+                added.append(text)
+            graph.append(lambda r=rid: self._node(r, OBSERVATION_NODE))
+            graph.append(lambda r=rid: self._edge(r, OBSERVED_EDGE, node, r))
         return added
 
     def create_relations(self, relations: List[Dict[str, Any]]) -> List[Dict[str, str]]:
-        checked = [(_text(r, "from"), _text(r, "relationType"), _text(r, "to")) for r in relations]
-        for f, _, t in checked:
-            self._need(f), self._need(t)
-        made = []
-        for f, rtype, t in checked:
-            doc = _relation_id(f, rtype, t)
-            if self.docs.get(doc) is not None:
-                continue
-            rid = self._put(doc, f"{f} {rtype} {t}", {"kind": "relation", "from": f, "to": t, "relationType": rtype})
-            self.db.create_edge(RELATION_EDGE, record_id(COLLECTION, _entity_id(f)),
-                                record_id(COLLECTION, _entity_id(t)), id=rid)
-            made.append({"from": f, "to": t, "relationType": rtype})
-        return made
+        with self.lock:
+            checked = [(_text(r, "from"), _text(r, "relationType"), _text(r, "to")) for r in relations]
+            for f, _, t in checked:
+                self._need(f), self._need(t)
+            docs: List[tuple] = []
+            graph: List[Callable[[], None]] = []
+            made = []
+            for f, rtype, t in checked:
+                doc = _relation_id(f, rtype, t)
+                rid = record_id(COLLECTION, doc)
+                src, dst = record_id(COLLECTION, _entity_id(f)), record_id(COLLECTION, _entity_id(t))
+                if self.docs.get(doc) is None and all(d[0] != doc for d in docs):
+                    docs.append((doc, f"{f} {rtype} {t}", {"kind": "relation", "from": f, "to": t, "relationType": rtype}))
+                    made.append({"from": f, "to": t, "relationType": rtype})
+                graph.append(lambda r=rid, a=src, b=dst: self._edge(r, RELATION_EDGE, a, b))
+            self._write(docs, graph)
+            return made
 
     def add_observations(self, observations: List[Dict[str, Any]]) -> List[Dict[str, Any]]:
-        checked = [(_text(o, "entityName"), [_plain(c, "observation") for c in o.get("contents", [])])
-                   for o in observations]
-        for name, _ in checked:
-            self._need(name)
-        return [{"entityName": name,
-                 "addedObservations": self._add_observations(name, record_id(COLLECTION, _entity_id(name)), contents)}
-                for name, contents in checked]
+        with self.lock:
+            checked = [(_text(o, "entityName"), [_plain(c, "observation") for c in o.get("contents", [])])
+                       for o in observations]
+            for name, _ in checked:
+                self._need(name)
+            docs: List[tuple] = []
+            graph: List[Callable[[], None]] = []
+            out = []
+            for name, contents in checked:
+                node = record_id(COLLECTION, _entity_id(name))
+                fresh = [c for c in contents if all(d[0] != _observation_id(name, c) for d in docs)]
+                out.append({"entityName": name,
+                            "addedObservations": self._plan_observations(name, node, fresh, docs, graph)})
+            self._write(docs, graph)
+            return out
 
     def delete_entities(self, entity_names: List[str]) -> str:
-        names = [_plain(n, "entity name") for n in entity_names]
-        for name in names:
-            if self._entity(name) is None:
-                continue
-            gone = self.docs.all(lambda s, n=name: (s.metadata.get("kind") == "observation" and s.metadata.get("entity") == n)
-                                 or (s.metadata.get("kind") == "relation" and n in (s.metadata.get("from"), s.metadata.get("to"))))
-            # The entity's record first: its node and every edge at it go with it.
-            self.docs.delete([_entity_id(name)])
-            self.docs.delete([s.id for s in gone])
-        return "Entities deleted successfully"
+        with self.lock:
+            names = [_plain(n, "entity name") for n in entity_names]
+            for name in names:
+                gone = self.docs.all(lambda s, n=name: (s.metadata.get("kind") == "observation" and s.metadata.get("entity") == n)
+                                     or (s.metadata.get("kind") == "relation" and n in (s.metadata.get("from"), s.metadata.get("to"))))
+                # Its observations and relations first, the entity last: a crash in between
+                # leaves the entity, and deleting it again finishes the job.
+                for s in gone:
+                    if s.metadata.get("kind") == "relation":
+                        self._drop_edge(record_id(COLLECTION, s.id))
+                self.docs.delete([s.id for s in gone])
+                self.docs.delete([_entity_id(name)])
+            return "Entities deleted successfully"
 
     def delete_observations(self, deletions: List[Dict[str, Any]]) -> str:
-        checked = [(_text(d, "entityName"), [_plain(o, "observation") for o in d.get("observations", [])])
-                   for d in deletions]
-        for name, obs in checked:
-            self.docs.delete([_observation_id(name, o) for o in obs])
-        return "Observations deleted successfully"
+        with self.lock:
+            checked = [(_text(d, "entityName"), [_plain(o, "observation") for o in d.get("observations", [])])
+                       for d in deletions]
+            for name, obs in checked:
+                self.docs.delete([_observation_id(name, o) for o in obs])
+            return "Observations deleted successfully"
 
     def delete_relations(self, relations: List[Dict[str, Any]]) -> str:
-        checked = [(_text(r, "from"), _text(r, "relationType"), _text(r, "to")) for r in relations]
-        for f, rtype, t in checked:
-            doc = _relation_id(f, rtype, t)
-            if self.docs.get(doc) is not None:
-                self.db.delete_edge(record_id(COLLECTION, doc))
-                self.docs.delete([doc])
-        return "Relations deleted successfully"
+        with self.lock:
+            checked = [(_text(r, "from"), _text(r, "relationType"), _text(r, "to")) for r in relations]
+            for f, rtype, t in checked:
+                doc = _relation_id(f, rtype, t)
+                if self.docs.get(doc) is not None:
+                    self._drop_edge(record_id(COLLECTION, doc))
+                    self.docs.delete([doc])
+            return "Relations deleted successfully"
 
     def read_graph(self) -> Dict[str, Any]:
         ents = self.docs.all(lambda s: s.metadata.get("kind") == "entity")
@@ -300,6 +356,11 @@ def _plain(v: Any, what: str) -> str:
     return v
 
 
+def _label(name: str) -> None:
+    if len(name.encode("utf-8", "replace")) > 4096:
+        raise ValueError(f"an entity name is at most 4,096 bytes of UTF-8; {name[:40]!r}... is longer")
+
+
 def _text(d: Any, key: str) -> str:
     if not isinstance(d, dict) or key not in d:
         raise ValueError(f"missing {key!r} in {d!r}")
@@ -325,9 +386,10 @@ def build_server(memory: GraphMemory, host: str = "127.0.0.1", port: int = 8765)
                 @functools.wraps(fn)
                 def checked(*args: Any, **kwargs: Any) -> Any:
                     # Bad input and refusals reach the agent as what they are (the SDK hides
-                    # other exceptions' messages); nothing was written.
+                    # other exceptions' messages); nothing was written. One call at a time.
                     try:
-                        return fn(*args, **kwargs)
+                        with memory.lock:
+                            return fn(*args, **kwargs)
                     except (ValueError, valori.Error) as e:
                         raise ToolError(str(e)) from e
                 return register(checked)

@@ -35,7 +35,11 @@ _TOP = (1 << 63) - 1
 def _hash63(text: str, person: bytes) -> int:
     if not isinstance(text, str):
         raise TypeError(f"ids and collection names are strings, got {type(text).__name__}")
-    digest = hashlib.blake2b(text.encode("utf-8"), digest_size=8, person=person).digest()
+    try:
+        data = text.encode("utf-8")
+    except UnicodeEncodeError as e:
+        raise ValueError(f"{text!r} is not valid text (it cannot be UTF-8): {e}") from None
+    digest = hashlib.blake2b(data, digest_size=8, person=person).digest()
     return int.from_bytes(digest, "little") & _TOP
 
 
@@ -95,9 +99,15 @@ def decode(metadata: bytes) -> Optional[Dict[str, Any]]:
     return d
 
 
-def check_vectors(vectors: Sequence[Sequence[float]], dim: Optional[int]) -> np.ndarray:
+#: Components must be smaller than this in magnitude (Q16.16).
+_LIMIT = 32768.0
+
+
+def check_vectors(vectors: Sequence[Sequence[float]], dim: Optional[int],
+                  metric: Optional[str] = None) -> np.ndarray:
     """The embeddings as an ``(n, dim)`` float64 array; ``ValueError`` if they differ in
-    length, differ from the store's ``dim``, or hold NaN or infinity."""
+    length, differ from the store's ``dim``, hold NaN or infinity or a component Q16.16 cannot
+    hold (magnitude 32768 or more), or, under cosine, are all zero."""
     rows = [list(v) for v in vectors]
     if not rows:
         return np.zeros((0, dim or 0))
@@ -109,6 +119,10 @@ def check_vectors(vectors: Sequence[Sequence[float]], dim: Optional[int]) -> np.
         raise ValueError(f"embeddings have {arr.shape[1]} components; this store holds {dim}")
     if not np.all(np.isfinite(arr)):
         raise ValueError("an embedding holds NaN or infinity")
+    if np.any(np.abs(arr) >= _LIMIT):
+        raise ValueError("an embedding has a component of magnitude 32768 or more (beyond Q16.16)")
+    if metric == "cosine" and np.any(~arr.any(axis=1)):
+        raise ValueError("an embedding is all zeros, which has no direction (cosine)")
     return arr
 
 
@@ -202,11 +216,13 @@ class DocumentStore:
     ``make_store(dim)`` makes the store when the first embeddings tell its dimension (a store
     given already is used as it is)."""
 
-    def __init__(self, store: Any = None, collection: str = "default", make_store: Any = None) -> None:
+    def __init__(self, store: Any = None, collection: str = "default", make_store: Any = None,
+                 metric: Optional[str] = None) -> None:
         self.store = store
         self.collection = collection
         self.tag = collection_tag(collection)
         self._make = make_store
+        self._metric = metric
 
     @property
     def dim(self) -> Optional[int]:
@@ -226,13 +242,21 @@ class DocumentStore:
                vectors: Sequence[Sequence[float]]) -> List[str]:
         """Adds documents, replacing those with the same ids. Everything is checked first:
         bad input raises ``ValueError`` with nothing written."""
+        self.write(self.prepare(ids, texts, metadatas, vectors))
+        return list(ids)
+
+    def prepare(self, ids: Sequence[str], texts: Sequence[str], metadatas: Sequence[Optional[Dict[str, Any]]],
+                vectors: Sequence[Sequence[float]]) -> List[tuple]:
+        """Checks documents for :meth:`write` (``ValueError`` for anything wrong, nothing
+        written): ``(record id, replaced record or None, metadata bytes, vector)`` each."""
         if not (len(ids) == len(texts) == len(metadatas) == len(vectors)):
             raise ValueError(f"{len(ids)} ids, {len(texts)} texts, {len(metadatas)} metadatas and "
                              f"{len(vectors)} embeddings: give one of each per document")
         if len(set(ids)) != len(ids):
             dup = sorted({i for i in ids if list(ids).count(i) > 1})
             raise ValueError(f"ids given more than once in one call: {dup}")
-        arr = check_vectors(vectors, self.dim)
+        metric = getattr(self.store, "metric", None) if self.store is not None else self._metric
+        arr = check_vectors(vectors, self.dim, metric)
         blobs = [encode(i, t, m) for i, t, m in zip(ids, texts, metadatas)]
         if not ids:
             return []
@@ -246,11 +270,15 @@ class DocumentStore:
                     raise ValueError(f"document {doc_id!r} of collection {self.collection!r} maps to "
                                      f"record {old.id}, which holds something else (written by another "
                                      "program?): nothing was written")
-        for rid, old, blob, vec in zip(rids, olds, blobs, arr):
+        return list(zip(rids, olds, blobs, arr))
+
+    def write(self, prepared: List[tuple]) -> None:
+        """Writes documents checked by :meth:`prepare` (a replaced one is deleted, then
+        inserted again: its graph nodes go with it)."""
+        for rid, old, blob, vec in prepared:
             if old is not None:
-                store.delete(rid)
-            store.insert(vec, tag=self.tag, metadata=blob, id=rid)
-        return list(ids)
+                self.store.delete(rid)
+            self.store.insert(vec, tag=self.tag, metadata=blob, id=rid)
 
     def get(self, doc_id: str, vector: bool = False) -> Optional[Stored]:
         """The document with this id in this collection, or ``None``."""

@@ -60,7 +60,7 @@ class ValoriVectorStore(VectorStore):
         self._embedding = embedding
         self._metric = metric
         self._relevance = relevance_score_fn
-        self._docs = DocumentStore(store, collection, make)
+        self._docs = DocumentStore(store, collection, make, metric)
 
     # -- what LangChain asks of a vector store ------------------------------------------
 

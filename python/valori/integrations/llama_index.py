@@ -58,7 +58,7 @@ class ValoriVectorStore(BasePydanticVectorStore):
                  **kwargs: Any) -> None:
         store, make, metric = open_backend(store, path, url, database, metric)
         super().__init__(collection=collection, metric=metric, **kwargs)
-        self._docs = DocumentStore(store, collection, make)
+        self._docs = DocumentStore(store, collection, make, metric)
 
     @classmethod
     def class_name(cls) -> str:
