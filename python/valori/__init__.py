@@ -324,6 +324,8 @@ class EmbeddedKernel(_Store):
                                  _index_int("m", m), _index_int("ef_construction", ef_construction))
         self._limits = (max_records, max_nodes, max_edges)
         self._metric = metric
+        #: The metric (``"l2"``, ``"ip"`` or ``"cosine"``), as on :class:`Database`.
+        self.metric = metric
 
     def get_state_hash(self) -> bytes:
         """The 32-byte state hash (``.hex()`` for text)."""
