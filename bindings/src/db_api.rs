@@ -811,10 +811,7 @@ pub extern "C" fn valori_wait_applied(
             Err(e) => {
                 let why = f.status().error.unwrap_or_else(|| e.to_string());
                 messages::set(h.id, cstring(why));
-                match e {
-                    valori_fleet::FleetError::Diverged(_) => crate::VALORI_CORRUPT,
-                    other => fleet_code(&other),
-                }
+                fleet_code(&e)
             }
         }
     })

@@ -957,13 +957,11 @@ async fn consume_loop(
                 continue;
             }
         };
+        // Consuming again: whatever failed before is over, messages or not.
         inner.status.send_modify(|s| {
             s.connected = true;
+            s.retrying = None;
         });
-        if pos.stream_seq == 0 && uncommitted == 0 {
-            // Nothing yet: caught up with an empty subject counts as caught up.
-            inner.status.send_modify(|s| s.retrying = None);
-        }
         loop {
             let next = tokio::select! {
                 m = tokio::time::timeout(Duration::from_secs(1), messages.next()) => m,

@@ -223,58 +223,10 @@ pub(crate) mod by_command {
         .map(created)
     }
 
-    /// An insert under a caller-chosen id (the kernel refuses one that is taken).
-    pub(crate) fn insert_as<S: Store>(
-        s: &S,
-        id: u64,
-        v: &Floats,
-        tag: Option<u64>,
-        meta: &[u8],
-    ) -> Result<u64, Fail> {
-        let v = v.to_fxp()?;
-        s.apply(&Command::Insert {
-            id: Some(id),
-            tag,
-            vector: v.as_slice().into(),
-            meta,
-        })
-        .map(created)
-    }
-
-    /// A node under a caller-chosen id (the kernel refuses one that is taken).
-    pub(crate) fn node_as<S: Store>(
-        s: &S,
-        id: u64,
-        kind: u32,
-        record: Option<u64>,
-        label: &[u8],
-    ) -> Result<u64, Fail> {
-        s.apply(&Command::CreateNode {
-            id: Some(id),
-            kind,
-            record,
-            label,
-        })
-        .map(created)
-    }
-
-    /// An edge under a caller-chosen id (the kernel refuses one that is taken).
-    pub(crate) fn edge_as<S: Store>(
-        s: &S,
-        id: u64,
-        kind: u32,
-        from: u64,
-        to: u64,
-        weight: Option<Fxp>,
-    ) -> Result<u64, Fail> {
-        s.apply(&Command::CreateEdge {
-            id: Some(id),
-            kind,
-            from,
-            to,
-            weight,
-        })
-        .map(created)
+    /// A create command (insert, node, edge), typically under a caller-chosen id: the id made
+    /// (the kernel refuses one that is taken).
+    pub(crate) fn create<S: Store>(s: &S, cmd: &Command<'_>) -> Result<u64, Fail> {
+        s.apply(cmd).map(created)
     }
 
     /// [`Store::insert_batch`] as a command.
@@ -346,9 +298,15 @@ macro_rules! store_methods {
                         let v = Floats::decode(data, dtype)?;
                         match id {
                             None => Store::insert(self, &v, tag, meta),
-                            Some(id) => {
-                                $crate::store::by_command::insert_as(self, id, &v, tag, meta)
-                            }
+                            Some(id) => $crate::store::by_command::create(
+                                self,
+                                &valori_kernel::Command::Insert {
+                                    id: Some(id),
+                                    tag,
+                                    vector: v.to_fxp()?.as_slice().into(),
+                                    meta,
+                                },
+                            ),
                         }
                     })
                 }
@@ -391,9 +349,15 @@ macro_rules! store_methods {
                 ) -> PyResult<u64> {
                     guarded(py, || match id {
                         None => Store::create_node(self, kind, record, label),
-                        Some(id) => {
-                            $crate::store::by_command::node_as(self, id, kind, record, label)
-                        }
+                        Some(id) => $crate::store::by_command::create(
+                            self,
+                            &valori_kernel::Command::CreateNode {
+                                id: Some(id),
+                                kind,
+                                record,
+                                label,
+                            },
+                        ),
                     })
                 }
 
@@ -415,8 +379,15 @@ macro_rules! store_methods {
                         let weight = weight.map(|w| Fxp::from_f64(w, 0)).transpose()?;
                         match id {
                             None => Store::create_edge(self, kind, source, target, weight),
-                            Some(id) => $crate::store::by_command::edge_as(
-                                self, id, kind, source, target, weight,
+                            Some(id) => $crate::store::by_command::create(
+                                self,
+                                &valori_kernel::Command::CreateEdge {
+                                    id: Some(id),
+                                    kind,
+                                    from: source,
+                                    to: target,
+                                    weight,
+                                },
                             ),
                         }
                     })

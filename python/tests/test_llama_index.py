@@ -18,7 +18,6 @@ from llama_index.core.schema import NodeRelationship, RelatedNodeInfo, TextNode 
 from llama_index.core.vector_stores.types import (FilterCondition, FilterOperator, MetadataFilter,  # noqa: E402
                                                   MetadataFilters, VectorStoreQuery, VectorStoreQueryMode)
 
-import valori  # noqa: E402
 from valori.integrations.llama_index import ValoriVectorStore  # noqa: E402
 
 DIM = 16

@@ -127,9 +127,9 @@ def check_vectors(vectors: Sequence[Sequence[float]], dim: Optional[int],
 
 
 def matches(metadata: Dict[str, Any], where: Optional[Dict[str, Any]]) -> bool:
-    """Whether a document's metadata satisfies a filter: every key equal (a list of values:
-    any of them), ``$and``/``$or`` of filters, and the operators ``$eq``, ``$ne``, ``$gt``,
-    ``$gte``, ``$lt``, ``$lte``, ``$in``, ``$nin`` as Chroma reads them."""
+    """Whether a document's metadata satisfies a filter: every key equal to its value,
+    ``$and``/``$or`` of filters, and the operators ``$eq``, ``$ne``, ``$gt``, ``$gte``, ``$lt``,
+    ``$lte``, ``$in``, ``$nin`` as Chroma reads them."""
     if not where:
         return True
     for key, want in where.items():
