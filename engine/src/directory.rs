@@ -130,12 +130,35 @@ pub(crate) fn rewrite_snapshot(
     chain: &Chain,
     kernel: &Kernel<'_>,
 ) -> Result<()> {
+    install_snapshot_file(storage, dir, seq, &mut |f| {
+        snapshot::write(seq, chain, kernel, &mut |b: &[u8]| f.append(b))
+    })
+}
+
+/// Installs `bytes`, an encoded snapshot file already verified to hold sequence number `seq`,
+/// as the snapshot at `seq`, atomically as [`rewrite_snapshot`] does.
+pub(crate) fn install_snapshot_bytes(
+    storage: &dyn Storage,
+    dir: &Path,
+    seq: u64,
+    bytes: &[u8],
+) -> Result<()> {
+    install_snapshot_file(storage, dir, seq, &mut |f| f.append(bytes))
+}
+
+/// The snapshot file at `seq`, written by `fill` to a temporary file, synced, renamed into
+/// place, the directory synced.
+fn install_snapshot_file(
+    storage: &dyn Storage,
+    dir: &Path,
+    seq: u64,
+    fill: &mut dyn FnMut(&mut dyn StorageFile) -> std::io::Result<()>,
+) -> Result<()> {
     let name = snapshot_name(seq);
     let path = dir.join(&name);
     let tmp = dir.join(format!("{name}.tmp"));
     let mut f = storage.create(&tmp).map_err(Error::io("creating", &tmp))?;
-    snapshot::write(seq, chain, kernel, &mut |b: &[u8]| f.append(b))
-        .map_err(Error::io("writing", &tmp))?;
+    fill(&mut *f).map_err(Error::io("writing", &tmp))?;
     f.sync().map_err(Error::io("syncing", &tmp))?;
     drop(f);
     storage
@@ -361,6 +384,30 @@ pub(crate) fn create_with_state(
         Retention::NEWEST,
     )?);
     sync_parent(storage, dir)
+}
+
+/// Creates a database in `dir` (which must hold none) whose snapshot file is `bytes` (an
+/// encoded snapshot already verified to hold `seq` and `chain`), and its first segment after
+/// it. Returns the held lock and the segment, open for appending.
+pub(crate) fn create_with_snapshot_bytes(
+    storage: &dyn Storage,
+    dir: &Path,
+    seq: u64,
+    chain: &Chain,
+    bytes: &[u8],
+) -> Result<(LockGuard, Box<dyn StorageFile>)> {
+    let lock = lock(storage, dir, true)?;
+    let listing = list(storage, dir)?;
+    if !listing.snapshots.is_empty() || !listing.segments.is_empty() {
+        return Err(Error::Exists {
+            path: dir.to_path_buf(),
+        });
+    }
+    remove_temps(storage, dir, &listing)?;
+    install_snapshot_bytes(storage, dir, seq, bytes)?;
+    let segment = new_segment(storage, dir, seq + 1, chain)?;
+    sync_parent(storage, dir)?;
+    Ok((lock, segment))
 }
 
 /// Creates the segment whose first record will be `first`, after chain value `chain`: header

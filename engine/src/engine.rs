@@ -1030,8 +1030,42 @@ impl Engine {
         let snap = crate::snapshot::decode(snapshot)
             .map_err(|(at, why)| Error::corrupt("snapshot", at, why))?;
         let dir = dir.as_ref();
-        directory::create_with_state(&FsStorage, dir, snap.seq, &snap.chain, &snap.kernel)?;
-        Engine::open_created(dir, snap.kernel.config(), options)
+        let config = snap.kernel.config();
+        let options = Options {
+            dim: Some(config.dim),
+            metric: Some(config.metric),
+            create: false,
+            salvage: false,
+            ..options
+        };
+        recovery::check_index(snap.kernel.index_params(), &options)?;
+        let storage: Arc<dyn Storage> = Arc::new(FsStorage);
+        // The verified bytes become the snapshot file as they are, and the state decoded from
+        // them is the open state: nothing is encoded or decoded twice.
+        let (lock, segment) =
+            directory::create_with_snapshot_bytes(&*storage, dir, snap.seq, &snap.chain, snapshot)?;
+        let recovered = Recovered {
+            kernel: snap.kernel,
+            seq: snap.seq,
+            chain: snap.chain,
+            snapshot_seq: snap.seq,
+            segment: Some(segment),
+            segment_bytes: crate::wal::SEGMENT_HEADER_LEN as u64,
+            salvage: None,
+            report: RecoveryReport {
+                snapshot_seq: snap.seq,
+                seq: snap.seq,
+                ..RecoveryReport::default()
+            },
+        };
+        let add_index = options
+            .index
+            .filter(|_| recovered.kernel.index_params().is_none());
+        let engine = Engine::from_recovered(dir, storage, options, lock, recovered);
+        if let Some(params) = add_index {
+            engine.add_index(params)?;
+        }
+        Ok(engine)
     }
 
     /// Opens a database just written in `dir` (by an import or from a snapshot) with

@@ -436,7 +436,7 @@ fn check_config(found: Config, options: &Options) -> Result<()> {
 }
 
 /// An index asked for must be the database's (or the database has none yet).
-fn check_index(found: Option<IndexParams>, options: &Options) -> Result<()> {
+pub(crate) fn check_index(found: Option<IndexParams>, options: &Options) -> Result<()> {
     match (found, options.index) {
         (Some(f), Some(o)) if f != o => Err(Error::Mismatch(format!(
             "the database's index has m = {} and ef_construction = {}, the options say m = {} and ef_construction = {}",

@@ -247,6 +247,40 @@ fn a_damaged_snapshot_creates_nothing() {
         Err(Error::Corrupt { .. })
     ));
     assert!(!fd.exists() || std::fs::read_dir(&fd).unwrap().next().is_none());
+    // An index the options name differently from the snapshot's is refused the same way.
+    let indexed = tempdir("li");
+    let mut options = Options::new(4, Metric::L2);
+    options.index = Some(IndexParams::new(8, 32).unwrap());
+    let with_index = Engine::open(&indexed, options).unwrap();
+    work(&with_index, 0, 3);
+    with_index.checkpoint().unwrap();
+    let other_index = Options {
+        index: Some(IndexParams::new(16, 32).unwrap()),
+        ..Options::default()
+    };
+    assert!(matches!(
+        Engine::create_from_snapshot(&fd, &snapshot_bytes(&with_index), other_index),
+        Err(Error::Mismatch(_))
+    ));
+    assert!(!fd.exists() || std::fs::read_dir(&fd).unwrap().next().is_none());
+    // Over an existing database: Exists, and that database is untouched.
+    let good = snapshot_bytes(&leader);
+    let made = Engine::create_from_snapshot(&fd, &good, Options::default()).unwrap();
+    let hash = made.state_hash().unwrap();
+    drop(made);
+    assert!(matches!(
+        Engine::create_from_snapshot(&fd, &snapshot_bytes(&with_index), Options::default()),
+        Err(Error::Exists { .. })
+    ));
+    assert_eq!(
+        Engine::open(&fd, Options::default())
+            .unwrap()
+            .state_hash()
+            .unwrap(),
+        hash
+    );
+    drop(with_index);
+    let _ = std::fs::remove_dir_all(indexed);
     drop(leader);
     for d in [ld, fd] {
         let _ = std::fs::remove_dir_all(d);
