@@ -17,6 +17,9 @@ rust_clippy() {
 rust_tests() {
   step "tests"
   cargo test --workspace
+  step "golden hashes, snapshots and format checks without std (the bare-metal BLAKE3 and square root)"
+  cargo test -q -p valori-kernel --no-default-features --features alloc \
+    --test golden --test snapshot --test format
 }
 
 rust_header() {

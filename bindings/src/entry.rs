@@ -524,6 +524,7 @@ pub(crate) fn create_edge<H: Target>(
 
 /// The deletes (`valori_delete`, `valori_delete_node`, `valori_delete_edge` and their
 /// `valori_kernel_*` twins): `op` names the object.
+#[inline(always)]
 pub(crate) fn delete<H: Target>(h: *mut H, op: Op<'_>) -> c_int {
     // SAFETY: the handle is checked by `write`.
     boundary(|| unsafe { H::write(h, op, None) })

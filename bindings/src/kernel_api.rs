@@ -143,6 +143,9 @@ impl Target for valori_kernel {
         code(f(&h.kernel, q))
     }
 
+    // Inlined into each entry point, whose operation is then a constant: a firmware links the
+    // code of the operations it calls and no other (see `Kernel::apply`).
+    #[inline(always)]
     unsafe fn write(p: *mut Self, op: Op<'_>, out_id: Option<&mut u64>) -> c_int {
         let h = check!(handle_mut(p));
         let cmd = match op {

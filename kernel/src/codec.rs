@@ -32,6 +32,7 @@ pub trait Sink {
     fn put(&mut self, bytes: &[u8]);
 }
 
+#[cfg(feature = "std")]
 impl Sink for blake3::Hasher {
     fn put(&mut self, bytes: &[u8]) {
         self.update(bytes);
@@ -66,11 +67,12 @@ impl Sink for SliceSink<'_> {
 }
 
 /// Block size of [`Chunked`]: large enough for BLAKE3's SIMD paths (several 1 KiB chunks per
-/// update) on hosts, small on bare metal where stack is scarce. Only speed depends on it.
+/// update) on hosts, one BLAKE3 block on bare metal where stack is scarce. Only speed depends
+/// on it.
 #[cfg(feature = "std")]
 const CHUNK: usize = 16 * 1024;
 #[cfg(not(feature = "std"))]
-const CHUNK: usize = 512;
+const CHUNK: usize = 64;
 
 /// Gathers small writes into blocks before passing them on (BLAKE3 is far faster on large
 /// updates than on 4-byte ones).
@@ -242,9 +244,9 @@ impl<'m> Kernel<'m> {
 
     /// `BLAKE3(STATE_HASH_DOMAIN || canonical encoding)`. Streams; allocates nothing.
     pub fn state_hash(&self) -> [u8; 32] {
-        let mut h = blake3::Hasher::new();
+        let mut h = crate::hash::Hasher::new();
         self.state_hash_input(&mut h);
-        *h.finalize().as_bytes()
+        h.finalize()
     }
 
     /// Streams what [`Kernel::state_hash`] hashes, `STATE_HASH_DOMAIN` then the canonical

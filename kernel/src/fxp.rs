@@ -256,7 +256,37 @@ pub fn norm_squared(a: &[Fxp]) -> u128 {
 /// `floor(sqrt(norm_squared) * 2^16)`: the norm in units of 2^-32. Zero only for a zero vector.
 pub(crate) fn scaled_norm(norm_sq: u128) -> u128 {
     // norm_sq < 2^78 for any accepted vector, so the shift cannot overflow.
-    (norm_sq << 32).isqrt()
+    isqrt(norm_sq << 32)
+}
+
+/// `floor(sqrt(n))`: `u128::isqrt` on hosts; on bare metal [`isqrt_bitwise`], since the
+/// core routine's Newton iteration pulls 64-bit division and a second square root into a
+/// firmware (about 2 KB of flash). Both are exact, so both give the same value (a test
+/// compares them).
+pub(crate) fn isqrt(n: u128) -> u128 {
+    #[cfg(feature = "std")]
+    return n.isqrt();
+    #[cfg(not(feature = "std"))]
+    isqrt_bitwise(n)
+}
+
+/// `floor(sqrt(n))`, exact, one result bit per step (small code, no division).
+#[cfg_attr(all(feature = "std", not(test)), allow(dead_code))]
+pub(crate) fn isqrt_bitwise(n: u128) -> u128 {
+    let mut rem = n;
+    let mut root = 0u128;
+    // The highest power of four not above n.
+    let mut bit = 1u128 << ((127 - n.leading_zeros().min(127)) & !1);
+    while bit != 0 {
+        if rem >= root + bit {
+            rem -= root + bit;
+            root = (root >> 1) + bit;
+        } else {
+            root >>= 1;
+        }
+        bit >>= 2;
+    }
+    root
 }
 
 /// Integer division rounding to nearest, ties away from zero. `d > 0`.
@@ -307,6 +337,26 @@ pub(crate) fn to_unit(x: Fxp, r: u128) -> Fxp {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The bare-metal square root equals `u128::isqrt` at the edges and on a spread of
+    /// values; a planted off-by-one (`+ 1`) would fail at every perfect square below.
+    #[test]
+    fn bitwise_isqrt_equals_core() {
+        let mut n = 0x9E37_79B9_7F4A_7C15_F39C_C060_5CED_C834u128;
+        let mut cases = alloc::vec![0u128, 1, 2, 3, 4, 15, 16, 17, u128::MAX, u128::MAX - 1];
+        for s in [1u128, 255, 65_535, (1 << 39) - 1, u64::MAX as u128] {
+            cases.extend([s * s - 1, s * s, s * s + 1]);
+        }
+        for _ in 0..20_000 {
+            n ^= n << 13;
+            n ^= n >> 7;
+            n ^= n << 17;
+            cases.push(n >> (n % 128) as u32);
+        }
+        for c in cases {
+            assert_eq!(isqrt_bitwise(c), c.isqrt(), "{c}");
+        }
+    }
 
     fn conv(v: f32) -> i32 {
         match Fxp::from_f32(v, 0) {

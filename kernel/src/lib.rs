@@ -46,6 +46,7 @@ mod config;
 mod error;
 pub mod fxp;
 mod graph;
+mod hash;
 #[cfg(feature = "alloc")]
 mod hnsw;
 mod memory;

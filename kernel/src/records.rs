@@ -84,7 +84,7 @@ impl<'m> Kernel<'m> {
     /// Largest |component| of `v` as it would be stored (after normalisation under cosine).
     fn stored_max(&self, v: &Vector<'_>) -> Result<u32> {
         // In blocks through a buffer: a loop the compiler vectorises (replay's hot path).
-        let mut buf = [Fxp(0); 256];
+        let mut buf = [Fxp(0); crate::vectors::STAGE];
         let (mut m, mut at) = (0u32, 0);
         loop {
             let n = v.copy_values(at, &mut buf);

@@ -25,10 +25,10 @@ pub const SNAPSHOT_OVERHEAD: usize = 4 + 4 + 8 + 32;
 const HEAD: usize = 16;
 
 fn hash_of(encoding: &[u8]) -> [u8; 32] {
-    let mut h = blake3::Hasher::new();
+    let mut h = crate::hash::Hasher::new();
     h.update(&STATE_HASH_DOMAIN);
     h.update(encoding);
-    *h.finalize().as_bytes()
+    h.finalize()
 }
 
 /// The verified state encoding inside a snapshot.

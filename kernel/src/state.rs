@@ -160,6 +160,9 @@ impl<'m> Kernel<'m> {
     }
 
     /// Applies a command: the only way state changes. On error nothing has changed.
+    // On bare metal, inlined into each caller: a caller that builds one kind of command (the
+    // C API's insert, say) then links only that kind's code, not every command's.
+    #[cfg_attr(not(feature = "std"), inline(always))]
     pub fn apply(&mut self, cmd: &Command<'_>) -> Result<Applied> {
         #[cfg(feature = "alloc")]
         self.check_bounds(cmd)?;

@@ -21,6 +21,14 @@ use crate::fxp::Fxp;
 use crate::simd::{MID_MAX, NARROW_MAX};
 use crate::slab::{NoRoom, Slab};
 
+/// Components staged on the stack at a time where a vector is checked or stored in blocks:
+/// enough for the compiler's vector loops on hosts, small on bare metal, where stack is
+/// scarce (the whole of a Cortex-M0 part's RAM may be a few KiB). Only speed depends on it.
+#[cfg(feature = "std")]
+pub(crate) const STAGE: usize = 256;
+#[cfg(not(feature = "std"))]
+pub(crate) const STAGE: usize = 32;
+
 /// Bytes per component.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub(crate) enum Width {
@@ -307,11 +315,11 @@ impl<'m> Vectors<'m> {
         let width = self.width;
         let row: &mut [u8] = bytemuck::cast_slice_mut(self.new_row()?);
         let (tops, lows) = row.split_at_mut((2 * dim).min(row.len()));
-        let mut buf = [Fxp(0); 256];
+        let mut buf = [Fxp(0); STAGE];
         let mut max = 0u32;
         let mut at = 0;
         while at < dim {
-            let n = values.copy_values(at, buf.get_mut(..(dim - at).min(256)).unwrap_or(&mut []));
+            let n = values.copy_values(at, buf.get_mut(..(dim - at).min(STAGE)).unwrap_or(&mut []));
             if n == 0 {
                 break;
             }
@@ -471,11 +479,16 @@ impl<'k> VectorRef<'k> {
     /// Passes the components, as little-endian `i32`s, to `put` a block at a time (the
     /// canonical encoding), with one tight loop per storage width.
     pub(crate) fn put_le(&self, mut put: impl FnMut(&[u8])) {
-        let mut block = [0u8; 1024];
+        // Components per block: many on hosts (fewer, larger hash updates), few on bare metal
+        // (stack is scarce there, and the compact hasher buffers a 64-byte block itself).
+        #[cfg(feature = "std")]
         const N: usize = 256;
+        #[cfg(not(feature = "std"))]
+        const N: usize = 16;
+        let mut block = [0u8; 4 * N];
         fn emit<T: Copy>(
             vals: &[T],
-            block: &mut [u8; 1024],
+            block: &mut [u8; 4 * N],
             put: &mut impl FnMut(&[u8]),
             f: impl Fn(T) -> i32,
         ) {

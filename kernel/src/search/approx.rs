@@ -129,10 +129,10 @@ impl Kernel<'_> {
     /// hash does not cover the index; this does.
     pub fn index_hash(&self) -> Option<[u8; 32]> {
         self.index_bytes().map(|b| {
-            let mut h = blake3::Hasher::new();
+            let mut h = crate::hash::Hasher::new();
             h.update(INDEX_HASH_DOMAIN);
             h.update(&b);
-            *h.finalize().as_bytes()
+            h.finalize()
         })
     }
 

@@ -96,7 +96,8 @@ impl<'q> Scorer<'q> {
             simd::narrow_group(mx, mx)
         };
         // A lane of (x - q)^2 is at most (sqrt(bx) + sqrt(bq))^2.
-        let diff_lanes = (x_lanes.isqrt() + 1) + (q_lanes.isqrt() + 1);
+        let diff_lanes = (crate::fxp::isqrt(x_lanes.into()) as u64 + 1)
+            + (crate::fxp::isqrt(q_lanes.into()) as u64 + 1);
         let group_diff = if diff_lanes * diff_lanes <= i32::MAX as u64 {
             usize::MAX
         } else {

@@ -336,8 +336,8 @@ fn coarse_threshold(tau: i128, dim: usize) -> i64 {
     let Ok(tau) = u128::try_from(tau) else {
         return -1; // no L2 distance is negative: nothing passes
     };
-    let a = tau.isqrt() + 1;
-    let b = 255 * ((dim as u128).isqrt() + 1);
+    let a = crate::fxp::isqrt(tau) + 1;
+    let b = 255 * (crate::fxp::isqrt(dim as u128) + 1);
     let c = (a + b).div_ceil(256);
     i64::try_from(c.saturating_mul(c)).unwrap_or(i64::MAX)
 }

@@ -54,8 +54,14 @@ impl<'o, S: HitSlot> TopK<'o, S> {
     }
 
     pub(super) fn finish(self) -> usize {
+        // Heapsort: the heap's largest goes to the end, the rest is a heap again. `(distance,
+        // id)` is a total order on the hits kept (ids are unique), so any correct sort gives
+        // this order; this one adds no sorting code to a firmware.
         let result = self.heap.get_mut(..self.filled).unwrap_or(&mut []);
-        result.sort_unstable_by_key(HitSlot::hit);
+        for end in (1..result.len()).rev() {
+            result.swap(0, end);
+            sift_down(result.get_mut(..end).unwrap_or(&mut []));
+        }
         self.filled
     }
 }
@@ -78,11 +84,16 @@ fn push_heap<S: HitSlot>(heap: &mut [S], len: usize, hit: Hit) {
 
 /// Replaces the largest element of a full max-heap and restores the heap.
 fn replace_top<S: HitSlot>(heap: &mut [S], hit: Hit) {
-    let n = heap.len();
-    let mut i = 0usize;
     if let Some(top) = heap.first_mut() {
         top.set_hit(hit);
     }
+    sift_down(heap);
+}
+
+/// Restores a max-heap whose top alone may be out of place.
+fn sift_down<S: HitSlot>(heap: &mut [S]) {
+    let n = heap.len();
+    let mut i = 0usize;
     let key = |heap: &[S], j: usize| heap.get(j).map(S::hit);
     loop {
         let l = 2 * i + 1;
