@@ -14,7 +14,8 @@ apt_packages_host=(gcc g++ make cmake pkg-config valgrind python3 python3-venv l
 # newer qemu-utils from blocking it.
 apt_packages_cross=(qemu-user gcc-aarch64-linux-gnu libc6-dev-arm64-cross gcc-s390x-linux-gnu
   libc6-dev-s390x-cross gcc-arm-none-eabi libnewlib-arm-none-eabi binutils-arm-none-eabi
-  qemu-system-arm qemu-utils/bookworm)
+  qemu-system-arm qemu-utils/bookworm qemu-system-misc gcc-riscv64-unknown-elf
+  picolibc-riscv64-unknown-elf)
 
 # Does every tool of a group exist?
 apt_group_present() {
@@ -26,9 +27,10 @@ apt_group_present() {
       python3 -c "import venv, ensurepip" 2>/dev/null || return 1 ;;
     cross)
       for tool in qemu-aarch64 qemu-s390x qemu-system-arm aarch64-linux-gnu-gcc s390x-linux-gnu-gcc \
-                  arm-none-eabi-gcc; do
+                  arm-none-eabi-gcc qemu-system-riscv32 riscv64-unknown-elf-gcc; do
         command -v "$tool" >/dev/null || return 1
-      done ;;
+      done
+      [ -f /usr/lib/picolibc/riscv64-unknown-elf/picolibc.specs ] || return 1 ;;
     *) die "unknown apt group $1" ;;
   esac
 }
@@ -66,7 +68,7 @@ setup_apt() {
     apt_group_present "$group" || die "apt group $group: tools still missing after apt-get install"
     case "$group" in
       host) gcc --version | head -n 1; cmake --version | head -n 1; valgrind --version ;;
-      cross) qemu-system-arm --version | head -n 1 ;;
+      cross) qemu-system-arm --version | head -n 1; riscv64-unknown-elf-gcc --version | head -n 1 ;;
     esac
     SETUP_DONE_APT="${SETUP_DONE_APT:-} $group"
   done
@@ -118,7 +120,8 @@ setup_targets() {
   SETUP_DONE_TARGETS="${SETUP_DONE_TARGETS:-} ${missing[*]}"
 }
 
-all_targets=(thumbv7em-none-eabihf thumbv7m-none-eabi aarch64-unknown-linux-gnu
+all_targets=(thumbv7em-none-eabihf thumbv7m-none-eabi thumbv6m-none-eabi riscv32imac-unknown-none-elf
+  aarch64-unknown-linux-gnu
   s390x-unknown-linux-gnu wasm32-wasip1)
 
 # Everything every leg needs, in one go (what a plain `bash .ci/run` does first).

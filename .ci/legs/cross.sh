@@ -1,6 +1,6 @@
 # shellcheck shell=bash
 # Leg "cross": the kernel suites on the other architectures, the golden-hash table on every
-# architecture and the Cortex-M firmware under QEMU, an aarch64 replication follower, then the
+# architecture and the Cortex-M and RISC-V firmware under QEMU (with its footprint check), an aarch64 replication follower, then the
 # table's negative control.
 # Leg "cross-negative": the negative control alone.
 
@@ -21,9 +21,14 @@ cross_kernel_suites() {
 }
 
 cross_hashes() {
-  step "golden hashes on every architecture, Cortex-M4F and Cortex-M3 firmware under QEMU"
+  step "golden hashes on every architecture; Cortex-M4F, M3, M0 and RV32IMAC firmware under QEMU"
   bash scripts/cross-hashes.sh
-  grep -E "^(FOOTPRINT|STACK|KERNEL_MEM)" target/cross-hashes/firmware-m4.log target/cross-hashes/firmware-m3.log
+  local b
+  for b in m4 m3 m0 rv32; do
+    grep -E "^(FOOTPRINT|COST|COUNTER|KERNEL_MEM)" "target/cross-hashes/firmware-$b.log"
+  done
+  step "firmware footprint: every board within 32 KiB"
+  bash scripts/firmware-footprint.sh --check
 }
 
 # The table must be able to fail: with the kernel feature negative-control-native-endian (the

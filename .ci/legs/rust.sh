@@ -18,8 +18,10 @@ rust_tests() {
   step "tests"
   cargo test --workspace
   step "golden hashes, snapshots and format checks without std (the bare-metal BLAKE3 and square root)"
-  cargo test -q -p valori-kernel --no-default-features --features alloc \
+  cargo test -q -p valori-kernel --no-default-features --features alloc,cosine \
     --test golden --test snapshot --test format
+  step "golden scripts without the cosine feature (the others must still agree; cosine is refused)"
+  cargo test -q -p valori-kernel --no-default-features --features alloc --test golden
 }
 
 rust_header() {

@@ -7,7 +7,7 @@
 
 use crate::command::Word;
 use crate::config::{Config, Metric, MAX_DIM, MAX_LABEL_LEN, MAX_META_LEN};
-use crate::error::{Error, Resource, Result};
+use crate::error::{Error, Invalid, Resource, Result};
 use crate::fxp::Fxp;
 use crate::memory::Capacity;
 use crate::state::Kernel;
@@ -67,12 +67,12 @@ impl Sink for SliceSink<'_> {
 }
 
 /// Block size of [`Chunked`]: large enough for BLAKE3's SIMD paths (several 1 KiB chunks per
-/// update) on hosts, one BLAKE3 block on bare metal where stack is scarce. Only speed depends
-/// on it.
+/// update) on hosts; none on bare metal, where stack is scarce and the compact hasher buffers
+/// a block itself (writes pass straight through). Only speed depends on it.
 #[cfg(feature = "std")]
 const CHUNK: usize = 16 * 1024;
 #[cfg(not(feature = "std"))]
-const CHUNK: usize = 64;
+const CHUNK: usize = 0;
 
 /// Gathers small writes into blocks before passing them on (BLAKE3 is far faster on large
 /// updates than on 4-byte ones).
@@ -121,6 +121,10 @@ impl<S: Sink> Chunked<'_, S> {
 
 impl<S: Sink> Sink for Chunked<'_, S> {
     fn put(&mut self, bytes: &[u8]) {
+        if CHUNK == 0 {
+            // Bare metal: the compact hasher buffers its 64-byte block itself.
+            return self.sink.put(bytes);
+        }
         if self.len + bytes.len() > self.buf.len() {
             self.flush_aligned();
             if self.len + bytes.len() > self.buf.len() {
@@ -275,6 +279,8 @@ impl<'m> Kernel<'m> {
 
     /// Decodes a canonical encoding into a new kernel in caller memory. A state that does not
     /// fit `cap` is a `Full` error.
+    // Not inlined, for the same reason as the snapshot check before it (see `unframe`).
+    #[inline(never)]
     pub fn from_bytes_in(bytes: &[u8], cap: Capacity, mem: &'m mut [u8]) -> Result<Kernel<'m>> {
         let header = Header::read(&mut Reader::new(bytes))?;
         let mut k = Kernel::with_memory(header.config, cap, mem)?;
@@ -382,6 +388,9 @@ impl Header {
         }
         let metric =
             Metric::from_u8(r.u8("metric")?).ok_or(Error::corrupt(12, "unknown metric"))?;
+        if !metric.is_built() {
+            return Err(Error::InvalidInput(Invalid::MetricNotBuilt { metric }));
+        }
         Ok(Header {
             config: Config { dim, metric },
             next_record: r.u64("record counter")?,
@@ -438,7 +447,7 @@ fn decode_body(k: &mut Kernel<'_>, bytes: &[u8]) -> Result<()> {
         let at = r.pos;
         let vector = r.take(4 * dim, "record vector")?;
         let values = vector.chunks_exact(4).map(Fxp::from_le);
-        if h.config.metric == Metric::Cosine && !normalize_can_give(values.clone()) {
+        if h.config.metric.is_cosine() && !normalize_can_give(values.clone()) {
             return Err(Error::corrupt(
                 at,
                 "a cosine-metric vector that normalisation cannot produce",

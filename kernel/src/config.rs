@@ -53,6 +53,19 @@ impl Metric {
         }
     }
 
+    /// Whether this build has the metric: all of them, except cosine without the kernel's
+    /// `cosine` feature (bare-metal builds that leave it out).
+    pub const fn is_built(self) -> bool {
+        !matches!(self, Metric::Cosine) || cfg!(feature = "cosine")
+    }
+
+    /// Cosine, in a build that has it: the test that guards cosine's code, so that a build
+    /// without the feature compiles that code out.
+    #[inline(always)]
+    pub(crate) fn is_cosine(self) -> bool {
+        cfg!(feature = "cosine") && matches!(self, Metric::Cosine)
+    }
+
     /// A distance of this metric as a real number (for display at the edge only).
     pub fn distance_to_f64(self, distance: i128) -> f64 {
         distance as f64 / 4_294_967_296.0
@@ -78,6 +91,9 @@ pub struct Config {
 impl Config {
     /// A configuration; checks the dimension.
     pub fn new(dim: u32, metric: Metric) -> Result<Config> {
+        if !metric.is_built() {
+            return Err(Error::InvalidInput(Invalid::MetricNotBuilt { metric }));
+        }
         if dim == 0 || dim > MAX_DIM {
             return Err(Error::InvalidInput(Invalid::BadDimension {
                 dim: u64::from(dim),

@@ -195,6 +195,11 @@ pub enum Invalid {
         /// The repeated id.
         id: u64,
     },
+    /// A metric this build leaves out (cosine without the kernel's `cosine` feature).
+    MetricNotBuilt {
+        /// The metric asked for.
+        metric: crate::Metric,
+    },
     /// A dimension outside `1..=MAX_DIM`.
     BadDimension {
         /// Dimension given.
@@ -305,6 +310,10 @@ impl fmt::Display for Invalid {
                 "a batch needs at least one vector, and its id and tag lists must be empty or one per vector",
             ),
             Invalid::DuplicateInBatch { id } => write!(f, "id {id} appears twice in the batch"),
+            Invalid::MetricNotBuilt { metric } => write!(
+                f,
+                "metric {metric} is not in this build (the valori-kernel feature \"{metric}\" is off)"
+            ),
             Invalid::BadDimension { dim } => write!(
                 f,
                 "dimension {dim} is not supported; use 1..={}",

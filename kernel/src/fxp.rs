@@ -46,26 +46,51 @@ impl Fxp {
     /// Converts an `f32`: finite and within `[-32768.0, 32767.99998]`, rounded to nearest with
     /// ties away from zero. `index` names the component in the error.
     pub fn from_f32(value: f32, index: u32) -> Result<Fxp> {
+        // 32-bit integer arithmetic only (no 64-bit shifts, no f64): this runs once per
+        // component of every vector a firmware inserts. `from_f64` gives the same result for
+        // every f32 (a test compares them); the f64 of the value is made only for an error.
         let bits = value.to_bits();
         let negative = bits >> 31 == 1;
-        let exp = ((bits >> 23) & 0xff) as i32;
-        let man = u64::from(bits & 0x7f_ffff);
-        let value64 = f64::from(value);
+        let exp = (bits >> 23) & 0xff;
         if exp == 0xff {
             return Err(Error::InvalidInput(Invalid::NotFinite {
                 index,
-                value: value64,
+                value: f64::from(value),
             }));
         }
-        // value = m * 2^(e - 150); raw = value * 2^16 = m * 2^(e - 134).
-        let (m, shift) = if exp == 0 {
-            (man, 1 - 134)
+        // value = m * 2^(e - 150); raw = value * 2^16 = m * 2^(e - 134), with m < 2^24.
+        let (m, e) = if exp == 0 {
+            (bits & 0x7f_ffff, 1)
         } else {
-            (man | 1 << 23, exp - 134)
+            (bits & 0x7f_ffff | 1 << 23, exp)
         };
-        scale(negative, m, shift).ok_or(Error::InvalidInput(Invalid::OutOfRange {
-            index,
-            value: value64,
+        let limit: u32 = if negative { 1 << 31 } else { (1 << 31) - 1 };
+        let magnitude = if e >= 134 {
+            // m << s <= limit exactly when m <= limit >> s (the shifted-out bits are zero);
+            // s > 8 always exceeds it (m >= 2^23 for these exponents).
+            let s = e - 134;
+            if s > 8 || m > limit >> s {
+                return Err(Error::InvalidInput(Invalid::OutOfRange {
+                    index,
+                    value: f64::from(value),
+                }));
+            }
+            m << s
+        } else {
+            // Round to nearest, ties away from zero: add half of 2^r, shift by r. For r >= 25,
+            // m < 2^24 <= half of 2^r and the result is 0. The sum stays below 2^25.
+            let r = 134 - e;
+            if r >= 25 {
+                0
+            } else {
+                (m + (1 << (r - 1))) >> r
+            }
+        };
+        // magnitude <= limit: -2^31 (negative) or 2^31 - 1 at most.
+        Ok(Fxp(if negative {
+            0i32.wrapping_sub(magnitude as i32)
+        } else {
+            magnitude as i32
         }))
     }
 
@@ -337,6 +362,39 @@ pub(crate) fn to_unit(x: Fxp, r: u128) -> Fxp {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The 32-bit `from_f32` equals `from_f64` of the same value (exact: every f32 is an f64)
+    /// for both signs of every exponent with mantissas at and around each rounding boundary.
+    /// A planted mistake in the tie rule or the range check fails here.
+    #[test]
+    fn from_f32_equals_from_f64_on_every_exponent() {
+        let mut mantissas = alloc::vec![0u32, 1, 2, 3, 0x40_0000, 0x7f_ffff, 0x7f_fffe, 0x3f_ffff];
+        for b in 0..23 {
+            mantissas.extend([1 << b, (1 << b) - 1, (1 << b) + 1, 3 << b >> 1]);
+        }
+        let mut x = 0x2545_f491u32;
+        for _ in 0..2000 {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            mantissas.push(x & 0x7f_ffff);
+        }
+        let mut checked = 0u32;
+        for sign in [0u32, 1] {
+            for exp in 0..255u32 {
+                for &m in &mantissas {
+                    let v = f32::from_bits(sign << 31 | exp << 23 | (m & 0x7f_ffff));
+                    let a = Fxp::from_f32(v, 3);
+                    let b = Fxp::from_f64(f64::from(v), 3);
+                    assert_eq!(a, b, "{v:e} ({:#010x})", v.to_bits());
+                    checked += 1;
+                }
+            }
+        }
+        assert!(checked > 1_000_000);
+        assert!(Fxp::from_f32(f32::NAN, 0).is_err());
+        assert!(Fxp::from_f32(f32::NEG_INFINITY, 0).is_err());
+    }
 
     /// The bare-metal square root equals `u128::isqrt` at the edges and on a spread of
     /// values; a planted off-by-one (`+ 1`) would fail at every perfect square below.

@@ -51,19 +51,6 @@ pub(crate) mod compact {
     /// Blocks in a 1024-byte chunk.
     const BLOCKS: u8 = 16;
 
-    /// The state words each of a round's eight G functions mixes (a, b, c, d): four columns,
-    /// then four diagonals.
-    const G: [[u8; 4]; 8] = [
-        [0, 4, 8, 12],
-        [1, 5, 9, 13],
-        [2, 6, 10, 14],
-        [3, 7, 11, 15],
-        [0, 5, 10, 15],
-        [1, 6, 11, 12],
-        [2, 7, 8, 13],
-        [3, 4, 9, 14],
-    ];
-
     /// Which message word each round reads at each position: round 0 reads them in order,
     /// each later round applies BLAKE3's message permutation
     /// `[2, 6, 3, 10, 7, 0, 4, 13, 1, 11, 12, 5, 9, 14, 15, 8]` once more to the round before
@@ -78,10 +65,25 @@ pub(crate) mod compact {
         [11, 15, 5, 0, 1, 9, 8, 6, 14, 10, 2, 12, 3, 4, 7, 13],
     ];
 
+    /// The mixing function G on state words a, b, c, d with message words x, y.
+    #[inline(always)]
+    #[allow(clippy::indexing_slicing, clippy::too_many_arguments)]
+    fn g(v: &mut [u32; 16], a: usize, b: usize, c: usize, d: usize, x: u32, y: u32) {
+        v[a] = v[a].wrapping_add(v[b]).wrapping_add(x);
+        v[d] = (v[d] ^ v[a]).rotate_right(16);
+        v[c] = v[c].wrapping_add(v[d]);
+        v[b] = (v[b] ^ v[c]).rotate_right(12);
+        v[a] = v[a].wrapping_add(v[b]).wrapping_add(y);
+        v[d] = (v[d] ^ v[a]).rotate_right(8);
+        v[c] = v[c].wrapping_add(v[d]);
+        v[b] = (v[b] ^ v[c]).rotate_right(7);
+    }
+
     /// The compression function, truncated to the 8 words every use here needs (chaining
-    /// values and a 32-byte root output).
-    // Every index is a table entry below 16 or a loop counter below 8, masked so that the
-    // compiler sees it in range (no bounds checks, nothing to panic).
+    /// values and a 32-byte root output). One round's code, run seven times with the message
+    /// words the schedule names: small, and the state indices are constants.
+    // The state indices are constants below 16 and the message indices table entries masked
+    // below 16: no bounds checks, nothing to panic.
     #[allow(clippy::indexing_slicing)]
     fn compress(cv: &[u32; 8], m: &[u32; 16], counter: u64, len: u32, flags: u32) -> [u32; 8] {
         let mut v = [0u32; 16];
@@ -91,20 +93,17 @@ pub(crate) mod compact {
         v[13] = (counter >> 32) as u32;
         v[14] = len;
         v[15] = flags;
-        for round in &SCHEDULE {
-            for (g, abcd) in G.iter().enumerate() {
-                let [a, b, c, d] = abcd.map(|i| usize::from(i) & 15);
-                let x = m[usize::from(round[2 * (g & 7)]) & 15];
-                let y = m[usize::from(round[(2 * (g & 7) + 1) & 15]) & 15];
-                v[a] = v[a].wrapping_add(v[b]).wrapping_add(x);
-                v[d] = (v[d] ^ v[a]).rotate_right(16);
-                v[c] = v[c].wrapping_add(v[d]);
-                v[b] = (v[b] ^ v[c]).rotate_right(12);
-                v[a] = v[a].wrapping_add(v[b]).wrapping_add(y);
-                v[d] = (v[d] ^ v[a]).rotate_right(8);
-                v[c] = v[c].wrapping_add(v[d]);
-                v[b] = (v[b] ^ v[c]).rotate_right(7);
-            }
+        for s in &SCHEDULE {
+            let w = |i: usize| m[usize::from(s[i & 15]) & 15];
+            // Columns, then diagonals.
+            g(&mut v, 0, 4, 8, 12, w(0), w(1));
+            g(&mut v, 1, 5, 9, 13, w(2), w(3));
+            g(&mut v, 2, 6, 10, 14, w(4), w(5));
+            g(&mut v, 3, 7, 11, 15, w(6), w(7));
+            g(&mut v, 0, 5, 10, 15, w(8), w(9));
+            g(&mut v, 1, 6, 11, 12, w(10), w(11));
+            g(&mut v, 2, 7, 8, 13, w(12), w(13));
+            g(&mut v, 3, 4, 9, 14, w(14), w(15));
         }
         let mut out = [0u32; 8];
         for (i, o) in out.iter_mut().enumerate() {

@@ -1,7 +1,7 @@
 //! Records: vectors with an optional tag and metadata.
 
 use crate::command::{Ids, Vector};
-use crate::config::{Metric, MAX_META_LEN};
+use crate::config::MAX_META_LEN;
 use crate::error::{Error, Invalid, Object, Resource, Result};
 use crate::fxp::{self, Fxp};
 use crate::state::{resolve_id, Applied, Kernel};
@@ -75,7 +75,7 @@ impl<'m> Kernel<'m> {
                 got: v.len() as u64,
             });
         }
-        if self.config.metric == Metric::Cosine && v.iter().all(|x| x.0 == 0) {
+        if self.config.metric.is_cosine() && v.iter().all(|x| x.0 == 0) {
             return Err(Error::InvalidInput(Invalid::ZeroVector));
         }
         Ok(())
@@ -95,7 +95,7 @@ impl<'m> Kernel<'m> {
             m = part.iter().fold(m, |m, x| m.max(x.0.unsigned_abs()));
             at += n;
         }
-        if self.config.metric == Metric::Cosine {
+        if self.config.metric.is_cosine() {
             let r = fxp::unit_divisor(v.iter())?;
             // m <= sqrt(sum): the quotient is at most 2^16 + 1.
             Ok(fxp::div_round(i128::from(m) << 32, r).unsigned_abs() as u32)
@@ -113,7 +113,7 @@ impl<'m> Kernel<'m> {
         meta: &[u8],
     ) -> Result<()> {
         let row = self.rows.len();
-        if self.config.metric == Metric::Cosine {
+        if self.config.metric.is_cosine() {
             let r = fxp::unit_divisor(vector.iter())?;
             self.vectors
                 .push(vector.iter().map(|x| fxp::to_unit(x, r)))

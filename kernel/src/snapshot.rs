@@ -32,6 +32,9 @@ fn hash_of(encoding: &[u8]) -> [u8; 32] {
 }
 
 /// The verified state encoding inside a snapshot.
+// Not inlined: the hasher's frame is then gone before decoding builds the kernel, and a
+// restore's peak stack is the larger of the two, not their sum.
+#[inline(never)]
 fn unframe(bytes: &[u8]) -> Result<&[u8]> {
     let corrupt = |at: usize, why| Err(Error::corrupt(at, why));
     if bytes.len() < SNAPSHOT_OVERHEAD {

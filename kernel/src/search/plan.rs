@@ -70,7 +70,7 @@ impl<'q> Scorer<'q> {
             });
         }
         let metric = kernel.config.metric;
-        let r = if metric == Metric::Cosine {
+        let r = if metric.is_cosine() {
             fxp::unit_divisor(query.iter().copied())?
         } else {
             0

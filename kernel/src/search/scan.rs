@@ -14,12 +14,11 @@ impl Scorer<'_> {
     /// The distance of an inner product under this metric.
     #[inline]
     pub(super) fn ip_distance(&self, ip: i128) -> i128 {
-        match self.metric {
-            Metric::Cosine => {
-                // |ip| < 2^56 (x is unit length), so the shift fits.
-                (1i128 << 32) - fxp::div_round(ip << 32, self.r)
-            }
-            _ => -ip,
+        if self.metric.is_cosine() {
+            // |ip| < 2^56 (x is unit length), so the shift fits.
+            (1i128 << 32) - fxp::div_round(ip << 32, self.r)
+        } else {
+            -ip
         }
     }
 

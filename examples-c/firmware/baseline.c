@@ -13,9 +13,11 @@ static union {
 } kernel_mem;
 
 int main(void) {
-    extern void initialise_monitor_handles(void);
     volatile unsigned char *p = kernel_mem.bytes;
+#if defined(__arm__)
+    extern void initialise_monitor_handles(void);
     initialise_monitor_handles();
+#endif
     p[0] = 1;
     printf("baseline %u %02x\n", (unsigned)sizeof kernel_mem.bytes, p[0]);
     return 0;
