@@ -87,12 +87,14 @@ unsafe fn place(
     }
     let scratch = core::slice::from_raw_parts_mut(base.add(scratch_at).cast::<Fxp>(), dim);
     let tables = core::slice::from_raw_parts_mut(base.add(tables_at), len - tables_at);
-    let kernel = make(tables).map_err(|e| kernel_code(&e))?;
-    handle.write(valori_kernel {
-        magic: KERNEL_MAGIC,
-        kernel,
-        scratch,
-    });
+    // Field by field: the kernel moves once, from `make`'s result into place (a whole
+    // `valori_kernel` built on the stack first would be one more copy of it there).
+    match make(tables) {
+        Ok(kernel) => core::ptr::addr_of_mut!((*handle).kernel).write(kernel),
+        Err(e) => return Err(kernel_code(&e)),
+    }
+    core::ptr::addr_of_mut!((*handle).magic).write(KERNEL_MAGIC);
+    core::ptr::addr_of_mut!((*handle).scratch).write(scratch);
     Ok(handle)
 }
 
