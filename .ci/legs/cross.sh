@@ -23,12 +23,33 @@ cross_kernel_suites() {
 cross_hashes() {
   step "golden hashes on every architecture; Cortex-M4F, M3, M0 and RV32IMAC firmware under QEMU"
   bash scripts/cross-hashes.sh
-  local b
+  local b op log
   for b in m4 m3 m0 rv32; do
-    grep -E "^(FOOTPRINT|COST|COUNTER|KERNEL_MEM)" "target/cross-hashes/firmware-$b.log"
+    log="target/cross-hashes/firmware-$b.log"
+    grep -E "^(FOOTPRINT|COST|COUNTER|KERNEL_MEM|STACK|NOTE)" "$log"
+    # The table checks the hashes; the firmware's own checks (the measurements, the restored
+    # and the decoded kernels' hashes, the replay's stack against the heap) must pass too.
+    if grep -E "^(FAIL|valori panicked)" "$log"; then die "firmware $b: a check failed (see $log)"; fi
+    grep -qE "^[0-9]+ passed, 0 failed, [0-9]+ skipped$" "$log" || die "firmware $b: no clean result line (see $log)"
+    for op in init insert search_k10 state_hash apply_insert; do
+      grep -q "^COST $op " "$log" || die "firmware $b: no cost for $op (see $log)"
+    done
+    if [ "$b" != m3 ]; then
+      for op in snapshot restore; do
+        grep -q "^COST $op " "$log" || die "firmware $b: no cost for $op (see $log)"
+      done
+    fi
   done
   step "firmware footprint: every board within 32 KiB"
   bash scripts/firmware-footprint.sh --check
+  step "the Cortex-M4F firmware without the cosine feature: every other golden script agrees"
+  local log=target/firmware-m4-nocosine.log
+  VALORI_FEATURES=panic-handler FIRMWARE_OUT=target/firmware-m4-nocosine \
+    bash examples-c/firmware/build.sh m4 >"$log" 2>&1 || { cat "$log"; die "the firmware without cosine failed"; }
+  grep -E "^(FOOTPRINT|SKIP|[0-9]+ passed)" "$log"
+  [ "$(grep -c "^SKIP .*(the cosine metric is not in this build)" "$log")" = 2 ] \
+    || die "the firmware without cosine must skip exactly the two cosine scripts"
+  grep -q "^9 passed, 0 failed, 2 skipped" "$log" || die "the firmware without cosine: unexpected result"
 }
 
 # The table must be able to fail: with the kernel feature negative-control-native-endian (the

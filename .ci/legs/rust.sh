@@ -41,9 +41,9 @@ rust_bare_metal() {
     -- -D warnings
   # The embedded libvalori.a: kernel API only, with the firmware panic hook.
   cargo rustc -q -p valori-c --release --target thumbv7em-none-eabihf --no-default-features \
-    --features panic-handler --crate-type staticlib
+    --features panic-handler,cosine --crate-type staticlib
   cargo clippy -q -p valori-c --target thumbv7em-none-eabihf --no-default-features \
-    --features panic-handler -- -D warnings
+    --features panic-handler,cosine -- -D warnings
   local embedded_lib=target/thumbv7em-none-eabihf/release/libvalori.a
   grep -aq valori_kernel_init "$embedded_lib" || die "embedded libvalori.a lacks the kernel API"
   if grep -aq valori_open "$embedded_lib"; then die "embedded libvalori.a contains hosted functions"; fi

@@ -28,14 +28,14 @@ case "$board" in
       cflags=(-mcpu=cortex-m3 -mthumb -mfloat-abi=soft); mem=$((40 * 1024))
       # 256 KiB of flash and 64 KiB of RAM: the dimension-4096 scripts do not fit, nor does a
       # snapshot of the measured 256 x 16 kernel beside it (snapshot and restore are not timed).
-      gen=(--max-dim 1024)
-      defs=(-DSNAPSHOT_BYTES=1024u) ;;
+      gen=(--max-dim 1024) ;;
   m0) target=thumbv6m-none-eabi; machine=(-M microbit); ld=microbit.ld
-      cflags=(-mcpu=cortex-m0 -mthumb -mfloat-abi=soft); mem=$((6 * 1024))
-      # nRF51822: 256 KiB of flash, 16 KiB of RAM. The kernel gets 6 KiB; the measurements
-      # use a 32 x 16 kernel and a 3 KiB snapshot buffer; stack painting covers 3 KiB.
+      cflags=(-mcpu=cortex-m0 -mthumb -mfloat-abi=soft); mem=$((7 * 1024))
+      # nRF51822: 256 KiB of flash, 16 KiB of RAM. The kernel buffer is 7 KiB: the golden
+      # scripts that fit, and for the measurements a 32 x 16 kernel with its snapshot after it;
+      # stack painting covers 3 KiB.
       gen=(--max-dim 1024)
-      defs=(-DMEASURE_RECORDS=32u -DSNAPSHOT_BYTES=3072u -DPAINT_BYTES=3072u) ;;
+      defs=(-DMEASURE_RECORDS=32u -DPAINT_BYTES=3072u) ;;
   rv32) target=riscv32imac-unknown-none-elf; machine=(-M virt -bios none -m 16M); ld=
       cflags=(-march=rv32imac -mabi=ilp32 -mcmodel=medany); mem=$((1536 * 1024)) ;;
   *) echo "usage: $0 m4|m3|m0|rv32" >&2; exit 2 ;;

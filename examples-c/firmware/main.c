@@ -4,6 +4,7 @@
  * stack painting) and its instruction count (a counter read around the call; see
  * counter_read below and docs/embedded-quickstart.md). Builds for Arm Cortex-M and RV32; the
  * same file builds for the host (a quick check of the data). */
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -33,8 +34,9 @@ static int run_script(const script_t *s, int *skipped) {
     size_t need = 0, n = 0;
     valori_kernel *k = NULL;
     uint8_t hash[32];
-    valori_hit hits[64];
-    valori_hop hops[64];
+    /* Static, not on the stack: on the M0 the replay's stack must stay small (16 KiB of RAM). */
+    static valori_hit hits[64];
+    static valori_hop hops[64];
     uint32_t i, j;
     int rc;
 
@@ -156,7 +158,7 @@ static uint32_t used_below(uintptr_t top) {
  * exactly one per instruction retired. Arm: SysTick on the processor clock, which QEMU with
  * -icount shift=0 advances by one every (1e9 / board clock) instructions (40 on the 25 MHz
  * MPS2, 62 on the 16 MHz micro:bit); the ratio is calibrated below against a loop of known
- * length, so counts are exact to within one tick (+-62 instructions) per reading. QEMU counts
+ * length, so counts are exact to within one tick (at most 80 instructions) per reading. QEMU counts
  * instructions, not cycles: no pipeline, flash wait states or bus stalls. */
 #if defined(__riscv)
 static void counter_start(void) {}
@@ -262,10 +264,6 @@ static void vector_of(uint32_t i, float *v) {
 }
 
 #ifndef FOOTPRINT_ONLY
-#ifndef SNAPSHOT_BYTES
-#define SNAPSHOT_BYTES (24u * 1024u)
-#endif
-static uint8_t snapshot_buf[SNAPSHOT_BYTES];
 
 /* An Insert command (docs/FORMAT.md §5): no id, no tag, MEASURE_DIM components, no
  * metadata. Components are Q16.16 (the float times 65536). */
@@ -386,8 +384,9 @@ static int measure(void) {
     stack_top = current_sp();
 #endif
 
+    /* The kernel takes exactly what it needs; a snapshot goes after it, in the same buffer. */
     begin();
-    rc = valori_kernel_init(&cfg, kernel_mem.bytes, sizeof kernel_mem.bytes, &k);
+    rc = valori_kernel_init(&cfg, kernel_mem.bytes, need, &k);
     end("init", 1, rc);
 
     HARNESS(for (i = 0; i < MEASURE_RECORDS; i++) vector_of(i, v));
@@ -417,16 +416,17 @@ static int measure(void) {
 #ifndef FOOTPRINT_ONLY
     {
         uint8_t again[32], cmd[8 + 4 * MEASURE_DIM];
-        size_t len = 0, cmd_len;
-        if (valori_kernel_snapshot(k, NULL, 0, &len) != VALORI_INSUFFICIENT_SIZE || len > sizeof snapshot_buf) {
-            printf("NOTE snapshot and restore not measured (%lu bytes, %lu available)\n", (unsigned long)len,
-                   (unsigned long)sizeof snapshot_buf);
+        uint8_t *snap = kernel_mem.bytes + need;
+        size_t room = sizeof kernel_mem.bytes - need, len = 0, cmd_len;
+        if (valori_kernel_snapshot(k, NULL, 0, &len) != VALORI_INSUFFICIENT_SIZE || len > room) {
+            printf("NOTE snapshot and restore not measured (%lu bytes, %lu available after the kernel)\n",
+                   (unsigned long)len, (unsigned long)room);
         } else {
             begin();
-            rc = valori_kernel_snapshot(k, snapshot_buf, sizeof snapshot_buf, &len);
+            rc = valori_kernel_snapshot(k, snap, room, &len);
             end("snapshot", 1, rc);
             begin();
-            rc = valori_kernel_restore(&cfg, snapshot_buf, len, kernel_mem.bytes, sizeof kernel_mem.bytes, &k);
+            rc = valori_kernel_restore(&cfg, snap, len, kernel_mem.bytes, need, &k);
             end("restore", 1, rc);
             if (valori_kernel_state_hash(k, again) != VALORI_OK || memcmp(again, hash, 32) != 0) {
                 printf("FAIL the restored kernel's hash differs\n");
@@ -434,7 +434,7 @@ static int measure(void) {
             }
         }
         /* The same records through the command decoder: the same state hash. */
-        if (valori_kernel_init(&cfg, kernel_mem.bytes, sizeof kernel_mem.bytes, &k) != VALORI_OK) return 1;
+        if (valori_kernel_init(&cfg, kernel_mem.bytes, need, &k) != VALORI_OK) return 1;
         HARNESS(for (i = 0; i < MEASURE_RECORDS; i++) encode_insert(i, cmd));
         begin();
         for (i = 0; i < MEASURE_RECORDS && rc == VALORI_OK; i++) {
@@ -462,8 +462,28 @@ void valori_on_panic(void) {
 static const unsigned golden_script_count = 0;
 #endif
 
+#if defined(BARE_METAL) && !defined(FOOTPRINT_ONLY)
+/* The golden replay's stack: all free RAM between the heap's end and main's frame is painted
+ * first; afterwards the lowest overwritten word gives the replay's peak stack and the room it
+ * never reached. No room would mean the stack may have run into the heap. */
+extern void *sbrk(ptrdiff_t incr);
+
+static uintptr_t heap_end(void) { return ((uintptr_t)sbrk(0) + 64u) & ~(uintptr_t)3; }
+
+static void paint_range(uintptr_t from, uintptr_t to) {
+    volatile uint32_t *p = (volatile uint32_t *)from;
+    while ((uintptr_t)p < to) *p++ = PAINT_WORD;
+}
+
+static uintptr_t lowest_used(uintptr_t from, uintptr_t to) {
+    volatile uint32_t *p = (volatile uint32_t *)from;
+    while ((uintptr_t)p < to && *p == PAINT_WORD) p++;
+    return (uintptr_t)p;
+}
+#endif
+
 int main(void) {
-    int failures = 0, skipped = 0;
+    int failures = 0, skipped = 0, measure_failed = 0;
 #if defined(__arm__)
     extern void initialise_monitor_handles(void);
     initialise_monitor_handles();
@@ -471,20 +491,34 @@ int main(void) {
     printf("valori %s firmware: %u golden scripts\n", valori_libversion(), golden_script_count);
 #ifndef FOOTPRINT_ONLY
     unsigned i;
+#ifdef BARE_METAL
+    /* After the first printf: the C library's buffers are on the heap by now. */
+    uintptr_t top = current_sp() - 256u, floor = heap_end(), low;
+    paint_range(floor, top);
+#endif
     for (i = 0; i < golden_script_count; i++) {
         if (run_script(&golden_scripts[i], &skipped) != 0) {
             printf("FAIL %s\n", golden_scripts[i].name);
             failures++;
         }
     }
+#ifdef BARE_METAL
+    low = lowest_used(floor, top);
+    printf("STACK golden replay %lu bytes, %lu bytes above the heap never reached\n",
+           (unsigned long)(top + 256u - low), (unsigned long)(low - floor));
+    if (low - floor < 64u || heap_end() > floor) {
+        printf("FAIL the golden replay's stack may have reached the heap\n");
+        measure_failed = 1;
+    }
+#endif
 #endif
 #ifdef BARE_METAL
     if (measure() != 0) {
         printf("FAIL measurement\n");
-        failures++;
+        measure_failed = 1;
     }
 #endif
     printf("%u passed, %d failed, %d skipped\n", golden_script_count - (unsigned)failures - (unsigned)skipped,
            failures, skipped);
-    return failures == 0 ? 0 : 1;
+    return failures == 0 && measure_failed == 0 ? 0 : 1;
 }

@@ -132,9 +132,11 @@ pub(crate) mod compact {
         compress(&IV, &m, 0, 64, PARENT | flags)
     }
 
-    /// Chaining values of completed subtrees kept while hashing: one per set bit of the chunk
-    /// count. Input on a 32-bit target is under 2^32 bytes (2^22 chunks); 64-bit targets get
-    /// the full 2^64-byte range.
+    /// Chaining values of completed subtrees kept while hashing: one per set bit of the count
+    /// of completed chunks. 23 entries hold any input below 2^24 chunks (16 GiB); what a
+    /// kernel on a 32-bit target hashes (its state encoding, at most twice its memory) stays
+    /// below 8 GiB. 64-bit targets get the full 2^64-byte range. Past the stack's room the
+    /// hash would be wrong, not a panic; no input the kernel hashes gets there.
     const STACK: usize = if usize::BITS <= 32 { 23 } else { 54 };
 
     /// An incremental BLAKE3 hasher (32-byte output, unkeyed).
