@@ -59,56 +59,66 @@ impl<'o, S: HitSlot> TopK<'o, S> {
         // this order; this one adds no sorting code to a firmware.
         let result = self.heap.get_mut(..self.filled).unwrap_or(&mut []);
         for end in (1..result.len()).rev() {
-            result.swap(0, end);
-            sift_down(result.get_mut(..end).unwrap_or(&mut []));
+            let (Some(top), Some(last)) = (result.first().map(S::hit), result.get(end).map(S::hit))
+            else {
+                break;
+            };
+            if let Some(slot) = result.get_mut(end) {
+                slot.set_hit(top);
+            }
+            replace_top(result.get_mut(..end).unwrap_or(&mut []), last);
         }
         self.filled
     }
 }
 
+// The heap moves a hole instead of swapping slots: each step writes one slot's hit, and the
+// hit being placed is written once, at the end. Slots may be the caller's own structs (a C
+// `valori_hit`), where a swap is three copies of the whole struct.
+
 /// Max-heap on `(distance, id)` in `heap[..len + 1]` after adding `hit` at `len`.
 fn push_heap<S: HitSlot>(heap: &mut [S], len: usize, hit: Hit) {
     let mut i = len;
+    while i > 0 {
+        let parent = (i - 1) / 2;
+        match heap.get(parent).map(S::hit) {
+            Some(p) if hit > p => {
+                if let Some(slot) = heap.get_mut(i) {
+                    slot.set_hit(p);
+                }
+                i = parent;
+            }
+            _ => break,
+        }
+    }
     if let Some(slot) = heap.get_mut(i) {
         slot.set_hit(hit);
     }
-    while i > 0 {
-        let parent = (i - 1) / 2;
-        match (heap.get(parent).map(S::hit), heap.get(i).map(S::hit)) {
-            (Some(p), Some(c)) if c > p => heap.swap(parent, i),
-            _ => break,
-        }
-        i = parent;
-    }
 }
 
-/// Replaces the largest element of a full max-heap and restores the heap.
+/// Puts `hit` in place of the largest element of a max-heap and restores the heap.
 fn replace_top<S: HitSlot>(heap: &mut [S], hit: Hit) {
-    if let Some(top) = heap.first_mut() {
-        top.set_hit(hit);
-    }
-    sift_down(heap);
-}
-
-/// Restores a max-heap whose top alone may be out of place.
-fn sift_down<S: HitSlot>(heap: &mut [S]) {
-    let n = heap.len();
     let mut i = 0usize;
-    let key = |heap: &[S], j: usize| heap.get(j).map(S::hit);
     loop {
         let l = 2 * i + 1;
-        let r = l + 1;
-        let mut largest = i;
-        if l < n && key(heap, l) > key(heap, largest) {
-            largest = l;
+        let Some(mut child) = heap.get(l).map(S::hit) else {
+            break;
+        };
+        let mut c = l;
+        if let Some(right) = heap.get(l + 1).map(S::hit) {
+            if right > child {
+                (c, child) = (l + 1, right);
+            }
         }
-        if r < n && key(heap, r) > key(heap, largest) {
-            largest = r;
-        }
-        if largest == i {
+        if child <= hit {
             break;
         }
-        heap.swap(i, largest);
-        i = largest;
+        if let Some(slot) = heap.get_mut(i) {
+            slot.set_hit(child);
+        }
+        i = c;
+    }
+    if let Some(slot) = heap.get_mut(i) {
+        slot.set_hit(hit);
     }
 }
