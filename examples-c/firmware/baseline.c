@@ -3,14 +3,7 @@
 #include <stdint.h>
 #include <stdio.h>
 
-#ifndef KERNEL_MEM_BYTES
-#define KERNEL_MEM_BYTES (1536u * 1024u)
-#endif
-
-static union {
-    uint64_t align;
-    unsigned char bytes[KERNEL_MEM_BYTES];
-} kernel_mem;
+#include "kernel_mem.h"
 
 int main(void) {
     volatile unsigned char *p = kernel_mem.bytes;

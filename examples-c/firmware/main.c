@@ -14,15 +14,7 @@
 #include "vectors.h"
 #endif
 
-#ifndef KERNEL_MEM_BYTES
-#define KERNEL_MEM_BYTES (1536u * 1024u)
-#endif
-
-/* The caller's memory for the kernel: the only RAM valori uses besides the stack. */
-static union {
-    uint64_t align;
-    unsigned char bytes[KERNEL_MEM_BYTES];
-} kernel_mem;
+#include "kernel_mem.h"
 
 #ifndef FOOTPRINT_ONLY
 static void print_hash(const uint8_t *h) {
