@@ -367,6 +367,8 @@ mod tests {
     /// for both signs of every exponent with mantissas at and around each rounding boundary.
     /// A planted mistake in the tie rule or the range check fails here.
     #[test]
+    // A million conversions: far too long under Miri, and only safe integer arithmetic.
+    #[cfg_attr(miri, ignore)]
     fn from_f32_equals_from_f64_on_every_exponent() {
         let mut mantissas = alloc::vec![0u32, 1, 2, 3, 0x40_0000, 0x7f_ffff, 0x7f_fffe, 0x3f_ffff];
         for b in 0..23 {
@@ -399,6 +401,8 @@ mod tests {
     /// The bare-metal square root equals `u128::isqrt` at the edges and on a spread of
     /// values; a planted off-by-one (`+ 1`) would fail at every perfect square below.
     #[test]
+    // 20,000 128-bit square roots: minutes under Miri, and only safe integer arithmetic.
+    #[cfg_attr(miri, ignore)]
     fn bitwise_isqrt_equals_core() {
         let mut n = 0x9E37_79B9_7F4A_7C15_F39C_C060_5CED_C834u128;
         let mut cases = alloc::vec![0u128, 1, 2, 3, 4, 15, 16, 17, u128::MAX, u128::MAX - 1];
