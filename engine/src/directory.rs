@@ -130,7 +130,7 @@ pub(crate) fn rewrite_snapshot(
     chain: &Chain,
     kernel: &Kernel<'_>,
 ) -> Result<()> {
-    install_snapshot_file(storage, dir, seq, &mut |f| {
+    replace_file(storage, dir, &snapshot_name(seq), &mut |f| {
         snapshot::write(seq, chain, kernel, &mut |b: &[u8]| f.append(b))
     })
 }
@@ -143,19 +143,18 @@ pub(crate) fn install_snapshot_bytes(
     seq: u64,
     bytes: &[u8],
 ) -> Result<()> {
-    install_snapshot_file(storage, dir, seq, &mut |f| f.append(bytes))
+    replace_file(storage, dir, &snapshot_name(seq), &mut |f| f.append(bytes))
 }
 
-/// The snapshot file at `seq`, written by `fill` to a temporary file, synced, renamed into
-/// place, the directory synced.
-fn install_snapshot_file(
+/// Replaces the file `name` in `dir` atomically: written by `fill` to a temporary file,
+/// synced, renamed into place, the directory synced.
+fn replace_file(
     storage: &dyn Storage,
     dir: &Path,
-    seq: u64,
+    name: &str,
     fill: &mut dyn FnMut(&mut dyn StorageFile) -> std::io::Result<()>,
 ) -> Result<()> {
-    let name = snapshot_name(seq);
-    let path = dir.join(&name);
+    let path = dir.join(name);
     let tmp = dir.join(format!("{name}.tmp"));
     let mut f = storage.create(&tmp).map_err(Error::io("creating", &tmp))?;
     fill(&mut *f).map_err(Error::io("writing", &tmp))?;
@@ -345,18 +344,21 @@ pub(crate) fn write_tags(storage: &dyn Storage, dir: &Path, tags: &[HistoryTag])
     }
     let check = blake3::hash(&out);
     out.extend_from_slice(check.as_bytes());
-    let path = dir.join(TAGS_NAME);
-    let tmp = dir.join(format!("{TAGS_NAME}.tmp"));
-    let mut f = storage.create(&tmp).map_err(Error::io("creating", &tmp))?;
-    f.append(&out).map_err(Error::io("writing", &tmp))?;
-    f.sync().map_err(Error::io("syncing", &tmp))?;
-    drop(f);
-    storage
-        .rename(&tmp, &path)
-        .map_err(Error::io("renaming to", &path))?;
-    storage
-        .sync_dir(dir)
-        .map_err(Error::io("syncing directory", dir))
+    replace_file(storage, dir, TAGS_NAME, &mut |f| f.append(&out))
+}
+
+/// Locks `dir` (created if missing) for a new database: `Exists` if it holds one; temporary
+/// files an interrupted write left are removed.
+fn lock_new(storage: &dyn Storage, dir: &Path) -> Result<LockGuard> {
+    let lock = lock(storage, dir, true)?;
+    let listing = list(storage, dir)?;
+    if !listing.snapshots.is_empty() || !listing.segments.is_empty() {
+        return Err(Error::Exists {
+            path: dir.to_path_buf(),
+        });
+    }
+    remove_temps(storage, dir, &listing)?;
+    Ok(lock)
 }
 
 /// Creates a database in `dir` (which must hold none) whose state is `kernel` at sequence
@@ -368,13 +370,7 @@ pub(crate) fn create_with_state(
     chain: &Chain,
     kernel: &Kernel<'_>,
 ) -> Result<()> {
-    let _lock = lock(storage, dir, true)?;
-    let listing = list(storage, dir)?;
-    if !listing.snapshots.is_empty() || !listing.segments.is_empty() {
-        return Err(Error::Exists {
-            path: dir.to_path_buf(),
-        });
-    }
+    let _lock = lock_new(storage, dir)?;
     drop(install_checkpoint(
         storage,
         dir,
@@ -396,14 +392,7 @@ pub(crate) fn create_with_snapshot_bytes(
     chain: &Chain,
     bytes: &[u8],
 ) -> Result<(LockGuard, Box<dyn StorageFile>)> {
-    let lock = lock(storage, dir, true)?;
-    let listing = list(storage, dir)?;
-    if !listing.snapshots.is_empty() || !listing.segments.is_empty() {
-        return Err(Error::Exists {
-            path: dir.to_path_buf(),
-        });
-    }
-    remove_temps(storage, dir, &listing)?;
+    let lock = lock_new(storage, dir)?;
     install_snapshot_bytes(storage, dir, seq, bytes)?;
     let segment = new_segment(storage, dir, seq + 1, chain)?;
     sync_parent(storage, dir)?;

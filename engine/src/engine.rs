@@ -138,6 +138,18 @@ impl Engine {
         let dir = path.as_ref();
         let lock = directory::lock(&*storage, dir, !options.salvage)?;
         let recovered = recovery::recover(&*storage, dir, &options)?;
+        Engine::start(dir, storage, options, lock, recovered)
+    }
+
+    /// The engine over a recovered (or just created) state, with the index the options ask
+    /// for added if the database has none yet (not on a salvage handle).
+    fn start(
+        dir: &Path,
+        storage: Arc<dyn Storage>,
+        options: Options,
+        lock: LockGuard,
+        recovered: Recovered,
+    ) -> Result<Engine> {
         let add_index = options
             .index
             .filter(|_| !options.salvage && recovered.kernel.index_params().is_none());
@@ -1058,14 +1070,7 @@ impl Engine {
                 ..RecoveryReport::default()
             },
         };
-        let add_index = options
-            .index
-            .filter(|_| recovered.kernel.index_params().is_none());
-        let engine = Engine::from_recovered(dir, storage, options, lock, recovered);
-        if let Some(params) = add_index {
-            engine.add_index(params)?;
-        }
-        Ok(engine)
+        Engine::start(dir, storage, options, lock, recovered)
     }
 
     /// Opens a database just written in `dir` (by an import or from a snapshot) with

@@ -135,15 +135,23 @@ static __attribute__((noinline)) uintptr_t current_sp(void) {
     return sp;
 }
 
-static __attribute__((noinline)) void paint(uintptr_t top) {
-    volatile uint32_t *p = (volatile uint32_t *)(top - PAINT_BYTES);
-    while ((uintptr_t)p < top - 256) *p++ = PAINT_WORD;
+static __attribute__((noinline)) void paint_range(uintptr_t from, uintptr_t to) {
+    volatile uint32_t *p = (volatile uint32_t *)from;
+    while ((uintptr_t)p < to) *p++ = PAINT_WORD;
 }
 
+/* The lowest word in [from, to) no longer painted (`to` if none). */
+static uintptr_t lowest_used(uintptr_t from, uintptr_t to) {
+    volatile uint32_t *p = (volatile uint32_t *)from;
+    while ((uintptr_t)p < to && *p == PAINT_WORD) p++;
+    return (uintptr_t)p;
+}
+
+/* PAINT_BYTES below `top`, leaving the 256 bytes under it (the measuring frames). */
+static void paint(uintptr_t top) { paint_range(top - PAINT_BYTES, top - 256u); }
+
 static uint32_t used_below(uintptr_t top) {
-    volatile uint32_t *p = (volatile uint32_t *)(top - PAINT_BYTES);
-    while ((uintptr_t)p < top - 256 && *p == PAINT_WORD) p++;
-    return (uint32_t)(top - (uintptr_t)p);
+    return (uint32_t)(top - lowest_used(top - PAINT_BYTES, top - 256u));
 }
 
 /* The instruction counter. RV32: minstret, which QEMU run with -icount shift=0 advances by
@@ -461,17 +469,6 @@ static const unsigned golden_script_count = 0;
 extern void *sbrk(ptrdiff_t incr);
 
 static uintptr_t heap_end(void) { return ((uintptr_t)sbrk(0) + 64u) & ~(uintptr_t)3; }
-
-static void paint_range(uintptr_t from, uintptr_t to) {
-    volatile uint32_t *p = (volatile uint32_t *)from;
-    while ((uintptr_t)p < to) *p++ = PAINT_WORD;
-}
-
-static uintptr_t lowest_used(uintptr_t from, uintptr_t to) {
-    volatile uint32_t *p = (volatile uint32_t *)from;
-    while ((uintptr_t)p < to && *p == PAINT_WORD) p++;
-    return (uintptr_t)p;
-}
 #endif
 
 int main(void) {

@@ -312,7 +312,7 @@ impl fmt::Display for Invalid {
             Invalid::DuplicateInBatch { id } => write!(f, "id {id} appears twice in the batch"),
             Invalid::MetricNotBuilt { metric } => write!(
                 f,
-                "metric {metric} is not in this build (the valori-kernel feature \"{metric}\" is off)"
+                "metric {metric} is not in this build (it was built without the \"{metric}\" feature)"
             ),
             Invalid::BadDimension { dim } => write!(
                 f,

@@ -524,7 +524,7 @@ fn cosine_needs_its_feature() {
         let e = got.expect_err("cosine without its feature");
         assert_eq!(
             e.to_string(),
-            "invalid input: metric cosine is not in this build (the valori-kernel feature \"cosine\" is off)"
+            "invalid input: metric cosine is not in this build (it was built without the \"cosine\" feature)"
         );
         assert!(Config::new(4, valori_kernel::Metric::L2).is_ok());
     }
