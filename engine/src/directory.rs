@@ -7,7 +7,8 @@ use crate::error::{Error, Result};
 use crate::snapshot::{self, parse_snapshot_name, snapshot_name};
 use crate::storage::{LockGuard, Storage, StorageFile};
 use crate::wal::{self, parse_segment, parse_segment_name, segment_name, Chain};
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use valori_kernel::Kernel;
 
 /// Name of the lock file in a database directory.
@@ -133,17 +134,6 @@ pub(crate) fn rewrite_snapshot(
     replace_file(storage, dir, &snapshot_name(seq), &mut |f| {
         snapshot::write(seq, chain, kernel, &mut |b: &[u8]| f.append(b))
     })
-}
-
-/// Installs `bytes`, an encoded snapshot file already verified to hold sequence number `seq`,
-/// as the snapshot at `seq`, atomically as [`rewrite_snapshot`] does.
-pub(crate) fn install_snapshot_bytes(
-    storage: &dyn Storage,
-    dir: &Path,
-    seq: u64,
-    bytes: &[u8],
-) -> Result<()> {
-    replace_file(storage, dir, &snapshot_name(seq), &mut |f| f.append(bytes))
 }
 
 /// Replaces the file `name` in `dir` atomically: written by `fill` to a temporary file,
@@ -382,21 +372,112 @@ pub(crate) fn create_with_state(
     sync_parent(storage, dir)
 }
 
-/// Creates a database in `dir` (which must hold none) whose snapshot file is `bytes` (an
-/// encoded snapshot already verified to hold `seq` and `chain`), and its first segment after
-/// it. Returns the held lock and the segment, open for appending.
-pub(crate) fn create_with_snapshot_bytes(
-    storage: &dyn Storage,
-    dir: &Path,
-    seq: u64,
-    chain: &Chain,
-    bytes: &[u8],
-) -> Result<(LockGuard, Box<dyn StorageFile>)> {
-    let lock = lock_new(storage, dir)?;
-    install_snapshot_bytes(storage, dir, seq, bytes)?;
-    let segment = new_segment(storage, dir, seq + 1, chain)?;
-    sync_parent(storage, dir)?;
-    Ok((lock, segment))
+/// A new database's snapshot file being received ([`incoming`]): written to a temporary
+/// file, made the database's first snapshot only once its bytes verify ([`Incoming::finish`]).
+/// Dropped unfinished, the temporary file and the lock file are removed again.
+pub(crate) struct Incoming {
+    storage: Arc<dyn Storage>,
+    dir: PathBuf,
+    tmp: PathBuf,
+    lock: Option<LockGuard>,
+    file: Option<Box<dyn StorageFile>>,
+    unsynced: usize,
+}
+
+/// How many bytes of a received snapshot are written before they are synced: the file goes
+/// to the disk while the rest arrives, and the last sync has little left to do.
+const INCOMING_SYNC: usize = 32 << 20;
+
+/// The temporary name of a snapshot file being received ([`Incoming`]).
+const INCOMING_SNAPSHOT: &str = "incoming-snapshot.tmp";
+
+/// Starts receiving the snapshot file of a new database in `dir` (which must hold none).
+pub(crate) fn incoming(storage: Arc<dyn Storage>, dir: &Path) -> Result<Incoming> {
+    let lock = lock_new(&*storage, dir)?;
+    let tmp = dir.join(INCOMING_SNAPSHOT);
+    let file = storage.create(&tmp).map_err(Error::io("creating", &tmp))?;
+    Ok(Incoming {
+        storage,
+        dir: dir.to_path_buf(),
+        tmp,
+        lock: Some(lock),
+        file: Some(file),
+        unsynced: 0,
+    })
+}
+
+impl Incoming {
+    /// Appends the next bytes of the file (synced once enough have been written since the last
+    /// sync, before these are written).
+    pub(crate) fn append(&mut self, bytes: &[u8]) -> Result<()> {
+        let Some(f) = self.file.as_mut() else {
+            return Err(Error::Internal(
+                "a received snapshot written after its end".into(),
+            ));
+        };
+        if self.unsynced >= INCOMING_SYNC {
+            f.sync().map_err(Error::io("syncing", &self.tmp))?;
+            self.unsynced = 0;
+        }
+        f.append(bytes).map_err(Error::io("writing", &self.tmp))?;
+        self.unsynced += bytes.len();
+        Ok(())
+    }
+
+    /// Ends the file, whose bytes are `bytes`: writes the last of them, `unwritten`, and syncs
+    /// it while `verify` checks and decodes them (to the sequence number, chain value and
+    /// state they hold); only if they verify is it renamed into place and the first segment
+    /// started after it. Returns the held lock, the segment (open for appending) and what
+    /// `verify` returned.
+    pub(crate) fn finish<T: Send>(
+        mut self,
+        bytes: &[u8],
+        unwritten: &[u8],
+        verify: impl FnOnce(&[u8]) -> Result<(u64, Chain, T)> + Send,
+    ) -> Result<(LockGuard, Box<dyn StorageFile>, T)> {
+        let mut file = self
+            .file
+            .take()
+            .ok_or_else(|| Error::Internal("a received snapshot finished twice".into()))?;
+        let (verified, synced) = std::thread::scope(|s| {
+            let verifying = s.spawn(|| verify(bytes));
+            let synced = file
+                .append(unwritten)
+                .map_err(Error::io("writing", &self.tmp))
+                .and_then(|()| file.sync().map_err(Error::io("syncing", &self.tmp)));
+            let verified = verifying
+                .join()
+                .unwrap_or_else(|_| Err(Error::Internal("verifying a snapshot panicked".into())));
+            (verified, synced)
+        });
+        drop(file);
+        // On an error, dropping `self` removes the temporary file and the lock file.
+        let (seq, chain, value) = verified.and_then(|v| synced.map(|()| v))?;
+        let (storage, dir) = (&*self.storage, self.dir.as_path());
+        let path = dir.join(snapshot_name(seq));
+        storage
+            .rename(&self.tmp, &path)
+            .map_err(Error::io("renaming to", &path))?;
+        let lock = self.lock.take();
+        storage
+            .sync_dir(dir)
+            .map_err(Error::io("syncing directory", dir))?;
+        let segment = new_segment(storage, dir, seq + 1, &chain)?;
+        sync_parent(storage, dir)?;
+        let lock =
+            lock.ok_or_else(|| Error::Internal("a received snapshot lost its lock".into()))?;
+        Ok((lock, segment, value))
+    }
+}
+
+impl Drop for Incoming {
+    fn drop(&mut self) {
+        if self.lock.is_some() {
+            self.file = None;
+            let _ = self.storage.remove(&self.tmp);
+            let _ = self.storage.remove(&self.dir.join(LOCK_NAME));
+        }
+    }
 }
 
 /// Creates the segment whose first record will be `first`, after chain value `chain`: header

@@ -99,7 +99,7 @@ pub struct Engine {
     state: RwLock<State>,
     /// Serialises writers, checkpoints and exports; readers never take it.
     writer: Mutex<()>,
-    log: Writer,
+    log: Arc<Writer>,
     poisoned: AtomicBool,
     /// Snapshots a checkpoint keeps ([`Options::retain_snapshots`], changeable while open).
     retain: AtomicU32,
@@ -191,7 +191,7 @@ impl Engine {
             retain_secs: AtomicU64::new(options.retain_for.map_or(u64::MAX, |d| d.as_secs())),
             pins: Arc::default(),
             options,
-            log: Writer::new(r.segment, r.seq, r.segment_bytes),
+            log: Arc::new(Writer::new(r.segment, r.seq, r.segment_bytes)),
             writer: Mutex::new(()),
             state: RwLock::new(State {
                 snapshot_bytes: r.kernel.encoded_len_hint(),
@@ -347,6 +347,13 @@ impl Engine {
     pub fn durable_sequence(&self) -> Result<u64> {
         self.check_usable()?;
         Ok(self.log.synced_seq())
+    }
+
+    /// A handle that waits for the log's next durable record ([`DurableWaiter::wait_past`]):
+    /// a publisher of the log wakes as soon as there is something to send instead of polling.
+    /// It does not keep the database open.
+    pub fn durable_waiter(&self) -> DurableWaiter {
+        DurableWaiter(Arc::clone(&self.log))
     }
 
     /// The last sequence number and the chain value after it: where a replica stands
@@ -1032,30 +1039,67 @@ impl Engine {
     /// (`docs/FORMAT.md` §9; [`Engine::newest_snapshot`] names a database's newest), verified
     /// first, and opens it with `options` (dimension and metric are the snapshot's): a
     /// replica's starting point. Its sequence number and chain value are the snapshot's, so
-    /// [`Engine::apply_replica`] takes the source's records after it. `Corrupt` if the bytes
-    /// do not verify, with nothing written.
+    /// [`Engine::apply_replica`] takes the source's records after it. The bytes are written
+    /// while they are verified; `Corrupt` if they do not verify (or `Mismatch` if `options`
+    /// name another index), with nothing left in `dir`.
     pub fn create_from_snapshot(
         dir: impl AsRef<Path>,
         snapshot: &[u8],
         options: Options,
     ) -> Result<Engine> {
-        let snap = crate::snapshot::decode(snapshot)
-            .map_err(|(at, why)| Error::corrupt("snapshot", at, why))?;
         let dir = dir.as_ref();
-        let config = snap.kernel.config();
-        let options = Options {
-            dim: Some(config.dim),
-            metric: Some(config.metric),
-            create: false,
-            salvage: false,
-            ..options
-        };
-        recovery::check_index(snap.kernel.index_params(), &options)?;
         let storage: Arc<dyn Storage> = Arc::new(FsStorage);
-        // The verified bytes become the snapshot file as they are, and the state decoded from
-        // them is the open state: nothing is encoded or decoded twice.
-        let (lock, segment) =
-            directory::create_with_snapshot_bytes(&*storage, dir, snap.seq, &snap.chain, snapshot)?;
+        let incoming = directory::incoming(Arc::clone(&storage), dir)?;
+        Engine::from_incoming(dir, storage, incoming, snapshot, snapshot, options)
+    }
+
+    /// [`Engine::create_from_snapshot`] for a snapshot that arrives in pieces (from the
+    /// network): each piece is written to the database's directory as it comes
+    /// ([`SnapshotReceiver::write`]), and [`SnapshotReceiver::finish`] verifies the whole and
+    /// opens the database. `Exists` at once if `dir` holds a database. Dropped unfinished,
+    /// the receiver leaves nothing in `dir`. `expected_len` (the file's size, if known)
+    /// reserves the memory for it.
+    pub fn receive_snapshot(
+        dir: impl AsRef<Path>,
+        expected_len: usize,
+    ) -> Result<SnapshotReceiver> {
+        let dir = dir.as_ref();
+        let storage: Arc<dyn Storage> = Arc::new(FsStorage);
+        let incoming = directory::incoming(Arc::clone(&storage), dir)?;
+        Ok(SnapshotReceiver {
+            dir: dir.to_path_buf(),
+            storage,
+            incoming,
+            bytes: Vec::with_capacity(expected_len.min(MAX_RESERVE)),
+        })
+    }
+
+    /// Verifies and decodes `bytes` (the snapshot file written to `incoming`, but for its end
+    /// `unwritten`, written and synced meanwhile), makes it the database's first snapshot and
+    /// opens the state decoded: nothing is encoded or decoded twice.
+    fn from_incoming(
+        dir: &Path,
+        storage: Arc<dyn Storage>,
+        incoming: directory::Incoming,
+        bytes: &[u8],
+        unwritten: &[u8],
+        options: Options,
+    ) -> Result<Engine> {
+        let verify = |bytes: &[u8]| {
+            let snap = crate::snapshot::decode(bytes)
+                .map_err(|(at, why)| Error::corrupt("snapshot", at, why))?;
+            let config = snap.kernel.config();
+            let options = Options {
+                dim: Some(config.dim),
+                metric: Some(config.metric),
+                create: false,
+                salvage: false,
+                ..options
+            };
+            recovery::check_index(snap.kernel.index_params(), &options)?;
+            Ok((snap.seq, snap.chain, (snap, options)))
+        };
+        let (lock, segment, (snap, options)) = incoming.finish(bytes, unwritten, verify)?;
         let recovered = Recovered {
             kernel: snap.kernel,
             seq: snap.seq,
@@ -1131,5 +1175,79 @@ fn created(a: Applied) -> Result<u64> {
     match a {
         Applied::Created(id) => Ok(id),
         other => Err(Error::Internal(format!("create answered {other:?}"))),
+    }
+}
+
+/// At most this much memory is reserved ahead for a received snapshot whose size a sender
+/// announced (more is allocated as it arrives).
+const MAX_RESERVE: usize = 1 << 30;
+
+/// A new database's snapshot arriving in pieces ([`Engine::receive_snapshot`]).
+pub struct SnapshotReceiver {
+    dir: PathBuf,
+    storage: Arc<dyn Storage>,
+    incoming: directory::Incoming,
+    bytes: Vec<u8>,
+}
+
+impl SnapshotReceiver {
+    /// The next piece of the snapshot file: written to the directory (and synced every few
+    /// tens of megabytes, so that little is left to sync at the end).
+    pub fn write(&mut self, piece: &[u8]) -> Result<()> {
+        self.incoming.append(piece)?;
+        self.bytes.extend_from_slice(piece);
+        Ok(())
+    }
+
+    /// The bytes received so far.
+    pub fn len(&self) -> usize {
+        self.bytes.len()
+    }
+
+    /// Whether nothing was received yet.
+    pub fn is_empty(&self) -> bool {
+        self.bytes.is_empty()
+    }
+
+    /// The snapshot is complete: verifies it (while the last bytes are synced), makes it the
+    /// database's first snapshot and opens the database with `options`, as
+    /// [`Engine::create_from_snapshot`] does. `Corrupt` if it does not verify, with nothing
+    /// left in the directory.
+    pub fn finish(self, options: Options) -> Result<Engine> {
+        let SnapshotReceiver {
+            dir,
+            storage,
+            incoming,
+            bytes,
+        } = self;
+        Engine::from_incoming(&dir, storage, incoming, &bytes, &[], options)
+    }
+}
+
+impl std::fmt::Debug for SnapshotReceiver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SnapshotReceiver")
+            .field("dir", &self.dir)
+            .field("received", &self.bytes.len())
+            .finish()
+    }
+}
+
+/// Waits for a database's next durable record ([`Engine::durable_waiter`]).
+#[derive(Clone)]
+pub struct DurableWaiter(Arc<Writer>);
+
+impl DurableWaiter {
+    /// Waits (at most `timeout`) until a record after sequence number `past` is durable, and
+    /// returns the last durable sequence number then (earlier if the log stops: a failed
+    /// flush, the database poisoned).
+    pub fn wait_past(&self, past: u64, timeout: std::time::Duration) -> u64 {
+        self.0.wait_synced_past(past, timeout)
+    }
+}
+
+impl std::fmt::Debug for DurableWaiter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DurableWaiter").finish_non_exhaustive()
     }
 }

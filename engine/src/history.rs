@@ -465,56 +465,6 @@ pub(crate) fn remove_tag(storage: &dyn Storage, dir: &Path, name: &str) -> Resul
     directory::write_tags(storage, dir, &tags)
 }
 
-/// The state hash ([`Kernel::state_hash`], the same value) on two threads: this one encodes
-/// the state into 4 MiB blocks while another hashes the previous block. For the large states
-/// `verify` hashes.
-fn parallel_state_hash(kernel: &Kernel<'_>) -> [u8; 32] {
-    const BLOCK: usize = 4 << 20;
-    struct Blocks {
-        buf: Vec<u8>,
-        full: std::sync::mpsc::SyncSender<Vec<u8>>,
-        empty: std::sync::mpsc::Receiver<Vec<u8>>,
-    }
-    impl valori_kernel::Sink for Blocks {
-        fn put(&mut self, bytes: &[u8]) {
-            self.buf.extend_from_slice(bytes);
-            if self.buf.len() >= BLOCK {
-                let next = self
-                    .empty
-                    .try_recv()
-                    .unwrap_or_else(|_| Vec::with_capacity(BLOCK + (64 << 10)));
-                let block = std::mem::replace(&mut self.buf, next);
-                // The hasher only stops receiving by finishing, after this sender is gone.
-                let _ = self.full.send(block);
-            }
-        }
-    }
-    let (full, blocks) = std::sync::mpsc::sync_channel::<Vec<u8>>(1);
-    let (recycle, empty) = std::sync::mpsc::sync_channel::<Vec<u8>>(2);
-    std::thread::scope(|scope| {
-        let hasher = scope.spawn(move || {
-            let mut h = blake3::Hasher::new();
-            for mut block in blocks {
-                h.update(&block);
-                block.clear();
-                let _ = recycle.try_send(block);
-            }
-            *h.finalize().as_bytes()
-        });
-        let mut sink = Blocks {
-            buf: Vec::with_capacity(BLOCK + (64 << 10)),
-            full,
-            empty,
-        };
-        kernel.state_hash_input(&mut sink);
-        let Blocks { buf, full, .. } = sink;
-        let _ = full.send(buf);
-        drop(full);
-        // A panic in the hasher thread is a bug; hashing on this thread gives the value.
-        hasher.join().unwrap_or_else(|_| kernel.state_hash())
-    })
-}
-
 /// A later snapshot to confirm: sequence number, state hash, chain value, file.
 type LaterSnapshot = (u64, [u8; 32], Chain, PathBuf);
 
@@ -551,7 +501,7 @@ impl Later<'_> {
                 break;
             }
             if *seq < replay.seq
-                || *hash != parallel_state_hash(&replay.kernel)
+                || *hash != crate::snapshot::parallel_state_hash(&replay.kernel)
                 || *chain != replay.chain
             {
                 return Err(Error::corrupt(
@@ -929,7 +879,7 @@ pub(crate) fn verify(
             wal_bytes: totals.wal_bytes,
             snapshot_bytes,
             seq: replay.seq,
-            state_hash: parallel_state_hash(&replay.kernel),
+            state_hash: crate::snapshot::parallel_state_hash(&replay.kernel),
             torn_tail,
         })
     })

@@ -44,7 +44,9 @@ mod storage;
 pub mod wal;
 
 pub use directory::{HistoryTag, LOCK_NAME, MAX_TAG_NAME, TAGS_NAME};
-pub use engine::{Engine, Record, ReplicaApplied, Stats, REPLICA_STREAM};
+pub use engine::{
+    DurableWaiter, Engine, Record, ReplicaApplied, SnapshotReceiver, Stats, REPLICA_STREAM,
+};
 pub use error::{Error, Hint, Result};
 pub use export::{replay_export, replay_into, Export, ExportReader, EXPORT_MAGIC, EXPORT_VERSION};
 pub use history::{decode_entry, Files, History, LogEntry, Span, Verified};

@@ -204,6 +204,59 @@ pub fn write(
     Ok(())
 }
 
+/// From this many bytes of state on, a snapshot's decoding checks and hashes on two threads.
+const PARALLEL_FROM: usize = 8 << 20;
+
+/// The state hash ([`Kernel::state_hash`], the same value) on two threads: this one encodes
+/// the state into 4 MiB blocks while another hashes the previous block. For large states: the
+/// history's `verify`, and a snapshot's decoding.
+pub(crate) fn parallel_state_hash(kernel: &Kernel<'_>) -> [u8; 32] {
+    const BLOCK: usize = 4 << 20;
+    struct Blocks {
+        buf: Vec<u8>,
+        full: std::sync::mpsc::SyncSender<Vec<u8>>,
+        empty: std::sync::mpsc::Receiver<Vec<u8>>,
+    }
+    impl valori_kernel::Sink for Blocks {
+        fn put(&mut self, bytes: &[u8]) {
+            self.buf.extend_from_slice(bytes);
+            if self.buf.len() >= BLOCK {
+                let next = self
+                    .empty
+                    .try_recv()
+                    .unwrap_or_else(|_| Vec::with_capacity(BLOCK + (64 << 10)));
+                let block = std::mem::replace(&mut self.buf, next);
+                // The hasher only stops receiving by finishing, after this sender is gone.
+                let _ = self.full.send(block);
+            }
+        }
+    }
+    let (full, blocks) = std::sync::mpsc::sync_channel::<Vec<u8>>(1);
+    let (recycle, empty) = std::sync::mpsc::sync_channel::<Vec<u8>>(2);
+    std::thread::scope(|scope| {
+        let hasher = scope.spawn(move || {
+            let mut h = blake3::Hasher::new();
+            for mut block in blocks {
+                h.update(&block);
+                block.clear();
+                let _ = recycle.try_send(block);
+            }
+            *h.finalize().as_bytes()
+        });
+        let mut sink = Blocks {
+            buf: Vec::with_capacity(BLOCK + (64 << 10)),
+            full,
+            empty,
+        };
+        kernel.state_hash_input(&mut sink);
+        let Blocks { buf, full, .. } = sink;
+        let _ = full.send(buf);
+        drop(full);
+        // A panic in the hasher thread is a bug; hashing on this thread gives the value.
+        hasher.join().unwrap_or_else(|_| kernel.state_hash())
+    })
+}
+
 /// Decodes and verifies a snapshot: header and section checksums, the kernel encoding, and the
 /// recomputed state hash against the recorded one. Errors give `(offset, reason)`.
 pub fn decode(bytes: &[u8]) -> Result<Snapshot, (u64, String)> {
@@ -278,16 +331,39 @@ pub fn decode(bytes: &[u8]) -> Result<Snapshot, (u64, String)> {
     let stored = bytes
         .get(body_at + len as usize..body_at + len as usize + 32)
         .unwrap_or_default();
-    if section_check(SECTION_KERNEL, body).as_bytes().get(..) != Some(stored) {
+    // A large body is checked on another thread while it is decoded (the decoder takes any
+    // bytes without harm); a checksum mismatch is reported before any decoding error.
+    let large = body.len() >= PARALLEL_FROM;
+    let (check, decoded) = if large {
+        std::thread::scope(|s| {
+            let check = s.spawn(|| section_check(SECTION_KERNEL, body));
+            let decoded = Kernel::from_bytes(body);
+            let check = check
+                .join()
+                .unwrap_or_else(|_| section_check(SECTION_KERNEL, body));
+            (check, decoded)
+        })
+    } else {
+        (
+            section_check(SECTION_KERNEL, body),
+            Kernel::from_bytes(body),
+        )
+    };
+    if check.as_bytes().get(..) != Some(stored) {
         return Err(err(body_at + len as usize, "section checksum mismatch"));
     }
-    let mut kernel = Kernel::from_bytes(body).map_err(|e| match e {
+    let mut kernel = decoded.map_err(|e| match e {
         valori_kernel::Error::Corrupt { offset, reason } => {
             (body_at as u64 + offset, reason.to_string())
         }
         other => (body_at as u64, other.to_string()),
     })?;
-    if kernel.state_hash() != state_hash {
+    let recomputed = if large {
+        parallel_state_hash(&kernel)
+    } else {
+        kernel.state_hash()
+    };
+    if recomputed != state_hash {
         return Err(err(
             56,
             "recomputed state hash differs from the recorded one",

@@ -286,3 +286,132 @@ fn a_damaged_snapshot_creates_nothing() {
         let _ = std::fs::remove_dir_all(d);
     }
 }
+
+fn is_empty_dir(d: &std::path::Path) -> bool {
+    !d.exists() || std::fs::read_dir(d).unwrap().next().is_none()
+}
+
+/// A snapshot that arrives in pieces (from the network) makes the same database as one
+/// handed over whole; damaged, cut short or abandoned, it leaves nothing behind.
+#[test]
+fn a_snapshot_received_in_pieces_makes_the_same_database_and_damage_leaves_nothing() {
+    let ld = tempdir("rcv-l");
+    let leader = Engine::open(&ld, Options::new(4, Metric::Cosine)).unwrap();
+    work(&leader, 0, 12);
+    leader.checkpoint().unwrap();
+    let bytes = snapshot_bytes(&leader);
+    let fd = tempdir("rcv-f");
+    let mut r = Engine::receive_snapshot(&fd, bytes.len()).unwrap();
+    assert!(r.is_empty());
+    for piece in bytes.chunks(7) {
+        r.write(piece).unwrap();
+    }
+    assert_eq!(r.len(), bytes.len());
+    let f = r.finish(Options::default()).unwrap();
+    assert_eq!(f.position().unwrap(), leader.position().unwrap());
+    assert_eq!(f.state_hash().unwrap(), leader.state_hash().unwrap());
+    drop(f);
+    let reopened = Engine::open(&fd, Options::default()).unwrap();
+    assert_eq!(reopened.state_hash().unwrap(), leader.state_hash().unwrap());
+    drop(reopened);
+    // Over a database: `Exists` at once.
+    assert!(matches!(
+        Engine::receive_snapshot(&fd, 0),
+        Err(Error::Exists { .. })
+    ));
+    let gd = tempdir("rcv-g");
+    // One byte altered, or the last byte missing: `Corrupt` at the end, nothing left.
+    let mut altered = bytes.clone();
+    altered[bytes.len() / 2] ^= 1;
+    for bad in [&altered[..], &bytes[..bytes.len() - 1]] {
+        let mut r = Engine::receive_snapshot(&gd, 0).unwrap();
+        r.write(bad).unwrap();
+        assert!(matches!(
+            r.finish(Options::default()),
+            Err(Error::Corrupt { .. })
+        ));
+        assert!(is_empty_dir(&gd));
+    }
+    // While one arrives, the directory is taken; abandoned, it leaves nothing.
+    let mut r = Engine::receive_snapshot(&gd, 0).unwrap();
+    r.write(&bytes[..100]).unwrap();
+    assert!(matches!(
+        Engine::receive_snapshot(&gd, 0),
+        Err(Error::Busy { .. })
+    ));
+    drop(r);
+    assert!(is_empty_dir(&gd));
+    let mut r = Engine::receive_snapshot(&gd, 0).unwrap();
+    r.write(&bytes).unwrap();
+    let g = r.finish(Options::default()).unwrap();
+    assert_eq!(g.state_hash().unwrap(), leader.state_hash().unwrap());
+    drop((leader, g));
+    for d in [ld, fd, gd] {
+        let _ = std::fs::remove_dir_all(d);
+    }
+}
+
+/// A state of several megabytes is checked and hashed on two threads while it is decoded: the
+/// result is the same database, and damage is still reported as the checksum's, before any
+/// decoding error the damaged bytes would cause.
+#[test]
+fn a_large_snapshot_decodes_on_two_threads_to_the_same_state() {
+    let ld = tempdir("big-l");
+    let leader = Engine::open(&ld, Options::new(256, Metric::L2)).unwrap();
+    // 10,000 vectors of 256: a 10 MB state, over the two-thread threshold (8 MiB).
+    let batch: Vec<f32> = (0..10_000u64 * 256)
+        .map(|i| ((i * 7919) % 1000) as f32 / 1000.0 - 0.5)
+        .collect();
+    leader.insert_batch(&batch, &[]).unwrap();
+    leader.checkpoint().unwrap();
+    let bytes = snapshot_bytes(&leader);
+    assert!(bytes.len() > 9 << 20);
+    let fd = tempdir("big-f");
+    let f = Engine::create_from_snapshot(&fd, &bytes, Options::default()).unwrap();
+    assert_eq!(f.state_hash().unwrap(), leader.state_hash().unwrap());
+    drop(f);
+    // The first byte of the state's encoding (after the file's 120-byte header and the
+    // section's 16) altered: the decoder refuses it too, but the checksum is what is reported.
+    let gd = tempdir("big-g");
+    let mut damaged = bytes.clone();
+    damaged[136] ^= 0xFF;
+    match Engine::create_from_snapshot(&gd, &damaged, Options::default()) {
+        Err(Error::Corrupt { reason, .. }) => {
+            assert_eq!(reason, "section checksum mismatch");
+        }
+        other => panic!("expected Corrupt, got {other:?}"),
+    }
+    assert!(is_empty_dir(&gd));
+    drop(leader);
+    for d in [ld, fd, gd] {
+        let _ = std::fs::remove_dir_all(d);
+    }
+}
+
+/// A durable-record waiter returns when a record after the one it names is durable, well
+/// before its timeout, and at the timeout when none is.
+#[test]
+fn a_durable_waiter_wakes_when_a_later_record_is_durable() {
+    let d = tempdir("waiter");
+    let db = std::sync::Arc::new(Engine::open(&d, Options::new(4, Metric::L2)).unwrap());
+    let waiter = db.durable_waiter();
+    let before = db.durable_sequence().unwrap();
+    let start = std::time::Instant::now();
+    assert_eq!(
+        waiter.wait_past(before, std::time::Duration::from_millis(50)),
+        before
+    );
+    assert!(start.elapsed() >= std::time::Duration::from_millis(50));
+    let writer = std::sync::Arc::clone(&db);
+    let commit = std::thread::spawn(move || {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        writer.insert(&vector(1), None, b"").unwrap();
+    });
+    let start = std::time::Instant::now();
+    let got = waiter.wait_past(before, std::time::Duration::from_secs(60));
+    assert_eq!(got, before + 1);
+    assert!(start.elapsed() < std::time::Duration::from_secs(30));
+    commit.join().unwrap();
+    drop(db);
+    let _ = std::fs::remove_dir_all(d);
+}

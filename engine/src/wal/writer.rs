@@ -317,6 +317,17 @@ impl Writer {
         self.lock().synced_seq
     }
 
+    /// Waits until a record after `past` is durable, the writer stops, or `timeout` passes;
+    /// the last durable sequence number then.
+    pub(crate) fn wait_synced_past(&self, past: u64, timeout: std::time::Duration) -> u64 {
+        let s = self.lock();
+        let (s, _) = self
+            .flushed
+            .wait_timeout_while(s, timeout, |s| s.synced_seq <= past && !s.stopped)
+            .unwrap_or_else(|p| p.into_inner());
+        s.synced_seq
+    }
+
     /// True once the writer stopped (a failed or panicked flush, or the handle poisoned).
     pub(crate) fn is_stopped(&self) -> bool {
         self.lock().stopped
