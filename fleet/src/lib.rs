@@ -25,7 +25,7 @@ pub use shared::{
     SHARED_STREAM,
 };
 
-use async_nats::jetstream::consumer::pull::OrderedConfig;
+use async_nats::jetstream::consumer::pull::{self, OrderedConfig};
 use async_nats::jetstream::consumer::DeliverPolicy;
 use async_nats::jetstream::context::PublishErrorKind;
 use async_nats::jetstream::message::PublishMessage;
@@ -35,7 +35,6 @@ use futures_util::StreamExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::io::AsyncReadExt;
 use tokio::sync::watch;
 use valori_engine::wal::replica_record;
 use valori_engine::{Engine, Options, ReplicaApplied};
@@ -50,10 +49,15 @@ pub const BUCKET: &str = "valori-snapshots";
 const PAGE: usize = 1024;
 /// Attempts at reading a snapshot from the bucket, half a second apart.
 const SNAPSHOT_TRIES: u32 = 20;
+/// The snapshot object's metadata key that holds the stream sequence of its record.
+const AFTER_KEY: &str = "valori-stream-seq";
+/// The snapshot object's metadata key that holds its sequence number.
+const SEQ_KEY: &str = "valori-seq";
 /// Messages a follower asks for at once (each up to the server's max_payload).
 const PULL_BATCH: i64 = 16;
-/// How long a leader waits between looks at its log when nothing new was committed.
-const IDLE: Duration = Duration::from_millis(2);
+/// How long a leader waits at most for its next durable record before it looks again (at
+/// the bucket's snapshot, and whether it should stop); it wakes as soon as one is durable.
+const IDLE: Duration = Duration::from_millis(100);
 
 /// What went wrong.
 #[derive(Debug)]
@@ -214,6 +218,15 @@ impl Fleet {
         &self.url
     }
 
+    /// The payload a message may carry: the server's `max_payload` less room for headers.
+    fn message_room(&self) -> usize {
+        self.js
+            .client()
+            .max_payload()
+            .saturating_sub(HEADER_ROOM)
+            .max(HEADER_ROOM)
+    }
+
     async fn stream(&self) -> Result<stream::Stream> {
         self.js
             .get_stream(STREAM)
@@ -264,8 +277,16 @@ impl Fleet {
     }
 
     /// Puts a snapshot file of `database` (sequence number `seq`, at `path`) into the bucket
-    /// as its followers' starting point, replacing the one there.
-    pub async fn publish_snapshot(&self, database: &str, seq: u64, path: &Path) -> Result<()> {
+    /// as its followers' starting point, replacing the one there. `after` is the stream
+    /// sequence of the snapshot's record (its last message), if it is on the stream: a new
+    /// follower consumes from the message after it instead of from the subject's first.
+    pub async fn publish_snapshot(
+        &self,
+        database: &str,
+        seq: u64,
+        path: &Path,
+        after: Option<u64>,
+    ) -> Result<()> {
         subject(database)?;
         let bucket = self
             .js
@@ -282,6 +303,12 @@ impl Fleet {
         let meta = object_store::ObjectMetadata {
             name: database.to_string(),
             description: Some(format!("valori snapshot at sequence number {seq}")),
+            // Chunks as large as a message may be: a snapshot of 150 MB is 150 messages, not
+            // 1,200 of the default 128 KiB, and is read back about twice as fast.
+            chunk_size: Some(self.message_room()),
+            metadata: std::iter::once((SEQ_KEY.to_string(), seq.to_string()))
+                .chain(after.map(|a| (AFTER_KEY.to_string(), a.to_string())))
+                .collect(),
             ..Default::default()
         };
         bucket
@@ -295,12 +322,29 @@ impl Fleet {
     /// servers answer with errors (e.g. the bucket's stream electing a new leader after a
     /// server died).
     pub async fn snapshot(&self, database: &str) -> Result<Vec<u8>> {
+        match self.fetch_snapshot(database, None, &mut |_| {}).await? {
+            Fetched::Bytes(bytes) => Ok(bytes),
+            Fetched::Database(_) => Err(FleetError::Nats("a snapshot read as a database".into())),
+        }
+    }
+
+    /// Reads `database`'s snapshot from the bucket: into memory, or (`into` a directory) into
+    /// a new follower database there, each piece written as it arrives. Calls `found` with the
+    /// stream sequence of the snapshot's record (if the leader named it) as soon as the object
+    /// is found. Retried as [`Fleet::snapshot`] says; a snapshot that does not verify is not.
+    async fn fetch_snapshot(
+        &self,
+        database: &str,
+        into: Option<&Path>,
+        found: &mut (dyn FnMut(Option<u64>) + Send),
+    ) -> Result<Fetched> {
         subject(database)?;
         let mut tries = 0;
         loop {
             tries += 1;
-            match self.try_snapshot(database).await {
-                Ok(bytes) => return Ok(bytes),
+            match self.try_fetch_snapshot(database, into, &mut *found).await {
+                Ok(fetched) => return Ok(fetched),
+                Err(e @ FleetError::Engine(_)) => return Err(e),
                 // During an election the bucket may answer "not found" for a moment.
                 Err(e) if tries < SNAPSHOT_TRIES => {
                     tracing::warn!(database = %database, "reading the snapshot: {e}; retrying");
@@ -311,28 +355,69 @@ impl Fleet {
         }
     }
 
-    async fn try_snapshot(&self, database: &str) -> Result<Vec<u8>> {
+    async fn try_fetch_snapshot(
+        &self,
+        database: &str,
+        into: Option<&Path>,
+        found: &mut (dyn FnMut(Option<u64>) + Send),
+    ) -> Result<Fetched> {
         let bucket = self
             .js
             .get_object_store(BUCKET)
             .await
             .map_err(|e| nats("opening the snapshot bucket")(&e))?;
-        let mut object = bucket.get(database).await.map_err(|e| {
-            if e.kind() == object_store::GetErrorKind::NotFound {
-                FleetError::NotFound(format!(
-                    "no snapshot of database {database:?} in bucket {BUCKET} on these servers: \
-                     has a leader of it published here (valori-node --replicate)?"
-                ))
-            } else {
-                nats("getting the snapshot")(&e)
+        let info = match bucket.info(database).await {
+            Ok(info) if !info.deleted => info,
+            Ok(_) => return Err(no_snapshot(database)),
+            Err(e) if e.kind() == object_store::InfoErrorKind::NotFound => {
+                return Err(no_snapshot(database))
             }
-        })?;
-        let mut bytes = Vec::new();
-        object
-            .read_to_end(&mut bytes)
+            Err(e) => return Err(nats("getting the snapshot")(&e)),
+        };
+        found(info.metadata.get(AFTER_KEY).and_then(|a| a.parse().ok()));
+        let mut chunks = Chunks::open(&self.js, &info).await?;
+        let Some(dir) = into else {
+            let mut bytes = Vec::with_capacity(info.size);
+            while let Some(chunk) = chunks.next().await? {
+                bytes.extend_from_slice(&chunk);
+            }
+            return Ok(Fetched::Bytes(bytes));
+        };
+        // The chunks go to a blocking writer as they arrive (`None`: all of them came), never
+        // waiting for it: while it syncs what it wrote, the next chunks queue.
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<Option<bytes::Bytes>>(info.chunks + 1);
+        let (d, size) = (dir.to_path_buf(), info.size);
+        let writer = tokio::task::spawn_blocking(move || {
+            let mut receiver = Engine::receive_snapshot(&d, size)?;
+            while let Some(chunk) = rx.blocking_recv() {
+                match chunk {
+                    Some(chunk) => receiver.write(&chunk)?,
+                    None => return receiver.finish(follower_options()).map(Some),
+                }
+            }
+            // The reading failed: the receiver, dropped, leaves nothing in the directory.
+            Ok(None)
+        });
+        let read = async {
+            while let Some(chunk) = chunks.next().await? {
+                if tx.send(Some(chunk)).await.is_err() {
+                    return Ok(()); // the writer failed: its error is below
+                }
+            }
+            let _ = tx.send(None).await;
+            Ok::<(), FleetError>(())
+        }
+        .await;
+        drop(tx);
+        // Awaited before any error returns, so that a retry finds the directory free.
+        let written = writer
             .await
-            .map_err(|e| nats("reading the snapshot")(&e))?;
-        Ok(bytes)
+            .map_err(|e| FleetError::Nats(format!("a blocking task failed: {e}")))?
+            .map_err(FleetError::Engine)?;
+        read?;
+        written
+            .map(|e| Fetched::Database(Arc::new(e)))
+            .ok_or_else(|| FleetError::Nats("the snapshot's writer stopped early".into()))
     }
 
     /// Makes `engine` (the database `database`) a leader: publishes its snapshot, then every
@@ -355,7 +440,7 @@ impl Fleet {
                 })
                 .await?
                 .ok_or_else(|| FleetError::Nats("no snapshot after a checkpoint".into()))?;
-                self.publish_snapshot(database, seq, &path).await?;
+                self.publish_snapshot(database, seq, &path, None).await?;
                 (seq + 1, 0)
             }
             Some(LastRecord {
@@ -422,13 +507,13 @@ impl Fleet {
     /// Opens (or, if `dir` holds no database, creates from the bucket's snapshot) a follower
     /// of `database` and applies the stream's records as they come.
     pub async fn follow(&self, database: &str, dir: &Path) -> Result<Follower> {
-        subject(database)?;
+        let subject = subject(database)?;
         let dir: PathBuf = dir.to_path_buf();
         let exists = dir.join(valori_engine::LOCK_NAME).exists()
             || std::fs::read_dir(&dir).is_ok_and(|mut d| d.next().is_some());
-        let engine = if exists {
+        if exists {
             let d = dir.clone();
-            blocking(move || {
+            let engine = blocking(move || {
                 Engine::open(
                     &d,
                     Options {
@@ -437,18 +522,67 @@ impl Fleet {
                     },
                 )
             })
-            .await?
-        } else {
-            let bytes = self.snapshot(database).await?;
-            let d = dir.clone();
-            blocking(move || Engine::create_from_snapshot(&d, &bytes, follower_options())).await?
+            .await?;
+            return self.follow_engine(database, Arc::new(engine)).await;
+        }
+        // While the snapshot is read and made a database, the stream's records after it
+        // are already fetched (from the message after the snapshot's record, when the
+        // leader named it), to be applied as soon as the database is open.
+        let stream = self.stream().await?;
+        let mut prefetch: Option<Prefetch> = None;
+        let fetched = self
+            .fetch_snapshot(database, Some(&dir), &mut |after| {
+                let start = after.map_or(1, |a| a + 1);
+                if prefetch.as_ref().is_none_or(|p| p.start > start) {
+                    prefetch = Some(Prefetch::start(stream.clone(), subject.clone(), start));
+                }
+            })
+            .await?;
+        let Fetched::Database(engine) = fetched else {
+            return Err(FleetError::Nats("a snapshot read into memory".into()));
         };
-        self.follow_engine(database, Arc::new(engine)).await
+        let prefetched = match prefetch {
+            Some(p) => p.finish().await,
+            None => Prefetched::default(),
+        };
+        self.follow_from(database, engine, stream, prefetched)
     }
 
     /// Makes an open database (opened with [`Options::follower`]) a follower of `database`:
     /// applies the stream's records after its position as they come.
     pub async fn follow_engine(&self, database: &str, engine: Arc<Engine>) -> Result<Follower> {
+        subject(database)?;
+        let stream = self.stream().await?;
+        // A copy at or past the bucket's snapshot needs nothing before that snapshot's record:
+        // it consumes from the message after it (else from the subject's first message).
+        let (applied, _) = engine.position()?;
+        let start = match self.bucket_position(database).await {
+            Some((seq, after)) if seq <= applied => after + 1,
+            _ => 1,
+        };
+        let prefetched = Prefetched {
+            start,
+            ..Prefetched::default()
+        };
+        self.follow_from(database, engine, stream, prefetched)
+    }
+
+    /// The sequence number of the bucket's snapshot of `database` and the stream sequence of
+    /// its record, if the bucket holds one whose leader named it.
+    async fn bucket_position(&self, database: &str) -> Option<(u64, u64)> {
+        let bucket = self.js.get_object_store(BUCKET).await.ok()?;
+        let info = bucket.info(database).await.ok()?;
+        let number = |key: &str| info.metadata.get(key).and_then(|v| v.parse().ok());
+        Some((number(SEQ_KEY)?, number(AFTER_KEY)?))
+    }
+
+    fn follow_from(
+        &self,
+        database: &str,
+        engine: Arc<Engine>,
+        stream: stream::Stream,
+        prefetched: Prefetched,
+    ) -> Result<Follower> {
         let subject = subject(database)?;
         let (applied, _) = engine.position()?;
         let (tx, rx) = watch::channel(FollowerStatus {
@@ -457,7 +591,6 @@ impl Fleet {
             error: None,
             retrying: None,
         });
-        let stream = self.stream().await?;
         let (stop, stopping) = watch::channel(false);
         let task = tokio::spawn(apply_loop(
             stream,
@@ -465,6 +598,7 @@ impl Fleet {
             Arc::clone(&engine),
             tx,
             stopping,
+            prefetched,
         ));
         Ok(Follower {
             engine,
@@ -474,6 +608,82 @@ impl Fleet {
             database: database.to_string(),
         })
     }
+}
+
+fn no_snapshot(database: &str) -> FleetError {
+    FleetError::NotFound(format!(
+        "no snapshot of database {database:?} in bucket {BUCKET} on these servers: \
+         has a leader of it published here (valori-node --replicate)?"
+    ))
+}
+
+/// The chunks of an object in the bucket, read as the messages that hold them. The object
+/// store's own reader also computes the object's SHA-256 on the way; a snapshot verifies
+/// itself (checksums and state hash, `docs/FORMAT.md` §9), so this one only checks that the
+/// chunks add up to the object's size.
+struct Chunks {
+    consumer: pull::Ordered,
+    left: usize,
+    bytes_left: usize,
+}
+
+impl Chunks {
+    async fn open(js: &jetstream::Context, info: &object_store::ObjectInfo) -> Result<Chunks> {
+        let store = js
+            .get_stream(format!("OBJ_{BUCKET}"))
+            .await
+            .map_err(|e| nats("opening the snapshot bucket's stream")(&e))?;
+        let subject = format!("$O.{BUCKET}.C.{}", info.nuid);
+        let consumer = consume(&store, &subject, 1)
+            .await
+            .map_err(FleetError::Nats)?;
+        Ok(Chunks {
+            consumer,
+            left: info.chunks,
+            bytes_left: info.size,
+        })
+    }
+
+    /// The next chunk; `None` after the last.
+    async fn next(&mut self) -> Result<Option<bytes::Bytes>> {
+        if self.left == 0 {
+            return if self.bytes_left == 0 {
+                Ok(None)
+            } else {
+                Err(FleetError::Nats(format!(
+                    "the snapshot's chunks end {} bytes short of its size",
+                    self.bytes_left
+                )))
+            };
+        }
+        let m = match tokio::time::timeout(STALL, self.consumer.next()).await {
+            Ok(Some(Ok(m))) => m,
+            Ok(Some(Err(e))) => return Err(nats("reading the snapshot")(&e)),
+            Ok(None) => {
+                return Err(FleetError::Nats(
+                    "reading the snapshot: the consumer ended".into(),
+                ))
+            }
+            Err(_) => {
+                return Err(FleetError::Nats(format!(
+                    "reading the snapshot: no chunk for {} s",
+                    STALL.as_secs()
+                )))
+            }
+        };
+        self.left -= 1;
+        self.bytes_left = self
+            .bytes_left
+            .checked_sub(m.payload.len())
+            .ok_or_else(|| FleetError::Nats("the snapshot's chunks exceed its size".into()))?;
+        Ok(Some(m.payload.clone()))
+    }
+}
+
+/// A snapshot read from the bucket ([`Fleet::fetch_snapshot`]).
+enum Fetched {
+    Bytes(Vec<u8>),
+    Database(Arc<Engine>),
 }
 
 /// How a follower's database is opened: a follower, and without an fsync per record: the
@@ -586,6 +796,7 @@ async fn publish_loop(
     let mut acked: std::collections::VecDeque<(u64, u64)> = std::collections::VecDeque::new();
     let mut bucket: Option<(u64, u64)> = None;
     let mut next_look = tokio::time::Instant::now() + RETENTION_LOOK;
+    let waiter = engine.durable_waiter();
     let e = Arc::clone(&engine);
     let mut pin = match tokio::task::spawn_blocking(move || e.pin_log(from)).await {
         Ok(Ok(p)) => p,
@@ -616,7 +827,9 @@ async fn publish_loop(
             }
         }
         if through < pin.from() {
-            tokio::time::sleep(IDLE).await;
+            let past = pin.from().saturating_sub(1);
+            let w = waiter.clone();
+            let _ = tokio::task::spawn_blocking(move || w.wait_past(past, IDLE)).await;
             continue;
         }
         let e2 = Arc::clone(&engine);
@@ -637,11 +850,7 @@ async fn publish_loop(
             let record = bytes::Bytes::from(replica_record(e.seq, &e.command, &e.chain));
             // A record larger than a message (the server's max_payload, 1 MiB by default) goes
             // in parts; the follower joins them and verifies the whole record.
-            let room = js
-                .client()
-                .max_payload()
-                .saturating_sub(HEADER_ROOM)
-                .max(HEADER_ROOM);
+            let room = fleet.message_room();
             let parts = record.len().div_ceil(room).max(1);
             let chain = hex(&e.chain);
             for part in 0..parts {
@@ -751,7 +960,9 @@ async fn retire(
         Some(last) if last.stream_seq == subject_seq => {}
         _ => return Ok(()), // another leader wrote: the publish loop finds out and stops
     }
-    fleet.publish_snapshot(database, seq, &path).await?;
+    fleet
+        .publish_snapshot(database, seq, &path, Some(stream_seq))
+        .await?;
     if let Some((previous, previous_stream_seq)) = bucket.replace((seq, stream_seq)) {
         let stream = fleet.stream().await?;
         stream
@@ -841,93 +1052,223 @@ impl Drop for Follower {
     }
 }
 
+/// How long a follower waits for a message before it asks whether the stream has more for it
+/// (and, if it has, makes its consumer again).
+const STALL: Duration = Duration::from_secs(5);
+
+/// How long a follower's pull requests last at most; the servers' heartbeats come at half
+/// this, so a consumer whose server died is noticed (and made again) within seconds.
+const PULL_EXPIRES: Duration = Duration::from_secs(4);
+
+/// How many bytes of records a new follower fetches ahead while its database is made from
+/// the snapshot (beyond this it waits; the stream keeps the rest).
+const PREFETCH_BYTES: usize = 256 << 20;
+
+/// The stream's messages fetched for a follower before its database was open.
+#[derive(Default)]
+struct Prefetched {
+    /// The stream sequence to consume from if the consumer must be made again.
+    start: u64,
+    /// The messages fetched, in order.
+    messages: std::collections::VecDeque<jetstream::Message>,
+    /// The consumer they came from, to continue with (`None` if it failed: made again after
+    /// the last complete record of `messages`).
+    consumer: Option<pull::Ordered>,
+}
+
+/// A task fetching a subject's messages from a stream sequence on, until told to stop.
+struct Prefetch {
+    start: u64,
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<Prefetched>,
+}
+
+impl Prefetch {
+    fn start(stream: stream::Stream, subject: String, start: u64) -> Prefetch {
+        let (stop, mut stopping) = tokio::sync::oneshot::channel();
+        let task = tokio::spawn(async move {
+            let mut got = Prefetched {
+                start,
+                ..Prefetched::default()
+            };
+            let Ok(mut consumer) = consume(&stream, &subject, start).await else {
+                return got;
+            };
+            let mut bytes = 0;
+            while bytes < PREFETCH_BYTES {
+                tokio::select! {
+                    m = consumer.next() => match m {
+                        Some(Ok(m)) => {
+                            bytes += m.payload.len();
+                            got.messages.push_back(m);
+                        }
+                        // Made again by the apply loop, after the last complete record.
+                        _ => return got,
+                    },
+                    _ = &mut stopping => break,
+                }
+            }
+            got.consumer = Some(consumer);
+            got
+        });
+        Prefetch { start, stop, task }
+    }
+
+    /// Stops fetching; what was fetched.
+    async fn finish(self) -> Prefetched {
+        let _ = self.stop.send(());
+        self.task.await.unwrap_or_default()
+    }
+}
+
+/// An ordered consumer of `subject` from stream sequence `start` on (1: from its first).
+async fn consume(
+    stream: &stream::Stream,
+    subject: &str,
+    start: u64,
+) -> std::result::Result<pull::Ordered, String> {
+    let deliver_policy = if start <= 1 {
+        DeliverPolicy::All
+    } else {
+        DeliverPolicy::ByStartSequence {
+            start_sequence: start,
+        }
+    };
+    stream
+        .create_consumer(OrderedConfig {
+            filter_subject: subject.to_string(),
+            deliver_policy,
+            // Messages are up to a megabyte: a pull of the default 500 would exceed what the
+            // server buffers for a client (64 MB) and get the follower cut off as a slow
+            // consumer, over and over, on a backlog.
+            max_batch: PULL_BATCH,
+            max_expires: PULL_EXPIRES,
+            ..Default::default()
+        })
+        .await
+        .map_err(|e| format!("creating the consumer: {e}"))?
+        .messages()
+        .await
+        .map_err(|e| format!("consuming: {e}"))
+}
+
 async fn apply_loop(
     stream: stream::Stream,
     subject: String,
     engine: Arc<Engine>,
     tx: watch::Sender<FollowerStatus>,
     mut stopping: watch::Receiver<bool>,
+    prefetched: Prefetched,
 ) {
     let fail = |e: String| {
         tracing::error!(subject = %subject, "following stopped: {e}");
         tx.send_modify(|s| s.error = Some(e));
     };
     // A failure of the servers (a leader election, a lost connection) is retried: the
-    // consumer is made again and the records already applied come as duplicates. Only a
-    // record that does not verify stops the follower.
+    // consumer is made again from the first message of the record under way (`resume`), and
+    // what was applied meanwhile comes as duplicates. Only a record that does not verify
+    // stops the follower.
+    let Prefetched {
+        start: mut resume,
+        messages: mut fetched,
+        mut consumer,
+    } = prefetched;
     let mut tries: u32 = 0;
-    'consume: loop {
-        if tries > 0 {
-            tokio::select! {
-                () = tokio::time::sleep(Duration::from_millis(100 * u64::from(tries.min(20)))) => {}
-                _ = stopping.changed() => return,
-            }
-        }
-        tries = tries.saturating_add(1);
-        let consumer = match stream
-            .create_consumer(OrderedConfig {
-                filter_subject: subject.clone(),
-                deliver_policy: DeliverPolicy::All,
-                // Messages are up to a megabyte: a pull of the default 500 would exceed what
-                // the server buffers for a client (64 MB) and get the follower cut off as a
-                // slow consumer, over and over, on a backlog.
-                max_batch: PULL_BATCH,
-                ..Default::default()
-            })
-            .await
-        {
-            Ok(c) => c,
-            Err(e) => {
-                retrying(&tx, &subject, format!("creating the consumer: {e}"));
-                continue;
-            }
-        };
-        let mut messages = match consumer.messages().await {
-            Ok(m) => m,
-            Err(e) => {
-                retrying(&tx, &subject, format!("consuming: {e}"));
-                continue;
-            }
-        };
-        // The parts of the record being joined: its sequence number, parts received, bytes.
-        let mut joining: Option<(u64, u32, Vec<u8>)> = None;
-        loop {
-            let next = tokio::select! {
-                m = messages.next() => m,
-                _ = stopping.changed() => return,
-            };
-            let Some(m) = next else {
-                retrying(&tx, &subject, "the consumer ended".into());
-                continue 'consume;
-            };
-            let m = match m {
-                Ok(m) => m,
-                Err(e) => {
-                    retrying(&tx, &subject, format!("consuming: {e}"));
-                    continue 'consume;
+    // The parts of the record being joined: its sequence number, parts received, bytes.
+    let mut joining: Option<(u64, u32, Vec<u8>)> = None;
+    loop {
+        let m = if let Some(m) = fetched.pop_front() {
+            m
+        } else {
+            let live = match consumer.as_mut() {
+                Some(c) => c,
+                None => {
+                    if tries > 0 {
+                        tokio::select! {
+                            () = tokio::time::sleep(Duration::from_millis(100 * u64::from(tries.min(20)))) => {}
+                            _ = stopping.changed() => return,
+                        }
+                    }
+                    tries = tries.saturating_add(1);
+                    joining = None;
+                    match consume(&stream, &subject, resume).await {
+                        Ok(c) => consumer.insert(c),
+                        Err(why) => {
+                            retrying(&tx, &subject, why);
+                            continue;
+                        }
+                    }
                 }
             };
-            if tries > 1 {
-                tries = 1;
-                tx.send_modify(|s| s.retrying = None);
+            let next = tokio::select! {
+                m = tokio::time::timeout(STALL, live.next()) => m,
+                _ = stopping.changed() => return,
+            };
+            let Ok(next) = next else {
+                // Nothing for a while: fine if the stream has nothing more for this copy; if
+                // it has, the consumer is stuck (its server died and making it again failed)
+                // and is made again here.
+                match stream.get_last_raw_message_by_subject(&subject).await {
+                    Ok(last) if last.sequence < resume => {}
+                    Err(e) if e.kind() == LastRawMessageErrorKind::NoMessageFound => {}
+                    Ok(last) => {
+                        retrying(
+                            &tx,
+                            &subject,
+                            format!(
+                                "no message for {} s while the stream holds message {} (this copy needs {resume} on): consuming again",
+                                STALL.as_secs(),
+                                last.sequence
+                            ),
+                        );
+                        consumer = None;
+                    }
+                    Err(e) => {
+                        retrying(&tx, &subject, format!("looking at the stream: {e}"));
+                        consumer = None;
+                    }
+                }
+                continue;
+            };
+            match next {
+                Some(Ok(m)) => m,
+                Some(Err(e)) => {
+                    retrying(&tx, &subject, format!("consuming: {e}"));
+                    consumer = None;
+                    continue;
+                }
+                None => {
+                    retrying(&tx, &subject, "the consumer ended".into());
+                    consumer = None;
+                    continue;
+                }
             }
-            let pending = m.info().map(|i| i.pending).unwrap_or(0);
-            let Some((seq, part, parts, _)) = part_of(m.headers.as_ref()) else {
-                return fail(format!(
+        };
+        if tries > 1 {
+            tries = 1;
+            tx.send_modify(|s| s.retrying = None);
+        }
+        let (stream_seq, pending) = m
+            .info()
+            .map(|i| (i.stream_sequence, i.pending))
+            .unwrap_or((resume, 0));
+        let Some((seq, part, parts, _)) = part_of(m.headers.as_ref()) else {
+            return fail(format!(
                 "Corrupt: a message on {subject} is not part of a replica record (no valid {SEQ_HEADER}/{PART_HEADER}/{CHAIN_HEADER} headers)"
             ));
-            };
-            let applied = tx.borrow().applied;
-            if seq <= applied {
-                // A redelivery, or the tail of a record a snapshot already holds.
-                tx.send_modify(|s| s.pending = pending);
-                continue;
-            }
-            let record = if parts == 1 {
-                joining = None;
-                m.payload.to_vec()
-            } else {
-                let mut j = match (part, joining.take()) {
+        };
+        let applied = tx.borrow().applied;
+        if seq <= applied {
+            // A redelivery, or the tail of a record a snapshot already holds.
+            resume = stream_seq + 1;
+            tx.send_modify(|s| s.pending = pending);
+            continue;
+        }
+        let record = if parts == 1 {
+            joining = None;
+            m.payload.to_vec()
+        } else {
+            let mut j = match (part, joining.take()) {
                 (1, _) => (seq, 0, Vec::new()),
                 (_, Some(j)) if j.0 == seq && j.1 + 1 == part => j,
                 _ => {
@@ -936,35 +1277,35 @@ async fn apply_loop(
                     ))
                 }
             };
-                j.1 = part;
-                j.2.extend_from_slice(&m.payload);
-                if part < parts {
-                    joining = Some(j);
-                    continue;
-                }
-                j.2
-            };
-            let e2 = Arc::clone(&engine);
-            match tokio::task::spawn_blocking(move || e2.apply_replica(&record)).await {
-                Ok(Ok(ReplicaApplied::Applied { seq, .. })) => {
-                    if pending == 0 {
-                        // Caught up: make what it applied durable (it was written, not synced).
-                        let e3 = Arc::clone(&engine);
-                        match tokio::task::spawn_blocking(move || e3.flush()).await {
-                            Ok(Ok(())) => {}
-                            Ok(Err(e)) => return fail(e.to_string()),
-                            Err(e) => return fail(format!("flushing: {e}")),
-                        }
-                    }
-                    tx.send_modify(|s| {
-                        s.applied = seq;
-                        s.pending = pending;
-                    });
-                }
-                Ok(Ok(ReplicaApplied::Duplicate(_))) => tx.send_modify(|s| s.pending = pending),
-                Ok(Err(e)) => return fail(e.to_string()),
-                Err(e) => return fail(format!("applying: {e}")),
+            j.1 = part;
+            j.2.extend_from_slice(&m.payload);
+            if part < parts {
+                joining = Some(j);
+                continue;
             }
+            j.2
+        };
+        resume = stream_seq + 1;
+        let e2 = Arc::clone(&engine);
+        match tokio::task::spawn_blocking(move || e2.apply_replica(&record)).await {
+            Ok(Ok(ReplicaApplied::Applied { seq, .. })) => {
+                if pending == 0 && fetched.is_empty() {
+                    // Caught up: make what it applied durable (it was written, not synced).
+                    let e3 = Arc::clone(&engine);
+                    match tokio::task::spawn_blocking(move || e3.flush()).await {
+                        Ok(Ok(())) => {}
+                        Ok(Err(e)) => return fail(e.to_string()),
+                        Err(e) => return fail(format!("flushing: {e}")),
+                    }
+                }
+                tx.send_modify(|s| {
+                    s.applied = seq;
+                    s.pending = pending;
+                });
+            }
+            Ok(Ok(ReplicaApplied::Duplicate(_))) => tx.send_modify(|s| s.pending = pending),
+            Ok(Err(e)) => return fail(e.to_string()),
+            Err(e) => return fail(format!("applying: {e}")),
         }
     }
 }

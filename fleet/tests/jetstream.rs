@@ -330,6 +330,62 @@ async fn a_checkpoint_puts_its_snapshot_in_the_bucket_and_the_stream_drops_what_
         leader.state_hash().unwrap()
     );
     assert_eq!(f.engine().newest_snapshot().unwrap().unwrap().0, snap);
+
+    // The bucket's snapshot names the stream message of its record, and a new follower
+    // consumes from the message after it rather than from the subject's first.
+    let client = async_nats::connect(servers[0].url()).await.unwrap();
+    let js = async_nats::jetstream::new(client);
+    let bucket = js.get_object_store(valori_fleet::BUCKET).await.unwrap();
+    let info = bucket.info("r").await.unwrap();
+    let after: u64 = info.metadata["valori-stream-seq"].parse().unwrap();
+    assert_eq!(info.metadata["valori-seq"], snap.to_string());
+    let stream = js.get_stream(valori_fleet::STREAM).await.unwrap();
+    let record_of = |m: async_nats::jetstream::message::StreamMessage| {
+        m.headers
+            .get("Valori-Seq")
+            .map(|v| v.as_str().parse::<u64>().unwrap())
+    };
+    assert_eq!(
+        record_of(stream.get_raw_message(after).await.unwrap()),
+        Some(snap)
+    );
+    assert_eq!(
+        record_of(stream.get_raw_message(after + 1).await.unwrap()),
+        Some(snap + 1)
+    );
+    // Control: the same snapshot naming one message too late. A follower that used the name
+    // starts after record snap + 1 and stops with a gap; one that read the subject from its
+    // first message would not notice.
+    let bytes = fleet.snapshot("r").await.unwrap();
+    let planted = async_nats::jetstream::object_store::ObjectMetadata {
+        name: "r".into(),
+        metadata: [
+            ("valori-seq".to_string(), snap.to_string()),
+            ("valori-stream-seq".to_string(), (after + 1).to_string()),
+        ]
+        .into(),
+        ..Default::default()
+    };
+    bucket.put(planted, &mut bytes.as_slice()).await.unwrap();
+    let g = fleet.follow("r", &dir.join("g")).await.unwrap();
+    let err = g
+        .wait_applied(leader.sequence().unwrap())
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("gap"), "{err}");
+    // So does a database reopened at the snapshot's sequence number (it needs nothing before
+    // the named message either).
+    let reopened =
+        Engine::create_from_snapshot(dir.join("h"), &bytes, Options::default().follower()).unwrap();
+    assert_eq!(reopened.sequence().unwrap(), snap);
+    let h = fleet.follow_engine("r", Arc::new(reopened)).await.unwrap();
+    let err = h
+        .wait_applied(leader.sequence().unwrap())
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("gap"), "{err}");
 }
 
 /// A batch insert of 6,000 vectors of dimension 64 is one record of about 1.5 MB, over the
