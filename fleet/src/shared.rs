@@ -1086,6 +1086,18 @@ async fn take(
         pos.stream_seq = stream_seq;
         return Ok(());
     }
+    if n != last + 1 {
+        // A writer publishes its commands one after another, each once stored: a number
+        // skipped is a command the stream no longer holds (dropped by a limit or a purge
+        // while this member was away). Applying the rest would diverge from the members
+        // that took it.
+        return Err(format!(
+            "Corrupt: message {stream_seq} on {subject} is command {n} of writer {writer:?}, \
+             but the next of that writer this member needs is {}: the stream no longer holds \
+             it (dropped while this member was away); rebuild this member (a new directory)",
+            last + 1
+        ));
+    }
     let payload = m.payload.clone();
     let taken = if let Some(front) = ahead.front() {
         // Before the crash this member applied its commands up to `ahead`'s last, in stream

@@ -361,3 +361,53 @@ async fn a_member_of_another_dimension_stops_with_a_clear_error() {
     assert!(bad.is_err());
     drop(a);
 }
+
+/// A member that was away while the stream dropped commands it had not taken (a purge, a
+/// stream limit) stops with `Corrupt` when it meets the next command of that writer, rather
+/// than apply the rest and diverge from the members that took them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_missing_commands_the_stream_dropped_stops_instead_of_diverging() {
+    let dir = tempdir("dropped");
+    let servers = start(1, &dir);
+    let url = servers[0].url();
+    let a = Shared::open(&url, "fleet", &dir.join("a"), options(), 1, Some("a"))
+        .await
+        .unwrap();
+    let b = Shared::open(&url, "fleet", &dir.join("b"), options(), 1, Some("b"))
+        .await
+        .unwrap();
+    let v = vector(1);
+    a.write(&insert(&v, None, 1)).await.unwrap();
+    converged(&[&a, &b]).await;
+    drop(b.stop().await);
+    // While b is away: three more commands of a; the first two are then dropped.
+    for i in 2..5 {
+        a.write(&insert(&vector(i), None, 1)).await.unwrap();
+    }
+    let taken = a.status().stream_seq;
+    let client = async_nats::connect(url.clone()).await.unwrap();
+    let stream = async_nats::jetstream::new(client)
+        .get_stream(valori_fleet::SHARED_STREAM)
+        .await
+        .unwrap();
+    stream
+        .purge()
+        .filter(valori_fleet::shared_subject("fleet").unwrap())
+        .sequence(taken)
+        .await
+        .unwrap();
+    let b = Shared::open(&url, "fleet", &dir.join("b"), options(), 1, Some("b"))
+        .await
+        .unwrap();
+    until("the gap to stop it", || b.status().error.is_some()).await;
+    let e = b.status().error.unwrap();
+    assert!(
+        e.contains("Corrupt")
+            && e.contains("command 4 of writer \"a\"")
+            && e.contains("needs is 2"),
+        "{e}"
+    );
+    // Nothing of it applied: b holds what it had.
+    assert_eq!(b.engine().len().unwrap(), 1);
+    drop(a);
+}
