@@ -395,7 +395,14 @@ const INCOMING_SNAPSHOT: &str = "incoming-snapshot.tmp";
 pub(crate) fn incoming(storage: Arc<dyn Storage>, dir: &Path) -> Result<Incoming> {
     let lock = lock_new(&*storage, dir)?;
     let tmp = dir.join(INCOMING_SNAPSHOT);
-    let file = storage.create(&tmp).map_err(Error::io("creating", &tmp))?;
+    let file = match storage.create(&tmp) {
+        Ok(f) => f,
+        Err(e) => {
+            let _ = storage.remove(&dir.join(LOCK_NAME));
+            drop(lock);
+            return Err(Error::io("creating", &tmp)(e));
+        }
+    };
     Ok(Incoming {
         storage,
         dir: dir.to_path_buf(),

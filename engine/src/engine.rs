@@ -349,11 +349,16 @@ impl Engine {
         Ok(self.log.synced_seq())
     }
 
-    /// A handle that waits for the log's next durable record ([`DurableWaiter::wait_past`]):
-    /// a publisher of the log wakes as soon as there is something to send instead of polling.
-    /// It does not keep the database open.
-    pub fn durable_waiter(&self) -> DurableWaiter {
-        DurableWaiter(Arc::clone(&self.log))
+    /// Calls `f` after every flush that makes records durable ([`Engine::durable_sequence`]
+    /// advances), from the thread that flushed, until the returned listener is dropped: a
+    /// publisher of the log wakes as soon as there is something to send instead of polling.
+    /// `f` must be quick and must not call back into this database (a notification, not work).
+    pub fn on_durable(&self, f: impl Fn() + Send + Sync + 'static) -> DurableListener {
+        let id = self.log.listen(Arc::new(f));
+        DurableListener {
+            log: Arc::downgrade(&self.log),
+            id,
+        }
     }
 
     /// The last sequence number and the chain value after it: where a replica stands
@@ -1071,6 +1076,7 @@ impl Engine {
             storage,
             incoming,
             bytes: Vec::with_capacity(expected_len.min(MAX_RESERVE)),
+            failed: false,
         })
     }
 
@@ -1188,14 +1194,24 @@ pub struct SnapshotReceiver {
     storage: Arc<dyn Storage>,
     incoming: directory::Incoming,
     bytes: Vec<u8>,
+    failed: bool,
 }
 
 impl SnapshotReceiver {
     /// The next piece of the snapshot file: written to the directory (and synced every few
     /// tens of megabytes, so that little is left to sync at the end).
     pub fn write(&mut self, piece: &[u8]) -> Result<()> {
+        if self.failed {
+            return Err(Error::Invalid(
+                "a write to this received snapshot failed before: start again".into(),
+            ));
+        }
+        // A failed write may have left part of the piece in the file: nothing after it may
+        // be written or finished.
+        self.failed = true;
         self.incoming.append(piece)?;
         self.bytes.extend_from_slice(piece);
+        self.failed = false;
         Ok(())
     }
 
@@ -1219,7 +1235,13 @@ impl SnapshotReceiver {
             storage,
             incoming,
             bytes,
+            failed,
         } = self;
+        if failed {
+            return Err(Error::Invalid(
+                "a write to this received snapshot failed before: start again".into(),
+            ));
+        }
         Engine::from_incoming(&dir, storage, incoming, &bytes, &[], options)
     }
 }
@@ -1233,21 +1255,25 @@ impl std::fmt::Debug for SnapshotReceiver {
     }
 }
 
-/// Waits for a database's next durable record ([`Engine::durable_waiter`]).
-#[derive(Clone)]
-pub struct DurableWaiter(Arc<Writer>);
+/// A listener of a database's durable records ([`Engine::on_durable`]); dropping it stops
+/// the calls.
+pub struct DurableListener {
+    log: std::sync::Weak<Writer>,
+    id: u64,
+}
 
-impl DurableWaiter {
-    /// Waits (at most `timeout`) until a record after sequence number `past` is durable, and
-    /// returns the last durable sequence number then (earlier if the log stops: a failed
-    /// flush, the database poisoned).
-    pub fn wait_past(&self, past: u64, timeout: std::time::Duration) -> u64 {
-        self.0.wait_synced_past(past, timeout)
+impl Drop for DurableListener {
+    fn drop(&mut self) {
+        if let Some(log) = self.log.upgrade() {
+            log.unlisten(self.id);
+        }
     }
 }
 
-impl std::fmt::Debug for DurableWaiter {
+impl std::fmt::Debug for DurableListener {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("DurableWaiter").finish_non_exhaustive()
+        f.debug_struct("DurableListener")
+            .field("id", &self.id)
+            .finish()
     }
 }

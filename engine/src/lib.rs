@@ -45,7 +45,7 @@ pub mod wal;
 
 pub use directory::{HistoryTag, LOCK_NAME, MAX_TAG_NAME, TAGS_NAME};
 pub use engine::{
-    DurableWaiter, Engine, Record, ReplicaApplied, SnapshotReceiver, Stats, REPLICA_STREAM,
+    DurableListener, Engine, Record, ReplicaApplied, SnapshotReceiver, Stats, REPLICA_STREAM,
 };
 pub use error::{Error, Hint, Result};
 pub use export::{replay_export, replay_into, Export, ExportReader, EXPORT_MAGIC, EXPORT_VERSION};

@@ -388,30 +388,42 @@ fn a_large_snapshot_decodes_on_two_threads_to_the_same_state() {
     }
 }
 
-/// A durable-record waiter returns when a record after the one it names is durable, well
-/// before its timeout, and at the timeout when none is.
+/// A durable-record listener is called when a commit makes records durable, and no more
+/// once dropped.
 #[test]
-fn a_durable_waiter_wakes_when_a_later_record_is_durable() {
-    let d = tempdir("waiter");
-    let db = std::sync::Arc::new(Engine::open(&d, Options::new(4, Metric::L2)).unwrap());
-    let waiter = db.durable_waiter();
-    let before = db.durable_sequence().unwrap();
-    let start = std::time::Instant::now();
-    assert_eq!(
-        waiter.wait_past(before, std::time::Duration::from_millis(50)),
-        before
-    );
-    assert!(start.elapsed() >= std::time::Duration::from_millis(50));
-    let writer = std::sync::Arc::clone(&db);
-    let commit = std::thread::spawn(move || {
-        std::thread::sleep(std::time::Duration::from_millis(50));
-        writer.insert(&vector(1), None, b"").unwrap();
+fn a_durable_listener_is_called_on_each_durable_commit_until_dropped() {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::Arc;
+    let d = tempdir("listener");
+    let db = Engine::open(&d, Options::new(4, Metric::L2)).unwrap();
+    let calls = Arc::new(AtomicU64::new(0));
+    let seen = Arc::clone(&calls);
+    let listener = db.on_durable(move || {
+        seen.fetch_add(1, Ordering::SeqCst);
     });
-    let start = std::time::Instant::now();
-    let got = waiter.wait_past(before, std::time::Duration::from_secs(60));
-    assert_eq!(got, before + 1);
-    assert!(start.elapsed() < std::time::Duration::from_secs(30));
-    commit.join().unwrap();
-    drop(db);
+    db.insert(&vector(1), None, b"").unwrap();
+    db.insert(&vector(2), None, b"").unwrap();
+    assert_eq!(calls.load(Ordering::SeqCst), 2);
+    drop(listener);
+    db.insert(&vector(3), None, b"").unwrap();
+    assert_eq!(calls.load(Ordering::SeqCst), 2);
+    // In `none` mode nothing is durable until a flush.
+    let quiet = tempdir("listener-none");
+    let db2 = Engine::open(
+        &quiet,
+        Options::new(4, Metric::L2).durability(Durability::None),
+    )
+    .unwrap();
+    let calls2 = Arc::new(AtomicU64::new(0));
+    let seen2 = Arc::clone(&calls2);
+    let _l = db2.on_durable(move || {
+        seen2.fetch_add(1, Ordering::SeqCst);
+    });
+    db2.insert(&vector(1), None, b"").unwrap();
+    assert_eq!(calls2.load(Ordering::SeqCst), 0);
+    db2.flush().unwrap();
+    assert_eq!(calls2.load(Ordering::SeqCst), 1);
+    drop((db, db2));
     let _ = std::fs::remove_dir_all(d);
+    let _ = std::fs::remove_dir_all(quiet);
 }

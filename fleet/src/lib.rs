@@ -56,7 +56,7 @@ const SEQ_KEY: &str = "valori-seq";
 /// Messages a follower asks for at once (each up to the server's max_payload).
 const PULL_BATCH: i64 = 16;
 /// How long a leader waits at most for its next durable record before it looks again (at
-/// the bucket's snapshot, and whether it should stop); it wakes as soon as one is durable.
+/// the bucket's snapshot; in `none` mode, at its log); it wakes as soon as one is durable.
 const IDLE: Duration = Duration::from_millis(100);
 
 /// What went wrong.
@@ -152,7 +152,7 @@ fn part_of(headers: Option<&async_nats::HeaderMap>) -> Option<(u64, u32, u32, [u
     Some((seq, i, n, chain))
 }
 
-fn hex(bytes: &[u8]) -> String {
+pub(crate) fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
@@ -220,11 +220,7 @@ impl Fleet {
 
     /// The payload a message may carry: the server's `max_payload` less room for headers.
     fn message_room(&self) -> usize {
-        self.js
-            .client()
-            .max_payload()
-            .saturating_sub(HEADER_ROOM)
-            .max(HEADER_ROOM)
+        message_room(&self.js)
     }
 
     async fn stream(&self) -> Result<stream::Stream> {
@@ -375,49 +371,16 @@ impl Fleet {
             Err(e) => return Err(nats("getting the snapshot")(&e)),
         };
         found(info.metadata.get(AFTER_KEY).and_then(|a| a.parse().ok()));
-        let mut chunks = Chunks::open(&self.js, &info).await?;
+        let mut chunks = Chunks::open(&self.js, BUCKET, &info).await?;
         let Some(dir) = into else {
-            let mut bytes = Vec::with_capacity(info.size);
+            let mut bytes = Vec::with_capacity(info.size.min(1 << 30));
             while let Some(chunk) = chunks.next().await? {
                 bytes.extend_from_slice(&chunk);
             }
             return Ok(Fetched::Bytes(bytes));
         };
-        // The chunks go to a blocking writer as they arrive (`None`: all of them came), never
-        // waiting for it: while it syncs what it wrote, the next chunks queue.
-        let (tx, mut rx) = tokio::sync::mpsc::channel::<Option<bytes::Bytes>>(info.chunks + 1);
-        let (d, size) = (dir.to_path_buf(), info.size);
-        let writer = tokio::task::spawn_blocking(move || {
-            let mut receiver = Engine::receive_snapshot(&d, size)?;
-            while let Some(chunk) = rx.blocking_recv() {
-                match chunk {
-                    Some(chunk) => receiver.write(&chunk)?,
-                    None => return receiver.finish(follower_options()).map(Some),
-                }
-            }
-            // The reading failed: the receiver, dropped, leaves nothing in the directory.
-            Ok(None)
-        });
-        let read = async {
-            while let Some(chunk) = chunks.next().await? {
-                if tx.send(Some(chunk)).await.is_err() {
-                    return Ok(()); // the writer failed: its error is below
-                }
-            }
-            let _ = tx.send(None).await;
-            Ok::<(), FleetError>(())
-        }
-        .await;
-        drop(tx);
-        // Awaited before any error returns, so that a retry finds the directory free.
-        let written = writer
-            .await
-            .map_err(|e| FleetError::Nats(format!("a blocking task failed: {e}")))?
-            .map_err(FleetError::Engine)?;
-        read?;
-        written
-            .map(|e| Fetched::Database(Arc::new(e)))
-            .ok_or_else(|| FleetError::Nats("the snapshot's writer stopped early".into()))
+        let engine = receive_object(chunks, info.size, dir, follower_options()).await?;
+        Ok(Fetched::Database(Arc::new(engine)))
     }
 
     /// Makes `engine` (the database `database`) a leader: publishes its snapshot, then every
@@ -513,7 +476,7 @@ impl Fleet {
             || std::fs::read_dir(&dir).is_ok_and(|mut d| d.next().is_some());
         if exists {
             let d = dir.clone();
-            let engine = blocking(move || {
+            let opened = tokio::task::spawn_blocking(move || {
                 Engine::open(
                     &d,
                     Options {
@@ -522,8 +485,15 @@ impl Fleet {
                     },
                 )
             })
-            .await?;
-            return self.follow_engine(database, Arc::new(engine)).await;
+            .await
+            .map_err(|e| FleetError::Nats(format!("a blocking task failed: {e}")))?;
+            match opened {
+                Ok(engine) => return self.follow_engine(database, Arc::new(engine)).await,
+                // Only what an interrupted download left (a lock, a temporary file): the
+                // snapshot is fetched again.
+                Err(valori_engine::Error::NoDatabase { .. }) => {}
+                Err(e) => return Err(FleetError::Engine(e)),
+            }
         }
         // While the snapshot is read and made a database, the stream's records after it
         // are already fetched (from the message after the snapshot's record, when the
@@ -610,6 +580,68 @@ impl Fleet {
     }
 }
 
+/// Makes a new database in `dir` (opened with `options`) from a snapshot object's `chunks`
+/// (`size` bytes), each written as it arrives and the whole verified at the end. On any
+/// failure nothing is left in `dir`; a snapshot that does not verify is an `Engine` error.
+pub(crate) async fn receive_object(
+    mut chunks: Chunks,
+    size: usize,
+    dir: &Path,
+    options: Options,
+) -> Result<Engine> {
+    // The chunks go to a blocking writer as they arrive (`None`: all of them came), never
+    // waiting for it: while it syncs what it wrote, the next chunks queue.
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Option<bytes::Bytes>>();
+    let d = dir.to_path_buf();
+    let writer = tokio::task::spawn_blocking(move || {
+        let mut receiver = Engine::receive_snapshot(&d, size)?;
+        while let Some(chunk) = rx.blocking_recv() {
+            match chunk {
+                Some(chunk) => receiver.write(&chunk)?,
+                None => return receiver.finish(options).map(Some),
+            }
+        }
+        // The reading failed: the receiver, dropped, leaves nothing in the directory.
+        Ok(None)
+    });
+    let read = async {
+        while let Some(chunk) = chunks.next().await? {
+            if tx.send(Some(chunk)).is_err() {
+                return Ok(()); // the writer failed: its error is below
+            }
+        }
+        let _ = tx.send(None);
+        Ok::<(), FleetError>(())
+    }
+    .await;
+    drop(tx);
+    // Awaited before any error returns, so that a retry finds the directory free.
+    let written = writer
+        .await
+        .map_err(|e| FleetError::Nats(format!("a blocking task failed: {e}")))?
+        .map_err(FleetError::Engine)?;
+    read?;
+    written.ok_or_else(|| FleetError::Nats("the snapshot's writer stopped early".into()))
+}
+
+/// Bytes from hex (`None` if it is not).
+pub(crate) fn unhex(s: &str) -> Option<Vec<u8>> {
+    if !s.len().is_multiple_of(2) {
+        return None;
+    }
+    (0..s.len() / 2)
+        .map(|k| u8::from_str_radix(s.get(2 * k..2 * k + 2)?, 16).ok())
+        .collect()
+}
+
+/// The payload a message may carry: the server's `max_payload` less room for headers.
+pub(crate) fn message_room(js: &jetstream::Context) -> usize {
+    js.client()
+        .max_payload()
+        .saturating_sub(HEADER_ROOM)
+        .max(HEADER_ROOM)
+}
+
 fn no_snapshot(database: &str) -> FleetError {
     FleetError::NotFound(format!(
         "no snapshot of database {database:?} in bucket {BUCKET} on these servers: \
@@ -621,19 +653,23 @@ fn no_snapshot(database: &str) -> FleetError {
 /// store's own reader also computes the object's SHA-256 on the way; a snapshot verifies
 /// itself (checksums and state hash, `docs/FORMAT.md` §9), so this one only checks that the
 /// chunks add up to the object's size.
-struct Chunks {
+pub(crate) struct Chunks {
     consumer: pull::Ordered,
     left: usize,
     bytes_left: usize,
 }
 
 impl Chunks {
-    async fn open(js: &jetstream::Context, info: &object_store::ObjectInfo) -> Result<Chunks> {
+    pub(crate) async fn open(
+        js: &jetstream::Context,
+        bucket: &str,
+        info: &object_store::ObjectInfo,
+    ) -> Result<Chunks> {
         let store = js
-            .get_stream(format!("OBJ_{BUCKET}"))
+            .get_stream(format!("OBJ_{bucket}"))
             .await
             .map_err(|e| nats("opening the snapshot bucket's stream")(&e))?;
-        let subject = format!("$O.{BUCKET}.C.{}", info.nuid);
+        let subject = format!("$O.{bucket}.C.{}", info.nuid);
         let consumer = consume(&store, &subject, 1)
             .await
             .map_err(FleetError::Nats)?;
@@ -645,7 +681,7 @@ impl Chunks {
     }
 
     /// The next chunk; `None` after the last.
-    async fn next(&mut self) -> Result<Option<bytes::Bytes>> {
+    pub(crate) async fn next(&mut self) -> Result<Option<bytes::Bytes>> {
         if self.left == 0 {
             return if self.bytes_left == 0 {
                 Ok(None)
@@ -796,7 +832,12 @@ async fn publish_loop(
     let mut acked: std::collections::VecDeque<(u64, u64)> = std::collections::VecDeque::new();
     let mut bucket: Option<(u64, u64)> = None;
     let mut next_look = tokio::time::Instant::now() + RETENTION_LOOK;
-    let waiter = engine.durable_waiter();
+    // Woken when a record becomes durable (a permit is kept if none is waiting).
+    let durable = Arc::new(tokio::sync::Notify::new());
+    let _listening = {
+        let d = Arc::clone(&durable);
+        engine.on_durable(move || d.notify_one())
+    };
     let e = Arc::clone(&engine);
     let mut pin = match tokio::task::spawn_blocking(move || e.pin_log(from)).await {
         Ok(Ok(p)) => p,
@@ -827,9 +868,10 @@ async fn publish_loop(
             }
         }
         if through < pin.from() {
-            let past = pin.from().saturating_sub(1);
-            let w = waiter.clone();
-            let _ = tokio::task::spawn_blocking(move || w.wait_past(past, IDLE)).await;
+            tokio::select! {
+                () = durable.notified() => {}
+                () = tokio::time::sleep(IDLE) => {}
+            }
             continue;
         }
         let e2 = Arc::clone(&engine);
@@ -1174,6 +1216,9 @@ async fn apply_loop(
         mut consumer,
     } = prefetched;
     let mut tries: u32 = 0;
+    // The last stream message delivered (a consumer that goes quiet with more than this on
+    // the stream is stuck).
+    let mut seen = resume.saturating_sub(1);
     // The parts of the record being joined: its sequence number, parts received, bytes.
     let mut joining: Option<(u64, u32, Vec<u8>)> = None;
     loop {
@@ -1209,14 +1254,14 @@ async fn apply_loop(
                 // it has, the consumer is stuck (its server died and making it again failed)
                 // and is made again here.
                 match stream.get_last_raw_message_by_subject(&subject).await {
-                    Ok(last) if last.sequence < resume => {}
+                    Ok(last) if last.sequence <= seen => {}
                     Err(e) if e.kind() == LastRawMessageErrorKind::NoMessageFound => {}
                     Ok(last) => {
                         retrying(
                             &tx,
                             &subject,
                             format!(
-                                "no message for {} s while the stream holds message {} (this copy needs {resume} on): consuming again",
+                                "no message for {} s while the stream holds message {} (the last delivered was {seen}): consuming again",
                                 STALL.as_secs(),
                                 last.sequence
                             ),
@@ -1244,14 +1289,15 @@ async fn apply_loop(
                 }
             }
         };
-        if tries > 1 {
-            tries = 1;
+        tries = 1;
+        if tx.borrow().retrying.is_some() {
             tx.send_modify(|s| s.retrying = None);
         }
         let (stream_seq, pending) = m
             .info()
             .map(|i| (i.stream_sequence, i.pending))
             .unwrap_or((resume, 0));
+        seen = seen.max(stream_seq);
         let Some((seq, part, parts, _)) = part_of(m.headers.as_ref()) else {
             return fail(format!(
                 "Corrupt: a message on {subject} is not part of a replica record (no valid {SEQ_HEADER}/{PART_HEADER}/{CHAIN_HEADER} headers)"

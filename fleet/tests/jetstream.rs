@@ -330,6 +330,18 @@ async fn a_checkpoint_puts_its_snapshot_in_the_bucket_and_the_stream_drops_what_
         leader.state_hash().unwrap()
     );
     assert_eq!(f.engine().newest_snapshot().unwrap().unwrap().0, snap);
+    // What an interrupted download leaves (the lock, a part of the snapshot) is still a new
+    // follower's directory: the snapshot is fetched again.
+    let interrupted = dir.join("i");
+    std::fs::create_dir_all(&interrupted).unwrap();
+    std::fs::write(interrupted.join(valori_engine::LOCK_NAME), b"").unwrap();
+    std::fs::write(interrupted.join("incoming-snapshot.tmp"), b"part of it").unwrap();
+    let i = fleet.follow("r", &interrupted).await.unwrap();
+    i.wait_applied(leader.sequence().unwrap()).await.unwrap();
+    assert_eq!(
+        i.engine().state_hash().unwrap(),
+        leader.state_hash().unwrap()
+    );
 
     // The bucket's snapshot names the stream message of its record, and a new follower
     // consumes from the message after it rather than from the subject's first.

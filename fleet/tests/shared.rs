@@ -411,3 +411,77 @@ async fn a_member_missing_commands_the_stream_dropped_stops_instead_of_diverging
     assert_eq!(b.engine().len().unwrap(), 1);
     drop(a);
 }
+
+/// Members put their checkpoints' snapshots in the bucket and the stream drops the commands
+/// the one before covered: a new member starts from the bucket's snapshot, and a member away
+/// while commands it lacked were dropped is made again from it when reopened. Both reach the
+/// others' hash (without the bucket they would stop: the stream no longer starts at 1).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn snapshots_in_the_bucket_let_the_stream_drop_old_commands_and_new_members_start_from_them()
+{
+    let dir = tempdir("retain");
+    let servers = start(1, &dir);
+    let url = servers[0].url();
+    // A checkpoint (and a snapshot for the bucket) every few dozen commands.
+    let opts = || options().checkpoint_wal_bytes(2048);
+    let member = |name: &'static str| {
+        let (url, d) = (url.clone(), dir.join(name));
+        async move {
+            Shared::open(&url, "fleet", &d, opts(), 1, Some(name))
+                .await
+                .unwrap()
+        }
+    };
+    let a = member("a").await;
+    let b = member("b").await;
+    let mut i = 0;
+    let mut write = |m: &Shared| {
+        i += 1;
+        m.submit(&insert(&vector(i), None, u64::from(i % 3)))
+            .unwrap()
+    };
+    let client = async_nats::connect(url.clone()).await.unwrap();
+    let stream = async_nats::jetstream::new(client)
+        .get_stream(valori_fleet::SHARED_STREAM)
+        .await
+        .unwrap();
+    let subject = valori_fleet::shared_subject("fleet").unwrap();
+    let first_kept = || async {
+        stream
+            .get_first_raw_message_by_subject(&subject, 1)
+            .await
+            .map_or(0, |m| m.sequence)
+    };
+    // Write until the stream has dropped commands; b goes away before the last drops.
+    let deadline = Instant::now() + Duration::from_secs(90);
+    let mut b = Some(b);
+    let mut away_at = 0;
+    while first_kept().await <= away_at + 1 || b.is_some() {
+        assert!(
+            Instant::now() < deadline,
+            "the stream never dropped commands"
+        );
+        let t = write(&a);
+        a.wait(t).await.unwrap();
+        if let Some(m) = &b {
+            let t = write(m);
+            m.wait(t).await.unwrap();
+            if first_kept().await > 1 {
+                converged(&[&a, m]).await;
+                away_at = m.status().stream_seq;
+                drop(b.take().unwrap().stop().await);
+            }
+        }
+    }
+    // A new member starts from the bucket's snapshot.
+    let c = member("c").await;
+    converged(&[&a, &c]).await;
+    assert_eq!(hash(&c), hash(&a));
+    assert!(c.engine().newest_snapshot().unwrap().unwrap().0 > 0);
+    // The member that was away is made again from it and converges too.
+    let b = member("b").await;
+    converged(&[&a, &b, &c]).await;
+    assert_eq!(hash(&b), hash(&a));
+    assert_eq!(b.engine().len().unwrap(), a.engine().len().unwrap());
+    drop((a, b, c));
+}

@@ -151,8 +151,15 @@ impl Replication {
             let follower = match registry.get(&name) {
                 Ok(db) => self.fleet.follow_engine(&name, db).await,
                 Err(_) => self.fleet.follow(&name, &data.join(&name)).await,
-            }
-            .map_err(|e| format!("following database '{name}': {e}"))?;
+            };
+            // One database that cannot be followed now does not keep the others from it.
+            let follower = match follower {
+                Ok(f) => f,
+                Err(e) => {
+                    tracing::warn!(database = %name, "following: {e}; trying again later");
+                    continue;
+                }
+            };
             registry.insert_open(&name, Arc::clone(follower.engine()));
             tracing::info!(database = %name, url = %self.fleet.url(), "following");
             lock(&self.followers).insert(name, follower);

@@ -9,7 +9,7 @@ use super::{
 };
 use crate::storage::StorageFile;
 use std::io;
-use std::sync::{Condvar, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 
 /// The 64-byte header of a segment.
 pub fn segment_header(first_seq: u64, chain_in: &Chain) -> [u8; SEGMENT_HEADER_LEN] {
@@ -168,10 +168,15 @@ impl Drop for StopOnUnwind<'_> {
     }
 }
 
+/// Called after a flush made records durable ([`Writer::listen`]).
+pub(crate) type Listener = Arc<dyn Fn() + Send + Sync>;
+
 /// The appending end of the log.
 pub(crate) struct Writer {
     staged: Mutex<Staged>,
     flushed: Condvar,
+    /// The last listener id given, and the listeners.
+    listeners: Mutex<(u64, Vec<(u64, Listener)>)>,
 }
 
 impl Writer {
@@ -192,6 +197,7 @@ impl Writer {
                 stats: LogStats::default(),
             }),
             flushed: Condvar::new(),
+            listeners: Mutex::new((0, Vec::new())),
         }
     }
 
@@ -284,6 +290,11 @@ impl Writer {
                     if fsync {
                         s.synced_seq = s.synced_seq.max(upto);
                         s.synced_len = s.file_len;
+                        drop(s);
+                        self.flushed.notify_all();
+                        self.tell_listeners();
+                        s = self.lock();
+                        continue;
                     }
                     self.flushed.notify_all();
                 }
@@ -317,15 +328,35 @@ impl Writer {
         self.lock().synced_seq
     }
 
-    /// Waits until a record after `past` is durable, the writer stops, or `timeout` passes;
-    /// the last durable sequence number then.
-    pub(crate) fn wait_synced_past(&self, past: u64, timeout: std::time::Duration) -> u64 {
-        let s = self.lock();
-        let (s, _) = self
-            .flushed
-            .wait_timeout_while(s, timeout, |s| s.synced_seq <= past && !s.stopped)
-            .unwrap_or_else(|p| p.into_inner());
-        s.synced_seq
+    /// Calls `f` after every flush that makes records durable, until the returned id is
+    /// passed to [`Writer::unlisten`].
+    pub(crate) fn listen(&self, f: Listener) -> u64 {
+        let mut l = self.listeners.lock().unwrap_or_else(|p| p.into_inner());
+        l.0 += 1;
+        let id = l.0;
+        l.1.push((id, f));
+        id
+    }
+
+    /// Stops calling the listener `id`.
+    pub(crate) fn unlisten(&self, id: u64) {
+        let mut l = self.listeners.lock().unwrap_or_else(|p| p.into_inner());
+        l.1.retain(|(i, _)| *i != id);
+    }
+
+    /// Calls the listeners (outside the staging lock).
+    fn tell_listeners(&self) {
+        let listeners: Vec<Listener> = self
+            .listeners
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .1
+            .iter()
+            .map(|(_, f)| Arc::clone(f))
+            .collect();
+        for f in listeners {
+            f();
+        }
     }
 
     /// True once the writer stopped (a failed or panicked flush, or the handle poisoned).
