@@ -152,7 +152,7 @@ fn part_of(headers: Option<&async_nats::HeaderMap>) -> Option<(u64, u32, u32, [u
     Some((seq, i, n, chain))
 }
 
-pub(crate) fn hex(bytes: &[u8]) -> String {
+fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
@@ -622,16 +622,6 @@ pub(crate) async fn receive_object(
         .map_err(FleetError::Engine)?;
     read?;
     written.ok_or_else(|| FleetError::Nats("the snapshot's writer stopped early".into()))
-}
-
-/// Bytes from hex (`None` if it is not).
-pub(crate) fn unhex(s: &str) -> Option<Vec<u8>> {
-    if !s.len().is_multiple_of(2) {
-        return None;
-    }
-    (0..s.len() / 2)
-        .map(|k| u8::from_str_radix(s.get(2 * k..2 * k + 2)?, 16).ok())
-        .collect()
 }
 
 /// The payload a message may carry: the server's `max_payload` less room for headers.

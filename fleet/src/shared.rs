@@ -31,7 +31,7 @@ use async_nats::jetstream::consumer::pull::OrderedConfig;
 use async_nats::jetstream::consumer::DeliverPolicy;
 use async_nats::jetstream::context::PublishErrorKind;
 use async_nats::jetstream::message::PublishMessage;
-use async_nats::jetstream::{self, object_store, stream};
+use async_nats::jetstream::{self, stream};
 use futures_util::StreamExt;
 use std::collections::{BTreeMap, VecDeque};
 use std::io::{Read, Write};
@@ -50,20 +50,12 @@ pub const SHARED_PREFIX: &str = "valori.cmd.";
 /// its headers under the servers' default `max_payload` (1 MiB). Split larger batches.
 pub const MAX_SHARED_COMMAND: usize = 1_040_000;
 
-/// The object store bucket of shared databases' snapshots (object `<database>`), each with the
-/// member position it was taken at.
-pub const SHARED_BUCKET: &str = "valori-shared-snapshots";
-/// Metadata of a snapshot in [`SHARED_BUCKET`]: the position (hex of its encoding).
-const POSITION_KEY: &str = "valori-position";
-/// Metadata of a snapshot in [`SHARED_BUCKET`]: the stream sequence before which the stream
-/// may have dropped this database's commands (the previous snapshot's last message + 1).
-const DROPPED_KEY: &str = "valori-dropped-before";
-/// How long opening a member waits for the servers to look for a snapshot to start from.
-const BOOTSTRAP_WAIT: Duration = Duration::from_secs(5);
-
 const WRITER_HEADER: &str = "Valori-Writer";
 const NUMBER_HEADER: &str = "Valori-Writer-Seq";
 const CONFIG_HEADER: &str = "Valori-Config";
+/// On a message that stands for a command the servers refused (too large): why. It keeps the
+/// writer's numbers without a gap; every member takes it as that command dropped.
+const DROPPED_HEADER: &str = "Valori-Dropped";
 /// Commands a member applies between two writes of its position (it also writes it whenever
 /// it has caught up).
 const COMMIT_EVERY: u32 = 256;
@@ -439,10 +431,6 @@ struct Inner {
     wake: Notify,
     outcomes: Mutex<BTreeMap<u64, Outcome>>,
     status: watch::Sender<SharedStatus>,
-    /// Copies of the bucket and stream (1 or 3).
-    replicas: usize,
-    /// Whether a snapshot is being put in the bucket.
-    sharing: std::sync::atomic::AtomicBool,
 }
 
 impl Inner {
@@ -524,12 +512,11 @@ impl Shared {
         } else {
             options.checkpoint_wal_bytes
         };
-        let opts = options
-            .follower()
-            .durability(valori_engine::Durability::None)
-            .checkpoint_wal_bytes(0);
-        bootstrap(&addrs, database, dir, &db_dir, opts.clone()).await?;
         let engine = {
+            let opts = options
+                .follower()
+                .durability(valori_engine::Durability::None)
+                .checkpoint_wal_bytes(0);
             let d = db_dir.clone();
             Arc::new(crate::blocking(move || Engine::open(&d, opts)).await?)
         };
@@ -595,8 +582,6 @@ impl Shared {
             wake: Notify::new(),
             outcomes: Mutex::new(BTreeMap::new()),
             status: tx,
-            replicas,
-            sharing: std::sync::atomic::AtomicBool::new(false),
         });
         let client = async_nats::ConnectOptions::new()
             .retry_on_initial_connect()
@@ -846,6 +831,8 @@ async fn publish_loop(
     mut stopping: watch::Receiver<bool>,
 ) {
     let mut tries: u32 = 0;
+    // A command the servers refused, and why: published as an empty message instead.
+    let mut refused: Option<(u64, String)> = None;
     loop {
         let next = {
             let outbox = inner.lock_outbox();
@@ -865,12 +852,16 @@ async fn publish_loop(
             continue;
         };
         tries = tries.saturating_add(1);
-        let msg = PublishMessage::build()
-            .payload(command)
+        let mut msg = PublishMessage::build()
             .message_id(format!("{}.{}.{n}", inner.database, inner.writer))
             .header(WRITER_HEADER, inner.writer.as_str())
             .header(NUMBER_HEADER, n.to_string().as_str())
             .header(CONFIG_HEADER, inner.config.as_str());
+        msg = match &refused {
+            // The servers refused this command: an empty message takes its number instead.
+            Some((r, why)) if *r == n => msg.header(DROPPED_HEADER, why.as_str()),
+            _ => msg.payload(command),
+        };
         let result = tokio::select! {
             r = async {
                 match js.send_publish(inner.subject.clone(), msg).await {
@@ -889,12 +880,17 @@ async fn publish_loop(
                 tries = 0;
             }
             Err(e) if e.kind() == PublishErrorKind::MaxPayloadExceeded => {
-                // Never stored: no member has it. Its number is skipped.
+                // Never stored: no member has it. An empty message takes its number, so that
+                // the members see the writer's numbers without a gap (a gap stops them).
                 let error = format!("the servers refused command {n}: {e}");
-                inner.record(n, Outcome::Dropped { error });
-                published = n;
+                inner.record(
+                    n,
+                    Outcome::Dropped {
+                        error: error.clone(),
+                    },
+                );
+                refused = Some((n, error));
                 tries = 0;
-                inner.status.send_modify(|_| {});
             }
             Err(e) => {
                 inner.retrying(format!("publishing command {n} (try {tries}): {e}"));
@@ -915,6 +911,8 @@ enum Take {
     Refused(String),
     /// A command taken before a crash, matched again.
     Matched,
+    /// A command the servers refused, stood for by an empty message.
+    Dropped(String),
 }
 
 /// Takes the stream's messages in order, from the member's position on.
@@ -1034,7 +1032,7 @@ async fn consume_loop(
                 ));
             }
             if pending == 0 || uncommitted >= COMMIT_EVERY {
-                if let Err(e) = commit(&inner, &js, &mut pos).await {
+                if let Err(e) = commit(&inner, &mut pos, ahead.len()).await {
                     inner.fail(e.to_string());
                     return;
                 }
@@ -1052,7 +1050,7 @@ async fn consume_loop(
         }
     }
     if uncommitted > 0 {
-        if let Err(e) = commit(&inner, &js, &mut pos).await {
+        if let Err(e) = commit(&inner, &mut pos, ahead.len()).await {
             inner.fail(e.to_string());
         }
     }
@@ -1112,13 +1110,15 @@ async fn take(
         return Err(format!(
             "Corrupt: message {stream_seq} on {subject} is command {n} of writer {writer:?}, \
              but the next of that writer this member needs is {}: the stream no longer holds \
-             it (dropped while this member was away); reopen this member to start again \
-             from the bucket's snapshot (its queued commands are kept)",
+             it (dropped while this member was away); rebuild this member (a new directory)",
             last + 1
         ));
     }
     let payload = m.payload.clone();
-    let taken = if let Some(front) = ahead.front() {
+    let taken = if let Some(why) = header(m, DROPPED_HEADER) {
+        // A command its writer's servers refused: nothing to apply, on every member.
+        Take::Dropped(why.to_string())
+    } else if let Some(front) = ahead.front() {
         // Before the crash this member applied its commands up to `ahead`'s last, in stream
         // order, and logged nothing for a refused one: a command equal to the next applied one
         // is that one (had it been refused, the same command after it would have been too).
@@ -1161,6 +1161,7 @@ async fn take(
                 },
             ),
             Take::Refused(error) => inner.record(n, Outcome::Refused { stream_seq, error }),
+            Take::Dropped(error) => inner.record(n, Outcome::Dropped { error }),
             Take::Matched => {}
         }
         inner
@@ -1173,220 +1174,32 @@ async fn take(
 
 /// Makes what the member applied durable, then its position, then empties the outbox if
 /// everything in it is done.
-async fn commit(inner: &Arc<Inner>, js: &jetstream::Context, pos: &mut Position) -> Result<()> {
+async fn commit(inner: &Arc<Inner>, pos: &mut Position, unmatched: usize) -> Result<()> {
     let engine = Arc::clone(&inner.engine);
     let local = crate::blocking(move || {
         engine.flush()?;
         engine.sequence()
     })
     .await?;
-    pos.local_seq = local;
+    // Commands logged before a crash and not matched against the stream yet are not covered
+    // by this position: a restart must find them past it (and match them), and no
+    // checkpoint may drop them from the log meanwhile.
+    pos.local_seq = local.saturating_sub(unmatched as u64);
     write_atomic(&inner.dir.join("position"), &pos.encode())?;
     inner.lock_outbox().compact()?;
+    if unmatched > 0 {
+        return Ok(());
+    }
     // The position now covers the whole log: a checkpoint may drop it.
     let engine = Arc::clone(&inner.engine);
     let limit = inner.checkpoint_bytes;
-    let checkpointed = crate::blocking(move || {
+    crate::blocking(move || {
         if engine.stats()?.wal_bytes >= limit {
             engine.checkpoint()?;
-            return Ok(true);
         }
-        Ok(false)
-    })
-    .await?;
-    // The new snapshot goes to the bucket (one at a time; a member busy putting one skips
-    // this one): a new member starts from it, and the stream drops what the one before it
-    // covered.
-    if checkpointed
-        && !inner
-            .sharing
-            .swap(true, std::sync::atomic::Ordering::SeqCst)
-    {
-        let (inner, js, pos) = (Arc::clone(inner), js.clone(), pos.clone());
-        tokio::spawn(async move {
-            if let Err(e) = share_snapshot(&inner, &js, &pos).await {
-                tracing::warn!(database = %inner.database, "putting a snapshot in the bucket: {e}");
-            }
-            inner
-                .sharing
-                .store(false, std::sync::atomic::Ordering::SeqCst);
-        });
-    }
-    Ok(())
-}
-
-/// The bucket's snapshot of a shared database.
-struct BucketSnapshot {
-    info: object_store::ObjectInfo,
-    /// The member position it was taken at.
-    position: Position,
-    /// The stream may have dropped this database's commands before this stream sequence.
-    dropped_before: u64,
-}
-
-async fn shared_bucket(
-    js: &jetstream::Context,
-    replicas: usize,
-) -> Result<object_store::ObjectStore> {
-    if let Ok(b) = js.get_object_store(SHARED_BUCKET).await {
-        return Ok(b);
-    }
-    js.create_object_store(object_store::Config {
-        bucket: SHARED_BUCKET.into(),
-        num_replicas: replicas,
-        storage: stream::StorageType::File,
-        ..Default::default()
+        Ok(())
     })
     .await
-    .map_err(|e| nats("creating the shared snapshot bucket")(&e))
-}
-
-/// The bucket's snapshot of `database`, if it has one.
-async fn bucket_snapshot(
-    js: &jetstream::Context,
-    database: &str,
-) -> Result<Option<BucketSnapshot>> {
-    let Ok(bucket) = js.get_object_store(SHARED_BUCKET).await else {
-        return Ok(None); // no member has put one yet
-    };
-    let info = match bucket.info(database).await {
-        Ok(info) if !info.deleted => info,
-        Ok(_) => return Ok(None),
-        Err(e) if e.kind() == object_store::InfoErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(nats("reading the shared snapshot bucket")(&e)),
-    };
-    let position = info
-        .metadata
-        .get(POSITION_KEY)
-        .and_then(|h| crate::unhex(h))
-        .ok_or_else(|| "no position".to_string())
-        .and_then(|b| Position::decode(&b))
-        .map_err(|why| {
-            FleetError::Nats(format!(
-                "the bucket's snapshot of shared database {database:?} has no valid position: {why}"
-            ))
-        })?;
-    let dropped_before = info
-        .metadata
-        .get(DROPPED_KEY)
-        .and_then(|d| d.parse().ok())
-        .unwrap_or(0);
-    Ok(Some(BucketSnapshot {
-        info,
-        position,
-        dropped_before,
-    }))
-}
-
-/// Puts the member's newest snapshot (taken at `pos`) in the bucket if it is newer than the
-/// one there, then lets the stream drop the commands the one there before covered.
-async fn share_snapshot(inner: &Arc<Inner>, js: &jetstream::Context, pos: &Position) -> Result<()> {
-    let e = Arc::clone(&inner.engine);
-    let Some((seq, path)) = crate::blocking(move || e.newest_snapshot()).await? else {
-        return Ok(());
-    };
-    if seq != pos.local_seq {
-        return Ok(()); // taken at another position: the next checkpoint's will do
-    }
-    let bucket = shared_bucket(js, inner.replicas).await?;
-    let previous = bucket_snapshot(js, &inner.database).await?;
-    let before = previous.map_or(0, |p| p.position.stream_seq);
-    if before >= pos.stream_seq {
-        return Ok(());
-    }
-    let mut file = match tokio::fs::File::open(&path).await {
-        Ok(f) => f,
-        // A later checkpoint removed it: its snapshot will come.
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-        Err(e) => return Err(io(&path)(e)),
-    };
-    let meta = object_store::ObjectMetadata {
-        name: inner.database.clone(),
-        description: Some(format!(
-            "valori shared snapshot at stream message {}",
-            pos.stream_seq
-        )),
-        chunk_size: Some(crate::message_room(js)),
-        metadata: [
-            (POSITION_KEY.to_string(), crate::hex(&pos.encode())),
-            (DROPPED_KEY.to_string(), (before + 1).to_string()),
-        ]
-        .into(),
-        ..Default::default()
-    };
-    bucket
-        .put(meta, &mut file)
-        .await
-        .map_err(|e| nats("putting the shared snapshot")(&e))?;
-    if before > 0 {
-        ensure_stream(js, inner.replicas)
-            .await?
-            .purge()
-            .filter(&inner.subject)
-            .sequence(before + 1)
-            .await
-            .map_err(|e| nats("dropping the commands the snapshots cover")(&e))?;
-        tracing::info!(database = %inner.database, snapshot = pos.stream_seq, dropped_before = before + 1, "shared snapshot in the bucket; the stream dropped the commands before the previous one");
-    }
-    Ok(())
-}
-
-/// Before a member's database is opened: a member with nothing yet starts from the bucket's
-/// snapshot (and the position it was taken at), and one whose position is behind what the
-/// stream has dropped is made again from it. Its outbox is kept (the position says which of
-/// its commands the fleet has taken). Without servers within [`BOOTSTRAP_WAIT`], or without a
-/// snapshot, nothing changes.
-async fn bootstrap(
-    addrs: &[async_nats::ServerAddr],
-    database: &str,
-    dir: &Path,
-    db_dir: &Path,
-    options: Options,
-) -> Result<()> {
-    let pos_path = dir.join("position");
-    let position = match std::fs::read(&pos_path) {
-        Ok(b) => Some(
-            Position::decode(&b)
-                .map_err(|why| corrupt(&pos_path, format!("the position file: {why}")))?,
-        ),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
-        Err(e) => return Err(io(&pos_path)(e)),
-    };
-    let has_db = std::fs::read_dir(db_dir).is_ok_and(|mut d| d.next().is_some());
-    let look = async {
-        let client = async_nats::ConnectOptions::new()
-            .connect(addrs.to_vec())
-            .await
-            .ok()?;
-        let js = jetstream::new(client);
-        let snap = bucket_snapshot(&js, database).await.ok()??;
-        Some((js, snap))
-    };
-    let Ok(Some((js, snap))) = tokio::time::timeout(BOOTSTRAP_WAIT, look).await else {
-        return Ok(());
-    };
-    let taken = position.as_ref().map_or(0, |p| p.stream_seq);
-    let fresh = !has_db && position.is_none();
-    let behind = taken + 1 < snap.dropped_before;
-    if !(fresh || behind) || taken >= snap.position.stream_seq {
-        return Ok(());
-    }
-    tracing::info!(database = %database, from = snap.position.stream_seq, "starting from the bucket's shared snapshot");
-    if has_db {
-        std::fs::remove_dir_all(db_dir).map_err(io(db_dir))?;
-    }
-    let chunks = crate::Chunks::open(&js, SHARED_BUCKET, &snap.info).await?;
-    let engine = crate::receive_object(chunks, snap.info.size, db_dir, options).await?;
-    if engine.sequence()? != snap.position.local_seq {
-        drop(engine);
-        let _ = std::fs::remove_dir_all(db_dir);
-        return Err(corrupt(
-            db_dir,
-            "the bucket's shared snapshot does not hold the commands its position says",
-        ));
-    }
-    drop(engine);
-    write_atomic(&pos_path, &snap.position.encode())
 }
 
 #[cfg(test)]
