@@ -59,6 +59,9 @@ const DROPPED_HEADER: &str = "Valori-Dropped";
 /// Commands a member applies between two writes of its position (it also writes it whenever
 /// it has caught up).
 const COMMIT_EVERY: u32 = 256;
+/// Seconds a member's consumer may stay silent while the stream holds more for it before it is
+/// made again.
+const STALL_SECONDS: u32 = 5;
 /// Outcomes of this writer's commands kept for [`Shared::wait`] (the oldest go first).
 const OUTCOMES_KEPT: usize = 100_000;
 const POSITION_MAGIC: &[u8; 8] = b"VSHPOS01";
@@ -978,6 +981,8 @@ async fn consume_loop(
             s.connected = true;
             s.retrying = None;
         });
+        // Seconds without a message, and the last stream message delivered.
+        let (mut quiet, mut seen) = (0u32, pos.stream_seq);
         loop {
             let next = tokio::select! {
                 m = tokio::time::timeout(Duration::from_secs(1), messages.next()) => m,
@@ -990,9 +995,27 @@ async fn consume_loop(
                     let connected =
                         client.connection_state() == async_nats::connection::State::Connected;
                     inner.status.send_modify(|s| s.connected = connected);
+                    quiet += 1;
+                    // Quiet for a while with more on the stream: the consumer is stuck (its
+                    // server died and making it again failed); it is made again here.
+                    if connected && quiet % STALL_SECONDS == 0 {
+                        if let Ok(last) =
+                            stream.get_last_raw_message_by_subject(&inner.subject).await
+                        {
+                            if last.sequence > seen {
+                                inner.retrying(format!(
+                                    "no message for {quiet} s while the stream holds message {} \
+                                     (the last delivered was {seen}): consuming again",
+                                    last.sequence
+                                ));
+                                continue 'connect;
+                            }
+                        }
+                    }
                     continue;
                 }
             };
+            quiet = 0;
             let m = match next {
                 Some(Ok(m)) => m,
                 Some(Err(e)) => {
@@ -1015,6 +1038,7 @@ async fn consume_loop(
                     continue 'connect;
                 }
             };
+            seen = seen.max(stream_seq);
             if stream_seq <= pos.stream_seq {
                 continue;
             }
