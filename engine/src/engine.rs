@@ -1123,7 +1123,7 @@ impl Engine {
         Engine::start(dir, storage, options, lock, recovered)
     }
 
-    /// Opens a database just written in `dir` (by an import or from a snapshot) with
+    /// Opens a database just written in `dir` (by an import) with
     /// `options`, its dimension and metric taken from the state written.
     fn open_created(dir: &Path, config: Config, options: Options) -> Result<Engine> {
         Engine::open(

@@ -331,27 +331,32 @@ pub fn decode(bytes: &[u8]) -> Result<Snapshot, (u64, String)> {
     let stored = bytes
         .get(body_at + len as usize..body_at + len as usize + 32)
         .unwrap_or_default();
+    let checked = |check: blake3::Hash| {
+        if check.as_bytes().get(..) == Some(stored) {
+            Ok(())
+        } else {
+            Err(err(body_at + len as usize, "section checksum mismatch"))
+        }
+    };
     // A large body is checked on another thread while it is decoded (the decoder takes any
-    // bytes without harm); a checksum mismatch is reported before any decoding error.
+    // bytes without harm); a checksum mismatch is reported before any decoding error. A
+    // small one is decoded only once its checksum holds.
     let large = body.len() >= PARALLEL_FROM;
-    let (check, decoded) = if large {
-        std::thread::scope(|s| {
+    let decoded = if large {
+        let (check, decoded) = std::thread::scope(|s| {
             let check = s.spawn(|| section_check(SECTION_KERNEL, body));
             let decoded = Kernel::from_bytes(body);
             let check = check
                 .join()
                 .unwrap_or_else(|_| section_check(SECTION_KERNEL, body));
             (check, decoded)
-        })
+        });
+        checked(check)?;
+        decoded
     } else {
-        (
-            section_check(SECTION_KERNEL, body),
-            Kernel::from_bytes(body),
-        )
+        checked(section_check(SECTION_KERNEL, body))?;
+        Kernel::from_bytes(body)
     };
-    if check.as_bytes().get(..) != Some(stored) {
-        return Err(err(body_at + len as usize, "section checksum mismatch"));
-    }
     let mut kernel = decoded.map_err(|e| match e {
         valori_kernel::Error::Corrupt { offset, reason } => {
             (body_at as u64 + offset, reason.to_string())

@@ -220,7 +220,11 @@ impl Fleet {
 
     /// The payload a message may carry: the server's `max_payload` less room for headers.
     fn message_room(&self) -> usize {
-        message_room(&self.js)
+        self.js
+            .client()
+            .max_payload()
+            .saturating_sub(HEADER_ROOM)
+            .max(HEADER_ROOM)
     }
 
     async fn stream(&self) -> Result<stream::Stream> {
@@ -371,7 +375,7 @@ impl Fleet {
             Err(e) => return Err(nats("getting the snapshot")(&e)),
         };
         found(info.metadata.get(AFTER_KEY).and_then(|a| a.parse().ok()));
-        let mut chunks = Chunks::open(&self.js, BUCKET, &info).await?;
+        let mut chunks = Chunks::open(&self.js, &info).await?;
         let Some(dir) = into else {
             let mut bytes = Vec::with_capacity(info.size.min(1 << 30));
             while let Some(chunk) = chunks.next().await? {
@@ -583,7 +587,7 @@ impl Fleet {
 /// Makes a new database in `dir` (opened with `options`) from a snapshot object's `chunks`
 /// (`size` bytes), each written as it arrives and the whole verified at the end. On any
 /// failure nothing is left in `dir`; a snapshot that does not verify is an `Engine` error.
-pub(crate) async fn receive_object(
+async fn receive_object(
     mut chunks: Chunks,
     size: usize,
     dir: &Path,
@@ -624,14 +628,6 @@ pub(crate) async fn receive_object(
     written.ok_or_else(|| FleetError::Nats("the snapshot's writer stopped early".into()))
 }
 
-/// The payload a message may carry: the server's `max_payload` less room for headers.
-pub(crate) fn message_room(js: &jetstream::Context) -> usize {
-    js.client()
-        .max_payload()
-        .saturating_sub(HEADER_ROOM)
-        .max(HEADER_ROOM)
-}
-
 fn no_snapshot(database: &str) -> FleetError {
     FleetError::NotFound(format!(
         "no snapshot of database {database:?} in bucket {BUCKET} on these servers: \
@@ -643,23 +639,19 @@ fn no_snapshot(database: &str) -> FleetError {
 /// store's own reader also computes the object's SHA-256 on the way; a snapshot verifies
 /// itself (checksums and state hash, `docs/FORMAT.md` §9), so this one only checks that the
 /// chunks add up to the object's size.
-pub(crate) struct Chunks {
+struct Chunks {
     consumer: pull::Ordered,
     left: usize,
     bytes_left: usize,
 }
 
 impl Chunks {
-    pub(crate) async fn open(
-        js: &jetstream::Context,
-        bucket: &str,
-        info: &object_store::ObjectInfo,
-    ) -> Result<Chunks> {
+    async fn open(js: &jetstream::Context, info: &object_store::ObjectInfo) -> Result<Chunks> {
         let store = js
-            .get_stream(format!("OBJ_{bucket}"))
+            .get_stream(format!("OBJ_{BUCKET}"))
             .await
             .map_err(|e| nats("opening the snapshot bucket's stream")(&e))?;
-        let subject = format!("$O.{bucket}.C.{}", info.nuid);
+        let subject = format!("$O.{BUCKET}.C.{}", info.nuid);
         let consumer = consume(&store, &subject, 1)
             .await
             .map_err(FleetError::Nats)?;
@@ -671,7 +663,7 @@ impl Chunks {
     }
 
     /// The next chunk; `None` after the last.
-    pub(crate) async fn next(&mut self) -> Result<Option<bytes::Bytes>> {
+    async fn next(&mut self) -> Result<Option<bytes::Bytes>> {
         if self.left == 0 {
             return if self.bytes_left == 0 {
                 Ok(None)
@@ -1243,23 +1235,10 @@ async fn apply_loop(
                 // Nothing for a while: fine if the stream has nothing more for this copy; if
                 // it has, the consumer is stuck (its server died and making it again failed)
                 // and is made again here.
-                match stream.get_last_raw_message_by_subject(&subject).await {
-                    Ok(last) if last.sequence <= seen => {}
-                    Err(e) if e.kind() == LastRawMessageErrorKind::NoMessageFound => {}
-                    Ok(last) => {
-                        retrying(
-                            &tx,
-                            &subject,
-                            format!(
-                                "no message for {} s while the stream holds message {} (the last delivered was {seen}): consuming again",
-                                STALL.as_secs(),
-                                last.sequence
-                            ),
-                        );
-                        consumer = None;
-                    }
-                    Err(e) => {
-                        retrying(&tx, &subject, format!("looking at the stream: {e}"));
+                match stuck(&stream, &subject, seen, STALL).await {
+                    Ok(None) => {}
+                    Ok(Some(why)) | Err(why) => {
+                        retrying(&tx, &subject, why);
                         consumer = None;
                     }
                 }
@@ -1343,6 +1322,28 @@ async fn apply_loop(
             Ok(Err(e)) => return fail(e.to_string()),
             Err(e) => return fail(format!("applying: {e}")),
         }
+    }
+}
+
+/// Whether a consumer of `subject` that has been silent for `quiet` is stuck: `Some(why)` if
+/// the stream holds a message after `seen` (the last it delivered), `Err` if the stream
+/// cannot be asked.
+async fn stuck(
+    stream: &stream::Stream,
+    subject: &str,
+    seen: u64,
+    quiet: Duration,
+) -> std::result::Result<Option<String>, String> {
+    match stream.get_last_raw_message_by_subject(subject).await {
+        Ok(last) if last.sequence > seen => Ok(Some(format!(
+            "no message for {} s while the stream holds message {} (the last delivered was \
+             {seen}): consuming again",
+            quiet.as_secs(),
+            last.sequence
+        ))),
+        Ok(_) => Ok(None),
+        Err(e) if e.kind() == LastRawMessageErrorKind::NoMessageFound => Ok(None),
+        Err(e) => Err(format!("looking at the stream: {e}")),
     }
 }
 

@@ -999,17 +999,12 @@ async fn consume_loop(
                     // Quiet for a while with more on the stream: the consumer is stuck (its
                     // server died and making it again failed); it is made again here.
                     if connected && quiet % STALL_SECONDS == 0 {
-                        if let Ok(last) =
-                            stream.get_last_raw_message_by_subject(&inner.subject).await
+                        let silent = Duration::from_secs(u64::from(quiet));
+                        if let Ok(Some(why)) =
+                            crate::stuck(&stream, &inner.subject, seen, silent).await
                         {
-                            if last.sequence > seen {
-                                inner.retrying(format!(
-                                    "no message for {quiet} s while the stream holds message {} \
-                                     (the last delivered was {seen}): consuming again",
-                                    last.sequence
-                                ));
-                                continue 'connect;
-                            }
+                            inner.retrying(why);
+                            continue 'connect;
                         }
                     }
                     continue;
