@@ -21,8 +21,8 @@
 
 mod shared;
 pub use shared::{
-    shared_subject, Outcome, Shared, SharedStatus, Ticket, MAX_SHARED_COMMAND, SHARED_PREFIX,
-    SHARED_STREAM,
+    shared_subject, Outcome, Shared, SharedStatus, Ticket, MAX_SHARED_COMMAND, SHARED_BUCKET,
+    SHARED_POINTERS, SHARED_PREFIX, SHARED_STREAM,
 };
 
 use async_nats::jetstream::consumer::pull::{self, OrderedConfig};
@@ -156,6 +156,23 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// The payload a message may carry: the server's `max_payload` less room for headers.
+fn message_room(js: &jetstream::Context) -> usize {
+    js.client()
+        .max_payload()
+        .saturating_sub(HEADER_ROOM)
+        .max(HEADER_ROOM)
+}
+
+fn unhex(hex: &str) -> Option<Vec<u8>> {
+    if !hex.len().is_multiple_of(2) {
+        return None;
+    }
+    (0..hex.len() / 2)
+        .map(|k| u8::from_str_radix(hex.get(2 * k..2 * k + 2)?, 16).ok())
+        .collect()
+}
+
 fn hex8(chain: &[u8; 32]) -> String {
     chain.iter().take(8).map(|b| format!("{b:02x}")).collect()
 }
@@ -220,11 +237,7 @@ impl Fleet {
 
     /// The payload a message may carry: the server's `max_payload` less room for headers.
     fn message_room(&self) -> usize {
-        self.js
-            .client()
-            .max_payload()
-            .saturating_sub(HEADER_ROOM)
-            .max(HEADER_ROOM)
+        message_room(&self.js)
     }
 
     async fn stream(&self) -> Result<stream::Stream> {
@@ -375,7 +388,7 @@ impl Fleet {
             Err(e) => return Err(nats("getting the snapshot")(&e)),
         };
         found(info.metadata.get(AFTER_KEY).and_then(|a| a.parse().ok()));
-        let mut chunks = Chunks::open(&self.js, &info).await?;
+        let mut chunks = Chunks::open(&self.js, BUCKET, &info).await?;
         let Some(dir) = into else {
             let mut bytes = Vec::with_capacity(info.size.min(1 << 30));
             while let Some(chunk) = chunks.next().await? {
@@ -646,12 +659,16 @@ struct Chunks {
 }
 
 impl Chunks {
-    async fn open(js: &jetstream::Context, info: &object_store::ObjectInfo) -> Result<Chunks> {
+    async fn open(
+        js: &jetstream::Context,
+        bucket: &str,
+        info: &object_store::ObjectInfo,
+    ) -> Result<Chunks> {
         let store = js
-            .get_stream(format!("OBJ_{BUCKET}"))
+            .get_stream(format!("OBJ_{bucket}"))
             .await
             .map_err(|e| nats("opening the snapshot bucket's stream")(&e))?;
-        let subject = format!("$O.{BUCKET}.C.{}", info.nuid);
+        let subject = format!("$O.{bucket}.C.{}", info.nuid);
         let consumer = consume(&store, &subject, 1)
             .await
             .map_err(FleetError::Nats)?;

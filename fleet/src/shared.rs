@@ -20,27 +20,37 @@
 //!   and the same on every member. A caller-chosen id taken by another writer first is
 //!   refused, on every member.
 //!
+//! - **Retention.** A member's checkpoint puts its snapshot, with the position it was taken
+//!   at, in the bucket [`SHARED_BUCKET`], and makes it the newest in [`SHARED_POINTERS`] by
+//!   compare-and-set (never backwards); the stream then drops the commands the snapshot before
+//!   it covered. A new member starts from the newest snapshot. A member that had not taken
+//!   what was dropped stops with `Corrupt` (checked at every jump in the stream's sequence
+//!   and while quiet), and on reopening is made again from the newest snapshot, its outbox
+//!   kept.
+//!
 //! Each member keeps, in its directory, the database (`db/`), its writer name (`writer`),
-//! the outbox (`outbox`) and its place in the stream (`position`: the stream sequence, the
-//! database's sequence number there and each writer's last number). After a crash the
-//! database may hold commands past the position; they are matched against the stream again
-//! rather than applied twice.
+//! the outbox (`outbox`), its place in the stream (`position`: the stream sequence, the
+//! database's sequence number there and each writer's last number) and a lock (`LOCK`).
+//! After a crash the database may hold commands past the position; they are matched against
+//! the stream again rather than applied twice.
 
 use crate::{nats, FleetError, Result};
 use async_nats::jetstream::consumer::pull::OrderedConfig;
 use async_nats::jetstream::consumer::DeliverPolicy;
 use async_nats::jetstream::context::PublishErrorKind;
 use async_nats::jetstream::message::PublishMessage;
-use async_nats::jetstream::{self, stream};
+use async_nats::jetstream::stream::LastRawMessageErrorKind;
+use async_nats::jetstream::{self, object_store, stream};
 use futures_util::StreamExt;
 use std::collections::{BTreeMap, VecDeque};
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::{watch, Notify};
 use valori_engine::valori_kernel::{Applied, Command, Config};
-use valori_engine::{Engine, Options};
+use valori_engine::{Engine, FsStorage, LockGuard, Options, Storage};
 
 /// The JetStream stream that holds shared databases' commands.
 pub const SHARED_STREAM: &str = "VALORI_SHARED";
@@ -49,6 +59,27 @@ pub const SHARED_PREFIX: &str = "valori.cmd.";
 /// The largest command a shared database takes, in encoded bytes: one message, with room for
 /// its headers under the servers' default `max_payload` (1 MiB). Split larger batches.
 pub const MAX_SHARED_COMMAND: usize = 1_040_000;
+
+/// The object store bucket of shared databases' snapshots: object `<database>.<stream
+/// sequence>.<writer>`, a member's checkpoint taken once it had taken the stream through that
+/// message, with the member position it was taken at in its metadata.
+pub const SHARED_BUCKET: &str = "valori-shared-snapshots";
+/// The JetStream stream that says, for each shared database (subject
+/// `valori.pointer.<database>`, one message kept), which snapshot in [`SHARED_BUCKET`] is the
+/// newest, and through which stream message the stream may have dropped its commands. Changed
+/// only by compare-and-set (the expected last sequence of the subject), never backwards.
+pub const SHARED_POINTERS: &str = "VALORI_SHARED_POINTERS";
+const POINTER_PREFIX: &str = "valori.pointer.";
+/// Metadata of a snapshot in [`SHARED_BUCKET`]: the member position (hex of its encoding).
+const POSITION_KEY: &str = "valori-position";
+/// How long opening a member waits for the servers to look for a snapshot to start from.
+const BOOTSTRAP_WAIT: Duration = Duration::from_secs(5);
+const POINTER_MAGIC: &[u8; 8] = b"VSHPTR01";
+/// How long a member's last reported position holds the stream back from dropping commands it
+/// has not taken ([`Shared::set_member_horizon`]).
+pub const MEMBER_HORIZON: Duration = Duration::from_secs(24 * 3600);
+/// Tries to put a snapshot in the bucket (waiting 1, 2, … s between them).
+const SHARE_TRIES: u32 = 10;
 
 const WRITER_HEADER: &str = "Valori-Writer";
 const NUMBER_HEADER: &str = "Valori-Writer-Seq";
@@ -235,6 +266,87 @@ impl Position {
             stream_seq,
             local_seq,
             writers,
+        })
+    }
+}
+
+/// A shared database's entry in [`SHARED_POINTERS`].
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+struct Pointer {
+    /// The newest snapshot: the last stream message it covers, and its object's name.
+    snapshot: u64,
+    object: String,
+    /// The snapshot before it (its object is deleted once a newer one replaces it here).
+    previous: u64,
+    previous_object: String,
+    /// The stream may have dropped this database's commands through this message (the
+    /// previous snapshot's); a member that has not taken them all starts again from the newest.
+    dropped: u64,
+}
+
+impl Pointer {
+    fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(128);
+        out.extend_from_slice(POINTER_MAGIC);
+        for n in [self.snapshot, self.previous, self.dropped] {
+            out.extend_from_slice(&n.to_le_bytes());
+        }
+        for name in [&self.object, &self.previous_object] {
+            out.extend_from_slice(&(name.len() as u64).to_le_bytes());
+            out.extend_from_slice(name.as_bytes());
+        }
+        let sum = blake3::hash(&out);
+        out.extend_from_slice(sum.as_bytes());
+        out
+    }
+
+    fn decode(bytes: &[u8]) -> std::result::Result<Pointer, String> {
+        let body_len = bytes
+            .len()
+            .checked_sub(32)
+            .ok_or("shorter than its checksum")?;
+        let (body, sum) = bytes.split_at(body_len);
+        if blake3::hash(body).as_bytes() != sum {
+            return Err("its checksum does not match".into());
+        }
+        let mut r = body;
+        let mut take = |n: usize| -> std::result::Result<&[u8], String> {
+            if r.len() < n {
+                return Err("truncated".into());
+            }
+            let (a, b) = r.split_at(n);
+            r = b;
+            Ok(a)
+        };
+        if take(8)? != POINTER_MAGIC {
+            return Err("not a shared snapshot pointer".into());
+        }
+        let word = |b: &[u8]| {
+            let mut a = [0u8; 8];
+            a.copy_from_slice(b);
+            u64::from_le_bytes(a)
+        };
+        let snapshot = word(take(8)?);
+        let previous = word(take(8)?);
+        let dropped = word(take(8)?);
+        let mut name = || -> std::result::Result<String, String> {
+            let len = usize::try_from(word(take(8)?)).map_err(|_| "a name too long")?;
+            if len > 4 * MAX_WRITER_NAME + 64 {
+                return Err("a name too long".into());
+            }
+            String::from_utf8(take(len)?.to_vec()).map_err(|_| "a name that is not UTF-8".into())
+        };
+        let object = name()?;
+        let previous_object = name()?;
+        if !r.is_empty() {
+            return Err("bytes after its end".into());
+        }
+        Ok(Pointer {
+            snapshot,
+            object,
+            previous,
+            previous_object,
+            dropped,
         })
     }
 }
@@ -434,6 +546,16 @@ struct Inner {
     wake: Notify,
     outcomes: Mutex<BTreeMap<u64, Outcome>>,
     status: watch::Sender<SharedStatus>,
+    /// Copies of the stream and buckets (1, or 3 on a cluster).
+    replicas: usize,
+    /// Whether a task is putting snapshots in the bucket.
+    sharing: Arc<AtomicBool>,
+    /// The newest snapshot waiting for it.
+    next_share: NextShare,
+    /// [`Shared::set_member_horizon`], in seconds.
+    horizon: AtomicU64,
+    /// The member directory's lock (`LOCK`), held while the member is open.
+    _lock: LockGuard,
 }
 
 impl Inner {
@@ -488,8 +610,14 @@ impl Shared {
     /// It opens at once, servers or not: while they are out of reach it serves reads of
     /// what it has and queues what is submitted. `writer` names this member among the
     /// writers (letters, digits, `-` and `_`, at most 64); `None` keeps the name in `dir`, or
-    /// makes a unique one the first time. A name belongs to one directory: two directories
-    /// writing under one name would skip each other's commands.
+    /// makes a unique one the first time. A name belongs to one directory: a new directory
+    /// given a name the newest snapshot knows is refused, and a member that sees its name on
+    /// commands it did not submit stops with `Corrupt`.
+    ///
+    /// A new directory starts from the newest snapshot in [`SHARED_BUCKET`], and one behind
+    /// what the stream has dropped is made again from it (both only if the servers answer
+    /// within 5 s; a snapshot that fails to download or verify is an error). `dir` is locked
+    /// while the member is open (`Busy` for a second opener).
     pub async fn open(
         url: &str,
         database: &str,
@@ -500,6 +628,15 @@ impl Shared {
     ) -> Result<Shared> {
         let subject = shared_subject(database)?;
         std::fs::create_dir_all(dir).map_err(io(dir))?;
+        let lock_path = dir.join("LOCK");
+        let lock = FsStorage
+            .try_lock(&lock_path)
+            .map_err(io(&lock_path))?
+            .ok_or_else(|| {
+                FleetError::Engine(valori_engine::Error::Busy {
+                    path: dir.to_path_buf(),
+                })
+            })?;
         let writer = writer_name(dir, writer)?;
         let addrs = url
             .split(',')
@@ -515,11 +652,12 @@ impl Shared {
         } else {
             options.checkpoint_wal_bytes
         };
+        let opts = options
+            .follower()
+            .durability(valori_engine::Durability::None)
+            .checkpoint_wal_bytes(0);
+        bootstrap(&addrs, database, dir, &writer, opts.clone()).await?;
         let engine = {
-            let opts = options
-                .follower()
-                .durability(valori_engine::Durability::None)
-                .checkpoint_wal_bytes(0);
             let d = db_dir.clone();
             Arc::new(crate::blocking(move || Engine::open(&d, opts)).await?)
         };
@@ -585,6 +723,11 @@ impl Shared {
             wake: Notify::new(),
             outcomes: Mutex::new(BTreeMap::new()),
             status: tx,
+            replicas,
+            sharing: Arc::new(AtomicBool::new(false)),
+            next_share: Arc::new(Mutex::new(None)),
+            horizon: AtomicU64::new(MEMBER_HORIZON.as_secs()),
+            _lock: lock,
         });
         let client = async_nats::ConnectOptions::new()
             .retry_on_initial_connect()
@@ -610,6 +753,17 @@ impl Shared {
             stop,
             tasks,
         })
+    }
+
+    /// Sets how long another member's last reported position (each member reports it to the
+    /// servers whenever it writes its own) keeps this member's snapshots from letting the stream
+    /// drop commands that member has not taken; default [`MEMBER_HORIZON`] (24 h). A member
+    /// away for longer may find commands it lacks dropped: it then stops with `Corrupt` and,
+    /// reopened, is made again from the newest snapshot.
+    pub fn set_member_horizon(&self, horizon: Duration) {
+        self.inner
+            .horizon
+            .store(horizon.as_secs(), Ordering::Relaxed);
     }
 
     /// This member's writer name.
@@ -947,6 +1101,23 @@ async fn consume_loop(
                 continue;
             }
         };
+        let pointers = match pointers(&js, replicas).await {
+            Ok(p) => p,
+            Err(e) => {
+                inner.retrying(e.to_string());
+                continue;
+            }
+        };
+        // The stream may have dropped commands this member lacks (it was away while the
+        // fleet's snapshots moved on): it must start again from the newest snapshot.
+        match dropped_past(&pointers, &inner.database, pos.stream_seq).await {
+            Ok(None) => {}
+            Ok(Some(why)) => return inner.fail(why),
+            Err(e) => {
+                inner.retrying(e.to_string());
+                continue;
+            }
+        }
         let deliver_policy = if pos.stream_seq == 0 {
             DeliverPolicy::All
         } else {
@@ -999,6 +1170,13 @@ async fn consume_loop(
                     // Quiet for a while with more on the stream: the consumer is stuck (its
                     // server died and making it again failed); it is made again here.
                     if connected && quiet % STALL_SECONDS == 0 {
+                        // Caught up, or so it seems: commands it lacks may have been dropped
+                        // with nothing after them to show the gap.
+                        if let Ok(Some(why)) =
+                            dropped_past(&pointers, &inner.database, pos.stream_seq).await
+                        {
+                            return inner.fail(why);
+                        }
                         let silent = Duration::from_secs(u64::from(quiet));
                         if let Ok(Some(why)) =
                             crate::stuck(&stream, &inner.subject, seen, silent).await
@@ -1037,6 +1215,17 @@ async fn consume_loop(
             if stream_seq <= pos.stream_seq {
                 continue;
             }
+            // A jump: the messages between are another database's, or were dropped.
+            if stream_seq > pos.stream_seq + 1 {
+                match dropped_past(&pointers, &inner.database, pos.stream_seq).await {
+                    Ok(None) => {}
+                    Ok(Some(why)) => return inner.fail(why),
+                    Err(e) => {
+                        inner.retrying(e.to_string());
+                        continue 'connect;
+                    }
+                }
+            }
             if let Err(why) = take(&inner, &mut pos, &mut ahead, &m, stream_seq).await {
                 // Its position stays before the message (what it applied before is durable
                 // only as far as the last commit: a restart matches the rest again).
@@ -1051,7 +1240,7 @@ async fn consume_loop(
                 ));
             }
             if pending == 0 || uncommitted >= COMMIT_EVERY {
-                if let Err(e) = commit(&inner, &mut pos, ahead.len()).await {
+                if let Err(e) = commit(&inner, &js, &mut pos, ahead.len()).await {
                     inner.fail(e.to_string());
                     return;
                 }
@@ -1069,7 +1258,7 @@ async fn consume_loop(
         }
     }
     if uncommitted > 0 {
-        if let Err(e) = commit(&inner, &mut pos, ahead.len()).await {
+        if let Err(e) = commit(&inner, &js, &mut pos, ahead.len()).await {
             inner.fail(e.to_string());
         }
     }
@@ -1133,6 +1322,17 @@ async fn take(
             last + 1
         ));
     }
+    if writer == inner.writer {
+        let submitted = inner.lock_outbox().next - 1;
+        if n > submitted {
+            return Err(format!(
+                "Corrupt: message {stream_seq} on {subject} is command {n} of writer {writer:?}, \
+                 this member's name, but this member has submitted only {submitted}: another \
+                 member directory writes under the same name (a writer name belongs to one \
+                 directory)"
+            ));
+        }
+    }
     let payload = m.payload.clone();
     let taken = if let Some(why) = header(m, DROPPED_HEADER) {
         // A command its writer's servers refused: nothing to apply, on every member.
@@ -1193,7 +1393,12 @@ async fn take(
 
 /// Makes what the member applied durable, then its position, then empties the outbox if
 /// everything in it is done.
-async fn commit(inner: &Arc<Inner>, pos: &mut Position, unmatched: usize) -> Result<()> {
+async fn commit(
+    inner: &Arc<Inner>,
+    js: &jetstream::Context,
+    pos: &mut Position,
+    unmatched: usize,
+) -> Result<()> {
     let engine = Arc::clone(&inner.engine);
     let local = crate::blocking(move || {
         engine.flush()?;
@@ -1205,6 +1410,13 @@ async fn commit(inner: &Arc<Inner>, pos: &mut Position, unmatched: usize) -> Res
     // checkpoint may drop them from the log meanwhile.
     pos.local_seq = local.saturating_sub(unmatched as u64);
     write_atomic(&inner.dir.join("position"), &pos.encode())?;
+    // Reported (not waited for): the snapshots of other members do not let the stream drop
+    // what this member has not taken.
+    let report = js.publish(
+        format!("{POINTER_PREFIX}{}.m.{}", inner.database, inner.writer),
+        bytes::Bytes::copy_from_slice(&pos.stream_seq.to_le_bytes()),
+    );
+    let _ = tokio::time::timeout(Duration::from_millis(200), report).await;
     inner.lock_outbox().compact()?;
     if unmatched > 0 {
         return Ok(());
@@ -1212,13 +1424,490 @@ async fn commit(inner: &Arc<Inner>, pos: &mut Position, unmatched: usize) -> Res
     // The position now covers the whole log: a checkpoint may drop it.
     let engine = Arc::clone(&inner.engine);
     let limit = inner.checkpoint_bytes;
-    crate::blocking(move || {
+    let checkpointed = crate::blocking(move || {
         if engine.stats()?.wal_bytes >= limit {
             engine.checkpoint()?;
+            return Ok(true);
         }
-        Ok(())
+        Ok(false)
+    })
+    .await?;
+    // The new snapshot goes to the bucket (one at a time: a member still putting the last one
+    // skips this one), so that a new member starts from it and the stream can drop what the
+    // one before it covered.
+    // The snapshot waits in `next_share` (replacing an older one still waiting) for the task
+    // that puts them in the bucket one at a time. The task holds neither the member nor its
+    // database (a member stopped meanwhile can be opened again at once): only the file, open.
+    if checkpointed {
+        let engine = Arc::clone(&inner.engine);
+        let newest = crate::blocking(move || engine.newest_snapshot()).await;
+        let file = match newest {
+            Ok(Some((seq, path))) if seq == pos.local_seq => {
+                tokio::fs::File::open(&path).await.ok()
+            }
+            _ => None,
+        };
+        if let Some(file) = file {
+            let upload = Upload {
+                database: inner.database.clone(),
+                writer: inner.writer.clone(),
+                subject: inner.subject.clone(),
+                replicas: inner.replicas,
+                pos: pos.clone(),
+                horizon: Duration::from_secs(inner.horizon.load(Ordering::Relaxed)),
+            };
+            *inner.next_share.lock().unwrap_or_else(|p| p.into_inner()) = Some((upload, file));
+            if !inner.sharing.swap(true, Ordering::SeqCst) {
+                let (js, sharing) = (js.clone(), Arc::clone(&inner.sharing));
+                tokio::spawn(share_loop(js, sharing, Arc::clone(&inner.next_share)));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A snapshot waiting to be put in the bucket, with its file.
+type NextShare = Arc<Mutex<Option<(Upload, tokio::fs::File)>>>;
+
+/// Puts the snapshots that wait in `next` in the bucket, the newest each time, until none
+/// waits; then clears `sharing`.
+async fn share_loop(js: jetstream::Context, sharing: Arc<AtomicBool>, next: NextShare) {
+    loop {
+        let job = next.lock().unwrap_or_else(|p| p.into_inner()).take();
+        let Some((upload, mut file)) = job else {
+            sharing.store(false, Ordering::SeqCst);
+            // One may have come between the look and the store, its committer seeing the
+            // task still running.
+            let waiting = next.lock().unwrap_or_else(|p| p.into_inner()).is_some();
+            if waiting && !sharing.swap(true, Ordering::SeqCst) {
+                continue;
+            }
+            return;
+        };
+        // Retried for about a minute (the servers may be electing a leader), unless a newer
+        // one is waiting.
+        for tries in 1..=SHARE_TRIES {
+            match share_snapshot(&upload, &js, &mut file).await {
+                Ok(()) => break,
+                Err(e) => {
+                    tracing::warn!(database = %upload.database, "putting a snapshot in the bucket (try {tries} of {SHARE_TRIES}): {e}");
+                    if next.lock().unwrap_or_else(|p| p.into_inner()).is_some() {
+                        break;
+                    }
+                    tokio::time::sleep(Duration::from_secs(u64::from(tries))).await;
+                }
+            }
+        }
+    }
+}
+
+/// A member's snapshot to put in the bucket ([`share_snapshot`]).
+struct Upload {
+    database: String,
+    writer: String,
+    subject: String,
+    replicas: usize,
+    /// The member's position when it was taken.
+    pos: Position,
+    /// Members whose report is older than this do not hold the dropping back.
+    horizon: Duration,
+}
+
+async fn pointers(js: &jetstream::Context, replicas: usize) -> Result<stream::Stream> {
+    js.get_or_create_stream(stream::Config {
+        name: SHARED_POINTERS.into(),
+        subjects: vec![format!("{POINTER_PREFIX}>")],
+        num_replicas: replicas,
+        storage: stream::StorageType::File,
+        max_messages_per_subject: 1,
+        ..Default::default()
     })
     .await
+    .map_err(|e| nats("creating the shared snapshot pointers")(&e))
+}
+
+async fn shared_bucket(
+    js: &jetstream::Context,
+    replicas: usize,
+) -> Result<object_store::ObjectStore> {
+    if let Ok(b) = js.get_object_store(SHARED_BUCKET).await {
+        return Ok(b);
+    }
+    js.create_object_store(object_store::Config {
+        bucket: SHARED_BUCKET.into(),
+        num_replicas: replicas,
+        storage: stream::StorageType::File,
+        ..Default::default()
+    })
+    .await
+    .map_err(|e| nats("creating the shared snapshot bucket")(&e))
+}
+
+/// `database`'s pointer and its stream sequence, if it has one.
+async fn read_pointer(pointers: &stream::Stream, database: &str) -> Result<Option<(Pointer, u64)>> {
+    match pointers
+        .get_last_raw_message_by_subject(&format!("{POINTER_PREFIX}{database}"))
+        .await
+    {
+        Ok(m) => Pointer::decode(&m.payload)
+            .map(|p| Some((p, m.sequence)))
+            .map_err(|why| {
+                FleetError::Nats(format!(
+                    "the pointer of shared database {database:?} in {SHARED_POINTERS}: {why}"
+                ))
+            }),
+        Err(e) if e.kind() == LastRawMessageErrorKind::NoMessageFound => Ok(None),
+        Err(e) => Err(nats("reading the shared snapshot pointer")(&e)),
+    }
+}
+
+/// `Some(why)` if the stream may have dropped commands of `database` after message `taken`
+/// (a member's last), which that member then lacks.
+async fn dropped_past(
+    pointers: &stream::Stream,
+    database: &str,
+    taken: u64,
+) -> Result<Option<String>> {
+    let Some((p, _)) = read_pointer(pointers, database).await? else {
+        return Ok(None);
+    };
+    Ok((p.dropped > taken).then(|| {
+        format!(
+            "Corrupt: the stream has dropped this database's commands through message {} (the \
+             fleet's snapshots hold them) and this member had taken them only through message \
+             {taken}: reopen it to start again from the newest snapshot (its queued commands \
+             are kept)",
+            p.dropped
+        )
+    }))
+}
+
+/// Puts the member's newest snapshot (taken at `pos`) in the bucket and makes it the newest
+/// if no newer one is (compare-and-set on the pointer); then lets the stream drop the commands
+/// the snapshot before it covered, and deletes the older ones ([`sweep`]).
+async fn share_snapshot(
+    inner: &Upload,
+    js: &jetstream::Context,
+    file: &mut tokio::fs::File,
+) -> Result<()> {
+    let pos = &inner.pos;
+    // Named by its writer too: two members may put one of the same message at once.
+    let object = format!("{}.{}.{}", inner.database, pos.stream_seq, inner.writer);
+    let pointers = pointers(js, inner.replicas).await?;
+    match read_pointer(&pointers, &inner.database).await? {
+        // Set by an earlier try that failed after: only the dropping is left to do.
+        Some((p, _)) if p.object == object => {
+            drop_through(js, inner, p.dropped).await?;
+            sweep(
+                &shared_bucket(js, inner.replicas).await?,
+                &inner.database,
+                &p,
+            )
+            .await;
+            return Ok(());
+        }
+        Some((p, _)) if p.snapshot >= pos.stream_seq => return Ok(()),
+        _ => {}
+    }
+    tokio::io::AsyncSeekExt::rewind(file)
+        .await
+        .map_err(|e| nats("rewinding the snapshot")(&e))?;
+    let bucket = shared_bucket(js, inner.replicas).await?;
+    let floor = members_floor(&pointers, &inner.database, inner.horizon).await?;
+    let meta = object_store::ObjectMetadata {
+        name: object.clone(),
+        description: Some(format!(
+            "valori shared snapshot through stream message {}",
+            pos.stream_seq
+        )),
+        chunk_size: Some(crate::message_room(js)),
+        metadata: std::iter::once((POSITION_KEY.to_string(), crate::hex(&pos.encode()))).collect(),
+        ..Default::default()
+    };
+    if let Err(e) = bucket.put(meta, file).await {
+        // It may be there all the same (an acknowledgment lost): not left behind.
+        let _ = bucket.delete(&object).await;
+        return Err(nats("putting the shared snapshot")(&e));
+    }
+    let now = loop {
+        let current = match read_pointer(&pointers, &inner.database).await {
+            Ok(c) => c,
+            Err(e) => {
+                let _ = bucket.delete(&object).await;
+                return Err(e);
+            }
+        };
+        let (before, revision) = current.clone().unwrap_or_default();
+        if before.snapshot >= pos.stream_seq {
+            // Another member's newer snapshot came first.
+            let _ = bucket.delete(&object).await;
+            return Ok(());
+        }
+        let now = Pointer {
+            snapshot: pos.stream_seq,
+            object: object.clone(),
+            previous: before.snapshot,
+            previous_object: before.object.clone(),
+            // Through the previous snapshot, but not past what a member heard from within
+            // the horizon has taken; never backwards.
+            dropped: before
+                .dropped
+                .max(before.snapshot.min(floor.unwrap_or(u64::MAX))),
+        };
+        // Set only if no other member set it since it was read.
+        let set = PublishMessage::build()
+            .payload(bytes::Bytes::from(now.encode()))
+            .expected_last_subject_sequence(revision);
+        let set = match js
+            .send_publish(format!("{POINTER_PREFIX}{}", inner.database), set)
+            .await
+        {
+            Ok(ack) => ack.await,
+            Err(e) => Err(e),
+        };
+        match set {
+            Ok(_) => break now,
+            // Changed meanwhile: look again.
+            Err(e) if e.kind() == PublishErrorKind::WrongLastSequence => continue,
+            Err(e) => {
+                let _ = bucket.delete(&object).await;
+                return Err(FleetError::Nats(format!(
+                    "setting the shared snapshot pointer: {e}"
+                )));
+            }
+        }
+    };
+    drop_through(js, inner, now.dropped).await?;
+    sweep(&bucket, &inner.database, &now).await;
+    tracing::info!(database = %inner.database, snapshot = now.snapshot, dropped_through = now.dropped, "a shared snapshot is the newest in the bucket");
+    Ok(())
+}
+
+/// Deletes `database`'s snapshots in the bucket other than the two `now` names, up to its
+/// newest (one named after it may be another member's, still on its way): the one the new
+/// pointer dropped, and any a failed or outrun try left. Failures are only logged: the next
+/// sweep tries again.
+async fn sweep(bucket: &object_store::ObjectStore, database: &str, now: &Pointer) {
+    let prefix = format!("{database}.");
+    let mut stale = Vec::new();
+    match bucket.list().await {
+        Ok(mut list) => {
+            while let Some(info) = list.next().await {
+                let Ok(info) = info else { break };
+                let seq = info
+                    .name
+                    .strip_prefix(&prefix)
+                    .and_then(|rest| rest.split('.').next())
+                    .and_then(|n| n.parse::<u64>().ok());
+                if seq.is_some_and(|seq| seq <= now.snapshot)
+                    && info.name != now.object
+                    && info.name != now.previous_object
+                {
+                    stale.push(info.name);
+                }
+            }
+        }
+        Err(e) => tracing::warn!(database = %database, "listing the shared snapshots: {e}"),
+    }
+    for name in stale {
+        if let Err(e) = bucket.delete(&name).await {
+            tracing::warn!(database = %database, "deleting the old snapshot {name}: {e}");
+        }
+    }
+}
+
+/// The least stream message taken among the members of `database` that reported within
+/// `horizon` (`None`: none did).
+async fn members_floor(
+    pointers: &stream::Stream,
+    database: &str,
+    horizon: Duration,
+) -> Result<Option<u64>> {
+    let filter = format!("{POINTER_PREFIX}{database}.m.*");
+    let mut subjects = pointers
+        .info_with_subjects(&filter)
+        .await
+        .map_err(|e| nats("listing the members' positions")(&e))?;
+    let mut names = Vec::new();
+    while let Some(s) = subjects.next().await {
+        names.push(s.map_err(|e| nats("listing the members' positions")(&e))?.0);
+    }
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let mut floor: Option<u64> = None;
+    for name in names {
+        let m = match pointers.get_last_raw_message_by_subject(&name).await {
+            Ok(m) => m,
+            Err(e) if e.kind() == LastRawMessageErrorKind::NoMessageFound => continue,
+            Err(e) => return Err(nats("reading a member's position")(&e)),
+        };
+        let at = u64::try_from(m.time.unix_timestamp()).unwrap_or(0);
+        if now.saturating_sub(at) > horizon.as_secs() {
+            continue;
+        }
+        let Some(taken) = m
+            .payload
+            .get(..8)
+            .and_then(|b| <[u8; 8]>::try_from(b).ok())
+            .map(u64::from_le_bytes)
+        else {
+            continue;
+        };
+        floor = Some(floor.map_or(taken, |f| f.min(taken)));
+    }
+    Ok(floor)
+}
+
+/// Lets the stream drop the database's commands through message `dropped`.
+async fn drop_through(js: &jetstream::Context, inner: &Upload, dropped: u64) -> Result<()> {
+    if dropped == 0 {
+        return Ok(());
+    }
+    ensure_stream(js, inner.replicas)
+        .await?
+        .purge()
+        .filter(&inner.subject)
+        .sequence(dropped + 1)
+        .await
+        .map_err(|e| nats("dropping the commands the snapshots cover")(&e))?;
+    Ok(())
+}
+
+/// Before a member's database is opened: a member with nothing yet starts from the newest
+/// snapshot in the bucket, and one whose position is behind what the stream has dropped is
+/// made again from it, its outbox and writer name kept. The snapshot is received into
+/// `db-incoming` and only then swapped in (a `rebuild` file, holding the new position, says a
+/// swap is under way: it is finished on the next open if interrupted). Without servers within
+/// [`BOOTSTRAP_WAIT`], or without a snapshot, nothing changes.
+async fn bootstrap(
+    addrs: &[async_nats::ServerAddr],
+    database: &str,
+    dir: &Path,
+    writer: &str,
+    options: Options,
+) -> Result<()> {
+    finish_rebuild(dir)?;
+    let incoming = dir.join("db-incoming");
+    if incoming.exists() {
+        // A download interrupted before it was complete.
+        std::fs::remove_dir_all(&incoming).map_err(io(&incoming))?;
+    }
+    let pos_path = dir.join("position");
+    let position = match std::fs::read(&pos_path) {
+        Ok(b) => Some(
+            Position::decode(&b)
+                .map_err(|why| corrupt(&pos_path, format!("the position file: {why}")))?,
+        ),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(e) => return Err(io(&pos_path)(e)),
+    };
+    let db_dir = dir.join("db");
+    let has_db = std::fs::read_dir(&db_dir).is_ok_and(|mut d| d.next().is_some());
+    let fresh = !has_db && position.is_none();
+    let taken = position.as_ref().map_or(0, |p| p.stream_seq);
+    let look = async {
+        let client = async_nats::ConnectOptions::new()
+            .connect(addrs.to_vec())
+            .await
+            .ok()?;
+        let js = jetstream::new(client);
+        let pointers = js.get_stream(SHARED_POINTERS).await.ok()?;
+        Some((js, pointers))
+    };
+    let Ok(Some((js, pointers))) = tokio::time::timeout(BOOTSTRAP_WAIT, look).await else {
+        return Ok(());
+    };
+    // The pointer may move on (and its object be deleted) while this looks: looked up again.
+    let mut tries = 0;
+    let (info, snap) = loop {
+        tries += 1;
+        let Some((p, _)) = read_pointer(&pointers, database).await? else {
+            return Ok(());
+        };
+        if !(fresh || taken < p.dropped) || taken >= p.snapshot {
+            return Ok(());
+        }
+        let bucket = js
+            .get_object_store(SHARED_BUCKET)
+            .await
+            .map_err(|e| nats("opening the shared snapshot bucket")(&e))?;
+        match bucket.info(&p.object).await {
+            Ok(info) if !info.deleted => {
+                let snap = info
+                    .metadata
+                    .get(POSITION_KEY)
+                    .and_then(|h| crate::unhex(h))
+                    .ok_or_else(|| "no position".to_string())
+                    .and_then(|b| Position::decode(&b))
+                    .map_err(|why| {
+                        FleetError::Nats(format!(
+                            "shared snapshot {} has no valid position: {why}",
+                            p.object
+                        ))
+                    })?;
+                break (info, snap);
+            }
+            Ok(_) if tries < 5 => continue,
+            Err(e) if e.kind() == object_store::InfoErrorKind::NotFound && tries < 5 => continue,
+            Ok(_) => {
+                return Err(FleetError::NotFound(format!(
+                    "shared snapshot {}",
+                    p.object
+                )))
+            }
+            Err(e) => return Err(nats("looking up the shared snapshot")(&e)),
+        }
+    };
+    if fresh && snap.writers.contains_key(writer) {
+        return Err(FleetError::Engine(valori_engine::Error::Invalid(format!(
+            "writer {writer:?} already has commands in shared database {database:?}, from \
+             another member directory: a writer name belongs to one directory (give another, \
+             or none for a new unique one)"
+        ))));
+    }
+    tracing::info!(database = %database, from = snap.stream_seq, "starting from the newest shared snapshot");
+    let chunks = crate::Chunks::open(&js, SHARED_BUCKET, &info).await?;
+    let engine = crate::receive_object(chunks, info.size, &incoming, options).await?;
+    let seq = engine.sequence()?;
+    drop(engine);
+    if seq != snap.local_seq {
+        let _ = std::fs::remove_dir_all(&incoming);
+        return Err(corrupt(
+            &incoming,
+            format!(
+                "shared snapshot {} holds {seq} commands, its position says {}",
+                info.name, snap.local_seq
+            ),
+        ));
+    }
+    write_atomic(&dir.join("rebuild"), &snap.encode())?;
+    finish_rebuild(dir)
+}
+
+/// Finishes a swap [`bootstrap`] began: `db-incoming` replaces `db`, then the position is
+/// the snapshot's.
+fn finish_rebuild(dir: &Path) -> Result<()> {
+    let marker = dir.join("rebuild");
+    let bytes = match std::fs::read(&marker) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(io(&marker)(e)),
+    };
+    let pos = Position::decode(&bytes)
+        .map_err(|why| corrupt(&marker, format!("the rebuild file: {why}")))?;
+    let (incoming, db) = (dir.join("db-incoming"), dir.join("db"));
+    if incoming.exists() {
+        if db.exists() {
+            std::fs::remove_dir_all(&db).map_err(io(&db))?;
+        }
+        std::fs::rename(&incoming, &db).map_err(io(&db))?;
+    }
+    write_atomic(&dir.join("position"), &pos.encode())?;
+    std::fs::remove_file(&marker).map_err(io(&marker))?;
+    std::fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(io(dir))
 }
 
 #[cfg(test)]
@@ -1243,6 +1932,59 @@ mod tests {
             assert!(Position::decode(&b).is_err(), "flip at byte {i} accepted");
         }
         assert!(Position::decode(&bytes[..bytes.len() - 1]).is_err());
+    }
+
+    #[test]
+    fn a_pointer_reads_back_and_damage_is_refused() {
+        let p = Pointer {
+            snapshot: 301,
+            object: "fleet.301.robot-a".into(),
+            previous: 257,
+            previous_object: "fleet.257.robot-b".into(),
+            dropped: 200,
+        };
+        let bytes = p.encode();
+        assert_eq!(Pointer::decode(&bytes), Ok(p));
+        for i in 0..bytes.len() {
+            let mut b = bytes.clone();
+            b[i] ^= 1;
+            assert!(Pointer::decode(&b).is_err(), "flip at byte {i} accepted");
+        }
+        assert!(Pointer::decode(&bytes[..bytes.len() - 1]).is_err());
+    }
+
+    /// A rebuild interrupted after the snapshot was received, before or after the swap, is
+    /// finished on the next open: the received database in place, the snapshot's position.
+    #[test]
+    fn an_interrupted_rebuild_is_finished() {
+        let pos = Position {
+            stream_seq: 40,
+            local_seq: 30,
+            ..Default::default()
+        };
+        for swapped in [false, true] {
+            let d = tmp(&format!("rebuild-{swapped}"));
+            std::fs::create_dir_all(d.join("db")).unwrap();
+            std::fs::write(d.join("db").join("old"), b"old").unwrap();
+            std::fs::write(d.join("position"), Position::default().encode()).unwrap();
+            std::fs::create_dir_all(d.join("db-incoming")).unwrap();
+            std::fs::write(d.join("db-incoming").join("new"), b"new").unwrap();
+            write_atomic(&d.join("rebuild"), &pos.encode()).unwrap();
+            if swapped {
+                std::fs::remove_dir_all(d.join("db")).unwrap();
+                std::fs::rename(d.join("db-incoming"), d.join("db")).unwrap();
+            }
+            finish_rebuild(&d).unwrap();
+            assert!(d.join("db").join("new").exists());
+            assert!(!d.join("db").join("old").exists());
+            assert!(!d.join("db-incoming").exists() && !d.join("rebuild").exists());
+            let read = Position::decode(&std::fs::read(d.join("position")).unwrap());
+            assert_eq!(read, Ok(pos.clone()));
+            // Nothing to finish: nothing changes.
+            finish_rebuild(&d).unwrap();
+            assert!(d.join("db").join("new").exists());
+            let _ = std::fs::remove_dir_all(&d);
+        }
     }
 
     fn tmp(name: &str) -> PathBuf {

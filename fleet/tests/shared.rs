@@ -4,7 +4,9 @@
 //! refused alike; a device offline for a while (and restarted while offline) queues its
 //! commands durably and converges when it reconnects; a member whose position is behind its
 //! database (a crash between the two) matches the commands again instead of applying them
-//! twice; a member of another dimension is stopped.
+//! twice; a member of another dimension is stopped; checkpoints' snapshots let the stream drop
+//! what they cover, a new member starts from the newest, and a member that missed dropped
+//! commands stops and is made again from it on reopening.
 
 #![allow(
     clippy::unwrap_used,
@@ -410,4 +412,188 @@ async fn a_member_missing_commands_the_stream_dropped_stops_instead_of_diverging
     // Nothing of it applied: b holds what it had.
     assert_eq!(b.engine().len().unwrap(), 1);
     drop(a);
+}
+
+/// The stream's first message (of any subject).
+/// (Asked again while the servers do not answer.)
+async fn first_message(url: &str) -> u64 {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let look = async {
+            let client = async_nats::connect(url).await.ok()?;
+            let mut stream = async_nats::jetstream::new(client)
+                .get_stream(valori_fleet::SHARED_STREAM)
+                .await
+                .ok()?;
+            Some(stream.info().await.ok()?.state.first_sequence)
+        };
+        if let Some(first) = look.await {
+            return first;
+        }
+        assert!(Instant::now() < deadline, "the servers do not answer");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// The names of the shared snapshots of database "fleet" in the bucket (`None` while the
+/// servers do not answer: asked again).
+async fn snapshots_in_bucket(url: &str) -> Option<Vec<String>> {
+    let client = async_nats::connect(url).await.ok()?;
+    let bucket = async_nats::jetstream::new(client)
+        .get_object_store(valori_fleet::SHARED_BUCKET)
+        .await
+        .ok()?;
+    let mut list = bucket.list().await.ok()?;
+    let mut names = Vec::new();
+    while let Some(info) = futures_util::StreamExt::next(&mut list).await {
+        let info = info.ok()?;
+        if info.name.starts_with("fleet.") {
+            names.push(info.name);
+        }
+    }
+    Some(names)
+}
+
+/// Retention: members' checkpoints put snapshots in the bucket and the stream drops what the
+/// one before the newest covered. A member away meanwhile (its server down) had not taken the
+/// last commands of a writer that wrote nothing after them: no gap in any writer's numbers
+/// shows it, and it stops with `Corrupt` when it is back instead of applying what follows;
+/// reopened, it is made again from the newest snapshot, its queued commands kept. A new member
+/// starts from the newest snapshot, and a new directory cannot take a writer name the
+/// snapshot knows.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn snapshots_let_the_stream_drop_commands_and_a_member_that_missed_them_is_made_again() {
+    let dir = tempdir("retention");
+    let mut servers = start(3, &dir);
+    let urls: Vec<String> = servers.iter().map(|s| s.url()).collect();
+    // A checkpoint whenever a member commits its position: at the end of each round below.
+    let opts = || options().checkpoint_wal_bytes(1);
+    let open = |i: usize, name: &'static str| {
+        let (url, d) = (urls[i].clone(), dir.join(name));
+        async move {
+            Shared::open(&url, "fleet", &d, opts(), 3, Some(name))
+                .await
+                .unwrap()
+        }
+    };
+    let a = open(0, "a").await;
+    let c = open(1, "c").await;
+    let b = open(2, "b").await;
+    a.write(&insert(&vector(1), None, 1)).await.unwrap();
+    converged(&[&a, &b, &c]).await;
+    // b's only server goes away; b queues three commands meanwhile.
+    servers[2].kill();
+    until("b to notice", || !b.status().connected).await;
+    let b_taken = b.status().stream_seq;
+    let b_len = b.engine().len().unwrap();
+    let mine: Vec<Vec<Fxp>> = (0..3).map(|i| vector(500 + i)).collect();
+    for v in &mine {
+        b.submit(&insert(v, None, 2)).unwrap();
+    }
+    // a and c go on (their consumers may need a moment after the server's death).
+    c.write(&insert(&vector(3), None, 3)).await.unwrap();
+    converged(&[&a, &c]).await;
+    // c writes 300 commands, then nothing more (in rounds that a keeps up with: a member more
+    // than a snapshot behind would be stopped too).
+    let vs: Vec<Vec<Fxp>> = (0..300).map(|i| vector(1000 + i)).collect();
+    for round in vs.chunks(50) {
+        let mut last = None;
+        for v in round {
+            last = Some(c.submit(&insert(v, None, 3)).unwrap());
+        }
+        c.wait(last.unwrap()).await.unwrap();
+        converged(&[&a, &c]).await;
+    }
+    // The snapshot at c's last command is in the bucket.
+    let c_last = c.status().stream_seq;
+    let deadline = Instant::now() + Duration::from_secs(90);
+    let prefix = format!("fleet.{c_last}.");
+    while !snapshots_in_bucket(&urls[0])
+        .await
+        .is_some_and(|names| names.iter().any(|n| n.starts_with(&prefix)))
+    {
+        assert!(Instant::now() < deadline, "no snapshot at message {c_last}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Until now b's last reported position held the dropping back (default member horizon,
+    // 24 h), though the snapshots moved on. From now on a member not heard from for 2 s does
+    // not.
+    assert!(
+        first_message(&urls[0]).await <= b_taken + 1,
+        "dropped what b lacks"
+    );
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    a.set_member_horizon(Duration::from_secs(2));
+    c.set_member_horizon(Duration::from_secs(2));
+    // One command of a: its snapshot replaces that one, and the stream drops what that one
+    // covered, c's last commands with the rest. a's command follows a's last one b took
+    // without a gap, and c writes nothing after: only the drop point shows what b lacks.
+    a.write(&insert(&vector(2), None, 1)).await.unwrap();
+    while first_message(&urls[0]).await <= c_last {
+        assert!(Instant::now() < deadline, "the stream dropped nothing");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(b.engine().len().unwrap(), b_len);
+    servers[2].restart();
+    until("b to stop", || b.status().error.is_some()).await;
+    let e = b.status().error.unwrap();
+    assert!(
+        e.contains("Corrupt") && e.contains("dropped") && e.contains("reopen"),
+        "{e}"
+    );
+    assert_eq!(
+        b.engine().len().unwrap(),
+        b_len,
+        "b applied past what it lacks"
+    );
+    // Reopened: made again from the newest snapshot (it holds most of c's commands at once),
+    // then the stream; its queued commands are published and applied once.
+    drop(b.stop().await);
+    let b = open(2, "b").await;
+    assert!(
+        b.engine().len().unwrap() > 100,
+        "b did not start from a snapshot"
+    );
+    converged(&[&a, &b, &c]).await;
+    assert_eq!(hash(&a), hash(&b));
+    assert_eq!(hash(&a), hash(&c));
+    assert_eq!(b.status().queued, 0);
+    assert_eq!(a.engine().len().unwrap(), 1 + 1 + 300 + 1 + 3);
+    // A new member starts from the newest snapshot, not from the stream's first message.
+    let late = Shared::open(&urls[1], "fleet", &dir.join("late"), opts(), 3, None)
+        .await
+        .unwrap();
+    assert!(
+        late.engine().len().unwrap() > 100,
+        "late did not start from a snapshot"
+    );
+    converged(&[&a, &late]).await;
+    assert_eq!(hash(&a), hash(&late));
+    // The bucket keeps the newest snapshot and the one before it (each new one sweeps away
+    // the older, and any a try failed during the server's outage left).
+    a.write(&insert(&vector(4), None, 1)).await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let names = snapshots_in_bucket(&urls[0]).await.unwrap_or_default();
+        if (1..=2).contains(&names.len()) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{names:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // A new directory may not write under a name the snapshot knows.
+    let e = Shared::open(&urls[0], "fleet", &dir.join("c2"), opts(), 3, Some("c"))
+        .await
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+    assert!(e.contains("already has commands"), "{e}");
+    // Nor may a second opener take a member's directory.
+    let e = Shared::open(&urls[0], "fleet", &dir.join("a"), opts(), 3, Some("a"))
+        .await
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+    assert!(e.contains("in use"), "{e}");
+    drop((a, b, c, late));
 }
