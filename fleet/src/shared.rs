@@ -75,6 +75,8 @@ const POSITION_KEY: &str = "valori-position";
 /// How long opening a member waits for the servers to look for a snapshot to start from.
 const BOOTSTRAP_WAIT: Duration = Duration::from_secs(5);
 const POINTER_MAGIC: &[u8; 8] = b"VSHPTR01";
+/// The longest snapshot object name: `<database>.<stream sequence>.<writer>`.
+const OBJECT_NAME_MAX: usize = 4 * MAX_WRITER_NAME + 64;
 /// How long a member's last reported position holds the stream back from dropping commands it
 /// has not taken ([`Shared::set_member_horizon`]).
 pub const MEMBER_HORIZON: Duration = Duration::from_secs(24 * 3600);
@@ -219,6 +221,34 @@ impl Position {
     }
 
     fn decode(bytes: &[u8]) -> std::result::Result<Position, String> {
+        let mut r = Reader::checked(bytes, POSITION_MAGIC, "a position file")?;
+        let stream_seq = r.word()?;
+        let local_seq = r.word()?;
+        let count = r.word()?;
+        let mut writers = BTreeMap::new();
+        for _ in 0..count {
+            let name = r.name(MAX_WRITER_NAME)?;
+            writers.insert(name, r.word()?);
+        }
+        r.end()?;
+        Ok(Position {
+            stream_seq,
+            local_seq,
+            writers,
+        })
+    }
+}
+
+/// Reads a BLAKE3-checked record: magic, then words and length-prefixed names.
+struct Reader<'a>(&'a [u8]);
+
+impl<'a> Reader<'a> {
+    /// The body of `bytes` (its last 32 bytes are the BLAKE3 of the rest), after `magic`.
+    fn checked(
+        bytes: &'a [u8],
+        magic: &[u8; 8],
+        what: &str,
+    ) -> std::result::Result<Reader<'a>, String> {
         let body_len = bytes
             .len()
             .checked_sub(32)
@@ -227,46 +257,43 @@ impl Position {
         if blake3::hash(body).as_bytes() != sum {
             return Err("its checksum does not match".into());
         }
-        let mut r = body;
-        let mut take = |n: usize| -> std::result::Result<&[u8], String> {
-            if r.len() < n {
-                return Err("truncated".into());
-            }
-            let (a, b) = r.split_at(n);
-            r = b;
-            Ok(a)
-        };
-        if take(8)? != POSITION_MAGIC {
-            return Err("not a position file".into());
+        let mut r = Reader(body);
+        if r.take(8)? != magic {
+            return Err(format!("not {what}"));
         }
-        let word = |b: &[u8]| {
-            let mut a = [0u8; 8];
-            a.copy_from_slice(b);
-            u64::from_le_bytes(a)
-        };
-        let stream_seq = word(take(8)?);
-        let local_seq = word(take(8)?);
-        let count = word(take(8)?);
-        let mut writers = BTreeMap::new();
-        for _ in 0..count {
-            let len = usize::try_from(word(take(8)?)).map_err(|_| "a name too long")?;
-            if len > MAX_WRITER_NAME {
-                return Err("a name too long".into());
-            }
-            let name = std::str::from_utf8(take(len)?)
-                .map_err(|_| "a name that is not UTF-8")?
-                .to_string();
-            let n = word(take(8)?);
-            writers.insert(name, n);
+        Ok(r)
+    }
+
+    fn take(&mut self, n: usize) -> std::result::Result<&'a [u8], String> {
+        if self.0.len() < n {
+            return Err("truncated".into());
         }
-        if !r.is_empty() {
-            return Err("bytes after its end".into());
+        let (a, b) = self.0.split_at(n);
+        self.0 = b;
+        Ok(a)
+    }
+
+    fn word(&mut self) -> std::result::Result<u64, String> {
+        let mut a = [0u8; 8];
+        a.copy_from_slice(self.take(8)?);
+        Ok(u64::from_le_bytes(a))
+    }
+
+    /// A name of at most `max` bytes, UTF-8.
+    fn name(&mut self, max: usize) -> std::result::Result<String, String> {
+        let len = usize::try_from(self.word()?).map_err(|_| "a name too long")?;
+        if len > max {
+            return Err("a name too long".into());
         }
-        Ok(Position {
-            stream_seq,
-            local_seq,
-            writers,
-        })
+        String::from_utf8(self.take(len)?.to_vec()).map_err(|_| "a name that is not UTF-8".into())
+    }
+
+    fn end(&self) -> std::result::Result<(), String> {
+        if self.0.is_empty() {
+            Ok(())
+        } else {
+            Err("bytes after its end".into())
+        }
     }
 }
 
@@ -301,46 +328,13 @@ impl Pointer {
     }
 
     fn decode(bytes: &[u8]) -> std::result::Result<Pointer, String> {
-        let body_len = bytes
-            .len()
-            .checked_sub(32)
-            .ok_or("shorter than its checksum")?;
-        let (body, sum) = bytes.split_at(body_len);
-        if blake3::hash(body).as_bytes() != sum {
-            return Err("its checksum does not match".into());
-        }
-        let mut r = body;
-        let mut take = |n: usize| -> std::result::Result<&[u8], String> {
-            if r.len() < n {
-                return Err("truncated".into());
-            }
-            let (a, b) = r.split_at(n);
-            r = b;
-            Ok(a)
-        };
-        if take(8)? != POINTER_MAGIC {
-            return Err("not a shared snapshot pointer".into());
-        }
-        let word = |b: &[u8]| {
-            let mut a = [0u8; 8];
-            a.copy_from_slice(b);
-            u64::from_le_bytes(a)
-        };
-        let snapshot = word(take(8)?);
-        let previous = word(take(8)?);
-        let dropped = word(take(8)?);
-        let mut name = || -> std::result::Result<String, String> {
-            let len = usize::try_from(word(take(8)?)).map_err(|_| "a name too long")?;
-            if len > 4 * MAX_WRITER_NAME + 64 {
-                return Err("a name too long".into());
-            }
-            String::from_utf8(take(len)?.to_vec()).map_err(|_| "a name that is not UTF-8".into())
-        };
-        let object = name()?;
-        let previous_object = name()?;
-        if !r.is_empty() {
-            return Err("bytes after its end".into());
-        }
+        let mut r = Reader::checked(bytes, POINTER_MAGIC, "a shared snapshot pointer")?;
+        let snapshot = r.word()?;
+        let previous = r.word()?;
+        let dropped = r.word()?;
+        let object = r.name(OBJECT_NAME_MAX)?;
+        let previous_object = r.name(OBJECT_NAME_MAX)?;
+        r.end()?;
         Ok(Pointer {
             snapshot,
             object,
