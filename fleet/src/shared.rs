@@ -650,7 +650,19 @@ impl Shared {
             .follower()
             .durability(valori_engine::Durability::None)
             .checkpoint_wal_bytes(0);
-        bootstrap(&addrs, database, dir, &writer, opts.clone()).await?;
+        // A failure of the servers (a snapshot swept away while it was read, an election) is
+        // tried again, then left to the member's checks once it runs: it stops with `Corrupt`
+        // if the stream has dropped what it lacks.
+        for tries in 1..=3 {
+            match bootstrap(&addrs, database, dir, &writer, opts.clone()).await {
+                Ok(()) => break,
+                Err(e @ FleetError::Engine(_)) => return Err(e),
+                Err(e) => {
+                    tracing::warn!(database = %database, "starting from the newest shared snapshot (try {tries} of 3): {e}");
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                }
+            }
+        }
         let engine = {
             let d = db_dir.clone();
             Arc::new(crate::blocking(move || Engine::open(&d, opts)).await?)
@@ -985,6 +997,10 @@ async fn publish_loop(
     // A command the servers refused, and why: published as an empty message instead.
     let mut refused: Option<(u64, String)> = None;
     loop {
+        // A stopped member publishes nothing more (its name may be another's too).
+        if inner.status.borrow().error.is_some() {
+            return;
+        }
         let next = {
             let outbox = inner.lock_outbox();
             outbox
@@ -1105,7 +1121,7 @@ async fn consume_loop(
         // The stream may have dropped commands this member lacks (it was away while the
         // fleet's snapshots moved on): it must start again from the newest snapshot.
         match dropped_past(&pointers, &inner.database, pos.stream_seq).await {
-            Ok(None) => {}
+            Ok(None) => report(&inner, &js, pos.stream_seq).await,
             Ok(Some(why)) => return inner.fail(why),
             Err(e) => {
                 inner.retrying(e.to_string());
@@ -1166,10 +1182,11 @@ async fn consume_loop(
                     if connected && quiet % STALL_SECONDS == 0 {
                         // Caught up, or so it seems: commands it lacks may have been dropped
                         // with nothing after them to show the gap.
-                        if let Ok(Some(why)) =
-                            dropped_past(&pointers, &inner.database, pos.stream_seq).await
-                        {
-                            return inner.fail(why);
+                        match dropped_past(&pointers, &inner.database, pos.stream_seq).await {
+                            Ok(Some(why)) => return inner.fail(why),
+                            // Heard from while quiet too.
+                            Ok(None) => report(&inner, &js, pos.stream_seq).await,
+                            Err(_) => {} // looked at again in 5 s
                         }
                         let silent = Duration::from_secs(u64::from(quiet));
                         if let Ok(Some(why)) =
@@ -1317,11 +1334,22 @@ async fn take(
         ));
     }
     if writer == inner.writer {
-        let submitted = inner.lock_outbox().next - 1;
-        if n > submitted {
+        // This member's own command, or another directory's under the same name.
+        let (submitted, mine) = {
+            let outbox = inner.lock_outbox();
+            let mine = outbox
+                .items
+                .iter()
+                .find(|(k, _)| *k == n)
+                .map(|(_, c)| c.clone());
+            (outbox.next - 1, mine)
+        };
+        let other = header(m, DROPPED_HEADER).is_none()
+            && mine.is_some_and(|c| c.as_ref() != m.payload.as_ref());
+        if n > submitted || other {
             return Err(format!(
                 "Corrupt: message {stream_seq} on {subject} is command {n} of writer {writer:?}, \
-                 this member's name, but this member has submitted only {submitted}: another \
+                 this member's name, but not the command {n} this member submitted: another \
                  member directory writes under the same name (a writer name belongs to one \
                  directory)"
             ));
@@ -1404,13 +1432,7 @@ async fn commit(
     // checkpoint may drop them from the log meanwhile.
     pos.local_seq = local.saturating_sub(unmatched as u64);
     write_atomic(&inner.dir.join("position"), &pos.encode())?;
-    // Reported (not waited for): the snapshots of other members do not let the stream drop
-    // what this member has not taken.
-    let report = js.publish(
-        format!("{POINTER_PREFIX}{}.m.{}", inner.database, inner.writer),
-        bytes::Bytes::copy_from_slice(&pos.stream_seq.to_le_bytes()),
-    );
-    let _ = tokio::time::timeout(Duration::from_millis(200), report).await;
+    report(inner, js, pos.stream_seq).await;
     inner.lock_outbox().compact()?;
     if unmatched > 0 {
         return Ok(());
@@ -1458,6 +1480,16 @@ async fn commit(
         }
     }
     Ok(())
+}
+
+/// Reports the last stream message this member has taken (not waited for): the snapshots of
+/// other members do not let the stream drop what it has not taken.
+async fn report(inner: &Inner, js: &jetstream::Context, taken: u64) {
+    let report = js.publish(
+        format!("{POINTER_PREFIX}{}.m.{}", inner.database, inner.writer),
+        bytes::Bytes::copy_from_slice(&taken.to_le_bytes()),
+    );
+    let _ = tokio::time::timeout(Duration::from_millis(200), report).await;
 }
 
 /// A snapshot waiting to be put in the bucket, with its file.
@@ -1607,7 +1639,6 @@ async fn share_snapshot(
         .await
         .map_err(|e| nats("rewinding the snapshot")(&e))?;
     let bucket = shared_bucket(js, inner.replicas).await?;
-    let floor = members_floor(&pointers, &inner.database, inner.horizon).await?;
     let meta = object_store::ObjectMetadata {
         name: object.clone(),
         description: Some(format!(
@@ -1637,6 +1668,14 @@ async fn share_snapshot(
             let _ = bucket.delete(&object).await;
             return Ok(());
         }
+        // Looked at on every try: the members' reports move on too.
+        let floor = match members_floor(&pointers, &inner.database, inner.horizon).await {
+            Ok(f) => f,
+            Err(e) => {
+                let _ = bucket.delete(&object).await;
+                return Err(e);
+            }
+        };
         let now = Pointer {
             snapshot: pos.stream_seq,
             object: object.clone(),
@@ -1664,7 +1703,15 @@ async fn share_snapshot(
             // Changed meanwhile: look again.
             Err(e) if e.kind() == PublishErrorKind::WrongLastSequence => continue,
             Err(e) => {
-                let _ = bucket.delete(&object).await;
+                // The pointer may have been set all the same (an acknowledgment lost): the
+                // object is deleted only if it is not named.
+                match read_pointer(&pointers, &inner.database).await {
+                    Ok(Some((p, _))) if p.object == object => break now,
+                    Ok(_) => {
+                        let _ = bucket.delete(&object).await;
+                    }
+                    Err(_) => {} // a later sweep deletes it if it is not named
+                }
                 return Err(FleetError::Nats(format!(
                     "setting the shared snapshot pointer: {e}"
                 )));

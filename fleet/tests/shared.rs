@@ -438,6 +438,13 @@ async fn first_message(url: &str) -> u64 {
 /// The names of the shared snapshots of database "fleet" in the bucket (`None` while the
 /// servers do not answer: asked again).
 async fn snapshots_in_bucket(url: &str) -> Option<Vec<String>> {
+    tokio::time::timeout(Duration::from_secs(10), list_snapshots(url))
+        .await
+        .ok()
+        .flatten()
+}
+
+async fn list_snapshots(url: &str) -> Option<Vec<String>> {
     let client = async_nats::connect(url).await.ok()?;
     let bucket = async_nats::jetstream::new(client)
         .get_object_store(valori_fleet::SHARED_BUCKET)
@@ -549,6 +556,7 @@ async fn snapshots_let_the_stream_drop_commands_and_a_member_that_missed_them_is
     // Reopened: made again from the newest snapshot (it holds most of c's commands at once),
     // then the stream; its queued commands are published and applied once.
     drop(b.stop().await);
+    first_message(&urls[2]).await; // its server answers again
     let b = open(2, "b").await;
     assert!(
         b.engine().len().unwrap() > 100,
@@ -571,7 +579,13 @@ async fn snapshots_let_the_stream_drop_commands_and_a_member_that_missed_them_is
     assert_eq!(hash(&a), hash(&late));
     // The bucket keeps the newest snapshot and the one before it (each new one sweeps away
     // the older, and any a try failed during the server's outage left).
-    a.write(&insert(&vector(4), None, 1)).await.unwrap();
+    tokio::time::timeout(
+        Duration::from_secs(60),
+        a.write(&insert(&vector(4), None, 1)),
+    )
+    .await
+    .expect("a's last write did not come back")
+    .unwrap();
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let names = snapshots_in_bucket(&urls[0]).await.unwrap_or_default();
