@@ -663,6 +663,7 @@ impl Shared {
                 }
             }
         }
+        keep_writer_name(dir, &writer)?;
         let engine = {
             let d = db_dir.clone();
             Arc::new(crate::blocking(move || Engine::open(&d, opts)).await?)
@@ -932,7 +933,7 @@ impl Drop for Shared {
 }
 
 /// The writer name: the one given (checked, and it must match the one kept in `dir`), the
-/// one kept in `dir`, or a new unique one.
+/// one kept in `dir`, or a new unique one (kept by [`keep_writer_name`]).
 fn writer_name(dir: &Path, given: Option<&str>) -> Result<String> {
     let path = dir.join("writer");
     let kept = match std::fs::read_to_string(&path) {
@@ -961,10 +962,17 @@ fn writer_name(dir: &Path, given: Option<&str>) -> Result<String> {
             "writer name {name:?}: use 1 to {MAX_WRITER_NAME} letters, digits, '-' or '_'"
         ))));
     }
-    if !path.exists() {
-        write_atomic(&path, name.as_bytes())?;
-    }
     Ok(name)
+}
+
+/// Keeps the writer name in `dir` (once the servers were asked whether it is free, or could
+/// not be, and before it is published): a directory holding it has claimed the name.
+fn keep_writer_name(dir: &Path, writer: &str) -> Result<()> {
+    let path = dir.join("writer");
+    if path.exists() {
+        return Ok(());
+    }
+    write_atomic(&path, writer.as_bytes())
 }
 
 async fn ensure_stream(js: &jetstream::Context, replicas: usize) -> Result<stream::Stream> {
@@ -1486,10 +1494,15 @@ async fn commit(
 /// other members do not let the stream drop what it has not taken.
 async fn report(inner: &Inner, js: &jetstream::Context, taken: u64) {
     let report = js.publish(
-        format!("{POINTER_PREFIX}{}.m.{}", inner.database, inner.writer),
+        report_subject(&inner.database, &inner.writer),
         bytes::Bytes::copy_from_slice(&taken.to_le_bytes()),
     );
     let _ = tokio::time::timeout(Duration::from_millis(200), report).await;
+}
+
+/// The subject on [`SHARED_POINTERS`] where `writer` reports its position in `database`.
+fn report_subject(database: &str, writer: &str) -> String {
+    format!("{POINTER_PREFIX}{database}.m.{writer}")
 }
 
 /// A snapshot waiting to be put in the bucket, with its file.
@@ -1859,6 +1872,20 @@ async fn bootstrap(
     let Ok(Some((js, pointers))) = tokio::time::timeout(BOOTSTRAP_WAIT, look).await else {
         return Ok(());
     };
+    // Every member reports its position under its writer name, snapshot or not: a report
+    // under this name means another directory writes as it (unless this one kept the name:
+    // then the report may be its own, from an open that failed after).
+    if fresh && !dir.join("writer").exists() {
+        match pointers
+            .get_last_raw_message_by_subject(&report_subject(database, writer))
+            .await
+        {
+            Ok(_) => return Err(name_taken(writer, database)),
+            Err(e) if e.kind() == LastRawMessageErrorKind::NoMessageFound => {}
+            Err(e) => return Err(nats("looking up the shared members' reports")(&e)),
+        }
+    }
+    keep_writer_name(dir, writer)?;
     // The pointer may move on (and its object be deleted) while this looks: looked up again.
     let mut tries = 0;
     let (info, snap) = loop {
@@ -1873,7 +1900,7 @@ async fn bootstrap(
             .get_object_store(SHARED_BUCKET)
             .await
             .map_err(|e| nats("opening the shared snapshot bucket")(&e))?;
-        match bucket.info(&p.object).await {
+        let (info, snap) = match bucket.info(&p.object).await {
             Ok(info) if !info.deleted => {
                 let snap = info
                     .metadata
@@ -1887,10 +1914,20 @@ async fn bootstrap(
                             p.object
                         ))
                     })?;
-                break (info, snap);
+                if fresh && snap.writers.contains_key(writer) {
+                    return Err(name_taken(writer, database));
+                }
+                (info, snap)
             }
-            Ok(_) if tries < 5 => continue,
-            Err(e) if e.kind() == object_store::InfoErrorKind::NotFound && tries < 5 => continue,
+            // Swept while the pointer was read: the pointer has moved on (or soon will).
+            Ok(_) if tries < 5 => {
+                tokio::time::sleep(Duration::from_millis(100 * tries)).await;
+                continue;
+            }
+            Err(e) if e.kind() == object_store::InfoErrorKind::NotFound && tries < 5 => {
+                tokio::time::sleep(Duration::from_millis(100 * tries)).await;
+                continue;
+            }
             Ok(_) => {
                 return Err(FleetError::NotFound(format!(
                     "shared snapshot {}",
@@ -1898,15 +1935,31 @@ async fn bootstrap(
                 )))
             }
             Err(e) => return Err(nats("looking up the shared snapshot")(&e)),
+        };
+        // Reported as taken through the snapshot before it is fetched (its writer name
+        // checked first: the report replaces the name's last), or two snapshots set before
+        // this member reports from its new place could drop what it needs next (its last
+        // report may be older than the horizon). A set already under way read the pointer
+        // this one reads again, so it drops at most through that pointer's snapshot: if that
+        // moved on, the newer snapshot is taken instead.
+        let held = js
+            .publish(
+                report_subject(database, writer),
+                bytes::Bytes::copy_from_slice(&p.snapshot.to_le_bytes()),
+            )
+            .await;
+        match held {
+            Ok(ack) => {
+                ack.await
+                    .map_err(|e| nats("reporting the member's new position")(&e))?;
+            }
+            Err(e) => return Err(nats("reporting the member's new position")(&e)),
+        }
+        match read_pointer(&pointers, database).await? {
+            Some((q, _)) if q.snapshot != p.snapshot && tries < 5 => continue,
+            _ => break (info, snap),
         }
     };
-    if fresh && snap.writers.contains_key(writer) {
-        return Err(FleetError::Engine(valori_engine::Error::Invalid(format!(
-            "writer {writer:?} already has commands in shared database {database:?}, from \
-             another member directory: a writer name belongs to one directory (give another, \
-             or none for a new unique one)"
-        ))));
-    }
     tracing::info!(database = %database, from = snap.stream_seq, "starting from the newest shared snapshot");
     let chunks = crate::Chunks::open(&js, SHARED_BUCKET, &info).await?;
     let engine = crate::receive_object(chunks, info.size, &incoming, options).await?;
@@ -1924,6 +1977,15 @@ async fn bootstrap(
     }
     write_atomic(&dir.join("rebuild"), &snap.encode())?;
     finish_rebuild(dir)
+}
+
+/// A new member directory was given a writer name another directory writes as.
+fn name_taken(writer: &str, database: &str) -> FleetError {
+    FleetError::Engine(valori_engine::Error::Invalid(format!(
+        "writer {writer:?} is already a member of shared database {database:?} through another \
+         directory: a writer name belongs to one directory (give another, or none for a \
+         new unique one)"
+    )))
 }
 
 /// Finishes a swap [`bootstrap`] began: `db-incoming` replaces `db`, then the position is

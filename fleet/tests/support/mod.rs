@@ -56,6 +56,15 @@ pub fn nats_server() -> String {
 /// `n` servers: one alone, or a cluster whose members route to each other (and do not
 /// advertise each other to clients).
 pub fn start(n: usize, dir: &Path) -> Vec<Server> {
+    // The fleet's warnings (failed tries, sweeps) show with a failing test's output;
+    // `RUST_LOG` chooses others.
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("valori_fleet=warn")),
+        )
+        .with_test_writer()
+        .try_init();
     let ports: Vec<(u16, u16)> = (0..n).map(|_| (free_port(), free_port())).collect();
     ports
         .iter()
