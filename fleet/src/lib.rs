@@ -6,8 +6,11 @@
 //!   value), to the subject `valori.wal.<database>` of the stream `VALORI`. Each publish
 //!   names the stream sequence of the subject's last message
 //!   (`Nats-Expected-Last-Subject-Sequence`), so two leaders can never interleave records:
-//!   the second is fenced off ([`FleetError::Fenced`]). Each carries a message id
-//!   (`<database>.<sequence>.<chain>`), so a retried publish is stored once.
+//!   the second is fenced off ([`FleetError::Fenced`]). Each carries a message id naming
+//!   the message it follows (`<database>.after.<stream sequence>`), so a retried publish is
+//!   stored once, and of two leaders publishing at the same moment one is stored even on
+//!   servers that check the expected sequence only against what they have stored (see
+//!   `publish_part`).
 //! - Its snapshots go to the object store bucket `valori-snapshots` (object `<database>`):
 //!   a **follower** ([`Fleet::follow`]) starts from the newest one, then applies the stream's
 //!   records after it with [`Engine::apply_replica`], which checks each record's chain value
@@ -897,7 +900,9 @@ async fn publish_loop(
             for part in 0..parts {
                 let piece = record.slice(part * room..((part + 1) * room).min(record.len()));
                 let msg = Part {
-                    id: format!("{database}.{}.{}.{part}", e.seq, hex8(&e.chain)),
+                    // Named by the message it follows, not by its record: of two leaders
+                    // extending the same message, the server stores one (see `publish_part`).
+                    id: format!("{database}.after.{subject_seq}"),
                     seq: e.seq,
                     label: format!("{}/{parts}", part + 1),
                     chain: &chain,
@@ -925,6 +930,15 @@ struct Part<'a> {
 /// connection is retried until it succeeds (the message id makes a retry stored once; the
 /// log keeps the record meanwhile), reported in [`LeaderStatus::retrying`]. Being fenced off
 /// is final.
+///
+/// Fencing has two checks, because nats-server before 2.9.21 checks the expected last
+/// subject sequence of a replicated stream only against what it has stored, not against
+/// publishes still being agreed (nats-server issue 4320: two leaders extending the same
+/// message were both stored in most tries on a 3-server cluster): the message id names the
+/// message this one follows, and the server's de-duplication, which does see publishes under
+/// way, stores one message per id. A message refused either way is this leader's own (a
+/// retry after a lost acknowledgment) only if the stored one carries this part's record,
+/// part and chain.
 async fn publish_part(
     js: &jetstream::Context,
     subject: &str,
@@ -947,27 +961,90 @@ async fn publish_part(
             Ok(ack) => ack.await,
             Err(e) => Err(e),
         };
-        match result {
-            Ok(ack) => {
+        let stored = match result {
+            Ok(ack) if !ack.duplicate => {
                 if tries > 1 {
                     tx.send_modify(|s| s.retrying = None);
                 }
                 return Ok(ack.sequence);
             }
+            // Another message follows the same one: this part (a retry) or another leader's.
+            Ok(ack) => stored_part(js, StoredAt::Sequence(ack.sequence), part).await,
             Err(err) if err.kind() == PublishErrorKind::WrongLastSequence => {
+                stored_part(js, StoredAt::LastOf(subject), part).await
+            }
+            Err(err) => Err(format!(
+                "publishing record {} (try {tries}): {err}",
+                part.seq
+            )),
+        };
+        match stored {
+            Ok(Some(seq)) => {
+                if tries > 1 {
+                    tx.send_modify(|s| s.retrying = None);
+                }
+                return Ok(seq);
+            }
+            Ok(None) => {
                 return Err(format!(
-                    "fenced off at record {}: another leader has published to {subject} ({err})",
+                    "fenced off at record {}: another leader has published to {subject}",
                     part.seq
                 ))
             }
-            Err(err) => {
-                let why = format!("publishing record {} (try {tries}): {err}", part.seq);
+            Err(why) => {
                 tracing::warn!(subject = %subject, "{why}; retrying");
                 tx.send_modify(|s| s.retrying = Some(why));
                 tokio::time::sleep(Duration::from_millis(50 * u64::from(tries.min(20)))).await;
             }
         }
     }
+}
+
+/// Where [`stored_part`] looks.
+enum StoredAt<'a> {
+    /// The message a duplicate acknowledgment names.
+    Sequence(u64),
+    /// The last message of the subject.
+    LastOf(&'a str),
+}
+
+/// `Some(its stream sequence)` if the message at `at` is `part` (stored by an earlier try),
+/// `None` if it is another leader's; `Err` if that cannot be told yet.
+async fn stored_part(
+    js: &jetstream::Context,
+    at: StoredAt<'_>,
+    part: &Part<'_>,
+) -> std::result::Result<Option<u64>, String> {
+    let stream = js
+        .get_stream(STREAM)
+        .await
+        .map_err(|e| format!("reading the stream to check record {}: {e}", part.seq))?;
+    let message = match at {
+        // A duplicate of a message still being agreed is acknowledged with no sequence.
+        StoredAt::Sequence(0) => {
+            return Err(format!(
+                "record {}: a message following the same one is still being stored",
+                part.seq
+            ))
+        }
+        StoredAt::Sequence(seq) => stream.get_raw_message(seq).await.map_err(|e| e.to_string()),
+        StoredAt::LastOf(subject) => stream
+            .get_last_raw_message_by_subject(subject)
+            .await
+            .map_err(|e| e.to_string()),
+    }
+    .map_err(|e| {
+        format!(
+            "reading the stored message to check record {}: {e}",
+            part.seq
+        )
+    })?;
+    let h = &message.headers;
+    let is = |name: &str, value: &str| h.get(name).is_some_and(|v| v.as_str() == value);
+    let ours = is(SEQ_HEADER, &part.seq.to_string())
+        && is(PART_HEADER, &part.label)
+        && is(CHAIN_HEADER, part.chain);
+    Ok(ours.then_some(message.sequence))
 }
 
 /// How often a leader looks for a newer snapshot to put in the bucket.

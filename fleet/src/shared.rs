@@ -696,7 +696,7 @@ impl Shared {
                     format!(
                         "the database holds commands {from}..={local} past the member's position, \
                          but its log no longer holds them all to match against the stream: \
-                         rebuild this member (a new directory) from the stream"
+                         rebuild this member from the stream (a new directory under a new writer name; commands it has queued are not carried over)"
                     ),
                 ));
             }
@@ -1254,7 +1254,7 @@ async fn consume_loop(
             if pending == 0 && !ahead.is_empty() {
                 return inner.fail(format!(
                     "Corrupt: the database holds {} command(s) past the member's position that \
-                     the stream does not: rebuild this member (a new directory) from the stream",
+                     the stream does not: rebuild this member from the stream (a new directory under a new writer name; commands it has queued are not carried over)",
                     ahead.len()
                 ));
             }
@@ -1337,7 +1337,7 @@ async fn take(
         return Err(format!(
             "Corrupt: message {stream_seq} on {subject} is command {n} of writer {writer:?}, \
              but the next of that writer this member needs is {}: the stream no longer holds \
-             it (dropped while this member was away); rebuild this member (a new directory)",
+             it (dropped while this member was away); rebuild this member (a new directory under a new writer name; commands it has queued are not carried over)",
             last + 1
         ));
     }
@@ -1700,9 +1700,15 @@ async fn share_snapshot(
                 .dropped
                 .max(before.snapshot.min(floor.unwrap_or(u64::MAX))),
         };
-        // Set only if no other member set it since it was read.
+        // Set only if no other member set it since it was read. The message id names the
+        // pointer this one replaces: nats-server before 2.9.21 checks the expected sequence
+        // only against what it has stored, so two sets of one pointer agreed at once could
+        // both be stored; its de-duplication sees sets under way and stores one (see
+        // `publish_part` in the crate root). Each try reads a newer pointer, so a duplicate is
+        // always another member's set.
         let set = PublishMessage::build()
             .payload(bytes::Bytes::from(now.encode()))
+            .message_id(format!("{}.after.{revision}", inner.database))
             .expected_last_subject_sequence(revision);
         let set = match js
             .send_publish(format!("{POINTER_PREFIX}{}", inner.database), set)
@@ -1712,18 +1718,22 @@ async fn share_snapshot(
             Err(e) => Err(e),
         };
         match set {
-            Ok(_) => break now,
+            Ok(ack) if !ack.duplicate => break now,
             // Changed meanwhile: look again.
+            Ok(_) => {
+                // The other set may still be being agreed: looked at again shortly.
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                continue;
+            }
             Err(e) if e.kind() == PublishErrorKind::WrongLastSequence => continue,
             Err(e) => {
-                // The pointer may have been set all the same (an acknowledgment lost): the
-                // object is deleted only if it is not named.
-                match read_pointer(&pointers, &inner.database).await {
-                    Ok(Some((p, _))) if p.object == object => break now,
-                    Ok(_) => {
-                        let _ = bucket.delete(&object).await;
+                // The pointer may have been set all the same (an acknowledgment lost, or the
+                // set still being agreed): the object is kept unless a newer pointer has
+                // passed it (a later sweep deletes it if it is not named then).
+                if let Ok(Some((p, _))) = read_pointer(&pointers, &inner.database).await {
+                    if p.object == object {
+                        break now;
                     }
-                    Err(_) => {} // a later sweep deletes it if it is not named
                 }
                 return Err(FleetError::Nats(format!(
                     "setting the shared snapshot pointer: {e}"
@@ -1885,7 +1895,6 @@ async fn bootstrap(
             Err(e) => return Err(nats("looking up the shared members' reports")(&e)),
         }
     }
-    keep_writer_name(dir, writer)?;
     // The pointer may move on (and its object be deleted) while this looks: looked up again.
     let mut tries = 0;
     let (info, snap) = loop {
@@ -1896,11 +1905,18 @@ async fn bootstrap(
         if !(fresh || taken < p.dropped) || taken >= p.snapshot {
             return Ok(());
         }
+        // The newest snapshot; after two misses, the one before it (the stream keeps every
+        // command after that one: the drop point never passes it).
+        let (object, at) = if tries > 2 && !p.previous_object.is_empty() {
+            (&p.previous_object, p.previous)
+        } else {
+            (&p.object, p.snapshot)
+        };
         let bucket = js
             .get_object_store(SHARED_BUCKET)
             .await
             .map_err(|e| nats("opening the shared snapshot bucket")(&e))?;
-        let (info, snap) = match bucket.info(&p.object).await {
+        let (info, snap) = match bucket.info(object).await {
             Ok(info) if !info.deleted => {
                 let snap = info
                     .metadata
@@ -1911,7 +1927,7 @@ async fn bootstrap(
                     .map_err(|why| {
                         FleetError::Nats(format!(
                             "shared snapshot {} has no valid position: {why}",
-                            p.object
+                            object
                         ))
                     })?;
                 if fresh && snap.writers.contains_key(writer) {
@@ -1928,14 +1944,12 @@ async fn bootstrap(
                 tokio::time::sleep(Duration::from_millis(100 * tries)).await;
                 continue;
             }
-            Ok(_) => {
-                return Err(FleetError::NotFound(format!(
-                    "shared snapshot {}",
-                    p.object
-                )))
-            }
+            Ok(_) => return Err(FleetError::NotFound(format!("shared snapshot {object}"))),
             Err(e) => return Err(nats("looking up the shared snapshot")(&e)),
         };
+        // The name is checked: kept before it is reported under (a retried open then does
+        // not refuse its own report), and only then (a refused name leaves nothing behind).
+        keep_writer_name(dir, writer)?;
         // Reported as taken through the snapshot before it is fetched (its writer name
         // checked first: the report replaces the name's last), or two snapshots set before
         // this member reports from its new place could drop what it needs next (its last
@@ -1945,7 +1959,7 @@ async fn bootstrap(
         let held = js
             .publish(
                 report_subject(database, writer),
-                bytes::Bytes::copy_from_slice(&p.snapshot.to_le_bytes()),
+                bytes::Bytes::copy_from_slice(&at.to_le_bytes()),
             )
             .await;
         match held {

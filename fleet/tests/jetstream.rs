@@ -225,6 +225,153 @@ async fn a_second_leader_is_fenced_off() {
     }
 }
 
+/// Two leaders start at the same moment, each through another server of a 3-server cluster
+/// (R3), each with its own next record after the stream's last, again and again: in every
+/// round the stream takes one leader's record and the other leader is fenced off.
+/// nats-server before 2.9.21 stores both in most rounds if only the expected last subject
+/// sequence guards the publish (nats-server issue 4320).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_leaders_writing_at_once_never_both_reach_the_stream() {
+    let dir = tempdir("race");
+    let servers = start(3, &dir);
+    let fa = connect(&servers[0].url(), 3).await;
+    let fb = connect(&servers[1].url(), 3).await;
+    for round in 0..12 {
+        let db = format!("race{round}");
+        let a = Arc::new(
+            Engine::open(dir.join(format!("a{round}")), Options::new(4, Metric::L2)).unwrap(),
+        );
+        work(&a, 0, 3, 4);
+        // Its first records go to the bucket's snapshot, the ones after to the stream.
+        let lead_a = fa.lead(&db, Arc::clone(&a)).await.unwrap();
+        work(&a, 3, 2, 4);
+        let start_seq = a.sequence().unwrap();
+        lead_a.wait_published(start_seq).await.unwrap();
+        lead_a.stop().await;
+        let bdir = dir.join(format!("b{round}"));
+        let f = fb.follow(&db, &bdir).await.unwrap();
+        f.wait_applied(start_seq).await.unwrap();
+        drop(f.stop().await);
+        let b = Arc::new(Engine::open(&bdir, Options::default()).unwrap());
+        // Each writes its own next record, then both start publishing at once (the old
+        // leader back while a follower is promoted).
+        a.insert(&vector(1000 + round, 4), None, b"a").unwrap();
+        b.insert(&vector(2000 + round, 4), None, b"b").unwrap();
+        let (ra, rb) = tokio::join!(fa.lead(&db, Arc::clone(&a)), fb.lead(&db, Arc::clone(&b)));
+        let next = start_seq + 1;
+        // A leader refused at its start (the other's record already there) or fenced off
+        // while it publishes: `None` once it has published its record.
+        let outcome = |r: &valori_fleet::Result<valori_fleet::Leader>| -> Option<String> {
+            match r {
+                Err(e) => Some(e.to_string()),
+                Ok(l) => l.status().error,
+            }
+        };
+        let settled = |r: &valori_fleet::Result<valori_fleet::Leader>| match r {
+            Err(_) => true,
+            Ok(l) => {
+                let s = l.status();
+                s.published >= next || s.error.is_some()
+            }
+        };
+        until("both leaders to publish or be fenced", || {
+            settled(&ra) && settled(&rb)
+        })
+        .await;
+        let (oa, ob) = (outcome(&ra), outcome(&rb));
+        assert!(
+            oa.is_some() != ob.is_some(),
+            "round {round}: exactly one leader must be fenced off; a: {oa:?}, b: {ob:?}"
+        );
+        let winner = if oa.is_none() { &a } else { &b };
+        // A new follower holds the winner's history.
+        let g = fa
+            .follow(&db, &dir.join(format!("g{round}")))
+            .await
+            .unwrap();
+        g.wait_applied(next).await.unwrap();
+        assert_eq!(
+            g.engine().state_hash().unwrap(),
+            winner.state_hash().unwrap()
+        );
+        drop(g.stop().await);
+    }
+}
+
+/// What the fencing of leaders and of the shared memory's pointer rests on, checked on the
+/// servers CI installs (3 servers, R3): of 12 publishes sent at once through the three
+/// servers, each expecting the same last message of the subject and carrying the same message
+/// id, the stream stores exactly one, in every round. (The expected sequence alone does not
+/// do it before nats-server 2.9.21: the count of rounds where it stored more than one is
+/// printed, not asserted, since newer servers store one.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn of_concurrent_publishes_extending_one_message_the_servers_store_one() {
+    use async_nats::jetstream::{self, message::PublishMessage, stream};
+    let dir = tempdir("cas");
+    let servers = start(3, &dir);
+    // The fleet's connect waits until the cluster has a JetStream leader.
+    drop(connect(&servers[0].url(), 3).await);
+    let mut js = Vec::new();
+    for s in &servers {
+        js.push(jetstream::new(async_nats::connect(s.url()).await.unwrap()));
+    }
+    let config = stream::Config {
+        name: "CAS".into(),
+        subjects: vec!["cas.>".into()],
+        num_replicas: 3,
+        ..Default::default()
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while let Err(e) = js[0].get_or_create_stream(config.clone()).await {
+        assert!(Instant::now() < deadline, "creating the stream: {e}");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let mut more_than_one_without_id = 0;
+    for with_id in [true, false] {
+        for round in 0..20 {
+            let base = js[0]
+                .publish("cas.x", "base".into())
+                .await
+                .unwrap()
+                .await
+                .unwrap()
+                .sequence;
+            let tries: Vec<_> = (0..12)
+                .map(|i| {
+                    let js = js[i % 3].clone();
+                    tokio::spawn(async move {
+                        let m = PublishMessage::build()
+                            .payload(format!("{round}.{i}").into())
+                            .expected_last_subject_sequence(base);
+                        let m = if with_id {
+                            m.message_id(format!("after.{base}"))
+                        } else {
+                            m
+                        };
+                        match js.send_publish("cas.x", m).await {
+                            Ok(ack) => ack.await.is_ok_and(|a| !a.duplicate),
+                            Err(_) => false,
+                        }
+                    })
+                })
+                .collect();
+            let mut stored = 0;
+            for t in tries {
+                stored += usize::from(t.await.unwrap());
+            }
+            if with_id {
+                assert_eq!(stored, 1, "round {round}: {stored} of 12 publishes stored");
+            } else if stored > 1 {
+                more_than_one_without_id += 1;
+            }
+        }
+    }
+    eprintln!(
+        "without a message id, more than one publish was stored in {more_than_one_without_id} \
+         of 20 rounds"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_three_server_cluster_loses_a_server_and_no_acknowledged_record() {
     let dir = tempdir("cluster");
