@@ -3,7 +3,8 @@
 # and fast when everything is already installed, and runs at most once per invocation, so each
 # leg calls the ones it needs and a full run pays for them once.
 
-step() { printf '\n=== %s\n' "$*"; }
+# Each step says when it began (seconds since this run started): the slow steps show in the log.
+step() { printf '\n=== %s  [%d s]\n' "$*" "$SECONDS"; }
 die() { echo "$*" >&2; exit 1; }
 
 # Debian packages by group. "host": the C/C++ toolchain, GoogleTest, valgrind, CMake, Python's

@@ -1,8 +1,9 @@
 # shellcheck shell=bash
 # Leg "fuzz": the cargo-fuzz crate fuzz/ (its own workspace, nightly): format and lints, then
 # scripts/fuzz.sh builds every target, replays the reproducers in fuzz/regressions/ and fuzzes
-# each target briefly (CI_FUZZ_SECONDS, default 20 s) from the seeds in fuzz/corpus/. Any crash
-# fails the leg; its input is in fuzz/artifacts/TARGET/ and the log in fuzz/target/logs/.
+# each target briefly (CI_FUZZ_SECONDS, default 20 s; two targets at a time, one per core)
+# from the seeds in fuzz/corpus/. Any crash fails the leg; its input is in
+# fuzz/artifacts/TARGET/ and the log in fuzz/target/logs/.
 
 # The nightly toolchain (sanitizer builds) and cargo-fuzz.
 fuzz_setup() {
@@ -27,6 +28,6 @@ leg_fuzz() {
   step "fuzz crate: format and lints"
   cargo fmt --manifest-path fuzz/Cargo.toml --all -- --check
   cargo clippy -q --manifest-path fuzz/Cargo.toml --workspace --all-targets -- -D warnings
-  step "fuzz: every target for ${CI_FUZZ_SECONDS:-20} s after its regression inputs"
-  bash scripts/fuzz.sh "${CI_FUZZ_SECONDS:-20}"
+  step "fuzz: every target for ${CI_FUZZ_SECONDS:-20} s after its regression inputs, two at a time"
+  bash scripts/fuzz.sh --jobs 2 "${CI_FUZZ_SECONDS:-20}"
 }

@@ -1505,6 +1505,10 @@ fn report_subject(database: &str, writer: &str) -> String {
     format!("{POINTER_PREFIX}{database}.m.{writer}")
 }
 
+/// Follows the position in the report of a member that is downloading the snapshot taken
+/// there: [`sweep`] keeps that snapshot while the report is within the horizon.
+const DOWNLOADING: &[u8] = b"downloading";
+
 /// A snapshot waiting to be put in the bucket, with its file.
 type NextShare = Arc<Mutex<Option<(Upload, tokio::fs::File)>>>;
 
@@ -1637,10 +1641,13 @@ async fn share_snapshot(
         // Set by an earlier try that failed after: only the dropping is left to do.
         Some((p, _)) if p.object == object => {
             drop_through(js, inner, p.dropped).await?;
+            // The members' reports read after the pointer (see `sweep`).
+            let held = member_reports(&pointers, &inner.database, inner.horizon).await?;
             sweep(
                 &shared_bucket(js, inner.replicas).await?,
                 &inner.database,
                 &p,
+                &held,
             )
             .await;
             return Ok(());
@@ -1667,7 +1674,7 @@ async fn share_snapshot(
         let _ = bucket.delete(&object).await;
         return Err(nats("putting the shared snapshot")(&e));
     }
-    let now = loop {
+    let (now, held) = loop {
         let current = match read_pointer(&pointers, &inner.database).await {
             Ok(c) => c,
             Err(e) => {
@@ -1682,8 +1689,8 @@ async fn share_snapshot(
             return Ok(());
         }
         // Looked at on every try: the members' reports move on too.
-        let floor = match members_floor(&pointers, &inner.database, inner.horizon).await {
-            Ok(f) => f,
+        let held = match member_reports(&pointers, &inner.database, inner.horizon).await {
+            Ok(h) => h,
             Err(e) => {
                 let _ = bucket.delete(&object).await;
                 return Err(e);
@@ -1698,7 +1705,7 @@ async fn share_snapshot(
             // the horizon has taken; never backwards.
             dropped: before
                 .dropped
-                .max(before.snapshot.min(floor.unwrap_or(u64::MAX))),
+                .max(before.snapshot.min(held.floor.unwrap_or(u64::MAX))),
         };
         // Set only if no other member set it since it was read. The message id names the
         // pointer this one replaces: nats-server before 2.9.21 checks the expected sequence
@@ -1718,7 +1725,7 @@ async fn share_snapshot(
             Err(e) => Err(e),
         };
         match set {
-            Ok(ack) if !ack.duplicate => break now,
+            Ok(ack) if !ack.duplicate => break (now, held),
             // Changed meanwhile: look again.
             Ok(_) => {
                 // The other set may still be being agreed: looked at again shortly.
@@ -1732,7 +1739,7 @@ async fn share_snapshot(
                 // passed it (a later sweep deletes it if it is not named then).
                 if let Ok(Some((p, _))) = read_pointer(&pointers, &inner.database).await {
                     if p.object == object {
-                        break now;
+                        break (now, held);
                     }
                 }
                 return Err(FleetError::Nats(format!(
@@ -1742,51 +1749,60 @@ async fn share_snapshot(
         }
     };
     drop_through(js, inner, now.dropped).await?;
-    sweep(&bucket, &inner.database, &now).await;
+    sweep(&bucket, &inner.database, &now, &held).await;
     tracing::info!(database = %inner.database, snapshot = now.snapshot, dropped_through = now.dropped, "a shared snapshot is the newest in the bucket");
     Ok(())
 }
 
 /// Deletes `database`'s snapshots in the bucket other than the two `now` names, up to its
 /// newest (one named after it may be another member's, still on its way): the one the new
-/// pointer dropped, and any a failed or outrun try left. Failures are only logged: the next
-/// sweep tries again.
-async fn sweep(bucket: &object_store::ObjectStore, database: &str, now: &Pointer) {
-    let prefix = format!("{database}.");
-    let mut stale = Vec::new();
+/// pointer dropped, and any a failed or outrun try left; but not one a member reported it is
+/// downloading (`held`, read after the pointer `now` replaced: a member that read an older
+/// pointer and is still downloading its snapshot reported before that pointer was replaced,
+/// or it would have read the newer one). Failures are only logged: the next sweep tries again.
+async fn sweep(bucket: &object_store::ObjectStore, database: &str, now: &Pointer, held: &Held) {
+    let mut names = Vec::new();
     match bucket.list().await {
         Ok(mut list) => {
             while let Some(info) = list.next().await {
                 let Ok(info) = info else { break };
-                let seq = info
-                    .name
-                    .strip_prefix(&prefix)
-                    .and_then(|rest| rest.split('.').next())
-                    .and_then(|n| n.parse::<u64>().ok());
-                if seq.is_some_and(|seq| seq <= now.snapshot)
-                    && info.name != now.object
-                    && info.name != now.previous_object
-                {
-                    stale.push(info.name);
-                }
+                names.push(info.name);
             }
         }
         Err(e) => tracing::warn!(database = %database, "listing the shared snapshots: {e}"),
     }
-    for name in stale {
+    for name in stale_snapshots(names, database, now, held) {
         if let Err(e) = bucket.delete(&name).await {
             tracing::warn!(database = %database, "deleting the old snapshot {name}: {e}");
         }
     }
 }
 
-/// The least stream message taken among the members of `database` that reported within
-/// `horizon` (`None`: none did).
-async fn members_floor(
+/// Of the bucket's objects `names`, those [`sweep`] deletes.
+fn stale_snapshots(names: Vec<String>, database: &str, now: &Pointer, held: &Held) -> Vec<String> {
+    let prefix = format!("{database}.");
+    names
+        .into_iter()
+        .filter(|name| {
+            let seq = name
+                .strip_prefix(&prefix)
+                .and_then(|rest| rest.split('.').next())
+                .and_then(|n| n.parse::<u64>().ok());
+            seq.is_some_and(|seq| seq <= now.snapshot && !held.downloading.contains(&seq))
+                && *name != now.object
+                && *name != now.previous_object
+        })
+        .collect()
+}
+
+/// What the members of `database` that reported within `horizon` hold: the least stream
+/// message taken among them (`None`: none reported), and the snapshots (by stream message)
+/// that some of them are downloading.
+async fn member_reports(
     pointers: &stream::Stream,
     database: &str,
     horizon: Duration,
-) -> Result<Option<u64>> {
+) -> Result<Held> {
     let filter = format!("{POINTER_PREFIX}{database}.m.*");
     let mut subjects = pointers
         .info_with_subjects(&filter)
@@ -1799,7 +1815,7 @@ async fn members_floor(
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
-    let mut floor: Option<u64> = None;
+    let mut held = Held::default();
     for name in names {
         let m = match pointers.get_last_raw_message_by_subject(&name).await {
             Ok(m) => m,
@@ -1818,9 +1834,19 @@ async fn members_floor(
         else {
             continue;
         };
-        floor = Some(floor.map_or(taken, |f| f.min(taken)));
+        held.floor = Some(held.floor.map_or(taken, |f| f.min(taken)));
+        if m.payload.get(8..) == Some(DOWNLOADING) {
+            held.downloading.insert(taken);
+        }
     }
-    Ok(floor)
+    Ok(held)
+}
+
+/// What members hold back ([`member_reports`]).
+#[derive(Default)]
+struct Held {
+    floor: Option<u64>,
+    downloading: std::collections::BTreeSet<u64>,
 }
 
 /// Lets the stream drop the database's commands through message `dropped`.
@@ -1905,13 +1931,7 @@ async fn bootstrap(
         if !(fresh || taken < p.dropped) || taken >= p.snapshot {
             return Ok(());
         }
-        // The newest snapshot; after two misses, the one before it (the stream keeps every
-        // command after that one: the drop point never passes it).
-        let (object, at) = if tries > 2 && !p.previous_object.is_empty() {
-            (&p.previous_object, p.previous)
-        } else {
-            (&p.object, p.snapshot)
-        };
+        let (object, at) = (&p.object, p.snapshot);
         let bucket = js
             .get_object_store(SHARED_BUCKET)
             .await
@@ -1959,7 +1979,7 @@ async fn bootstrap(
         let held = js
             .publish(
                 report_subject(database, writer),
-                bytes::Bytes::copy_from_slice(&at.to_le_bytes()),
+                bytes::Bytes::from([&at.to_le_bytes()[..], DOWNLOADING].concat()),
             )
             .await;
         match held {
@@ -2049,6 +2069,44 @@ mod tests {
             assert!(Position::decode(&b).is_err(), "flip at byte {i} accepted");
         }
         assert!(Position::decode(&bytes[..bytes.len() - 1]).is_err());
+    }
+
+    #[test]
+    fn a_sweep_keeps_the_named_snapshots_and_those_being_downloaded() {
+        let now = Pointer {
+            snapshot: 15,
+            object: "fleet.15.a".into(),
+            previous: 12,
+            previous_object: "fleet.12.c".into(),
+            dropped: 9,
+        };
+        let names = [
+            "fleet.5.a",  // older: deleted
+            "fleet.9.b",  // a member downloads it: kept
+            "fleet.11.b", // left by a try another member lost: deleted
+            "fleet.12.c", // the previous: kept
+            "fleet.15.a", // the newest: kept
+            "fleet.15.b", // the same message, another member's loser: deleted
+            "fleet.20.c", // newer, on its way: kept
+            "fleet2.3.a", // another database: kept
+            "fleet.x.a",  // not a snapshot's name: kept
+        ]
+        .map(String::from)
+        .to_vec();
+        let mut held = Held {
+            floor: Some(9),
+            ..Default::default()
+        };
+        held.downloading.insert(9);
+        assert_eq!(
+            stale_snapshots(names.clone(), "fleet", &now, &held),
+            ["fleet.5.a", "fleet.11.b", "fleet.15.b"]
+        );
+        // Nobody downloading: that one goes too.
+        assert_eq!(
+            stale_snapshots(names, "fleet", &now, &Held::default()),
+            ["fleet.5.a", "fleet.9.b", "fleet.11.b", "fleet.15.b"]
+        );
     }
 
     #[test]
