@@ -1669,33 +1669,32 @@ async fn share_snapshot(
         metadata: std::iter::once((POSITION_KEY.to_string(), crate::hex(&pos.encode()))).collect(),
         ..Default::default()
     };
-    if let Err(e) = bucket.put(meta, file).await {
-        // It may be there all the same (an acknowledgment lost): not left behind.
-        let _ = bucket.delete(&object).await;
-        return Err(nats("putting the shared snapshot")(&e));
-    }
+    // On a failure the object is left for the sweeps: the set of an earlier try that gave up
+    // (its acknowledgment lost) may still be agreed and name it.
+    bucket
+        .put(meta, file)
+        .await
+        .map_err(|e| nats("putting the shared snapshot")(&e))?;
     let (now, held) = loop {
-        let current = match read_pointer(&pointers, &inner.database).await {
-            Ok(c) => c,
-            Err(e) => {
-                let _ = bucket.delete(&object).await;
-                return Err(e);
-            }
-        };
-        let (before, revision) = current.clone().unwrap_or_default();
+        let (before, revision) = read_pointer(&pointers, &inner.database)
+            .await?
+            .unwrap_or_default();
+        // Looked at on every try: the members' reports move on too.
+        let held = member_reports(&pointers, &inner.database, inner.horizon).await?;
+        if before.object == object {
+            // An earlier try's set, agreed after that try gave up: only the dropping is left.
+            break (before, held);
+        }
         if before.snapshot >= pos.stream_seq {
-            // Another member's newer snapshot came first.
-            let _ = bucket.delete(&object).await;
+            // Another member's newer snapshot came first. Deleted unless a pointer named it
+            // (an earlier try's set, since replaced): an earlier set still being agreed would
+            // be after the same pointer message as the one that replaced it, and so refused
+            // as its duplicate.
+            if before.previous_object != object {
+                let _ = bucket.delete(&object).await;
+            }
             return Ok(());
         }
-        // Looked at on every try: the members' reports move on too.
-        let held = match member_reports(&pointers, &inner.database, inner.horizon).await {
-            Ok(h) => h,
-            Err(e) => {
-                let _ = bucket.delete(&object).await;
-                return Err(e);
-            }
-        };
         let now = Pointer {
             snapshot: pos.stream_seq,
             object: object.clone(),
@@ -1708,11 +1707,12 @@ async fn share_snapshot(
                 .max(before.snapshot.min(held.floor.unwrap_or(u64::MAX))),
         };
         // Set only if no other member set it since it was read. The message id names the
-        // pointer this one replaces: nats-server before 2.9.21 checks the expected sequence
-        // only against what it has stored, so two sets of one pointer agreed at once could
-        // both be stored; its de-duplication sees sets under way and stores one (see
-        // `publish_part` in the crate root). Each try reads a newer pointer, so a duplicate is
-        // always another member's set.
+        // pointer message this one replaces: nats-server before 2.9.21 checks the expected
+        // sequence when a set is proposed, against what it has stored, so two sets proposed
+        // at once could both be stored; de-duplication, applied in the cluster's agreed
+        // order, stores one (see `publish_part` in the crate root). A duplicate is another
+        // member's set, or an earlier try's (then the pointer names this object, and the next
+        // look finds it).
         let set = PublishMessage::build()
             .payload(bytes::Bytes::from(now.encode()))
             .message_id(format!("{}.after.{revision}", inner.database))
@@ -1990,7 +1990,16 @@ async fn bootstrap(
             Err(e) => return Err(nats("reporting the member's new position")(&e)),
         }
         match read_pointer(&pointers, database).await? {
-            Some((q, _)) if q.snapshot != p.snapshot && tries < 5 => continue,
+            // Moved on: a set under way may not have seen this report, and may drop past
+            // this snapshot or sweep it; the newer one is taken instead.
+            Some((q, _)) if q.snapshot != p.snapshot => {
+                if tries >= 5 {
+                    return Err(FleetError::Nats(format!(
+                        "the newest shared snapshot of {database:?} moved on {tries} times \
+                         while this member looked"
+                    )));
+                }
+            }
             _ => break (info, snap),
         }
     };
