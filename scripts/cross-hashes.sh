@@ -24,6 +24,9 @@ fi
 rm -rf "$work"
 mkdir -p "$work"
 
+# Built optimised, with the test profile's debug assertions and overflow checks (the cross
+# leg's kernel suites build the same way): QEMU runs unoptimised code far slower.
+export CARGO_PROFILE_DEV_OPT_LEVEL=2 CARGO_PROFILE_TEST_OPT_LEVEL=2
 for t in x86_64-unknown-linux-gnu aarch64-unknown-linux-gnu s390x-unknown-linux-gnu wasm32-wasip1; do
   cargo test -q -p valori-kernel --target "$t" "${features[@]}" --test golden -- --exact final_hashes \
     --nocapture > "$work/$t.log" 2>&1 || true
@@ -36,6 +39,7 @@ for t in x86_64-unknown-linux-gnu aarch64-unknown-linux-gnu s390x-unknown-linux-
   # against the files by the same run).
   grep '^INDEX ' "$work/$t.log" >> "$work/$t-index.txt" || true
 done
+unset CARGO_PROFILE_DEV_OPT_LEVEL CARGO_PROFILE_TEST_OPT_LEVEL
 for b in "${boards[@]}"; do
   bash examples-c/firmware/build.sh "$b" > "$work/firmware-$b.log" 2>&1 || true
   grep -E '^(HASH|SKIP) ' "$work/firmware-$b.log" > "$work/firmware-$b.txt" || true
