@@ -821,7 +821,6 @@ async fn publish_loop(
     mut subject_seq: u64,
     tx: watch::Sender<LeaderStatus>,
 ) {
-    let js = fleet.js.clone();
     let fail = |e: String| {
         tracing::error!(database = %database, "replication stopped: {e}");
         tx.send_modify(|s| s.error = Some(e));
@@ -907,7 +906,7 @@ async fn publish_loop(
                     label: format!("{}/{parts}", part + 1),
                     chain: &chain,
                 };
-                match publish_part(&js, &subject, &msg, piece, subject_seq, &tx).await {
+                match publish_part(&fleet, &subject, &msg, piece, subject_seq, &tx).await {
                     Ok(stream_seq) => subject_seq = stream_seq,
                     Err(why) => return fail(why),
                 }
@@ -932,15 +931,15 @@ struct Part<'a> {
 /// is final.
 ///
 /// Fencing has two checks, because nats-server before 2.9.21 checks the expected last
-/// subject sequence of a replicated stream only against what it has stored, not against
-/// publishes still being agreed (nats-server issue 4320: two leaders extending the same
-/// message were both stored in most tries on a 3-server cluster): the message id names the
-/// message this one follows, and the server's de-duplication, which does see publishes under
-/// way, stores one message per id. A message refused either way is this leader's own (a
-/// retry after a lost acknowledgment) only if the stored one carries this part's record,
-/// part and chain.
+/// subject sequence of a replicated stream when a publish is proposed, against what it has
+/// stored, not against publishes still being agreed (nats-server issue 4320: two leaders
+/// extending the same message were both stored in most tries on a 3-server cluster): the
+/// message id names the message this one follows, and de-duplication, applied in the
+/// cluster's agreed order, stores one message per id (the other is acknowledged as a
+/// duplicate of it). A message refused either way is this leader's own (a retry after a lost
+/// acknowledgment) only if the stored one carries this part's record, part and chain.
 async fn publish_part(
-    js: &jetstream::Context,
+    fleet: &Fleet,
     subject: &str,
     part: &Part<'_>,
     piece: bytes::Bytes,
@@ -957,7 +956,7 @@ async fn publish_part(
             .header(SEQ_HEADER, part.seq.to_string().as_str())
             .header(PART_HEADER, part.label.as_str())
             .header(CHAIN_HEADER, part.chain);
-        let result = match js.send_publish(subject.to_string(), msg).await {
+        let result = match fleet.js.send_publish(subject.to_string(), msg).await {
             Ok(ack) => ack.await,
             Err(e) => Err(e),
         };
@@ -969,9 +968,9 @@ async fn publish_part(
                 return Ok(ack.sequence);
             }
             // Another message follows the same one: this part (a retry) or another leader's.
-            Ok(ack) => stored_part(js, StoredAt::Sequence(ack.sequence), part).await,
+            Ok(ack) => stored_part(fleet, StoredAt::Sequence(ack.sequence), part).await,
             Err(err) if err.kind() == PublishErrorKind::WrongLastSequence => {
-                stored_part(js, StoredAt::LastOf(subject), part).await
+                stored_part(fleet, StoredAt::LastOf(subject), part).await
             }
             Err(err) => Err(format!(
                 "publishing record {} (try {tries}): {err}",
@@ -1011,27 +1010,23 @@ enum StoredAt<'a> {
 /// `Some(its stream sequence)` if the message at `at` is `part` (stored by an earlier try),
 /// `None` if it is another leader's; `Err` if that cannot be told yet.
 async fn stored_part(
-    js: &jetstream::Context,
+    fleet: &Fleet,
     at: StoredAt<'_>,
     part: &Part<'_>,
 ) -> std::result::Result<Option<u64>, String> {
-    let stream = js
-        .get_stream(STREAM)
+    let stream = fleet
+        .stream()
         .await
-        .map_err(|e| format!("reading the stream to check record {}: {e}", part.seq))?;
+        .map_err(|e| format!("checking record {}: {e}", part.seq))?;
     let message = match at {
-        // A duplicate of a message still being agreed is acknowledged with no sequence.
-        StoredAt::Sequence(0) => {
-            return Err(format!(
-                "record {}: a message following the same one is still being stored",
-                part.seq
-            ))
-        }
         StoredAt::Sequence(seq) => stream.get_raw_message(seq).await.map_err(|e| e.to_string()),
-        StoredAt::LastOf(subject) => stream
-            .get_last_raw_message_by_subject(subject)
-            .await
-            .map_err(|e| e.to_string()),
+        StoredAt::LastOf(subject) => match stream.get_last_raw_message_by_subject(subject).await {
+            Ok(m) => Ok(m),
+            // Refused as not following the subject's last message, and the subject is empty
+            // (purged by hand): this leader's place is gone.
+            Err(e) if e.kind() == LastRawMessageErrorKind::NoMessageFound => return Ok(None),
+            Err(e) => Err(e.to_string()),
+        },
     }
     .map_err(|e| {
         format!(

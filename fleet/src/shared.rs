@@ -696,7 +696,8 @@ impl Shared {
                     format!(
                         "the database holds commands {from}..={local} past the member's position, \
                          but its log no longer holds them all to match against the stream: \
-                         rebuild this member from the stream (a new directory under a new writer name; commands it has queued are not carried over)"
+                         rebuild this member from the stream (a new directory under a new \
+                         writer name; commands it has queued are not carried over)"
                     ),
                 ));
             }
@@ -1254,7 +1255,8 @@ async fn consume_loop(
             if pending == 0 && !ahead.is_empty() {
                 return inner.fail(format!(
                     "Corrupt: the database holds {} command(s) past the member's position that \
-                     the stream does not: rebuild this member from the stream (a new directory under a new writer name; commands it has queued are not carried over)",
+                     the stream does not: rebuild this member from the stream (a new directory \
+                     under a new writer name; commands it has queued are not carried over)",
                     ahead.len()
                 ));
             }
@@ -1337,7 +1339,8 @@ async fn take(
         return Err(format!(
             "Corrupt: message {stream_seq} on {subject} is command {n} of writer {writer:?}, \
              but the next of that writer this member needs is {}: the stream no longer holds \
-             it (dropped while this member was away); rebuild this member (a new directory under a new writer name; commands it has queued are not carried over)",
+             it (dropped while this member was away); rebuild this member (a new directory \
+             under a new writer name; commands it has queued are not carried over)",
             last + 1
         ));
     }
@@ -1931,12 +1934,11 @@ async fn bootstrap(
         if !(fresh || taken < p.dropped) || taken >= p.snapshot {
             return Ok(());
         }
-        let (object, at) = (&p.object, p.snapshot);
         let bucket = js
             .get_object_store(SHARED_BUCKET)
             .await
             .map_err(|e| nats("opening the shared snapshot bucket")(&e))?;
-        let (info, snap) = match bucket.info(object).await {
+        let (info, snap) = match bucket.info(&p.object).await {
             Ok(info) if !info.deleted => {
                 let snap = info
                     .metadata
@@ -1947,7 +1949,7 @@ async fn bootstrap(
                     .map_err(|why| {
                         FleetError::Nats(format!(
                             "shared snapshot {} has no valid position: {why}",
-                            object
+                            p.object
                         ))
                     })?;
                 if fresh && snap.writers.contains_key(writer) {
@@ -1964,7 +1966,12 @@ async fn bootstrap(
                 tokio::time::sleep(Duration::from_millis(100 * tries)).await;
                 continue;
             }
-            Ok(_) => return Err(FleetError::NotFound(format!("shared snapshot {object}"))),
+            Ok(_) => {
+                return Err(FleetError::NotFound(format!(
+                    "shared snapshot {}",
+                    p.object
+                )))
+            }
             Err(e) => return Err(nats("looking up the shared snapshot")(&e)),
         };
         // The name is checked: kept before it is reported under (a retried open then does
@@ -1979,7 +1986,7 @@ async fn bootstrap(
         let held = js
             .publish(
                 report_subject(database, writer),
-                bytes::Bytes::from([&at.to_le_bytes()[..], DOWNLOADING].concat()),
+                bytes::Bytes::from([&p.snapshot.to_le_bytes()[..], DOWNLOADING].concat()),
             )
             .await;
         match held {

@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 use support::{start, Server};
 use valori_engine::wal::replica_record;
 use valori_engine::{Engine, Options};
-use valori_fleet::{Fleet, FleetError, SUBJECT_PREFIX};
+use valori_fleet::{Fleet, FleetError, STREAM, SUBJECT_PREFIX};
 use valori_kernel::Metric;
 
 fn tempdir(name: &str) -> PathBuf {
@@ -223,6 +223,29 @@ async fn a_second_leader_is_fenced_off() {
         Err(FleetError::Fenced(m)) => assert!(m.contains("another leader"), "{m}"),
         other => panic!("expected Fenced, got {other:?}"),
     }
+    // A leader whose subject was emptied by hand (a purge) is fenced off at its next write,
+    // not left retrying: the message its next one follows is gone.
+    let d = Arc::new(Engine::open(dir.join("d"), Options::new(4, Metric::L2)).unwrap());
+    let lead_d = fleet.lead("db2", Arc::clone(&d)).await.unwrap();
+    work(&d, 0, 2, 4);
+    lead_d.wait_published(d.sequence().unwrap()).await.unwrap();
+    let js = async_nats::jetstream::new(async_nats::connect(servers[0].url()).await.unwrap());
+    js.get_stream(STREAM)
+        .await
+        .unwrap()
+        .purge()
+        .filter(format!("{SUBJECT_PREFIX}db2"))
+        .await
+        .unwrap();
+    d.insert(&vector(3000, 4), None, b"after the purge")
+        .unwrap();
+    until("the leader of the emptied subject to be fenced", || {
+        lead_d.status().error.is_some()
+    })
+    .await;
+    let error = lead_d.status().error.unwrap();
+    assert!(error.contains("fenced off"), "{error}");
+    assert_eq!(lead_d.status().published, d.sequence().unwrap() - 1);
 }
 
 /// Two leaders start at the same moment, each through another server of a 3-server cluster
